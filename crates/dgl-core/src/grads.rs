@@ -1,0 +1,140 @@
+//! Detached, group-aware parameter gradients.
+//!
+//! candle 0.11.1's `backward()` returns each `Var`'s gradient still attached to the step's autograd
+//! graph (huggingface/candle#1241): anything that keeps it across steps keeps every step's
+//! activations alive. Every gradient entering a [`ParamGrads`] is detached, so optimizer state,
+//! statistics and diagnostics built from it are safe to keep.
+
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
+
+use crate::model::{GroupKind, ParamGroup};
+use crate::Result;
+
+/// The gradient of one parameter.
+#[derive(Clone, Debug)]
+pub struct GradEntry {
+    pub group: GroupKind,
+    pub name: String,
+    pub var: Var,
+    pub grad: Tensor,
+}
+
+/// Gradients of named parameters, detached from the graph. A parameter with no gradient is absent
+/// (like PyTorch's `grad is None`): the optimizer skips it entirely.
+#[derive(Clone, Debug, Default)]
+pub struct ParamGrads {
+    entries: Vec<GradEntry>,
+}
+
+impl ParamGrads {
+    /// Collects (detached) the gradients of the parameters of `groups` for which `keep(kind)` holds.
+    pub fn from_store(store: &GradStore, groups: &[ParamGroup], keep: impl Fn(GroupKind) -> bool) -> Self {
+        let mut entries = Vec::new();
+        for g in groups.iter().filter(|g| keep(g.kind)) {
+            for p in &g.params {
+                if let Some(grad) = store.get(p.var.as_tensor()) {
+                    entries.push(GradEntry {
+                        group: g.kind,
+                        name: p.name.clone(),
+                        var: p.var.clone(),
+                        grad: grad.detach(),
+                    });
+                }
+            }
+        }
+        Self { entries }
+    }
+
+    pub fn entries(&self) -> &[GradEntry] {
+        &self.entries
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The gradient of the parameter called `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.entries.iter().find(|e| e.name == name).map(|e| &e.grad)
+    }
+
+    /// Adds `other` into `self` (summing gradients of the same parameter).
+    pub fn merge(&mut self, other: ParamGrads) -> Result<()> {
+        for e in other.entries {
+            match self.entries.iter_mut().find(|x| x.var.id() == e.var.id()) {
+                Some(x) => x.grad = (&x.grad + &e.grad)?,
+                None => self.entries.push(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps only the entries of groups for which `keep` holds.
+    pub fn retain(&mut self, keep: impl Fn(GroupKind) -> bool) {
+        self.entries.retain(|e| keep(e.group));
+    }
+
+    /// Replaces each gradient by `f(entry)`.
+    pub fn map(&mut self, mut f: impl FnMut(&GradEntry) -> candle_core::Result<Tensor>) -> Result<()> {
+        for e in &mut self.entries {
+            e.grad = f(e)?.detach();
+        }
+        Ok(())
+    }
+
+    /// Multiplies the gradients of one group by `factor`.
+    pub fn scale_group(&mut self, group: GroupKind, factor: f64) -> Result<()> {
+        for e in self.entries.iter_mut().filter(|e| e.group == group) {
+            e.grad = (&e.grad * factor)?;
+        }
+        Ok(())
+    }
+
+    /// ‖g‖₂ over all entries (as `torch.nn.utils.clip_grad_norm_` computes it).
+    pub fn global_norm(&self) -> Result<f64> {
+        let mut total = 0f64;
+        for e in &self.entries {
+            total += e.grad.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        }
+        Ok(total.sqrt())
+    }
+
+    /// `torch.nn.utils.clip_grad_norm_(params, max_norm)`: if the global L2 norm exceeds `max_norm`,
+    /// every gradient is multiplied by `max_norm / (norm + 1e-6)`. Returns the norm before clipping.
+    pub fn clip_global_norm(&mut self, max_norm: f64) -> Result<f64> {
+        let norm = self.global_norm()?;
+        let coef = max_norm / (norm + 1e-6);
+        if coef < 1.0 {
+            for e in &mut self.entries {
+                e.grad = (&e.grad * coef)?;
+            }
+        }
+        Ok(norm)
+    }
+
+    /// Σ over the parameter tensors of `group` of mean |g| — the statistic the official code logs
+    /// for Fig. 1(c)/3(b) (`main_dgl.py:132-152`).
+    pub fn magnitude(&self, group: GroupKind) -> Result<f64> {
+        let mut total = 0f64;
+        for e in self.entries.iter().filter(|e| e.group == group) {
+            total += e.grad.abs()?.mean_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        }
+        Ok(total)
+    }
+
+    /// Whether every gradient is finite; otherwise the name of the first bad parameter.
+    pub fn first_non_finite(&self) -> Result<Option<String>> {
+        for e in &self.entries {
+            let s = e.grad.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            if !s.is_finite() {
+                return Ok(Some(e.name.clone()));
+            }
+        }
+        Ok(None)
+    }
+}

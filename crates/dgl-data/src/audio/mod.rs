@@ -1,0 +1,26 @@
+//! Audio: decoding ([`decode`]), resampling ([`resample`]) and fixed-length clips ([`fit`]).
+//!
+//! [`load`] is the `librosa.load(path, sr=target)` equivalent: decode, average channels,
+//! resample.
+
+pub mod decode;
+pub mod fit;
+pub mod resample;
+
+use std::path::Path;
+
+pub use decode::{decode_bytes, decode_file, DecodedAudio};
+pub use fit::{choose_start, clip_unit, fit_clip, tile_crop};
+pub use resample::{resample, ResampleQuality, Resampler};
+
+use crate::error::Result;
+
+/// Decodes `path` to mono and, when `target_rate` is given, resamples it (soxr_hq-like sinc).
+/// Returns the samples and their rate.
+pub fn load(path: &Path, target_rate: Option<u32>) -> Result<(Vec<f32>, u32)> {
+    let d = decode_file(path)?;
+    match target_rate {
+        Some(sr) if sr != d.sample_rate => Ok((resample(&d.samples, d.sample_rate, sr)?, sr)),
+        _ => Ok((d.samples, d.sample_rate)),
+    }
+}

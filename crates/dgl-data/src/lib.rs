@@ -1,0 +1,23 @@
+//! # dgl-data — data for multimodal training
+//!
+//! Decoding, spectrogram front-ends, visual transforms, the paper's dataset layouts and an embedded
+//! default dataset that needs no files.
+//!
+//! - [`audio`]: decode (symphonia) → mono → resample (windowed sinc) → tile/crop/clip.
+//! - [`spectrogram`]: realfft STFT and the named front-ends (`librosa-cremad`, `librosa-ks`,
+//!   `scipy-paper`, generic).
+//! - [`visual`]: JPEG/PNG frames, RandomResizedCrop/flip/normalise, frame choice.
+//! - [`synthetic`]: the embedded 6-class audio-visual dataset ([`SyntheticAv`]).
+//! - [`dataset`]: the [`Dataset`] trait and batching.
+
+pub mod audio;
+pub mod dataset;
+pub mod error;
+pub mod spectrogram;
+pub mod synthetic;
+pub mod visual;
+
+pub use dataset::{epoch_batches, load_batch, stratified_split, Batch, Dataset, Example, Mode, Split, Subset};
+pub use error::{DataError, Result};
+pub use spectrogram::SpectrogramRecipe;
+pub use synthetic::{SyntheticAv, SyntheticConfig, SyntheticPreset};

@@ -1,0 +1,235 @@
+//! Named spectrogram front-ends: the official loaders' recipes and a generic one.
+//!
+//! A [`SpectrogramRecipe`] turns a mono clip of exactly `n_samples` samples at `sample_rate` Hz
+//! (see [`crate::audio::fit`] for tiling/cropping) into a row-major `[F, T]` `f32` array,
+//! frequency rows first, like `librosa.stft` / `scipy.signal.spectrogram`.
+
+use serde::{Deserialize, Serialize};
+
+use super::stft::{Padding, Stft};
+use super::window::Window;
+use crate::error::{DataError, Result};
+
+/// What is computed from the STFT.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpectrogramOutput {
+    /// `log(|S| + eps)` (the official librosa loaders; `eps = 1e-7`).
+    LogMagnitude { eps: f64 },
+    /// scipy.signal.spectrogram's `mode='psd', scaling='density', return_onesided=True`:
+    /// `P = |S|² / (fs · Σ w²)`, every bin except DC (and Nyquist for even `n_fft`) doubled;
+    /// then `log(P + eps)`.
+    LogPsdDensity { eps: f64 },
+}
+
+/// A complete spectrogram front-end for fixed-length clips.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpectrogramRecipe {
+    /// Name for logs and configs (`librosa-cremad`, `librosa-ks`, `scipy-paper`, `generic`).
+    pub name: String,
+    /// Rate the clip must have, Hz.
+    pub sample_rate: u32,
+    /// Clip length in samples (after tiling/cropping).
+    pub n_samples: usize,
+    /// FFT length = window length.
+    pub n_fft: usize,
+    pub hop: usize,
+    pub window: Window,
+    /// `Some(padding)` = librosa `center=True`; `None` = no padding (scipy).
+    pub center: Option<Padding>,
+    /// Remove each frame's mean before windowing (scipy `detrend='constant'`).
+    pub detrend: bool,
+    pub output: SpectrogramOutput,
+    /// Per-clip standardisation `(x − mean) / (std + 1e-9)` (population std) after the log.
+    pub zscore: bool,
+}
+
+impl SpectrogramRecipe {
+    /// Official CREMA-D loader: `librosa.load(sr=22050)`, 3 s (66150 samples),
+    /// `stft(n_fft=512, hop_length=353)` (periodic Hann, `center=True`, reflect padding),
+    /// `log(|S| + 1e-7)` → **257 × 188**.
+    pub fn librosa_cremad() -> Self {
+        Self {
+            name: "librosa-cremad".into(),
+            sample_rate: 22050,
+            n_samples: 66150,
+            n_fft: 512,
+            hop: 353,
+            window: Window::Hann,
+            center: Some(Padding::Reflect),
+            detrend: false,
+            output: SpectrogramOutput::LogMagnitude { eps: 1e-7 },
+            zscore: false,
+        }
+    }
+
+    /// Official Kinetics-Sounds / VGGSound loader: 16 kHz, 5 s (80000 samples),
+    /// `stft(n_fft=256, hop_length=128)`, `log(|S| + 1e-7)` → **129 × 626**.
+    pub fn librosa_ks() -> Self {
+        Self {
+            name: "librosa-ks".into(),
+            sample_rate: 16000,
+            n_samples: 80000,
+            n_fft: 256,
+            hop: 128,
+            ..Self::librosa_cremad()
+        }
+    }
+
+    /// The paper's text (PMR-style): 16 kHz, `scipy.signal.spectrogram(x, fs, nperseg=512,
+    /// noverlap=353)` (hop 159, periodic Tukey(0.25), `detrend='constant'`, one-sided PSD density),
+    /// `log(S + 1e-7)`, per-clip z-score → **257 × 299** for 3 s (48000 samples); use
+    /// [`with_n_samples`](Self::with_n_samples)`(160000)` for the 10 s, 257 × 1004 variant.
+    pub fn scipy_paper() -> Self {
+        Self {
+            name: "scipy-paper".into(),
+            sample_rate: 16000,
+            n_samples: 48000,
+            n_fft: 512,
+            hop: 512 - 353,
+            window: Window::Tukey(0.25),
+            center: None,
+            detrend: true,
+            output: SpectrogramOutput::LogPsdDensity { eps: 1e-7 },
+            zscore: true,
+        }
+    }
+
+    /// A librosa-style front-end with any geometry: `log(|S| + 1e-7)`, no z-score, no detrending.
+    /// Used by the embedded synthetic dataset.
+    pub fn generic(sample_rate: u32, n_samples: usize, n_fft: usize, hop: usize, window: Window, center: Option<Padding>) -> Self {
+        Self {
+            name: "generic".into(),
+            sample_rate,
+            n_samples,
+            n_fft,
+            hop,
+            window,
+            center,
+            detrend: false,
+            output: SpectrogramOutput::LogMagnitude { eps: 1e-7 },
+            zscore: false,
+        }
+    }
+
+    /// One of the named presets: `librosa-cremad`, `librosa-ks`, `scipy-paper`.
+    pub fn by_name(name: &str) -> Result<Self> {
+        match name {
+            "librosa-cremad" => Ok(Self::librosa_cremad()),
+            "librosa-ks" => Ok(Self::librosa_ks()),
+            "scipy-paper" => Ok(Self::scipy_paper()),
+            other => Err(DataError::Invalid(format!(
+                "unknown spectrogram recipe {other:?} (known: librosa-cremad, librosa-ks, scipy-paper)"
+            ))),
+        }
+    }
+
+    /// The same recipe for clips of `n` samples.
+    pub fn with_n_samples(mut self, n: usize) -> Self {
+        self.n_samples = n;
+        self
+    }
+
+    /// The planned STFT of this recipe.
+    pub fn stft(&self) -> Result<Stft> {
+        Stft::new(self.n_fft, self.hop, self.window, self.center, self.detrend)
+    }
+
+    /// `(F, T)` of the output.
+    pub fn shape(&self) -> (usize, usize) {
+        let f = self.n_fft / 2 + 1;
+        let t = match self.center {
+            Some(_) => 1 + self.n_samples / self.hop,
+            None if self.n_samples < self.n_fft => 0,
+            None => (self.n_samples - self.n_fft) / self.hop + 1,
+        };
+        (f, t)
+    }
+
+    /// The spectrogram of a clip of exactly `n_samples` samples, row-major `[F, T]`.
+    pub fn compute(&self, clip: &[f32]) -> Result<Vec<f32>> {
+        if clip.len() != self.n_samples {
+            return Err(DataError::Invalid(format!(
+                "recipe {} expects {} samples, got {} (tile/crop with audio::fit first)",
+                self.name,
+                self.n_samples,
+                clip.len()
+            )));
+        }
+        self.compute_any_length(clip)
+    }
+
+    /// Like [`compute`](Self::compute) for any clip length (the frame count follows the length).
+    pub fn compute_any_length(&self, clip: &[f32]) -> Result<Vec<f32>> {
+        let stft = self.stft()?;
+        let mut v = match self.output {
+            SpectrogramOutput::LogMagnitude { eps } => {
+                let mut m = stft.magnitude(clip)?;
+                m.iter_mut().for_each(|x| *x = (*x + eps).ln());
+                m
+            }
+            SpectrogramOutput::LogPsdDensity { eps } => {
+                let mut p = stft.power(clip)?;
+                let w2: f64 = stft.window().iter().map(|w| w * w).sum();
+                let scale = 1.0 / (self.sample_rate as f64 * w2);
+                let nb = stft.n_bins();
+                let nt = stft.n_frames(clip.len());
+                let last_doubled = if self.n_fft % 2 == 0 { nb - 1 } else { nb };
+                for k in 0..nb {
+                    let s = if k >= 1 && k < last_doubled { 2.0 * scale } else { scale };
+                    for x in &mut p[k * nt..(k + 1) * nt] {
+                        *x = (*x * s + eps).ln();
+                    }
+                }
+                p
+            }
+        };
+        if self.zscore && !v.is_empty() {
+            let n = v.len() as f64;
+            let mean = v.iter().sum::<f64>() / n;
+            let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+            v.iter_mut().for_each(|x| *x = (*x - mean) / (std + 1e-9));
+        }
+        Ok(v.into_iter().map(|x| x as f32).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preset_shapes() {
+        assert_eq!(SpectrogramRecipe::librosa_cremad().shape(), (257, 188));
+        assert_eq!(SpectrogramRecipe::librosa_ks().shape(), (129, 626));
+        assert_eq!(SpectrogramRecipe::scipy_paper().shape(), (257, 299));
+        assert_eq!(SpectrogramRecipe::scipy_paper().with_n_samples(160000).shape(), (257, 1004));
+        let g = SpectrogramRecipe::generic(8000, 4000, 128, 64, Window::Hann, Some(Padding::Reflect));
+        assert_eq!(g.shape(), (65, 63));
+        for name in ["librosa-cremad", "librosa-ks", "scipy-paper"] {
+            assert_eq!(SpectrogramRecipe::by_name(name).unwrap().name, name);
+        }
+        assert!(SpectrogramRecipe::by_name("nope").is_err());
+    }
+
+    #[test]
+    fn compute_checks_length_and_shape() {
+        let r = SpectrogramRecipe::generic(8000, 4000, 128, 64, Window::Hann, Some(Padding::Reflect));
+        assert!(r.compute(&[0.0; 10]).is_err());
+        let x: Vec<f32> = (0..4000).map(|i| (i as f32 * 0.3).sin() * 0.5).collect();
+        let s = r.compute(&x).unwrap();
+        assert_eq!(s.len(), 65 * 63);
+        assert!(s.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn zscore_standardises() {
+        let r = SpectrogramRecipe::scipy_paper();
+        let x: Vec<f32> = (0..48000).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.2).collect();
+        let s = r.compute(&x).unwrap();
+        let n = s.len() as f64;
+        let mean = s.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = s.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        assert!(mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3, "{mean} {var}");
+    }
+}

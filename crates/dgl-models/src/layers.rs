@@ -1,0 +1,223 @@
+//! Basic layers with PyTorch parameter names and the official DGL initialisation
+//! (`utils/utils.py:15-23`): [`Conv2d`] (no bias), [`BatchNorm2d`] (train / eval, running
+//! statistics kept out of the trainable set), [`Linear`].
+//!
+//! Every layer reports its tensors with names relative to itself (`weight`, `bias`,
+//! `running_mean`, `running_var`); containers prepend their own prefix with [`join`].
+
+use candle_core::{bail, Result, Tensor, Var, D};
+use dgl_core::NamedVar;
+
+use crate::init::{InitCtx, InitKind};
+use crate::ops::conv2d_any;
+
+/// `prefix.name`, or `name` when the prefix is empty.
+pub fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// Prepends `prefix` to the names of `vars`.
+pub fn prefixed(prefix: &str, vars: Vec<NamedVar>) -> Vec<NamedVar> {
+    vars.into_iter().map(|v| NamedVar::new(join(prefix, &v.name), v.var)).collect()
+}
+
+/// A 2-D convolution without bias (`nn.Conv2d(..., bias=False)`), weight (C_out, C_in, k, k)
+/// initialised with kaiming-normal (fan_out, ReLU). Runs through [`conv2d_any`].
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    weight: Var,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv2d {
+    /// `name` is the module's name relative to `ctx` (used for the weight's random stream).
+    pub fn new(
+        ctx: &InitCtx,
+        name: &str,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> crate::Result<Self> {
+        let weight = ctx.var(
+            &join(name, "weight"),
+            &[out_channels, in_channels, kernel, kernel],
+            InitKind::KaimingNormalFanOutRelu,
+        )?;
+        Ok(Self { weight, stride, padding })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        conv2d_any(x, self.weight.as_tensor(), self.padding, self.stride)
+    }
+
+    pub fn weight(&self) -> &Var {
+        &self.weight
+    }
+
+    pub fn params(&self) -> Vec<NamedVar> {
+        vec![NamedVar::new("weight", self.weight.clone())]
+    }
+}
+
+/// Batch normalisation over dim 1 of a (B, C, …) tensor, PyTorch `nn.BatchNorm2d` semantics
+/// (eps 1e-5, momentum 0.1, affine, running statistics tracked).
+///
+/// * train: normalises with the batch mean and the biased batch variance (over every dim but 1),
+///   and updates `running_mean ← (1 − m)·running_mean + m·mean`,
+///   `running_var ← (1 − m)·running_var + m·var·n/(n − 1)` (unbiased), outside the autograd graph;
+/// * eval: normalises with the running statistics; gradients still reach `weight` and `bias`.
+///
+/// `weight` (init 1) and `bias` (init 0) are trainable; the running statistics are buffers
+/// ([`BatchNorm2d::buffers`]): never listed as parameters and never given a gradient.
+/// PyTorch's `num_batches_tracked` is not kept (it only matters for `momentum=None`).
+#[derive(Clone, Debug)]
+pub struct BatchNorm2d {
+    weight: Var,
+    bias: Var,
+    running_mean: Var,
+    running_var: Var,
+    eps: f64,
+    momentum: f64,
+}
+
+impl BatchNorm2d {
+    pub fn new(ctx: &InitCtx, name: &str, channels: usize) -> crate::Result<Self> {
+        Ok(Self {
+            weight: ctx.var(&join(name, "weight"), &[channels], InitKind::Const(1.0))?,
+            bias: ctx.var(&join(name, "bias"), &[channels], InitKind::Const(0.0))?,
+            running_mean: ctx.var(&join(name, "running_mean"), &[channels], InitKind::Const(0.0))?,
+            running_var: ctx.var(&join(name, "running_var"), &[channels], InitKind::Const(1.0))?,
+            eps: 1e-5,
+            momentum: 0.1,
+        })
+    }
+
+    pub fn channels(&self) -> usize {
+        self.weight.as_tensor().elem_count()
+    }
+
+    pub fn running_mean(&self) -> &Var {
+        &self.running_mean
+    }
+
+    pub fn running_var(&self) -> &Var {
+        &self.running_var
+    }
+
+    /// (1, C, 1, …, 1) view of a per-channel vector for broadcasting against `x`.
+    fn channel_view(v: &Tensor, x: &Tensor) -> Result<Tensor> {
+        let mut shape = vec![1usize; x.rank()];
+        shape[1] = v.elem_count();
+        v.reshape(shape)
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let c = self.channels();
+        if x.rank() < 2 || x.dim(1)? != c {
+            bail!("BatchNorm2d({c}) got input of shape {:?}", x.shape())
+        }
+        let w = Self::channel_view(self.weight.as_tensor(), x)?;
+        let b = Self::channel_view(self.bias.as_tensor(), x)?;
+        if !train {
+            let rm = Self::channel_view(&self.running_mean.as_detached_tensor(), x)?;
+            let rv = Self::channel_view(&self.running_var.as_detached_tensor(), x)?;
+            let scale = w.broadcast_div(&(rv + self.eps)?.sqrt()?)?;
+            let shift = (b - rm.broadcast_mul(&scale)?)?;
+            return x.broadcast_mul(&scale)?.broadcast_add(&shift);
+        }
+        // Per-channel statistics over (B, rest): view as (B, C, R) and reduce the contiguous
+        // trailing dim first, then the batch dim.
+        let bsz = x.dim(0)?;
+        let n = x.elem_count() / c;
+        if n < 2 {
+            bail!("BatchNorm2d in training mode needs more than one value per channel, got input {:?}", x.shape())
+        }
+        let x3 = x.reshape((bsz, c, ()))?;
+        let mean = (x3.sum_keepdim(2)?.sum_keepdim(0)? / n as f64)?; // (1, C, 1)
+        let xc = x3.broadcast_sub(&mean)?;
+        let var = (xc.sqr()?.sum_keepdim(2)?.sum_keepdim(0)? / n as f64)?; // biased
+        let scale = (&var + self.eps)?.sqrt()?.recip()?.broadcast_mul(&self.weight.as_tensor().reshape((1, c, 1))?)?;
+        let y = xc.broadcast_mul(&scale)?.broadcast_add(&self.bias.as_tensor().reshape((1, c, 1))?)?;
+        // Running statistics, outside the graph.
+        let m = self.momentum;
+        let mean_d = mean.detach().flatten_all()?;
+        let var_d = (var.detach().flatten_all()? * (n as f64 / (n - 1) as f64))?;
+        let new_mean = ((self.running_mean.as_detached_tensor() * (1.0 - m))? + (mean_d * m)?)?;
+        let new_var = ((self.running_var.as_detached_tensor() * (1.0 - m))? + (var_d * m)?)?;
+        self.running_mean.set(&new_mean)?;
+        self.running_var.set(&new_var)?;
+        y.reshape(x.shape())
+    }
+
+    pub fn params(&self) -> Vec<NamedVar> {
+        vec![NamedVar::new("weight", self.weight.clone()), NamedVar::new("bias", self.bias.clone())]
+    }
+
+    pub fn buffers(&self) -> Vec<NamedVar> {
+        vec![
+            NamedVar::new("running_mean", self.running_mean.clone()),
+            NamedVar::new("running_var", self.running_var.clone()),
+        ]
+    }
+}
+
+/// A fully connected layer y = x Wᵀ + b (`nn.Linear`), W (out, in) xavier-normal, b = 0.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: Var,
+    bias: Var,
+}
+
+impl Linear {
+    pub fn new(ctx: &InitCtx, name: &str, in_dim: usize, out_dim: usize) -> crate::Result<Self> {
+        Ok(Self {
+            weight: ctx.var(&join(name, "weight"), &[out_dim, in_dim], InitKind::XavierNormal)?,
+            bias: ctx.var(&join(name, "bias"), &[out_dim], InitKind::Const(0.0))?,
+        })
+    }
+
+    pub fn in_dim(&self) -> usize {
+        self.weight.as_tensor().dims()[1]
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.weight.as_tensor().dims()[0]
+    }
+
+    pub fn weight(&self) -> &Var {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> &Var {
+        &self.bias
+    }
+
+    /// x (…, in) → (…, out).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Self::apply(x, self.weight.as_tensor(), self.bias.as_tensor())
+    }
+
+    /// x Wᵀ + b for explicit W, b (e.g. detached copies, or a column block of W).
+    pub fn apply(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let in_dim = w.dim(1)?;
+        if x.dim(D::Minus1)? != in_dim {
+            bail!("Linear({in_dim} -> {}) got input of shape {:?}", w.dim(0)?, x.shape())
+        }
+        if x.rank() == 2 {
+            x.matmul(&w.t()?)?.broadcast_add(b)
+        } else {
+            x.broadcast_matmul(&w.t()?)?.broadcast_add(b)
+        }
+    }
+
+    pub fn params(&self) -> Vec<NamedVar> {
+        vec![NamedVar::new("weight", self.weight.clone()), NamedVar::new("bias", self.bias.clone())]
+    }
+}

@@ -1,0 +1,39 @@
+//! # dgl-models — tensor models for Disentangled Gradient Learning (ICCV 2025)
+//!
+//! The networks of the paper's audio-visual experiments, written for candle 0.11.1 and
+//! implementing [`dgl_core::MultimodalModel`]:
+//!
+//! * [`ops`]: a padded max-pool with a backward for kernel ≠ stride and a strided convolution whose
+//!   backward works for any H, W (both missing / broken in candle 0.11.1);
+//! * [`layers`]: Conv2d, BatchNorm2d (train / eval, running statistics as buffers), Linear;
+//! * [`resnet`]: torchvision-topology ResNet-18 trunk (official `models/backbone.py`);
+//! * [`encoder`]: the [`Encoder`] trait and the audio / visual ResNet-18 encoders and an MLP;
+//! * [`fusion`]: concat / sum / gated / FiLM heads ([`FusionHead`]);
+//! * [`multimodal`]: [`FusionModel`] (M encoders + head) and [`UnimodalClassifier`];
+//! * [`config`]: [`ModelConfig`] and [`build_model`];
+//! * [`state`]: export / import of every named tensor for checkpoints;
+//! * [`init`]: seeded host-side initialisation (official `weight_init`).
+//!
+//! Parameter names are the official PyTorch `state_dict` keys (`audio_net.layer1.0.conv1.weight`,
+//! `visual_net.layer2.0.downsample.0.weight`, `fusion_module.fc_out.weight`, …).
+
+pub mod config;
+pub mod encoder;
+pub mod error;
+pub mod fusion;
+pub mod init;
+pub mod layers;
+pub mod multimodal;
+pub mod ops;
+pub mod resnet;
+pub mod state;
+
+pub use config::{build_encoder, build_model, build_model_dtype, EncoderKind, ModalityConfig, Model, ModelConfig};
+pub use encoder::{AudioEncoder, Encoder, MlpEncoder, VisualEncoder};
+pub use error::{ModelError, Result};
+pub use fusion::{build_head, ConcatFusion, FilmFusion, FusionHead, FusionKind, GatedFusion, HeadOptions, SumFusion};
+pub use init::InitCtx;
+pub use multimodal::{encoder_prefix, FusionModel, ModelState, UnimodalClassifier};
+pub use ops::{conv2d_any, max_pool2d_padded};
+pub use resnet::{ResNet, ResNetConfig};
+pub use state::{export_state, export_state_map, import_state};

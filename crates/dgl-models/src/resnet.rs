@@ -1,0 +1,175 @@
+//! ResNet-18 trunk with torchvision's topology, as used by the official DGL code
+//! (`models/backbone.py`, identical to OGM-GE's): BasicBlock ×[2, 2, 2, 2], widths
+//! base·(1, 2, 4, 8) (base 64 in the paper), conv1 7×7 / s2 / p3 without bias, BN, ReLU, max-pool
+//! 3×3 / s2 / p1, **no avgpool / fc**: the forward returns the layer-4 feature map.
+//!
+//! Tensor names are torchvision's `state_dict` keys relative to the trunk (`conv1.weight`,
+//! `bn1.running_mean`, `layer2.0.downsample.0.weight`, `layer2.0.downsample.1.bias`, …).
+
+use candle_core::{Result, Tensor};
+use dgl_core::NamedVar;
+use serde::{Deserialize, Serialize};
+
+use crate::error::config_err;
+use crate::init::InitCtx;
+use crate::layers::{join, prefixed, BatchNorm2d, Conv2d};
+use crate::ops::max_pool2d_padded;
+
+/// Shape of a ResNet trunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResNetConfig {
+    /// Input channels of conv1 (1 for a spectrogram, 3 for RGB frames).
+    pub in_channels: usize,
+    /// Width of layer 1; layers 2-4 have 2×, 4×, 8× (64 = torchvision / paper).
+    pub base_width: usize,
+    /// BasicBlocks per stage ([2, 2, 2, 2] = ResNet-18).
+    pub blocks: [usize; 4],
+}
+
+impl ResNetConfig {
+    /// ResNet-18 with the given input channels and base width.
+    pub fn resnet18(in_channels: usize, base_width: usize) -> Self {
+        Self { in_channels, base_width, blocks: [2, 2, 2, 2] }
+    }
+
+    /// Channels of the returned feature map, 8·base.
+    pub fn out_channels(&self) -> usize {
+        8 * self.base_width
+    }
+}
+
+/// torchvision `BasicBlock`: conv3×3(s) – BN – ReLU – conv3×3 – BN, plus the identity or a
+/// `downsample` = (conv1×1(s), BN) shortcut, then ReLU.
+#[derive(Clone, Debug)]
+pub struct BasicBlock {
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    conv2: Conv2d,
+    bn2: BatchNorm2d,
+    downsample: Option<(Conv2d, BatchNorm2d)>,
+}
+
+impl BasicBlock {
+    pub fn new(ctx: &InitCtx, name: &str, in_ch: usize, out_ch: usize, stride: usize) -> crate::Result<Self> {
+        let downsample = if stride != 1 || in_ch != out_ch {
+            Some((
+                Conv2d::new(ctx, &join(name, "downsample.0"), in_ch, out_ch, 1, stride, 0)?,
+                BatchNorm2d::new(ctx, &join(name, "downsample.1"), out_ch)?,
+            ))
+        } else {
+            None
+        };
+        Ok(Self {
+            conv1: Conv2d::new(ctx, &join(name, "conv1"), in_ch, out_ch, 3, stride, 1)?,
+            bn1: BatchNorm2d::new(ctx, &join(name, "bn1"), out_ch)?,
+            conv2: Conv2d::new(ctx, &join(name, "conv2"), out_ch, out_ch, 3, 1, 1)?,
+            bn2: BatchNorm2d::new(ctx, &join(name, "bn2"), out_ch)?,
+            downsample,
+        })
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let y = self.bn2.forward_t(&self.conv2.forward(&y)?, train)?;
+        let shortcut = match &self.downsample {
+            Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
+            None => x.clone(),
+        };
+        (y + shortcut)?.relu()
+    }
+
+    pub fn params(&self) -> Vec<NamedVar> {
+        let mut v = prefixed("conv1", self.conv1.params());
+        v.extend(prefixed("bn1", self.bn1.params()));
+        v.extend(prefixed("conv2", self.conv2.params()));
+        v.extend(prefixed("bn2", self.bn2.params()));
+        if let Some((conv, bn)) = &self.downsample {
+            v.extend(prefixed("downsample.0", conv.params()));
+            v.extend(prefixed("downsample.1", bn.params()));
+        }
+        v
+    }
+
+    pub fn buffers(&self) -> Vec<NamedVar> {
+        let mut v = prefixed("bn1", self.bn1.buffers());
+        v.extend(prefixed("bn2", self.bn2.buffers()));
+        if let Some((_, bn)) = &self.downsample {
+            v.extend(prefixed("downsample.1", bn.buffers()));
+        }
+        v
+    }
+}
+
+/// The ResNet trunk: conv1 – bn1 – ReLU – maxpool – layer1..layer4 → (B, 8·base, h, w).
+///
+/// The ReLU is candle's, whose gradient at exactly 0 is 1 (PyTorch: 0); BN outputs are almost
+/// surely never exactly 0, so this does not matter in practice.
+#[derive(Clone, Debug)]
+pub struct ResNet {
+    config: ResNetConfig,
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    layers: [Vec<BasicBlock>; 4],
+}
+
+impl ResNet {
+    pub fn new(ctx: &InitCtx, config: ResNetConfig) -> crate::Result<Self> {
+        if config.in_channels == 0 || config.base_width == 0 || config.blocks.contains(&0) {
+            return config_err(format!("ResNet needs in_channels, base_width and blocks > 0, got {config:?}"));
+        }
+        let base = config.base_width;
+        let conv1 = Conv2d::new(ctx, "conv1", config.in_channels, base, 7, 2, 3)?;
+        let bn1 = BatchNorm2d::new(ctx, "bn1", base)?;
+        let mut in_ch = base;
+        let mut layers: [Vec<BasicBlock>; 4] = Default::default();
+        for (stage, layer) in layers.iter_mut().enumerate() {
+            let out_ch = base << stage;
+            let stride = if stage == 0 { 1 } else { 2 };
+            for b in 0..config.blocks[stage] {
+                let name = format!("layer{}.{b}", stage + 1);
+                layer.push(BasicBlock::new(ctx, &name, in_ch, out_ch, if b == 0 { stride } else { 1 })?);
+                in_ch = out_ch;
+            }
+        }
+        Ok(Self { config, conv1, bn1, layers })
+    }
+
+    pub fn config(&self) -> &ResNetConfig {
+        &self.config
+    }
+
+    /// x (N, in_channels, H, W) → layer-4 map (N, 8·base, h, w).
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        y = max_pool2d_padded(&y, 3, 2, 1)?;
+        for layer in &self.layers {
+            for block in layer {
+                y = block.forward_t(&y, train)?;
+            }
+        }
+        Ok(y)
+    }
+
+    /// Trainable tensors (conv weights, BN weight/bias), torchvision names.
+    pub fn params(&self) -> Vec<NamedVar> {
+        let mut v = prefixed("conv1", self.conv1.params());
+        v.extend(prefixed("bn1", self.bn1.params()));
+        for (stage, layer) in self.layers.iter().enumerate() {
+            for (b, block) in layer.iter().enumerate() {
+                v.extend(prefixed(&format!("layer{}.{b}", stage + 1), block.params()));
+            }
+        }
+        v
+    }
+
+    /// BN running statistics, torchvision names.
+    pub fn buffers(&self) -> Vec<NamedVar> {
+        let mut v = prefixed("bn1", self.bn1.buffers());
+        for (stage, layer) in self.layers.iter().enumerate() {
+            for (b, block) in layer.iter().enumerate() {
+                v.extend(prefixed(&format!("layer{}.{b}", stage + 1), block.buffers()));
+            }
+        }
+        v
+    }
+}
