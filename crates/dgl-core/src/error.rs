@@ -24,10 +24,19 @@ pub enum Error {
 /// `Result` with dgl-core's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
-pub(crate) fn check_hp(ok: bool, name: &'static str, value: impl ToString, reason: &'static str) -> Result<()> {
+pub(crate) fn check_hp(
+    ok: bool,
+    name: &'static str,
+    value: impl ToString,
+    reason: &'static str,
+) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidHyperParameter { name, value: value.to_string(), reason })
+        Err(Error::InvalidHyperParameter {
+            name,
+            value: value.to_string(),
+            reason,
+        })
     }
 }
