@@ -1,1 +1,37 @@
-//! dgl-baselines
+//! # dgl-baselines — the methods DGL is compared with
+//!
+//! Every balanced-multimodal-learning method of the paper's Table 1, each a
+//! [`dgl_core::Method`] driven by the one training loop: a method says how a batch becomes
+//! parameter updates, what it needs around epochs, and how it predicts.
+//!
+//! | name | module | rule |
+//! |---|---|---|
+//! | `vanilla`, `audio-only`, `visual-only` | [`dgl_core::RoutedMethod`] | plain CE |
+//! | `dgl`, `dgl-mt`, `dgl-ut` | [`dgl_core::RoutedMethod`] | DGL and its ablations |
+//! | `gblending` | [`gblending::fixed`] | L_mm + α Σ L_m (as the DGL paper ran it) |
+//! | `gblending-ogr` | [`gblending::GBlendingOgr`] | OGR weights re-estimated on a validation split |
+//! | `ogm`, `ogm-ge` | [`ogm::Ogm`] | on-the-fly gradient modulation (+ Gaussian noise) |
+//! | `pmr` | [`pmr::Pmr`] | prototypical cross-entropy with a ratio switch |
+//! | `agm` | [`agm::Agm`] | Shapley mono-modal responses, cotangent scaling |
+//! | `mla` | [`mla::Mla`] | alternating unimodal half-steps, head-gradient projection |
+//! | `mmpareto` | [`mmpareto::MmPareto`] | Pareto (min-norm) integration of per-loss encoder gradients |
+//! | `dnr` | [`dnr::Dnr`] | diagnosing (k-means purity gap) and partial re-initialisation |
+//!
+//! Build one with [`build_method`] from a [`MethodConfig`]. Equations, defaults and every
+//! deviation from the official code: `METHODS.md`.
+
+pub mod agm;
+pub mod dnr;
+pub mod gblending;
+pub mod kmeans;
+pub mod mla;
+pub mod mmpareto;
+pub mod ogm;
+pub mod pmr;
+pub mod registry;
+mod util;
+
+#[cfg(test)]
+mod testutil;
+
+pub use registry::{build_method, MethodConfig, MethodKind};

@@ -20,6 +20,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod grads;
 pub mod loss;
+pub mod method;
 pub mod model;
 pub mod optim;
 pub mod rng;
@@ -27,6 +28,7 @@ pub mod routing;
 
 pub use error::{Error, Result};
 pub use grads::ParamGrads;
+pub use method::{BatchSource, Method, Prediction, RoutedMethod, Split, StepContext, StepReport};
 pub use model::{GroupKind, MultimodalModel, NamedVar, ParamGroup};
 pub use optim::{MultiStepLr, Sgd, SgdConfig};
 pub use routing::{routed_step, Routing, StepOutput};

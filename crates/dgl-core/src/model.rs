@@ -70,6 +70,12 @@ pub trait MultimodalModel {
     /// Trainable parameters of the fusion module and head.
     fn head_params(&self) -> Vec<NamedVar>;
 
+    /// Every tensor of the model's state for checkpoints and snapshots: the trainable parameters
+    /// *and* non-trainable buffers (BatchNorm running statistics). Defaults to the trainable ones.
+    fn state_vars(&self) -> Vec<NamedVar> {
+        self.param_groups().into_iter().flat_map(|g| g.params).collect()
+    }
+
     /// For a linear late-fusion head (concat), the block W^{(m)} ∈ R^{K × d_m} of the head weight
     /// that multiplies z_m. Used by the Fig. 3(a) diagnostic; `None` for other heads.
     fn linear_head_block(&self, _modality: usize) -> Option<Tensor> {

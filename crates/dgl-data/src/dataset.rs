@@ -37,6 +37,17 @@ pub enum Mode {
     Eval,
 }
 
+impl Mode {
+    /// The augmentation generator of this mode: `Some(Rng::new(seed))` in training, `None` at
+    /// evaluation (deterministic choices).
+    pub fn rng(self) -> Option<Rng> {
+        match self {
+            Mode::Train { seed } => Some(Rng::new(seed)),
+            Mode::Eval => None,
+        }
+    }
+}
+
 /// One sample: a flat `f32` array per modality (row-major, of the shape given by
 /// [`Dataset::modality_shapes`]) and its label.
 #[derive(Clone, Debug, PartialEq)]

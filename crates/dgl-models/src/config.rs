@@ -12,7 +12,9 @@ use crate::encoder::{AudioEncoder, Encoder, MlpEncoder, VisualEncoder};
 use crate::error::config_err;
 use crate::fusion::{build_head, FusionKind, HeadOptions};
 use crate::init::InitCtx;
-use crate::multimodal::{encoder_prefix, FusionModel, ModelState, UnimodalClassifier, FUSION_PREFIX};
+use crate::multimodal::{
+    encoder_prefix, FusionModel, ModelState, UnimodalClassifier, FUSION_PREFIX,
+};
 use crate::Result;
 
 /// Which encoder a modality uses.
@@ -40,7 +42,11 @@ pub struct ModalityConfig {
 
 impl ModalityConfig {
     pub fn new(name: impl Into<String>, encoder: EncoderKind) -> Self {
-        Self { name: name.into(), encoder, in_channels: None }
+        Self {
+            name: name.into(),
+            encoder,
+            in_channels: None,
+        }
     }
 }
 
@@ -83,7 +89,10 @@ impl ModelConfig {
     /// The same configuration restricted to one modality (for the unimodal baselines).
     pub fn unimodal(&self, modality: &str) -> Option<Self> {
         let m = self.modalities.iter().find(|m| m.name == modality)?.clone();
-        Some(Self { modalities: vec![m], ..self.clone() })
+        Some(Self {
+            modalities: vec![m],
+            ..self.clone()
+        })
     }
 }
 
@@ -133,6 +142,10 @@ impl MultimodalModel for Model {
     fn linear_head_block(&self, modality: usize) -> Option<Tensor> {
         self.inner().linear_head_block(modality)
     }
+    /// Parameters and BatchNorm running statistics.
+    fn state_vars(&self) -> Vec<NamedVar> {
+        self.state().named_state()
+    }
 }
 
 impl ModelState for Model {
@@ -156,9 +169,9 @@ pub fn build_encoder(
     let name = &modality.name;
     let check_channels = |c: usize| -> Result<usize> {
         match modality.in_channels {
-            Some(want) if want != c => {
-                config_err(format!("modality `{name}`: in_channels {want} but the input shape {shape:?} has {c}"))
-            }
+            Some(want) if want != c => config_err(format!(
+                "modality `{name}`: in_channels {want} but the input shape {shape:?} has {c}"
+            )),
             _ => Ok(c),
         }
     };
@@ -183,13 +196,19 @@ pub fn build_encoder(
                     shape[0]
                 }
                 3 if frames == 1 => shape[0],
-                _ => return config_err(format!("modality `{name}` (visual ResNet) needs a (C, T, H, W) shape, got {shape:?}")),
+                _ => {
+                    return config_err(format!(
+                    "modality `{name}` (visual ResNet) needs a (C, T, H, W) shape, got {shape:?}"
+                ))
+                }
             };
             Box::new(VisualEncoder::new(ctx, check_channels(c)?, base_width)?)
         }
         EncoderKind::Mlp { hidden } => {
             if shape.len() != 1 {
-                return config_err(format!("modality `{name}` (MLP) needs a (D,) shape, got {shape:?}"));
+                return config_err(format!(
+                    "modality `{name}` (MLP) needs a (D,) shape, got {shape:?}"
+                ));
             }
             Box::new(MlpEncoder::new(ctx, shape[0], hidden)?)
         }
@@ -197,7 +216,12 @@ pub fn build_encoder(
 }
 
 /// Builds the model of `cfg` in f32; see [`build_model_dtype`].
-pub fn build_model(cfg: &ModelConfig, modality_shapes: &[Vec<usize>], device: &Device, seed: u64) -> Result<Model> {
+pub fn build_model(
+    cfg: &ModelConfig,
+    modality_shapes: &[Vec<usize>],
+    device: &Device,
+    seed: u64,
+) -> Result<Model> {
     build_model_dtype(cfg, modality_shapes, device, DType::F32, seed)
 }
 
@@ -232,13 +256,27 @@ pub fn build_model_dtype(
     let mut encoders = Vec::with_capacity(cfg.modalities.len());
     for (m, shape) in cfg.modalities.iter().zip(modality_shapes) {
         let ctx = root.sub(&encoder_prefix(&m.name));
-        encoders.push((m.name.clone(), build_encoder(&ctx, m, shape, cfg.base_width, cfg.frames)?));
+        encoders.push((
+            m.name.clone(),
+            build_encoder(&ctx, m, shape, cfg.base_width, cfg.frames)?,
+        ));
     }
     if encoders.len() == 1 {
         let (name, enc) = encoders.pop().expect("one encoder");
-        return Ok(Model::Unimodal(UnimodalClassifier::new(&root, name, enc, cfg.num_classes)?));
+        return Ok(Model::Unimodal(UnimodalClassifier::new(
+            &root,
+            name,
+            enc,
+            cfg.num_classes,
+        )?));
     }
     let dims: Vec<usize> = encoders.iter().map(|(_, e)| e.out_dim()).collect();
-    let head = build_head(&root.sub(FUSION_PREFIX), cfg.fusion, &dims, cfg.num_classes, cfg.head)?;
+    let head = build_head(
+        &root.sub(FUSION_PREFIX),
+        cfg.fusion,
+        &dims,
+        cfg.num_classes,
+        cfg.head,
+    )?;
     Ok(Model::Fusion(FusionModel::new(encoders, head)?))
 }

@@ -52,7 +52,9 @@ pub struct AudioEncoder {
 impl AudioEncoder {
     /// `in_channels` is 1 for the paper's single spectrogram.
     pub fn new(ctx: &InitCtx, in_channels: usize, base_width: usize) -> crate::Result<Self> {
-        Ok(Self { net: ResNet::new(ctx, ResNetConfig::resnet18(in_channels, base_width))? })
+        Ok(Self {
+            net: ResNet::new(ctx, ResNetConfig::resnet18(in_channels, base_width))?,
+        })
     }
 
     pub fn resnet(&self) -> &ResNet {
@@ -89,7 +91,10 @@ impl Encoder for AudioEncoder {
 
     fn describe(&self) -> String {
         let c = self.net.config();
-        format!("resnet18-audio(in {}, base {})", c.in_channels, c.base_width)
+        format!(
+            "resnet18-audio(in {}, base {})",
+            c.in_channels, c.base_width
+        )
     }
 }
 
@@ -102,7 +107,9 @@ pub struct VisualEncoder {
 impl VisualEncoder {
     /// `in_channels` is 3 for RGB frames.
     pub fn new(ctx: &InitCtx, in_channels: usize, base_width: usize) -> crate::Result<Self> {
-        Ok(Self { net: ResNet::new(ctx, ResNetConfig::resnet18(in_channels, base_width))? })
+        Ok(Self {
+            net: ResNet::new(ctx, ResNetConfig::resnet18(in_channels, base_width))?,
+        })
     }
 
     pub fn resnet(&self) -> &ResNet {
@@ -117,7 +124,11 @@ impl Encoder for VisualEncoder {
             5 => {
                 let (b, c, t, h, w) = x.dims5()?;
                 // (B, C, T, H, W) -> (B, T, C, H, W) -> (B·T, C, H, W)
-                let f = if t == 1 { x.reshape((b, c, h, w))? } else { x.permute((0, 2, 1, 3, 4))?.reshape((b * t, c, h, w))? };
+                let f = if t == 1 {
+                    x.reshape((b, c, h, w))?
+                } else {
+                    x.permute((0, 2, 1, 3, 4))?.reshape((b * t, c, h, w))?
+                };
                 (b, t, f)
             }
             4 => (x.dim(0)?, 1, x.clone()),
@@ -147,7 +158,10 @@ impl Encoder for VisualEncoder {
 
     fn describe(&self) -> String {
         let c = self.net.config();
-        format!("resnet18-visual(in {}, base {})", c.in_channels, c.base_width)
+        format!(
+            "resnet18-visual(in {}, base {})",
+            c.in_channels, c.base_width
+        )
     }
 }
 
@@ -165,7 +179,9 @@ pub struct MlpEncoder {
 impl MlpEncoder {
     pub fn new(ctx: &InitCtx, in_dim: usize, hidden: &[usize]) -> crate::Result<Self> {
         if in_dim == 0 || hidden.contains(&0) {
-            return config_err(format!("MlpEncoder needs positive sizes, got in {in_dim}, hidden {hidden:?}"));
+            return config_err(format!(
+                "MlpEncoder needs positive sizes, got in {in_dim}, hidden {hidden:?}"
+            ));
         }
         let mut layers = Vec::with_capacity(hidden.len());
         let mut d = in_dim;
@@ -180,7 +196,11 @@ impl MlpEncoder {
 impl Encoder for MlpEncoder {
     fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
         if x.rank() != 2 || x.dim(1)? != self.in_dim {
-            bail!("MlpEncoder expects (B, {}), got {:?}", self.in_dim, x.shape())
+            bail!(
+                "MlpEncoder expects (B, {}), got {:?}",
+                self.in_dim,
+                x.shape()
+            )
         }
         let mut y = x.clone();
         for layer in &self.layers {
@@ -194,11 +214,19 @@ impl Encoder for MlpEncoder {
     }
 
     fn params(&self) -> Vec<NamedVar> {
-        self.layers.iter().enumerate().flat_map(|(i, l)| prefixed(&format!("net.{}", 2 * i), l.params())).collect()
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| prefixed(&format!("net.{}", 2 * i), l.params()))
+            .collect()
     }
 
     fn describe(&self) -> String {
-        let dims: Vec<String> = self.layers.iter().map(|l| l.out_dim().to_string()).collect();
+        let dims: Vec<String> = self
+            .layers
+            .iter()
+            .map(|l| l.out_dim().to_string())
+            .collect();
         format!("mlp({} -> [{}])", self.in_dim, dims.join(", "))
     }
 }

@@ -48,8 +48,10 @@ pub fn import_state<S: ModelState + ?Sized>(
     if strict {
         let mut known: Vec<&str> = state.iter().map(|nv| nv.name.as_str()).collect();
         known.sort_unstable();
-        let mut extra: Vec<&String> =
-            tensors.keys().filter(|k| !is_ignored_key(k) && known.binary_search(&k.as_str()).is_err()).collect();
+        let mut extra: Vec<&String> = tensors
+            .keys()
+            .filter(|k| !is_ignored_key(k) && known.binary_search(&k.as_str()).is_err())
+            .collect();
         extra.sort();
         if let Some(k) = extra.first() {
             return Err(ModelError::UnexpectedTensor((*k).clone()));

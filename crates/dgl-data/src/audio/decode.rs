@@ -74,7 +74,7 @@ fn decode_inner(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio> {
         hint.with_extension(ext);
     }
     let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .format(&hint, mss, &FormatOptions { enable_gapless: true, ..Default::default() }, &MetadataOptions::default())
         .map_err(|e| sym_err(path, "not a readable audio file", e))?;
     let mut format = probed.format;
     let track = format
@@ -135,6 +135,10 @@ fn decode_inner(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio> {
     if let Some(n) = expected_frames {
         if (mono.len() as u64) < n {
             truncated = true;
+        } else {
+            // Ogg Vorbis decodes whole blocks past the end the stream announces (its last granule
+            // position); drop them, as libsndfile does.
+            mono.truncate(n as usize);
         }
     }
     if truncated {

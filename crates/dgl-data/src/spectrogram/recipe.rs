@@ -159,16 +159,14 @@ impl SpectrogramRecipe {
         self.compute_any_length(clip)
     }
 
-    /// Like [`compute`](Self::compute) for any clip length (the frame count follows the length).
-    pub fn compute_any_length(&self, clip: &[f32]) -> Result<Vec<f32>> {
+    /// The linear quantity before the log, row-major `[F, T]` (f64), for any clip length:
+    /// `|S|` for [`SpectrogramOutput::LogMagnitude`], the one-sided PSD for
+    /// [`SpectrogramOutput::LogPsdDensity`].
+    pub fn linear(&self, clip: &[f32]) -> Result<Vec<f64>> {
         let stft = self.stft()?;
-        let mut v = match self.output {
-            SpectrogramOutput::LogMagnitude { eps } => {
-                let mut m = stft.magnitude(clip)?;
-                m.iter_mut().for_each(|x| *x = (*x + eps).ln());
-                m
-            }
-            SpectrogramOutput::LogPsdDensity { eps } => {
+        match self.output {
+            SpectrogramOutput::LogMagnitude { .. } => stft.magnitude(clip),
+            SpectrogramOutput::LogPsdDensity { .. } => {
                 let mut p = stft.power(clip)?;
                 let w2: f64 = stft.window().iter().map(|w| w * w).sum();
                 let scale = 1.0 / (self.sample_rate as f64 * w2);
@@ -177,13 +175,20 @@ impl SpectrogramRecipe {
                 let last_doubled = if self.n_fft % 2 == 0 { nb - 1 } else { nb };
                 for k in 0..nb {
                     let s = if k >= 1 && k < last_doubled { 2.0 * scale } else { scale };
-                    for x in &mut p[k * nt..(k + 1) * nt] {
-                        *x = (*x * s + eps).ln();
-                    }
+                    p[k * nt..(k + 1) * nt].iter_mut().for_each(|x| *x *= s);
                 }
-                p
+                Ok(p)
             }
+        }
+    }
+
+    /// Like [`compute`](Self::compute) for any clip length (the frame count follows the length).
+    pub fn compute_any_length(&self, clip: &[f32]) -> Result<Vec<f32>> {
+        let eps = match self.output {
+            SpectrogramOutput::LogMagnitude { eps } | SpectrogramOutput::LogPsdDensity { eps } => eps,
         };
+        let mut v = self.linear(clip)?;
+        v.iter_mut().for_each(|x| *x = (*x + eps).ln());
         if self.zscore && !v.is_empty() {
             let n = v.len() as f64;
             let mean = v.iter().sum::<f64>() / n;

@@ -42,6 +42,8 @@ pub fn waveform(class: usize, sr: u32, n: usize, reliability: f64, rng: &mut Rng
         h += 1.0;
     }
     let vib_phase = rng.uniform_range(0.0, 2.0 * PI);
+    // Harmonic h: sin(h·ph + p_h) = Im(z^h e^{i p_h}) with z = e^{i ph}: one sin/cos per sample.
+    let rot: Vec<(f64, f64)> = partials.iter().map(|&(_, a, p)| (a * p.cos(), a * p.sin())).collect();
     for i in 0..len {
         let t = i as f64 / sr;
         let env_a = (i as f64 / attack as f64).min(1.0);
@@ -52,9 +54,16 @@ pub fn waveform(class: usize, sr: u32, n: usize, reliability: f64, rng: &mut Rng
             * PI
             * f0
             * (t + vib_depth * (vib_phase.cos() - (2.0 * PI * vib_rate * t + vib_phase).cos()) / (2.0 * PI * vib_rate));
+        let (zs, zc) = ph.sin_cos();
+        let (mut pr, mut pi) = (1.0, 0.0);
         let mut s = 0.0;
-        for &(hh, a, p) in &partials {
-            s += a * (hh * ph + p).sin();
+        for &(rr, ri) in &rot {
+            // (pr + i pi) *= z
+            let nr = pr * zc - pi * zs;
+            pi = pr * zs + pi * zc;
+            pr = nr;
+            // Im((pr + i pi)(rr + i ri))
+            s += pr * ri + pi * rr;
         }
         y[onset + i] += env * s;
     }
@@ -65,21 +74,30 @@ pub fn waveform(class: usize, sr: u32, n: usize, reliability: f64, rng: &mut Rng
         let blen = ((rng.uniform_range(0.12, 0.25) * n as f64) as usize).max(2);
         let bstart = rng.below(n - blen + 1);
         let bamp = amp * rng.uniform_range(0.6, 1.0) * 2.0 / (24.0f64).sqrt();
+        let env: Vec<f64> = (0..blen).map(|i| bamp * (0.5 - 0.5 * (2.0 * PI * i as f64 / (blen - 1) as f64).cos())).collect();
         for _ in 0..24 {
             let f = rng.uniform_range(CUE_BAND.0, CUE_BAND.1);
             let p = rng.uniform_range(0.0, 2.0 * PI);
-            let w = 2.0 * PI * f / sr;
-            for i in 0..blen {
-                let env = 0.5 - 0.5 * (2.0 * PI * i as f64 / (blen - 1) as f64).cos();
-                y[bstart + i] += bamp * env * (w * i as f64 + p).sin();
+            let (ws, wc) = (2.0 * PI * f / sr).sin_cos();
+            // e^{i(w i + p)} by rotation (f64: drift ~1e-12 over a few thousand steps).
+            let (mut c, mut s) = (p.cos(), p.sin());
+            for (i, e) in env.iter().enumerate() {
+                y[bstart + i] += e * s;
+                let nc = c * wc - s * ws;
+                s = s * wc + c * ws;
+                c = nc;
             }
         }
     }
 
     // Background noise.
     let noise = rng.uniform_range(0.005, 0.02);
-    for v in &mut y {
-        *v += noise * rng.normal();
+    for pair in y.chunks_mut(2) {
+        let (z0, z1) = crate::synthetic::visual_gen::normal_pair(rng);
+        pair[0] += noise * z0;
+        if let Some(v) = pair.get_mut(1) {
+            *v += noise * z1;
+        }
     }
     y.into_iter().map(|v| v.clamp(-1.0, 1.0) as f32).collect()
 }

@@ -78,8 +78,8 @@ impl SyntheticConfig {
             n_train: 1200,
             n_test: 400,
             audio_cue_reliability: 0.7,
-            visual_contrast: [0.06, 0.3],
-            visual_noise: 0.15,
+            visual_contrast: [0.03, 0.25],
+            visual_noise: 0.2,
             augment: true,
         }
     }

@@ -1,12 +1,13 @@
 //! The synthetic image: an oriented grating (Gabor patch) whose orientation names the class,
 //! hidden in clutter and noise, plus a faint class colour tint.
 //!
-//! - Orientation of class `c` = `ORIENTATION_DEG[c]` ± 6° (normal jitter). The two classes of an
+//! - Orientation of class `c` = `ORIENTATION_DEG[c]` + N(0, 8°) jitter. The two classes of an
 //!   audio pair are 90° apart (easy to tell apart visually), while the orientations 30° apart that a
 //!   noisy visual model confuses belong to *different* audio pairs — the modalities are
 //!   complementary.
 //! - Random spatial frequency (3–5 cycles per image), phase, position, size and contrast
-//!   (`visual_contrast`); with probability ½ a weaker distractor grating of random orientation;
+//!   (`visual_contrast`); with probability [`DISTRACTOR_P`] a distractor grating of random
+//!   orientation and relative contrast in [`DISTRACTOR_RATIO`] (it sometimes dominates);
 //!   two random coloured blobs; a random linear illumination gradient; a random colour cast.
 //! - A faint class-dependent colour tint (the only cue a pixel-space template can pick up).
 //! - i.i.d. Gaussian pixel noise (`visual_noise`), clamp to [0, 1], ImageNet normalisation.
@@ -27,6 +28,11 @@ pub const TINT_RGB: [[f64; 3]; 6] =
 /// Amplitude of the class tint on the [0, 1] scale.
 pub const TINT: f64 = 0.03;
 
+/// Probability of a distractor grating of random orientation.
+pub const DISTRACTOR_P: f64 = 0.6;
+/// Contrast of the distractor relative to the class grating (uniform); above 1 it dominates.
+pub const DISTRACTOR_RATIO: (f64, f64) = (0.4, 1.3);
+
 struct Gabor {
     cx: f64,
     cy: f64,
@@ -35,6 +41,23 @@ struct Gabor {
     phase: f64,
     inv2s2: f64,
     contrast: f64,
+}
+
+/// A Gabor patch evaluated on the pixel grid through its separable factors:
+/// `c cos(kx dx + ky dy + φ) e^{−(dx² + dy²)/2σ²} = c Re(e^{i(kx dx + φ)} e^{i ky dy}) e^{−dx²/2σ²} e^{−dy²/2σ²}`.
+struct GaborGrid {
+    /// Per column: (cos, sin) of `kx dx + φ`, times `c e^{−dx²/2σ²}`.
+    cols: Vec<(f64, f64)>,
+    /// Per row: (cos, sin) of `ky dy`, times `e^{−dy²/2σ²}`.
+    rows: Vec<(f64, f64)>,
+}
+
+impl GaborGrid {
+    fn at(&self, xi: usize, yi: usize) -> f64 {
+        let (a, b) = self.cols[xi];
+        let (c, d) = self.rows[yi];
+        a * c - b * d
+    }
 }
 
 impl Gabor {
@@ -53,20 +76,45 @@ impl Gabor {
             contrast,
         }
     }
-    fn at(&self, x: f64, y: f64) -> f64 {
-        let (dx, dy) = (x - self.cx, y - self.cy);
-        self.contrast * (self.kx * dx + self.ky * dy + self.phase).cos() * (-(dx * dx + dy * dy) * self.inv2s2).exp()
+
+    fn grid(&self, size: usize) -> GaborGrid {
+        let cols = (0..size)
+            .map(|xi| {
+                let dx = xi as f64 + 0.5 - self.cx;
+                let e = self.contrast * (-dx * dx * self.inv2s2).exp();
+                let a = self.kx * dx + self.phase;
+                (e * a.cos(), e * a.sin())
+            })
+            .collect();
+        let rows = (0..size)
+            .map(|yi| {
+                let dy = yi as f64 + 0.5 - self.cy;
+                let e = (-dy * dy * self.inv2s2).exp();
+                let a = self.ky * dy;
+                (e * a.cos(), e * a.sin())
+            })
+            .collect();
+        GaborGrid { cols, rows }
     }
+}
+
+/// Two independent standard normals (Box-Muller, both outputs used).
+pub(crate) fn normal_pair(rng: &mut Rng) -> (f64, f64) {
+    let u1 = 1.0 - rng.uniform();
+    let u2 = rng.uniform();
+    let r = (-2.0 * u1.ln()).sqrt();
+    let (s, c) = (2.0 * PI * u2).sin_cos();
+    (r * c, r * s)
 }
 
 /// One normalised image `[3, 1, size, size]` (channel-major) for class `class` (0..6).
 pub fn image(class: usize, size: usize, contrast: [f64; 2], noise: f64, rng: &mut Rng) -> Vec<f32> {
     let s = size as f64;
-    let theta = ORIENTATION_DEG[class] + 6.0 * rng.normal();
+    let theta = ORIENTATION_DEG[class] + 8.0 * rng.normal();
     let main = Gabor::random(theta, rng.uniform_range(contrast[0], contrast[1]), s, rng);
-    let distractor = if rng.uniform() < 0.5 {
+    let distractor = if rng.uniform() < DISTRACTOR_P {
         let th = rng.uniform_range(0.0, 180.0);
-        let c = main.contrast * rng.uniform_range(0.3, 0.7);
+        let c = main.contrast * rng.uniform_range(DISTRACTOR_RATIO.0, DISTRACTOR_RATIO.1);
         Some(Gabor::random(th, c, s, rng))
     } else {
         None
@@ -83,26 +131,46 @@ pub fn image(class: usize, size: usize, contrast: [f64; 2], noise: f64, rng: &mu
             (bx, by, 1.0 / (2.0 * r * r), col)
         })
         .collect();
+    let main = main.grid(size);
+    let distractor = distractor.map(|d| d.grid(size));
+    // Blobs are separable too: e^{−((x−bx)² + (y−by)²)/2r²}.
+    let blob_axes: Vec<(Vec<f64>, Vec<f64>, [f64; 3])> = blobs
+        .iter()
+        .map(|&(bx, by, inv, col)| {
+            let gx = (0..size).map(|xi| (-(xi as f64 + 0.5 - bx).powi(2) * inv).exp()).collect();
+            let gy = (0..size).map(|yi| (-(yi as f64 + 0.5 - by).powi(2) * inv).exp()).collect();
+            (gx, gy, col)
+        })
+        .collect();
     let plane = size * size;
     let mut out = vec![0.0f32; 3 * plane];
+    let mut spare: Option<f64> = None;
+    let mut noise_sample = |rng: &mut Rng| match spare.take() {
+        Some(z) => z,
+        None => {
+            let (a, b) = normal_pair(rng);
+            spare = Some(b);
+            a
+        }
+    };
     for yi in 0..size {
         for xi in 0..size {
             let (x, y) = (xi as f64 + 0.5, yi as f64 + 0.5);
             let mut lum = base
-                + main.at(x, y)
+                + main.at(xi, yi)
                 + grad_amp * ((x - s / 2.0) * grad_dir.cos() + (y - s / 2.0) * grad_dir.sin());
             if let Some(d) = &distractor {
-                lum += d.at(x, y);
+                lum += d.at(xi, yi);
             }
             let mut blob = [0.0; 3];
-            for (bx, by, inv, col) in &blobs {
-                let g = (-((x - bx).powi(2) + (y - by).powi(2)) * inv).exp();
+            for (gx, gy, col) in &blob_axes {
+                let g = gx[xi] * gy[yi];
                 for c in 0..3 {
                     blob[c] += g * col[c];
                 }
             }
             for c in 0..3 {
-                let v = lum + cast[c] + TINT * TINT_RGB[class][c] + blob[c] + noise * rng.normal();
+                let v = lum + cast[c] + TINT * TINT_RGB[class][c] + blob[c] + noise * noise_sample(rng);
                 let v = v.clamp(0.0, 1.0);
                 out[c * plane + yi * size + xi] = ((v - IMAGENET_MEAN[c] as f64) / IMAGENET_STD[c] as f64) as f32;
             }

@@ -1,0 +1,522 @@
+//! PMR, Prototypical Modal Rebalance (Fan et al., CVPR 2023),
+//! `Modal-Imbalance-PMR/main_Prototype_grad.py`.
+//!
+//! * Prototypes (383-441): before training and after every epoch, in evaluation mode, the class
+//!   means p_c^m of z_m over the first ⌊fraction·N_batches⌋ (at least 1) training batches; after
+//!   epoch e > 0 they are blended with the previous ones, p ← (1−μ)·p_new + μ·p_old.
+//! * Prototypical cross-entropy logits sim_m = −‖z_m − p_c^m‖₂ (no temperature).
+//! * ρ = Σ_i softmax(sim_a)_i[y_i] / Σ_i softmax(sim_v)_i[y_i]; ρ > 1 ⇒ (β, λ) = (0, α),
+//!   ρ < 1 ⇒ (α, 0), ρ = 1 ⇒ (0, 0) (binary switch).
+//! * Loss (152-178), inside the modulation window: CE(out) + β·CE(sim_a) + λ·CE(sim_v); outside:
+//!   CE(out). One backward. The paper's prototype-entropy regulariser is not in the official code
+//!   (PMR#7, #9) and not here.
+
+use candle_core::Tensor;
+use dgl_core::model::detach_all;
+use dgl_core::{BatchSource, Method, MultimodalModel, Result, Split, StepContext, StepReport};
+use serde::{Deserialize, Serialize};
+
+use crate::util::{
+    all_grads, check_hp, check_losses, check_window, find_state, flatten_rows, host_f64,
+    host_targets, in_window, one_hot, require_modalities, scalar, target_probs, upload,
+};
+
+/// PMR hyper-parameters (α is [`crate::MethodConfig::alpha`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PmrConfig {
+    /// μ of the prototype EMA (`--momentum_coef`; code default 0.2, the shipped scripts 0.0).
+    pub momentum_coef: f64,
+    /// Fraction of the training batches used for the prototypes (official 0.1; AVE 0.5).
+    pub prototype_fraction: f64,
+    /// First modulated epoch (0-based, inclusive). Official 0.
+    pub modulation_starts: usize,
+    /// Last modulated epoch (inclusive); `None` = until the end. Official CREMA-D script 70.
+    pub modulation_ends: Option<usize>,
+}
+
+impl Default for PmrConfig {
+    fn default() -> Self {
+        Self {
+            momentum_coef: 0.2,
+            prototype_fraction: 0.1,
+            modulation_starts: 0,
+            modulation_ends: Some(70),
+        }
+    }
+}
+
+impl PmrConfig {
+    pub fn validate(&self) -> Result<()> {
+        check_hp(
+            (0.0..=1.0).contains(&self.momentum_coef),
+            "momentum_coef",
+            self.momentum_coef,
+            "must be in [0, 1]",
+        )?;
+        check_hp(
+            self.prototype_fraction > 0.0 && self.prototype_fraction <= 1.0,
+            "prototype_fraction",
+            self.prototype_fraction,
+            "must be in (0, 1]",
+        )?;
+        check_window(self.modulation_starts, self.modulation_ends)
+    }
+}
+
+/// Number of training batches the prototypes use: the official loop breaks once
+/// `sample_count >= all_num // 10`, i.e. max(1, ⌊fraction·n⌋) batches.
+pub fn prototype_batches(n_batches: usize, fraction: f64) -> usize {
+    (((n_batches as f64) * fraction + 1e-9).floor() as usize).max(1)
+}
+
+/// Class sums and counts of the representations of every modality over `limit` training batches
+/// (evaluation mode), then the class means blended with `old` when `ema` is `Some(μ)`.
+///
+/// A class with no sample keeps its previous prototype (zeros when there is none); the official
+/// code divides by zero there.
+pub fn compute_prototypes(
+    model: &dyn MultimodalModel,
+    data: &dyn BatchSource,
+    num_classes: usize,
+    limit: usize,
+    old: Option<&[Tensor]>,
+    ema: Option<f64>,
+) -> Result<Vec<Tensor>> {
+    let mm = model.num_modalities();
+    let mut sums: Vec<Option<Tensor>> = vec![None; mm];
+    let mut counts = vec![0usize; num_classes];
+    data.for_each_batch(Split::Train, Some(limit), &mut |x, y| {
+        let z = detach_all(&model.encode_all(x, false)?);
+        let yv = host_targets(y)?;
+        for &c in &yv {
+            if c >= num_classes {
+                return Err(dgl_core::Error::InvalidInput(format!(
+                    "target {c} out of range for {num_classes} classes"
+                )));
+            }
+            counts[c] += 1;
+        }
+        for (m, zm) in z.iter().enumerate() {
+            let zm = flatten_rows(zm)?;
+            let oh = one_hot(&yv, num_classes, zm.dtype(), zm.device())?;
+            let s = oh.t()?.matmul(&zm)?; // [K, d]
+            sums[m] = Some(match sums[m].take() {
+                Some(acc) => (acc + s)?,
+                None => s,
+            });
+        }
+        Ok(())
+    })?;
+    let mut out = Vec::with_capacity(mm);
+    for (m, s) in sums.into_iter().enumerate() {
+        let s = s.ok_or_else(|| {
+            dgl_core::Error::InvalidInput("PMR prototypes: the training split is empty".into())
+        })?;
+        let (k, d) = s.dims2()?;
+        let sv = host_f64(&s)?;
+        let ov = match old {
+            Some(o) => Some(host_f64(&o[m])?),
+            None => None,
+        };
+        let mut p = vec![0f64; k * d];
+        for (c, &count) in counts.iter().enumerate().take(k) {
+            for j in 0..d {
+                let i = c * d + j;
+                let prev = ov.as_ref().map(|o| o[i]);
+                p[i] = if count == 0 {
+                    prev.unwrap_or(0.0)
+                } else {
+                    let new = sv[i] / count as f64;
+                    match (ema, prev) {
+                        (Some(mu), Some(pr)) => (1.0 - mu) * new + mu * pr,
+                        _ => new,
+                    }
+                };
+            }
+        }
+        out.push(upload(p, &[k, d], s.dtype(), s.device())?);
+    }
+    Ok(out)
+}
+
+/// sim = −‖z_i − p_c‖₂ for every sample and class: `[B, d]`, `[K, d]` → `[B, K]`.
+pub fn prototype_logits(z: &Tensor, protos: &Tensor) -> Result<Tensor> {
+    let z = flatten_rows(z)?;
+    let p = protos.to_device(z.device())?.to_dtype(z.dtype())?;
+    let diff = z.unsqueeze(1)?.broadcast_sub(&p.unsqueeze(0)?)?;
+    // + 1e-12 inside the root keeps the gradient finite when z equals a prototype exactly.
+    Ok(diff.sqr()?.sum(2)?.affine(1.0, 1e-12)?.sqrt()?.neg()?)
+}
+
+/// The binary switch: (β, λ) for ρ = score_a / score_v.
+pub fn switch(ratio: f64, alpha: f64) -> (f64, f64) {
+    if ratio > 1.0 {
+        (0.0, alpha)
+    } else if ratio < 1.0 {
+        (alpha, 0.0)
+    } else {
+        (0.0, 0.0)
+    }
+}
+
+/// PMR.
+#[derive(Clone, Debug)]
+pub struct Pmr {
+    pub alpha: f64,
+    pub cfg: PmrConfig,
+    pub num_classes: usize,
+    prototypes: Option<Vec<Tensor>>,
+}
+
+impl Pmr {
+    pub fn new(alpha: f64, cfg: PmrConfig, num_classes: usize) -> Self {
+        Self {
+            alpha,
+            cfg,
+            num_classes,
+            prototypes: None,
+        }
+    }
+
+    /// The current prototypes, one `[K, d_m]` tensor per modality.
+    pub fn prototypes(&self) -> Option<&[Tensor]> {
+        self.prototypes.as_deref()
+    }
+
+    fn refresh(
+        &mut self,
+        model: &dyn MultimodalModel,
+        data: &dyn BatchSource,
+        ema: bool,
+    ) -> Result<()> {
+        let limit = prototype_batches(data.num_batches(Split::Train), self.cfg.prototype_fraction);
+        let old = self.prototypes.take();
+        let p = compute_prototypes(
+            model,
+            data,
+            self.num_classes,
+            limit,
+            old.as_deref(),
+            if ema {
+                Some(self.cfg.momentum_coef)
+            } else {
+                None
+            },
+        )?;
+        self.prototypes = Some(p);
+        Ok(())
+    }
+}
+
+impl Method for Pmr {
+    fn name(&self) -> String {
+        "pmr".into()
+    }
+
+    fn check(&self, model: &dyn MultimodalModel) -> Result<()> {
+        require_modalities(model, "pmr", |m| m == 2, "exactly 2 modalities")
+    }
+
+    fn on_epoch_start(
+        &mut self,
+        model: &dyn MultimodalModel,
+        _epoch: usize,
+        data: &dyn BatchSource,
+    ) -> Result<()> {
+        // Before the first epoch (or when resuming without saved prototypes): no EMA.
+        if self.prototypes.is_none() {
+            self.refresh(model, data, false)?;
+        }
+        Ok(())
+    }
+
+    fn train_step(
+        &mut self,
+        ctx: &mut StepContext<'_>,
+        inputs: &[Tensor],
+        targets: &Tensor,
+    ) -> Result<StepReport> {
+        self.check(ctx.model)?;
+        let model = ctx.model;
+        let protos = self.prototypes.as_ref().ok_or_else(|| {
+            dgl_core::Error::InvalidInput(
+                "PMR needs its prototypes: the loop must call on_epoch_start before training"
+                    .into(),
+            )
+        })?;
+        let z = model.encode_all(inputs, true)?;
+        let out = model.fuse(&z, true)?;
+        let l_mm = ctx.loss.loss(&out, targets)?;
+        let sim: Vec<Tensor> = z
+            .iter()
+            .zip(protos)
+            .map(|(zm, p)| prototype_logits(zm, p))
+            .collect::<Result<_>>()?;
+        let l_p: Vec<Tensor> = sim
+            .iter()
+            .map(|s| ctx.loss.loss(s, targets))
+            .collect::<candle_core::Result<_>>()?;
+        let y = host_targets(targets)?;
+        let s_a: f64 = target_probs(&sim[0], &y)?.iter().sum();
+        let s_v: f64 = target_probs(&sim[1], &y)?.iter().sum();
+        let ratio = s_a / s_v;
+        let active = in_window(
+            ctx.epoch,
+            self.cfg.modulation_starts,
+            self.cfg.modulation_ends,
+        );
+        let (beta, lam) = if active {
+            switch(ratio, self.alpha)
+        } else {
+            (0.0, 0.0)
+        };
+        let names = model.modality_names();
+        let losses = vec![
+            ("loss_mm".to_string(), scalar(&l_mm)?),
+            (format!("loss_proto_{}", names[0]), scalar(&l_p[0])?),
+            (format!("loss_proto_{}", names[1]), scalar(&l_p[1])?),
+        ];
+        check_losses(&losses, ctx)?;
+        let mut total = l_mm;
+        if beta > 0.0 {
+            total = (total + (&l_p[0] * beta)?)?;
+        }
+        if lam > 0.0 {
+            total = (total + (&l_p[1] * lam)?)?;
+        }
+        let mut grads = all_grads(model, &total)?;
+        let grad_norm = ctx.apply(&mut grads)?;
+        Ok(StepReport {
+            losses,
+            logits_mm: Some(out.detach()),
+            logits_branches: Vec::new(),
+            z: detach_all(&z),
+            grad_norm,
+            scalars: vec![
+                ("ratio".into(), ratio),
+                ("beta".into(), beta),
+                ("lambda".into(), lam),
+            ],
+        })
+    }
+
+    fn on_epoch_end(&mut self, ctx: &mut StepContext<'_>, data: &dyn BatchSource) -> Result<()> {
+        // Official: calculate_prototype(..., epoch, old) blends only when epoch > 0.
+        self.refresh(ctx.model, data, ctx.epoch > 0)
+    }
+
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(match &self.prototypes {
+            None => Vec::new(),
+            Some(p) => p
+                .iter()
+                .enumerate()
+                .map(|(m, t)| {
+                    Ok((
+                        format!("pmr.prototypes.{m}"),
+                        t.to_device(&candle_core::Device::Cpu)?,
+                    ))
+                })
+                .collect::<candle_core::Result<_>>()?,
+        })
+    }
+
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        let mut p = Vec::new();
+        while let Some(t) = find_state(state, &format!("pmr.prototypes.{}", p.len())) {
+            if t.dims2()?.0 != self.num_classes {
+                return Err(dgl_core::Error::InvalidInput(format!(
+                    "PMR prototypes have {} rows for {} classes",
+                    t.dims2()?.0,
+                    self.num_classes
+                )));
+            }
+            p.push(t.clone());
+        }
+        if !p.is_empty() {
+            self.prototypes = Some(p);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+    use candle_core::{DType, Device};
+    use dgl_core::loss::{CrossEntropy, Loss};
+
+    #[test]
+    fn batch_count_follows_the_official_break() {
+        assert_eq!(prototype_batches(105, 0.1), 10);
+        assert_eq!(prototype_batches(70, 0.1), 7);
+        assert_eq!(prototype_batches(9, 0.1), 1);
+        assert_eq!(prototype_batches(1, 0.1), 1);
+        assert_eq!(prototype_batches(10, 0.5), 5);
+    }
+
+    #[test]
+    fn prototypes_are_class_means_then_ema() {
+        let model = Toy::new(&[3, 2], 4, 3, 1);
+        let data = Data::random(&model, 3, 1, 5, 2);
+        // By hand: class means over the first 2 batches.
+        let mut sums = vec![vec![0f64; 4 * 3]; 2];
+        let mut counts = [0f64; 3];
+        for (x, y) in data.train.iter().take(2) {
+            let yv = host_targets(y).unwrap();
+            for (m, s) in sums.iter_mut().enumerate() {
+                let z = vec(&model.encode(m, &x[m], false).unwrap());
+                for (i, &c) in yv.iter().enumerate() {
+                    for j in 0..4 {
+                        s[c * 4 + j] += z[i * 4 + j];
+                    }
+                }
+            }
+            for &c in &yv {
+                counts[c] += 1.0;
+            }
+        }
+        let means: Vec<Vec<f64>> = sums
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .enumerate()
+                    .map(|(i, v)| v / counts[i / 4])
+                    .collect()
+            })
+            .collect();
+        let p = compute_prototypes(&model, &data, 3, 2, None, None).unwrap();
+        for m in 0..2 {
+            assert_close(&vec(&p[m]), &means[m], 1e-12, "class means");
+        }
+        // EMA with μ = 0.3 against an old prototype of ones.
+        let old: Vec<Tensor> = (0..2)
+            .map(|_| Tensor::ones((3, 4), DType::F64, &Device::Cpu).unwrap())
+            .collect();
+        let p = compute_prototypes(&model, &data, 3, 2, Some(&old), Some(0.3)).unwrap();
+        for m in 0..2 {
+            let want: Vec<f64> = means[m].iter().map(|v| 0.7 * v + 0.3).collect();
+            assert_close(&vec(&p[m]), &want, 1e-12, "EMA");
+        }
+        // A class with no sample keeps its old prototype.
+        let p = compute_prototypes(
+            &model,
+            &data,
+            4,
+            2,
+            Some(&[
+                Tensor::ones((4, 4), DType::F64, &Device::Cpu).unwrap(),
+                Tensor::ones((4, 4), DType::F64, &Device::Cpu).unwrap(),
+            ]),
+            Some(0.3),
+        )
+        .unwrap();
+        assert_close(&vec(&p[0])[12..], &[1.0; 4], 0.0, "empty class");
+    }
+
+    #[test]
+    fn epoch_hooks_blend_only_after_epoch_0() {
+        let model = Toy::new(&[3, 2], 4, 3, 1);
+        let data = Data::random(&model, 10, 1, 5, 2);
+        let mut pmr = Pmr::new(2.0, PmrConfig::default(), 3);
+        pmr.on_epoch_start(&model, 0, &data).unwrap();
+        let p0 = vec(&pmr.prototypes().unwrap()[0]);
+        let fresh = compute_prototypes(&model, &data, 3, 1, None, None).unwrap();
+        assert_close(&p0, &vec(&fresh[0]), 0.0, "initial");
+        // Change the encoder so new means differ, then end epochs 0 and 1.
+        let w = &model.enc[0].0;
+        w.set(&(w.as_tensor() * 1.5).unwrap()).unwrap();
+        let new = compute_prototypes(&model, &data, 3, 1, None, None).unwrap();
+        let mut sgd = plain_sgd(0.1);
+        let mut ctx = StepContext {
+            model: &model,
+            optimizer: &mut sgd,
+            clip_norm: None,
+            loss: &CrossEntropy,
+            epoch: 0,
+            step_in_epoch: 0,
+            steps_per_epoch: 1,
+            global_step: 0,
+        };
+        pmr.on_epoch_end(&mut ctx, &data).unwrap(); // epoch 0: replaced
+        assert_close(
+            &vec(&pmr.prototypes().unwrap()[0]),
+            &vec(&new[0]),
+            0.0,
+            "after epoch 0",
+        );
+        w.set(&(w.as_tensor() * 0.5).unwrap()).unwrap();
+        let newer = compute_prototypes(&model, &data, 3, 1, None, None).unwrap();
+        ctx.epoch = 1;
+        pmr.on_epoch_end(&mut ctx, &data).unwrap(); // epoch 1: EMA μ = 0.2
+        let want: Vec<f64> = vec(&newer[0])
+            .iter()
+            .zip(vec(&new[0]))
+            .map(|(n, o)| 0.8 * n + 0.2 * o)
+            .collect();
+        assert_close(
+            &vec(&pmr.prototypes().unwrap()[0]),
+            &want,
+            1e-12,
+            "after epoch 1",
+        );
+        // State round trip.
+        let st = pmr.state().unwrap();
+        let mut other = Pmr::new(2.0, PmrConfig::default(), 3);
+        other.load_state(&st).unwrap();
+        assert_close(
+            &vec(&other.prototypes().unwrap()[1]),
+            &vec(&pmr.prototypes().unwrap()[1]),
+            0.0,
+            "state",
+        );
+    }
+
+    #[test]
+    fn prototype_logits_and_ratio_switch() {
+        let z = Tensor::new(&[[0.0f64, 0.0], [3.0, 4.0]], &Device::Cpu).unwrap();
+        let p = Tensor::new(&[[0.0f64, 0.0], [3.0, 0.0]], &Device::Cpu).unwrap();
+        let s = vec(&prototype_logits(&z, &p).unwrap());
+        assert_close(&s, &[0.0, -3.0, -5.0, -4.0], 1e-6, "−‖z − p‖");
+        assert_eq!(switch(1.2, 2.0), (0.0, 2.0));
+        assert_eq!(switch(0.8, 2.0), (2.0, 0.0));
+        assert_eq!(switch(1.0, 2.0), (0.0, 0.0));
+    }
+
+    /// The step's gradients are those of CE(out) + β CE(sim_a) + λ CE(sim_v) with the switch.
+    #[test]
+    fn step_gradient_uses_the_switched_loss() {
+        let model = Toy::new(&[3, 2], 4, 3, 4);
+        let data = Data::random(&model, 2, 1, 6, 5);
+        let mut pmr = Pmr::new(2.0, PmrConfig::default(), 3);
+        pmr.on_epoch_start(&model, 0, &data).unwrap();
+        let (x, y) = &data.train[1];
+        let protos = pmr.prototypes().unwrap().to_vec();
+        let z = model.encode_all(x, true).unwrap();
+        let sim: Vec<Tensor> = (0..2)
+            .map(|m| prototype_logits(&z[m], &protos[m]).unwrap())
+            .collect();
+        let yv = host_targets(y).unwrap();
+        let ratio = target_probs(&sim[0], &yv).unwrap().iter().sum::<f64>()
+            / target_probs(&sim[1], &yv).unwrap().iter().sum::<f64>();
+        let (beta, lam) = switch(ratio, 2.0);
+        let total = ((CrossEntropy
+            .loss(&model.fuse(&z, true).unwrap(), y)
+            .unwrap()
+            + (CrossEntropy.loss(&sim[0], y).unwrap() * beta).unwrap())
+        .unwrap()
+            + (CrossEntropy.loss(&sim[1], y).unwrap() * lam).unwrap())
+        .unwrap();
+        let g = all_grads(&model, &total).unwrap();
+        let (upd, rep) = grads_by_sgd(&mut pmr, &model, 0, x, y);
+        for (name, got) in &upd {
+            assert_close(got, &vec(g.get(name).unwrap()), 1e-9, name);
+        }
+        assert!(rep
+            .scalars
+            .iter()
+            .any(|(n, v)| n == "ratio" && (v - ratio).abs() < 1e-12));
+    }
+}

@@ -1,0 +1,202 @@
+//! The resolved configuration of a run (burn-style: a `Config` struct with defaults, serialised
+//! with each run as `config.toml`), its presets, and validation before any work starts.
+
+use std::path::PathBuf;
+
+use dgl_core::{MultiStepLr, SgdConfig};
+use dgl_data::SyntheticConfig;
+use dgl_models::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CliError, Result};
+
+/// `tiny` (CPU, minutes) or `paper` (the paper's model and schedule; needs a GPU).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    #[default]
+    Tiny,
+    Paper,
+}
+
+/// Where to run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+/// Which dataset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// The embedded, generated audio-visual set (no files).
+    #[default]
+    Synthetic,
+}
+
+/// Dataset section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    pub dataset: DatasetKind,
+    /// Root directory of an on-disk dataset.
+    pub root: Option<PathBuf>,
+    pub synthetic: SyntheticConfig,
+    /// Fraction of the training set held out as a validation split (reproducibly, per class).
+    pub validation_fraction: f64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self { dataset: DatasetKind::Synthetic, root: None, synthetic: SyntheticConfig::tiny(), validation_fraction: 0.1 }
+    }
+}
+
+/// Method section: the method name and its shared knob α (method-specific hyper-parameters live
+/// in `dgl-baselines`' configuration).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MethodSection {
+    pub name: String,
+    /// α: weight of the unimodal losses (DGL: 4 on CREMA-D, 2 on KS/VGGSound).
+    pub alpha: f64,
+}
+
+impl Default for MethodSection {
+    fn default() -> Self {
+        Self { name: "dgl".into(), alpha: 4.0 }
+    }
+}
+
+/// Training schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainSection {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Global L2 gradient-norm clip (official DGL code: 40). `None` disables.
+    pub clip_norm: Option<f64>,
+    pub optimizer: SgdConfig,
+    pub scheduler: MultiStepLr,
+    /// Compute the Fig. 1(c)/3(b) gradient sources every N steps (0 = never).
+    pub diagnostics_every: usize,
+    /// Drop the last partial training batch (official loaders do).
+    pub drop_last: bool,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self {
+            epochs: 100,
+            batch_size: 64,
+            clip_norm: Some(40.0),
+            optimizer: SgdConfig::default(),
+            scheduler: MultiStepLr::default(),
+            diagnostics_every: 50,
+            drop_last: true,
+        }
+    }
+}
+
+/// Everything a run needs; written to `config.toml` in the run directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub preset: Preset,
+    pub seed: u64,
+    pub device: DeviceKind,
+    pub method: MethodSection,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub train: TrainSection,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self::preset(Preset::Tiny)
+    }
+}
+
+impl TrainConfig {
+    /// The defaults of a preset.
+    pub fn preset(preset: Preset) -> Self {
+        match preset {
+            Preset::Paper => Self {
+                preset,
+                seed: 0,
+                device: DeviceKind::Cuda,
+                method: MethodSection::default(),
+                data: DataConfig { synthetic: SyntheticConfig::paper(), ..DataConfig::default() },
+                model: ModelConfig { base_width: 64, frames: 1, ..ModelConfig::default() },
+                train: TrainSection::default(),
+            },
+            Preset::Tiny => Self {
+                preset,
+                seed: 0,
+                device: DeviceKind::Cpu,
+                method: MethodSection::default(),
+                data: DataConfig::default(),
+                model: ModelConfig { base_width: 8, frames: 1, ..ModelConfig::default() },
+                train: TrainSection {
+                    epochs: 12,
+                    batch_size: 32,
+                    optimizer: SgdConfig { lr: 1e-2, ..SgdConfig::default() },
+                    scheduler: MultiStepLr { milestones: vec![9], ..MultiStepLr::default() },
+                    diagnostics_every: 10,
+                    ..TrainSection::default()
+                },
+            },
+        }
+    }
+
+    /// Reads a TOML file; unknown keys are errors naming the file.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| CliError::Config(format!("{}: {e}", path.display())))
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| CliError::Config(e.to_string()))
+    }
+
+    /// Every check that can be made before any work starts.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(CliError::Config(m));
+        if !(self.method.alpha.is_finite() && self.method.alpha >= 0.0) {
+            return bad(format!("alpha must be finite and >= 0, got {}", self.method.alpha));
+        }
+        if self.train.epochs == 0 {
+            return bad("epochs must be >= 1".into());
+        }
+        if self.train.batch_size == 0 {
+            return bad("batch_size must be >= 1".into());
+        }
+        if let Some(c) = self.train.clip_norm {
+            if !(c.is_finite() && c > 0.0) {
+                return bad(format!("clip_norm must be > 0, got {c}"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.data.validation_fraction) {
+            return bad(format!("validation_fraction must be in [0, 1), got {}", self.data.validation_fraction));
+        }
+        self.train.optimizer.validate().map_err(|e| CliError::Config(e.to_string()))?;
+        self.train.scheduler.validate().map_err(|e| CliError::Config(e.to_string()))?;
+        if self.train.scheduler.milestones.iter().any(|&m| m == 0) {
+            return bad("scheduler milestones must be >= 1".into());
+        }
+        if self.preset == Preset::Paper && self.device == DeviceKind::Cpu && std::env::var_os("DGL_ALLOW_CPU_PAPER").is_none() {
+            return bad(
+                "the paper preset (2× ResNet-18 at 224×224, 100 epochs) needs a GPU: use --device cuda, or --preset tiny on CPU \
+                 (set DGL_ALLOW_CPU_PAPER=1 to force it)"
+                    .into(),
+            );
+        }
+        if self.device == DeviceKind::Cuda && !cfg!(feature = "cuda") {
+            return bad("--device cuda: this build has no CUDA support; build with `--features cuda` (see docs/gpu.md)".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! Datasets of a run (train / validation / test) and the [`BatchSource`] methods iterate.
+
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use dgl_core::{BatchSource, Split};
+use dgl_data::{load_batch, stratified_split, Dataset, Mode, Subset, SyntheticAv};
+
+use crate::config::{DatasetKind, TrainConfig};
+use crate::error::{CliError, Result};
+
+/// The splits of a run. `modalities` selects, by index into the dataset's modalities, what the
+/// model sees (all of them, or one for the unimodal baselines).
+pub struct RunData {
+    pub train: Arc<dyn Dataset>,
+    pub validation: Option<Arc<dyn Dataset>>,
+    pub test: Arc<dyn Dataset>,
+    pub modalities: Vec<usize>,
+    pub batch_size: usize,
+    pub device: Device,
+}
+
+impl RunData {
+    /// Builds the datasets named by the configuration; carves a validation split from the training
+    /// set (stratified, seeded) when `need_validation`.
+    pub fn build(cfg: &TrainConfig, need_validation: bool, device: &Device) -> Result<Self> {
+        let (full_train, test): (Arc<dyn Dataset>, Arc<dyn Dataset>) = match cfg.data.dataset {
+            DatasetKind::Synthetic => {
+                let mut s = cfg.data.synthetic.clone();
+                s.seed = s.seed.wrapping_add(cfg.seed.wrapping_mul(0x9E37_79B9));
+                (
+                    Arc::new(SyntheticAv::new(s.clone(), dgl_data::Split::Train)?),
+                    Arc::new(SyntheticAv::new(s, dgl_data::Split::Test)?),
+                )
+            }
+        };
+        let (train, validation) = if need_validation {
+            let labels = (0..full_train.len()).map(|i| full_train.label(i)).collect::<dgl_data::Result<Vec<_>>>()?;
+            let (tr, va) = stratified_split(&labels, cfg.data.validation_fraction.max(0.05), cfg.seed ^ 0x5EED);
+            let t: Arc<dyn Dataset> = Arc::new(Subset { inner: full_train.clone(), indices: tr });
+            let v: Arc<dyn Dataset> = Arc::new(Subset { inner: full_train, indices: va });
+            (t, Some(v))
+        } else {
+            (full_train, None)
+        };
+        let modalities = (0..train.modality_names().len()).collect();
+        Ok(Self { train, validation, test, modalities, batch_size: cfg.train.batch_size, device: device.clone() })
+    }
+
+    /// Restricts the model's inputs to the modality called `name` (unimodal baselines).
+    pub fn select_modality(&mut self, name: &str) -> Result<()> {
+        let names = self.train.modality_names();
+        let i = names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| CliError::Config(format!("the dataset has no `{name}` modality (it has {names:?})")))?;
+        self.modalities = vec![i];
+        Ok(())
+    }
+
+    pub fn modality_names(&self) -> Vec<String> {
+        let all = self.train.modality_names();
+        self.modalities.iter().map(|&i| all[i].clone()).collect()
+    }
+
+    pub fn modality_shapes(&self) -> Vec<Vec<usize>> {
+        let all = self.train.modality_shapes();
+        self.modalities.iter().map(|&i| all[i].clone()).collect()
+    }
+
+    /// Loads a batch and keeps the selected modalities.
+    pub fn batch(&self, ds: &dyn Dataset, indices: &[usize], mode: Mode) -> Result<(Vec<Tensor>, Tensor)> {
+        let b = load_batch(ds, indices, mode, &self.device)?;
+        let inputs = self.modalities.iter().map(|&i| b.inputs[i].clone()).collect();
+        Ok((inputs, b.labels))
+    }
+
+    fn split(&self, split: Split) -> Option<&Arc<dyn Dataset>> {
+        match split {
+            Split::Train => Some(&self.train),
+            Split::Validation => self.validation.as_ref(),
+        }
+    }
+}
+
+impl BatchSource for RunData {
+    fn num_batches(&self, split: Split) -> usize {
+        self.split(split).map_or(0, |d| d.len().div_ceil(self.batch_size))
+    }
+
+    fn for_each_batch(
+        &self,
+        split: Split,
+        limit: Option<usize>,
+        f: &mut dyn FnMut(&[Tensor], &Tensor) -> dgl_core::Result<()>,
+    ) -> dgl_core::Result<()> {
+        let ds = self
+            .split(split)
+            .ok_or_else(|| dgl_core::Error::InvalidInput("no validation split was prepared for this method".into()))?;
+        let batches = dgl_data::epoch_batches(ds.len(), self.batch_size, None, false);
+        for idx in batches.iter().take(limit.unwrap_or(usize::MAX)) {
+            let (x, y) = self
+                .batch(ds.as_ref(), idx, Mode::Eval)
+                .map_err(|e| dgl_core::Error::InvalidInput(e.to_string()))?;
+            f(&x, &y)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+//! # dgl-cli — the `dgl` command as a library
+//!
+//! Configuration, the one training loop, run directories. The binary `dgl` is a thin clap front.
+
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod methods;
+pub mod run_dir;
+pub mod train;
+
+pub use config::{DatasetKind, DeviceKind, Preset, TrainConfig};
+pub use error::{CliError, Result};
+pub use train::{train, RunOptions, RunOutcome};

@@ -1,0 +1,147 @@
+//! The run directory: resolved config, metrics (CSV and JSON lines) and atomic checkpoints.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+
+use crate::error::{io_err, CliError, Result};
+
+/// Files of a run.
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    pub const CONFIG: &'static str = "config.toml";
+    pub const METRICS_CSV: &'static str = "metrics.csv";
+    pub const METRICS_JSONL: &'static str = "metrics.jsonl";
+    pub const CHECKPOINT: &'static str = "checkpoint.safetensors";
+    pub const STEPS_CSV: &'static str = "steps.csv";
+
+    /// Creates a fresh run directory. A non-empty existing directory is refused unless `overwrite`.
+    pub fn create(path: &Path, overwrite: bool) -> Result<Self> {
+        if path.exists() {
+            let non_empty = fs::read_dir(path).map_err(io_err(path))?.next().is_some();
+            if non_empty && !overwrite {
+                return Err(CliError::Run(format!(
+                    "{} already exists and is not empty: choose another --out, or pass --overwrite to replace it",
+                    path.display()
+                )));
+            }
+            if non_empty {
+                fs::remove_dir_all(path).map_err(io_err(path))?;
+            }
+        }
+        fs::create_dir_all(path).map_err(io_err(path))?;
+        Ok(Self { path: path.to_path_buf() })
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Writes `name` atomically: temporary file, fsync, rename, fsync of the directory.
+    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        write_atomic(&self.file(name), bytes)
+    }
+
+    /// Appends one line to a text file (metrics).
+    pub fn append_line(&self, name: &str, line: &str) -> Result<()> {
+        let p = self.file(name);
+        let mut f = OpenOptions::new().create(true).append(true).open(&p).map_err(io_err(&p))?;
+        writeln!(f, "{line}").map_err(io_err(&p))
+    }
+
+    /// Saves named tensors as one safetensors file, atomically.
+    pub fn save_tensors(&self, name: &str, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        let bytes = safetensors_bytes(tensors)?;
+        self.write_atomic(name, &bytes)
+    }
+}
+
+/// Serialises tensors (moved to the CPU) in the safetensors format.
+pub fn safetensors_bytes(tensors: &HashMap<String, Tensor>) -> Result<Vec<u8>> {
+    let cpu: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), t.to_device(&candle_core::Device::Cpu)?)))
+        .collect::<Result<_>>()?;
+    let views: Vec<(String, &Tensor)> = cpu.iter().map(|(k, t)| (k.clone(), t)).collect();
+    safetensors::serialize(views, None).map_err(|e| CliError::Run(format!("safetensors: {e}")))
+}
+
+/// Temporary file, fsync, rename, fsync of the directory: a crash leaves either the old or the new
+/// file, never a torn one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
+    {
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// One row of named values, kept in insertion order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Row(pub Vec<(String, f64)>);
+
+impl Row {
+    pub fn push(&mut self, k: impl Into<String>, v: f64) {
+        self.0.push((k.into(), v));
+    }
+    pub fn get(&self, k: &str) -> Option<f64> {
+        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| *v)
+    }
+    pub fn header(&self) -> String {
+        self.0.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(",")
+    }
+    pub fn csv(&self) -> String {
+        self.0.iter().map(|(_, v)| fmt_num(*v)).collect::<Vec<_>>().join(",")
+    }
+    pub fn json(&self) -> String {
+        let fields: Vec<String> = self
+            .0
+            .iter()
+            .map(|(k, v)| {
+                let v = if v.is_finite() { fmt_num(*v) } else { "null".into() };
+                format!("{}:{}", serde_json::to_string(k).unwrap_or_default(), v)
+            })
+            .collect();
+        format!("{{{}}}", fields.join(","))
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Parses `metrics.jsonl` back into rows (for plots and tables).
+pub fn read_metrics(path: &Path) -> Result<Vec<Row>> {
+    let text = fs::read_to_string(path).map_err(io_err(path))?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| CliError::Run(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| CliError::Run(format!("{}:{}: not a JSON object", path.display(), i + 1)))?;
+        let mut row = Row::default();
+        for (k, x) in obj {
+            row.push(k.clone(), x.as_f64().unwrap_or(f64::NAN));
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
