@@ -7,7 +7,7 @@
 //!
 //! * Mono-modal (Shapley) responses: m_a = ½(f(a,v) − f(0,v) + f(a,0)),
 //!   m_v = ½(f(a,v) − f(a,0) + f(0,v)); the output is m_a + m_v (= f(a,v)) → CE.
-//! * Scores s_m = mean_i −log max(softmax(m_m)_i[y_i], 1e-8); r_a = exp(s_v − s_a),
+//! * Scores s_m = mean_i −log max(softmax(m_m)_i\[y_i\], 1e-8); r_a = exp(s_v − s_a),
 //!   r_v = exp(s_a − s_v); running means S_m over every iteration so far (across epochs);
 //!   r*_a = exp(S_v − S_a) with S *before* this iteration's update; k_a = exp(α·min(r*_a − r_a, 10)),
 //!   k_v likewise; then S_m ← S_m·(t−1)/t + s_m/t.
@@ -111,7 +111,7 @@ pub fn responses(model: &dyn MultimodalModel, inputs: &[Tensor], train: bool) ->
     })
 }
 
-/// s = mean_i −log max(softmax(m)_i[y_i], 1e-8).
+/// s = mean_i −log max(softmax(m)_i\[y_i\], 1e-8).
 pub fn score(m: &Tensor, targets: &[usize]) -> Result<f64> {
     let p = target_probs(m, targets)?;
     Ok(p.iter().map(|&p| -(p.max(1e-8)).ln()).sum::<f64>() / p.len() as f64)

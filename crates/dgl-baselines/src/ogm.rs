@@ -6,7 +6,7 @@
 //!   h(0, …, z_m, …, 0) (zero-masked shared head with the full bias, [`OgmUnimodalLogits::ZeroMask`]);
 //!   for a linear head W_m z_m + b/2 = h(0,…,z_m,…,0) − ½ h(0, …, 0), which is how it is computed
 //!   here (no access to the head's parameters needed);
-//! * s_m = Σ_i softmax(out_m)_i[y_i] (batch sum), ρ_v = s_v / s_a, ρ_a = 1/ρ_v;
+//! * s_m = Σ_i softmax(out_m)_i\[y_i\] (batch sum), ρ_v = s_v / s_a, ρ_a = 1/ρ_v;
 //! * ρ_v > 1: k_v = 1 − tanh(α·relu(ρ_v)), k_a = 1; otherwise k_a = 1 − tanh(α·relu(ρ_a)), k_v = 1;
 //! * inside the modulation window [start, end] (0-based epochs, inclusive), for the selected
 //!   encoder parameters: g ← k_m·g (OGM) or g ← k_m·g + N(0, std(g)+1e-8) (OGM-GE; std of the

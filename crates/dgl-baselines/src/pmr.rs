@@ -5,7 +5,7 @@
 //!   means p_c^m of z_m over the first ⌊fraction·N_batches⌋ (at least 1) training batches; after
 //!   epoch e > 0 they are blended with the previous ones, p ← (1−μ)·p_new + μ·p_old.
 //! * Prototypical cross-entropy logits sim_m = −‖z_m − p_c^m‖₂ (no temperature).
-//! * ρ = Σ_i softmax(sim_a)_i[y_i] / Σ_i softmax(sim_v)_i[y_i]; ρ > 1 ⇒ (β, λ) = (0, α),
+//! * ρ = Σ_i softmax(sim_a)_i\[y_i\] / Σ_i softmax(sim_v)_i\[y_i\]; ρ > 1 ⇒ (β, λ) = (0, α),
 //!   ρ < 1 ⇒ (α, 0), ρ = 1 ⇒ (0, 0) (binary switch).
 //! * Loss (152-178), inside the modulation window: CE(out) + β·CE(sim_a) + λ·CE(sim_v); outside:
 //!   CE(out). One backward. The paper's prototype-entropy regulariser is not in the official code

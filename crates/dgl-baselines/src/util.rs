@@ -95,7 +95,7 @@ pub(crate) fn softmax_rows(logits: &[f64], k: usize) -> Vec<f64> {
     out
 }
 
-/// softmax(logits)_i[y_i] for every sample of a `[B, K]` logits tensor.
+/// softmax(logits)_i\[y_i\] for every sample of a `[B, K]` logits tensor.
 pub(crate) fn target_probs(logits: &Tensor, targets: &[usize]) -> Result<Vec<f64>> {
     let (b, k) = logits.dims2()?;
     if b != targets.len() {

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use dgl_baselines::MethodConfig;
 use dgl_core::{MultiStepLr, SgdConfig};
 use dgl_data::SyntheticConfig;
 use dgl_models::ModelConfig;
@@ -55,22 +56,6 @@ impl Default for DataConfig {
     }
 }
 
-/// Method section: the method name and its shared knob α (method-specific hyper-parameters live
-/// in `dgl-baselines`' configuration).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MethodSection {
-    pub name: String,
-    /// α: weight of the unimodal losses (DGL: 4 on CREMA-D, 2 on KS/VGGSound).
-    pub alpha: f64,
-}
-
-impl Default for MethodSection {
-    fn default() -> Self {
-        Self { name: "dgl".into(), alpha: 4.0 }
-    }
-}
-
 /// Training schedule.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -108,7 +93,8 @@ pub struct TrainConfig {
     pub preset: Preset,
     pub seed: u64,
     pub device: DeviceKind,
-    pub method: MethodSection,
+    /// The method and its hyper-parameters (`[method]`, with one sub-table per method).
+    pub method: MethodConfig,
     pub data: DataConfig,
     pub model: ModelConfig,
     pub train: TrainSection,
@@ -128,7 +114,7 @@ impl TrainConfig {
                 preset,
                 seed: 0,
                 device: DeviceKind::Cuda,
-                method: MethodSection::default(),
+                method: MethodConfig::default(),
                 data: DataConfig { synthetic: SyntheticConfig::paper(), ..DataConfig::default() },
                 model: ModelConfig { base_width: 64, frames: 1, ..ModelConfig::default() },
                 train: TrainSection::default(),
@@ -137,7 +123,7 @@ impl TrainConfig {
                 preset,
                 seed: 0,
                 device: DeviceKind::Cpu,
-                method: MethodSection::default(),
+                method: MethodConfig::default(),
                 data: DataConfig::default(),
                 model: ModelConfig { base_width: 8, frames: 1, ..ModelConfig::default() },
                 train: TrainSection {
@@ -165,9 +151,7 @@ impl TrainConfig {
     /// Every check that can be made before any work starts.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(CliError::Config(m));
-        if !(self.method.alpha.is_finite() && self.method.alpha >= 0.0) {
-            return bad(format!("alpha must be finite and >= 0, got {}", self.method.alpha));
-        }
+        self.method.validate().map_err(|e| CliError::Config(e.to_string()))?;
         if self.train.epochs == 0 {
             return bad("epochs must be >= 1".into());
         }

@@ -22,7 +22,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// vanilla (concat), dgl, dgl-mt, dgl-ut, audio-only, visual-only, …
+    /// vanilla (concat), dgl, dgl-mt, dgl-ut, audio-only, visual-only, gblending, gblending-ogr,
+    /// ogm, ogm-ge, pmr, agm, mla, mmpareto, dnr
     #[arg(long, default_value = "dgl")]
     method: String,
     #[arg(long, value_enum, default_value = "synthetic")]
@@ -73,13 +74,18 @@ fn resolve(a: &TrainArgs) -> dgl_cli::Result<TrainConfig> {
             )));
         }
     }
-    cfg.method.name = a.method.clone();
+    let kind: dgl_baselines::MethodKind = a.method.parse().map_err(|e: dgl_core::Error| dgl_cli::CliError::Config(e.to_string()))?;
+    if kind != cfg.method.name {
+        // A different method than the file's: its own defaults, keeping the file's sub-tables.
+        cfg.method.name = kind;
+        cfg.method.alpha = None;
+    }
     cfg.data.dataset = a.dataset;
     if a.root.is_some() {
         cfg.data.root = a.root.clone();
     }
     if let Some(x) = a.alpha {
-        cfg.method.alpha = x;
+        cfg.method.alpha = Some(x);
     }
     if let Some(x) = a.epochs {
         cfg.train.epochs = x;
@@ -113,8 +119,8 @@ fn run_train(a: TrainArgs) -> dgl_cli::Result<()> {
     });
     if !a.quiet {
         println!(
-            "dgl train: method {} (alpha {}), dataset {:?}, preset {:?}, seed {}, device {:?} → {}",
-            cfg.method.name, cfg.method.alpha, cfg.data.dataset, cfg.preset, cfg.seed, cfg.device, out.display()
+            "dgl train: method {} (alpha {:?}), dataset {:?}, preset {:?}, seed {}, device {:?} → {}",
+            cfg.method.name, cfg.method.effective_alpha(), cfg.data.dataset, cfg.preset, cfg.seed, cfg.device, out.display()
         );
     }
     let opts = RunOptions { progress: !a.quiet, verbose: !a.quiet, overwrite: a.overwrite };

@@ -18,7 +18,7 @@ use dgl_models::{build_model, Model};
 use crate::config::{DeviceKind, TrainConfig};
 use crate::data::RunData;
 use crate::error::{CliError, Result};
-use crate::methods::{build_method, BuiltMethod};
+use crate::methods::{build_method, needs_validation, BuiltMethod};
 use crate::run_dir::{RunDir, Row};
 
 /// How to run (not part of the resolved configuration).
@@ -58,14 +58,20 @@ pub fn device(kind: DeviceKind) -> Result<Device> {
 /// Trains one configuration into `out`.
 pub fn train(cfg: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     cfg.validate()?;
-    let BuiltMethod { mut method, unimodal } = build_method(cfg)?;
     let device = device(cfg.device)?;
-    let mut data = RunData::build(cfg, method.needs_validation(), &device)?;
-    if let Some(m) = &unimodal {
-        data.select_modality(m)?;
-    }
-    let mut model_cfg = match &unimodal {
-        Some(m) => cfg.model.unimodal(m).ok_or_else(|| CliError::Config(format!("the model has no `{m}` modality")))?,
+    let mut data = RunData::build(cfg, needs_validation(cfg), &device)?;
+    let BuiltMethod { mut method, unimodal } = build_method(cfg, data.train.num_classes())?;
+    let mut model_cfg = match unimodal {
+        Some(i) => {
+            let name = data
+                .train
+                .modality_names()
+                .get(i)
+                .cloned()
+                .ok_or_else(|| CliError::Config(format!("the dataset has no modality #{i}")))?;
+            data.select_modality(&name)?;
+            cfg.model.unimodal(&name).ok_or_else(|| CliError::Config(format!("the model has no `{name}` modality")))?
+        }
         None => cfg.model.clone(),
     };
     model_cfg.num_classes = data.train.num_classes();

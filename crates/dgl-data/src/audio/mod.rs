@@ -1,4 +1,4 @@
-//! Audio: decoding ([`decode`]), resampling ([`resample`]) and fixed-length clips ([`fit`]).
+//! Audio: decoding ([`decode`]), resampling ([`resample`](mod@resample)) and fixed-length clips ([`fit`]).
 //!
 //! [`load`] is the `librosa.load(path, sr=target)` equivalent: decode, average channels,
 //! resample.

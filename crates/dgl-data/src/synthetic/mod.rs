@@ -54,7 +54,9 @@ impl SyntheticAv {
                 cfg.audio_cue_reliability
             )));
         }
-        if !(cfg.visual_contrast[0] >= 0.0 && cfg.visual_contrast[0] <= cfg.visual_contrast[1]) || cfg.visual_noise < 0.0 {
+        if !(cfg.visual_contrast[0] >= 0.0 && cfg.visual_contrast[0] <= cfg.visual_contrast[1])
+            || cfg.visual_noise < 0.0
+        {
             return Err(DataError::Invalid(format!(
                 "bad visual settings: contrast {:?}, noise {}",
                 cfg.visual_contrast, cfg.visual_noise
@@ -68,9 +70,18 @@ impl SyntheticAv {
         let mut labels: Vec<u32> = (0..n).map(|i| (i % NUM_CLASSES) as u32).collect();
         Rng::derive(Self::split_seed(&cfg, split), STREAM_LABELS).shuffle(&mut labels);
         let recipe = cfg.preset.recipe();
-        let mut me = Self { cfg, split, recipe, labels, cache: None };
+        let mut me = Self {
+            cfg,
+            split,
+            recipe,
+            labels,
+            cache: None,
+        };
         if me.cfg.preset == SyntheticPreset::Tiny {
-            let cache = (0..n).into_par_iter().map(|i| me.generate(i)).collect::<Result<Vec<_>>>()?;
+            let cache = (0..n)
+                .into_par_iter()
+                .map(|i| me.generate(i))
+                .collect::<Result<Vec<_>>>()?;
             me.cache = Some(cache);
         }
         Ok(me)
@@ -104,19 +115,34 @@ impl SyntheticAv {
     pub fn waveform(&self, index: usize) -> Result<Vec<f32>> {
         let y = self.checked_label(index)? as usize;
         let mut rng = self.sample_rng(index, STREAM_AUDIO);
-        Ok(audio_gen::waveform(y, self.recipe.sample_rate, self.recipe.n_samples, self.cfg.audio_cue_reliability, &mut rng))
+        Ok(audio_gen::waveform(
+            y,
+            self.recipe.sample_rate,
+            self.recipe.n_samples,
+            self.cfg.audio_cue_reliability,
+            &mut rng,
+        ))
     }
 
     /// The image of sample `index`, normalised, `[3, 1, H, W]` flattened.
     pub fn image(&self, index: usize) -> Result<Vec<f32>> {
         let y = self.checked_label(index)? as usize;
         let mut rng = self.sample_rng(index, STREAM_VISUAL);
-        Ok(visual_gen::image(y, self.cfg.preset.image_size(), self.cfg.visual_contrast, self.cfg.visual_noise, &mut rng))
+        Ok(visual_gen::image(
+            y,
+            self.cfg.preset.image_size(),
+            self.cfg.visual_contrast,
+            self.cfg.visual_noise,
+            &mut rng,
+        ))
     }
 
     fn checked_label(&self, index: usize) -> Result<u32> {
         self.labels.get(index).copied().ok_or_else(|| {
-            DataError::Invalid(format!("index {index} out of range for a split of {}", self.labels.len()))
+            DataError::Invalid(format!(
+                "index {index} out of range for a split of {}",
+                self.labels.len()
+            ))
         })
     }
 
@@ -189,6 +215,9 @@ impl Dataset for SyntheticAv {
         if let (Mode::Train { seed }, true) = (mode, self.cfg.augment) {
             self.augment(&mut spec, &mut img, seed);
         }
-        Ok(Example { modalities: vec![spec, img], label })
+        Ok(Example {
+            modalities: vec![spec, img],
+            label,
+        })
     }
 }

@@ -13,7 +13,9 @@ use dgl_core::rng::Rng;
 pub use frames::{choose_frames, frame_indices};
 pub use load::{decode_rgb, load_rgb};
 pub use resize::resize_bilinear;
-pub use transform::{crop, random_resized_crop_params, stack_frames, to_normalized_chw, FrameTransform};
+pub use transform::{
+    crop, random_resized_crop_params, stack_frames, to_normalized_chw, FrameTransform,
+};
 
 use crate::error::Result;
 
@@ -25,7 +27,11 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// Loads and transforms frames into `[3, T, size, size]`: each frame gets its own random crop and
 /// flip in training (`rng = Some`, as the official Kinetics-Sounds loader), the eval transform
 /// otherwise.
-pub fn load_frames<P: AsRef<Path>>(paths: &[P], transform: &FrameTransform, mut rng: Option<&mut Rng>) -> Result<Vec<f32>> {
+pub fn load_frames<P: AsRef<Path>>(
+    paths: &[P],
+    transform: &FrameTransform,
+    mut rng: Option<&mut Rng>,
+) -> Result<Vec<f32>> {
     let frames = paths
         .iter()
         .map(|p| {

@@ -1,0 +1,64 @@
+//! The DGL step against the plain step, same model, same batches, interleaved in one run.
+//!
+//! `cargo run --release -p dgl-benchmarks --bin step-bench -- [--preset tiny|paper] [--steps N]
+//! [--batch B] [--device cpu|cuda]`
+//!
+//! Prints ms/step for each routing and the ratio DGL / plain. Steps are interleaved (plain, DGL,
+//! plain, DGL, …) so that machine noise hits both equally; the first `warmup` steps are not timed.
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use dgl_core::loss::CrossEntropy;
+use dgl_core::{routed_step, Routing, Sgd, SgdConfig};
+use dgl_data::{load_batch, Dataset, Mode, SyntheticAv, SyntheticConfig};
+use dgl_models::{build_model, ModelConfig};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let preset = arg(&args, "--preset").unwrap_or_else(|| "tiny".into());
+    let steps: usize = arg(&args, "--steps").map(|s| s.parse()).transpose()?.unwrap_or(20);
+    let warmup = 3;
+    let device = match arg(&args, "--device").as_deref() {
+        Some("cuda") => Device::new_cuda(0)?,
+        _ => Device::Cpu,
+    };
+    let (data_cfg, base_width, default_batch) = match preset.as_str() {
+        "paper" => (SyntheticConfig { n_train: 128, n_test: 8, ..SyntheticConfig::paper() }, 64, 64),
+        _ => (SyntheticConfig { n_train: 256, n_test: 8, ..SyntheticConfig::tiny() }, 8, 32),
+    };
+    let base_width: usize = arg(&args, "--base-width").map(|s| s.parse()).transpose()?.unwrap_or(base_width);
+    let batch: usize = arg(&args, "--batch").map(|s| s.parse()).transpose()?.unwrap_or(default_batch);
+    let ds = SyntheticAv::new(data_cfg, dgl_data::Split::Train)?;
+    let model_cfg = ModelConfig { base_width, num_classes: ds.num_classes(), ..ModelConfig::default() };
+    let model = build_model(&model_cfg, &ds.modality_shapes(), &device, 0)?;
+    let idx: Vec<usize> = (0..batch.min(ds.len())).collect();
+    let b = load_batch(&ds, &idx, Mode::Eval, &device)?;
+    let mut opt = Sgd::new(SgdConfig::default())?;
+    let routings = [("plain", Routing::plain()), ("dgl", Routing::dgl(4.0))];
+    let mut totals = [0f64; 2];
+    for s in 0..warmup + steps {
+        for (r, (_, routing)) in routings.iter().enumerate() {
+            let t = Instant::now();
+            let mut out = routed_step(&model, &b.inputs, &b.labels, routing, &CrossEntropy)?;
+            out.grads.clip_global_norm(40.0)?;
+            opt.step(&out.grads)?;
+            let _ = out.loss_mm.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?; // sync
+            if s >= warmup {
+                totals[r] += t.elapsed().as_secs_f64();
+            }
+        }
+    }
+    let shapes: Vec<String> = b.inputs.iter().map(|t: &Tensor| format!("{:?}", t.dims())).collect();
+    println!("preset {preset}, device {device:?}, batch {batch}, inputs {}, {steps} timed steps each (interleaved)", shapes.join(" + "));
+    for (r, (name, _)) in routings.iter().enumerate() {
+        let ms = 1e3 * totals[r] / steps as f64;
+        println!("{name:>6}: {ms:8.1} ms/step  {:8.1} samples/s", batch as f64 / (ms / 1e3));
+    }
+    println!("ratio dgl/plain: {:.3}", totals[1] / totals[0]);
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! The audio-visual clip dataset shared by CREMA-D, Kinetics-Sounds and VGGSound: one audio file
+//! and one folder of frames per clip.
+//!
+//! - Audio: decode → mono → resample to the recipe's rate → periodic tile + crop of
+//!   `recipe.n_samples` from a start in `[0, max_start]` (seeded uniform in training, `max_start / 2`
+//!   at evaluation — deterministic) → clip to [-1, 1] → spectrogram → `[1, F, T]`.
+//! - Visual: frame names sorted; `T` frames chosen evenly spaced at evaluation, seeded uniform
+//!   inside `T` equal segments in training (fewer than `T` frames → indices repeat); each frame
+//!   gets its own RandomResizedCrop + flip in training, a resize at evaluation → `[3, T, S, S]`.
+//!
+//! Clips are checked when the dataset is opened: a missing audio file or frame folder, an empty
+//! file, a folder without frames is a problem (an error, or — with `skip_bad` — counted in the
+//! [`Report`] and left out). With `verify`, every clip is also fully decoded once at open time
+//! (in parallel), so corrupt files are found then rather than during training.
+
+use std::path::{Path, PathBuf};
+
+use dgl_core::rng::Rng;
+use rayon::prelude::*;
+
+use super::fsutil::{check_file, list_frames};
+use super::report::Report;
+use crate::audio;
+use crate::dataset::{Dataset, Example, Mode, Split};
+use crate::error::{DataError, Result};
+use crate::spectrogram::SpectrogramRecipe;
+use crate::visual::{self, FrameTransform};
+
+const STREAM_AUDIO: u64 = 0xA0D1;
+const STREAM_VISUAL: u64 = 0x7151;
+
+/// Audio and visual front-ends of an [`AvClips`] dataset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AvFrontEnd {
+    pub recipe: SpectrogramRecipe,
+    /// Largest crop start in samples (at the recipe's rate); 0 = always from the start.
+    pub max_start: usize,
+    /// Frames per clip (T).
+    pub frames: usize,
+    pub transform: FrameTransform,
+}
+
+impl AvFrontEnd {
+    fn check(&self) -> Result<()> {
+        if self.frames == 0 {
+            return Err(DataError::Invalid("frames must be at least 1".into()));
+        }
+        if self.transform.size == 0 {
+            return Err(DataError::Invalid("image_size must be at least 1".into()));
+        }
+        if self.recipe.n_samples == 0 || self.recipe.sample_rate == 0 {
+            return Err(DataError::Invalid(format!("recipe {} has no samples or no rate", self.recipe.name)));
+        }
+        let (f, t) = self.recipe.shape();
+        if f == 0 || t == 0 {
+            return Err(DataError::Invalid(format!("recipe {} gives an empty spectrogram", self.recipe.name)));
+        }
+        Ok(())
+    }
+}
+
+/// A clip the layout says should exist. `problem` is set when pairing already found it
+/// incomplete (e.g. audio without frames).
+#[derive(Debug)]
+pub(crate) struct Candidate {
+    pub id: String,
+    pub label: u32,
+    pub audio: PathBuf,
+    pub frames_dir: PathBuf,
+    pub problem: Option<DataError>,
+}
+
+/// A usable clip.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AvItem {
+    pub id: String,
+    pub label: u32,
+    pub audio: PathBuf,
+    /// Frame files, sorted by name.
+    pub frames: Vec<PathBuf>,
+}
+
+/// One split of an audio-visual clip dataset (see the module docs).
+pub struct AvClips {
+    kind: &'static str,
+    split: Split,
+    items: Vec<AvItem>,
+    class_names: Vec<String>,
+    num_classes: usize,
+    front: AvFrontEnd,
+    report: Report,
+}
+
+impl AvClips {
+    /// Checks the candidates (in parallel) and keeps the good ones. Without `skip_bad` the first
+    /// bad candidate (in candidate order) is the error.
+    pub(crate) fn build(
+        kind: &'static str,
+        split: Split,
+        candidates: Vec<Candidate>,
+        class_names: Vec<String>,
+        num_classes: usize,
+        front: AvFrontEnd,
+        skip_bad: bool,
+        verify: bool,
+        mut report: Report,
+    ) -> Result<Self> {
+        front.check()?;
+        report.touch(split);
+        let checked: Vec<(Candidate, Result<Vec<PathBuf>>)> = candidates
+            .into_par_iter()
+            .map(|mut c| {
+                let r = match c.problem.take() {
+                    Some(e) => Err(e),
+                    None => check_file(&c.audio).and_then(|_| list_frames(&c.frames_dir)),
+                };
+                (c, r)
+            })
+            .collect();
+        let mut items = Vec::with_capacity(checked.len());
+        for (c, r) in checked {
+            match r {
+                Ok(frames) => items.push(AvItem { id: c.id, label: c.label, audio: c.audio, frames }),
+                Err(e) if skip_bad => {
+                    report.record_problem(split, Some(c.label), &c.id, &e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut me = Self { kind, split, items, class_names, num_classes, front, report };
+        if verify {
+            let results: Vec<Result<()>> = (0..me.items.len()).into_par_iter().map(|i| me.get(i, Mode::Eval).map(|_| ())).collect();
+            let mut keep = Vec::with_capacity(me.items.len());
+            for (item, r) in std::mem::take(&mut me.items).into_iter().zip(results) {
+                match r {
+                    Ok(()) => keep.push(item),
+                    Err(e) if skip_bad => {
+                        me.report.record_problem(split, Some(item.label), &item.id, &e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            me.items = keep;
+        }
+        for it in &me.items {
+            me.report.record_ok(split, it.label);
+        }
+        Ok(me)
+    }
+
+    /// `cremad`, `ks` or `vggsound`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+    pub fn split(&self) -> Split {
+        self.split
+    }
+    /// The usable clips, in dataset order.
+    pub fn items(&self) -> &[AvItem] {
+        &self.items
+    }
+    /// Class names, indexed by label (may be shorter than `num_classes` when dead logits were
+    /// requested).
+    pub fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+    pub fn front_end(&self) -> &AvFrontEnd {
+        &self.front
+    }
+    /// What was found when opening (ok / missing / corrupt per class, every problem).
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    fn item(&self, index: usize) -> Result<&AvItem> {
+        self.items.get(index).ok_or_else(|| {
+            DataError::Invalid(format!("index {index} out of range for a {} split of {}", self.kind, self.items.len()))
+        })
+    }
+
+    /// The spectrogram of clip `index`, `[1, F, T]` flattened.
+    pub fn audio_features(&self, index: usize, rng: Option<&mut Rng>) -> Result<Vec<f32>> {
+        let it = self.item(index)?;
+        audio_features(&it.audio, &self.front.recipe, self.front.max_start, rng)
+    }
+
+    /// The frames of clip `index`, `[3, T, S, S]` flattened.
+    pub fn visual_features(&self, index: usize, mut rng: Option<&mut Rng>) -> Result<Vec<f32>> {
+        let it = self.item(index)?;
+        let idx = visual::frame_indices(it.frames.len(), self.front.frames, rng.as_deref_mut());
+        let paths: Vec<&Path> = idx.iter().map(|&i| it.frames[i].as_path()).collect();
+        visual::load_frames(&paths, &self.front.transform, rng)
+    }
+}
+
+/// Audio pipeline of the clip datasets: load at the recipe's rate, tile/crop, clip, spectrogram.
+pub(crate) fn audio_features(path: &Path, recipe: &SpectrogramRecipe, max_start: usize, rng: Option<&mut Rng>) -> Result<Vec<f32>> {
+    let (x, _) = audio::load(path, Some(recipe.sample_rate))?;
+    if x.is_empty() {
+        return Err(DataError::bad_file(path, "no audio samples"));
+    }
+    let clip = audio::fit_clip(&x, recipe.n_samples, max_start, rng)?;
+    let s = recipe.compute(&clip)?;
+    if let Some(i) = s.iter().position(|v| !v.is_finite()) {
+        return Err(DataError::bad_file(path, format!("spectrogram has a non-finite value at {i}")));
+    }
+    Ok(s)
+}
+
+impl Dataset for AvClips {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+    fn modality_names(&self) -> Vec<String> {
+        vec!["audio".into(), "visual".into()]
+    }
+    fn modality_shapes(&self) -> Vec<Vec<usize>> {
+        let (f, t) = self.front.recipe.shape();
+        let s = self.front.transform.size;
+        vec![vec![1, f, t], vec![3, self.front.frames, s, s]]
+    }
+    fn label(&self, index: usize) -> Result<u32> {
+        Ok(self.item(index)?.label)
+    }
+    fn get(&self, index: usize, mode: Mode) -> Result<Example> {
+        let label = self.item(index)?.label;
+        let (a, v) = match mode {
+            Mode::Train { seed } => {
+                let mut ra = Rng::derive(seed, STREAM_AUDIO);
+                let mut rv = Rng::derive(seed, STREAM_VISUAL);
+                (self.audio_features(index, Some(&mut ra))?, self.visual_features(index, Some(&mut rv))?)
+            }
+            Mode::Eval => (self.audio_features(index, None)?, self.visual_features(index, None)?),
+        };
+        Ok(Example { modalities: vec![a, v], label })
+    }
+}
