@@ -1,1 +1,218 @@
-fn main() {}
+//! `cargo xtask reproduce-table1 | reproduce-table3 | reproduce-table4`: train every row of a paper
+//! table over several seeds through the one training loop and write the table beside the paper's
+//! numbers (Markdown, CSV, JSON). Finished runs are never redone.
+
+mod paper;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use dgl_baselines::{MethodConfig, MethodKind};
+use dgl_cli::config::{DatasetKind, DeviceKind, Preset, TrainConfig};
+use dgl_cli::run_dir::{read_metrics, RunDir};
+use dgl_cli::{train, RunOptions};
+
+use table::{Cell, Protocol, Table, TableRow};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Table 1: every method (Multi / Audio / Visual, mean ± std over seeds).
+    ReproduceTable1(Common),
+    /// Table 3: plain / +MT / +UT / DGL.
+    ReproduceTable3(Common),
+    /// Table 4: α = 1..5 for DGL and fixed-weight G-Blending.
+    ReproduceTable4(Common),
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    #[arg(long, value_enum, default_value = "synthetic")]
+    dataset: DatasetKind,
+    #[arg(long)]
+    root: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    #[arg(long, value_enum, default_value = "tiny")]
+    preset: Preset,
+    #[arg(long, value_enum)]
+    device: Option<DeviceKind>,
+    /// Independent runs side by side.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Override the preset's number of epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Results directory (default results/<table>-<dataset>-<preset>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The paper's protocol: best epoch chosen on the test set (optimistic). Default: validation.
+    #[arg(long)]
+    paper_protocol: bool,
+}
+
+/// One run of a table: a row label, a method configuration and a seed.
+struct Job {
+    row: String,
+    method: MethodConfig,
+    seed: u64,
+}
+
+fn rows(cmd: &Cmd) -> Vec<(String, MethodConfig)> {
+    let m = |k: MethodKind| MethodConfig::new(k);
+    match cmd {
+        Cmd::ReproduceTable1(_) => vec![
+            ("Audio-only".into(), m(MethodKind::AudioOnly)),
+            ("Visual-only".into(), m(MethodKind::VisualOnly)),
+            ("Concat".into(), m(MethodKind::Vanilla)),
+            ("G-Blending".into(), m(MethodKind::GBlending)),
+            ("OGM-GE".into(), m(MethodKind::OgmGe)),
+            ("PMR".into(), m(MethodKind::Pmr)),
+            ("AGM".into(), m(MethodKind::Agm)),
+            ("MLA".into(), m(MethodKind::Mla)),
+            ("MMPareto".into(), m(MethodKind::MmPareto)),
+            ("D&R".into(), m(MethodKind::Dnr)),
+            ("DGL".into(), m(MethodKind::Dgl)),
+        ],
+        Cmd::ReproduceTable3(_) => vec![
+            ("Baseline".into(), m(MethodKind::Vanilla)),
+            ("+MT".into(), m(MethodKind::DglMt)),
+            ("+UT".into(), m(MethodKind::DglUt)),
+            ("DGL".into(), m(MethodKind::Dgl)),
+        ],
+        Cmd::ReproduceTable4(_) => {
+            let mut v = Vec::new();
+            for k in [MethodKind::Dgl, MethodKind::GBlending] {
+                for a in 1..=5 {
+                    v.push((format!("{} α={a}", if k == MethodKind::Dgl { "DGL" } else { "G-Blending" }), MethodConfig::with_alpha(k, a as f64)));
+                }
+            }
+            v
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> Result<(), String> {
+    let (name, c) = match &cmd {
+        Cmd::ReproduceTable1(c) => ("table1", c.clone()),
+        Cmd::ReproduceTable3(c) => ("table3", c.clone()),
+        Cmd::ReproduceTable4(c) => ("table4", c.clone()),
+    };
+    let dataset = format!("{:?}", c.dataset).to_lowercase();
+    let preset = format!("{:?}", c.preset).to_lowercase();
+    let out = c.out.clone().unwrap_or_else(|| PathBuf::from("results").join(format!("{name}-{dataset}-{preset}")));
+    std::fs::create_dir_all(out.join("runs")).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut base = TrainConfig::preset(c.preset);
+    base.data.dataset = c.dataset;
+    base.data.root = c.root.clone();
+    base.data.always_validate = true;
+    if let Some(d) = c.device {
+        base.device = d;
+    }
+    if let Some(e) = c.epochs {
+        base.train.epochs = e;
+    }
+    let table_rows = rows(&cmd);
+    let jobs: Vec<Job> = table_rows
+        .iter()
+        .flat_map(|(row, m)| (0..c.seeds).map(move |seed| Job { row: row.clone(), method: m.clone(), seed }))
+        .collect();
+    let run_dir = |j: &Job| {
+        let slug: String = j.row.chars().map(|ch| if ch.is_ascii_alphanumeric() { ch.to_ascii_lowercase() } else { '-' }).collect();
+        out.join("runs").join(format!("{slug}-s{}", j.seed))
+    };
+    let config_of = |j: &Job| {
+        let mut cfg = base.clone();
+        cfg.method = j.method.clone();
+        cfg.seed = j.seed;
+        cfg
+    };
+    for j in &jobs {
+        config_of(j).validate().map_err(|e| format!("{}: {e}", j.row))?;
+    }
+    let started = Instant::now();
+    let next = AtomicUsize::new(0);
+    let errors = Mutex::new(Vec::new());
+    let total = jobs.len();
+    std::thread::scope(|s| {
+        for _ in 0..c.jobs.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(j) = jobs.get(i) else { break };
+                let dir = run_dir(j);
+                let cfg = config_of(j);
+                if is_finished(&dir, &cfg) {
+                    println!("[{}/{total}] {} seed {}: finished earlier, kept", i + 1, j.row, j.seed);
+                    continue;
+                }
+                let t = Instant::now();
+                let opts = RunOptions { progress: false, verbose: false, overwrite: true };
+                match train(&cfg, &dir, &opts) {
+                    Ok(o) => {
+                        let l = o.last();
+                        println!(
+                            "[{}/{total}] {} seed {}: test {:.2}% ({:.0} s)",
+                            i + 1,
+                            j.row,
+                            j.seed,
+                            100.0 * l.get("test_acc").unwrap_or(f64::NAN),
+                            t.elapsed().as_secs_f64()
+                        );
+                        let _ = std::fs::write(dir.join("DONE"), "");
+                    }
+                    Err(e) => errors.lock().unwrap().push(format!("{} seed {}: {e}", j.row, j.seed)),
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().unwrap();
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    let protocol = if c.paper_protocol { Protocol::BestTest } else { Protocol::BestValidation };
+    let mut table = Table { title: format!("{name} on {dataset} ({preset} preset, {} seed(s))", c.seeds), protocol, rows: Vec::new() };
+    for (row, _) in &table_rows {
+        let mut cells: Vec<Cell> = Vec::new();
+        for j in jobs.iter().filter(|j| &j.row == row) {
+            let rows = read_metrics(&run_dir(j).join(RunDir::METRICS_JSONL)).map_err(|e| e.to_string())?;
+            cells.push(Cell::select(&rows, protocol).ok_or_else(|| format!("{row}: no metrics"))?);
+        }
+        let paper = paper::lookup(name, &dataset, row);
+        table.rows.push(TableRow::aggregate(row, &cells, paper));
+    }
+    let md = table.markdown();
+    println!("\n{md}");
+    let w = |f: &str, s: String| std::fs::write(out.join(f), s).map_err(|e| format!("{}: {e}", out.join(f).display()));
+    w("table.md", md)?;
+    w("table.csv", table.csv())?;
+    w("table.json", table.json())?;
+    println!("wrote {}/table.{{md,csv,json}} in {:.1} min", out.display(), started.elapsed().as_secs_f64() / 60.0);
+    Ok(())
+}
+
+/// A run counts as finished when it wrote its DONE marker and its configuration is the one asked.
+fn is_finished(dir: &std::path::Path, cfg: &TrainConfig) -> bool {
+    dir.join("DONE").is_file()
+        && TrainConfig::from_toml_file(&dir.join(RunDir::CONFIG)).is_ok_and(|c| &c == cfg)
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

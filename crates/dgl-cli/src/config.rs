@@ -48,11 +48,14 @@ pub struct DataConfig {
     pub synthetic: SyntheticConfig,
     /// Fraction of the training set held out as a validation split (reproducibly, per class).
     pub validation_fraction: f64,
+    /// Always hold out the validation split (for model selection), not only for methods that
+    /// need one.
+    pub always_validate: bool,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { dataset: DatasetKind::Synthetic, root: None, synthetic: SyntheticConfig::tiny(), validation_fraction: 0.1 }
+        Self { dataset: DatasetKind::Synthetic, root: None, synthetic: SyntheticConfig::tiny(), validation_fraction: 0.1, always_validate: false }
     }
 }
 

@@ -15,7 +15,7 @@ pub struct BuiltMethod {
 
 /// Whether the configured method needs a validation split carved from the training set.
 pub fn needs_validation(cfg: &TrainConfig) -> bool {
-    cfg.method.name.needs_validation()
+    cfg.data.always_validate || cfg.method.name.needs_validation()
 }
 
 pub fn build_method(cfg: &TrainConfig, num_classes: usize) -> Result<BuiltMethod> {

@@ -19,6 +19,7 @@ use dgl_core::rng::Rng;
 use rayon::prelude::*;
 
 use super::fsutil::{check_file, list_frames};
+use super::options::DatasetOptions;
 use super::report::Report;
 use crate::audio;
 use crate::dataset::{Dataset, Example, Mode, Split};
@@ -98,13 +99,12 @@ impl AvClips {
         kind: &'static str,
         split: Split,
         candidates: Vec<Candidate>,
-        class_names: Vec<String>,
-        num_classes: usize,
+        (class_names, num_classes): (Vec<String>, usize),
         front: AvFrontEnd,
-        skip_bad: bool,
-        verify: bool,
+        opts: &DatasetOptions,
         mut report: Report,
     ) -> Result<Self> {
+        let (skip_bad, verify) = (opts.skip_bad, opts.verify);
         front.check()?;
         report.touch(split);
         let checked: Vec<(Candidate, Result<Vec<PathBuf>>)> = candidates

@@ -66,5 +66,5 @@ pub fn open_cremad(root: &Path, split: Split, opts: &DatasetOptions) -> Result<A
     let names: Vec<String> = CREMAD_CLASSES.iter().map(|s| s.to_string()).collect();
     let k = opts.logits(names.len())?;
     let report = Report::new(names.clone());
-    AvClips::build("cremad", split, candidates, names, k, front, opts.skip_bad, opts.verify, report)
+    AvClips::build("cremad", split, candidates, (names, k), front, opts, report)
 }

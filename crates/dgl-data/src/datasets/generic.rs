@@ -45,6 +45,11 @@ pub enum FeatureLayout {
     PerModality,
 }
 
+/// `(tensor name, shape)` pairs.
+type Shapes = Vec<(String, Vec<usize>)>;
+/// A row's files and what they hold.
+type Probed = (Vec<PathBuf>, Shapes);
+
 #[derive(Clone, Debug)]
 struct Row {
     line: usize,
@@ -228,7 +233,7 @@ impl GenericDataset {
         }
 
         // Per row: the shapes of its modalities (probing headers only).
-        let probe = |row: &Row, mods: &[String]| -> Result<(Vec<PathBuf>, Vec<(String, Vec<usize>)>)> {
+        let probe = |row: &Row, mods: &[String]| -> Result<Probed> {
             let files = files_of(&row.id, mods)?;
             let mut found = Vec::new();
             match layout {
@@ -256,7 +261,7 @@ impl GenericDataset {
         };
 
         // Reference: the first row (manifest order, any split) whose files are all usable.
-        let mut reference: Option<(PathBuf, Vec<(String, Vec<usize>)>)> = None;
+        let mut reference: Option<(PathBuf, Shapes)> = None;
         for row in &rows {
             if let Ok((files, found)) = probe(row, &modalities) {
                 reference = Some((files[0].clone(), found));
@@ -266,7 +271,7 @@ impl GenericDataset {
         let Some((ref_file, ref_found)) = reference else {
             // Nothing usable: report the first row's own error.
             let first = rows.first().ok_or_else(|| DataError::bad_file(&manifest, "the manifest has no rows"))?;
-            return Err(probe(first, &modalities).err().expect("the probe failed"));
+            return Err(probe(first, &modalities).expect_err("the probe failed"));
         };
         if layout == FeatureLayout::PerSample && !selected {
             modalities = ref_found.iter().map(|(n, _)| n.clone()).collect();

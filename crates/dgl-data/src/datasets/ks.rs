@@ -149,5 +149,5 @@ pub fn open_ks(root: &Path, split: Split, opts: &DatasetOptions) -> Result<AvCli
             });
         }
     }
-    AvClips::build("ks", split, candidates, classes.names.clone(), k, front, opts.skip_bad, opts.verify, report)
+    AvClips::build("ks", split, candidates, (classes.names.clone(), k), front, opts, report)
 }

@@ -75,9 +75,25 @@ pub fn nearest_class_mean(train: &[Vec<f32>], ytr: &[u32], test: &[Vec<f32>], yt
     correct as f64 / test.len().max(1) as f64
 }
 
-/// Test accuracy of multinomial logistic regression (softmax, L2 `l2`) trained with mini-batch
-/// SGD + momentum for `epochs` epochs on standardised features.
-pub fn logistic_regression(train: &[Vec<f32>], ytr: &[u32], test: &[Vec<f32>], yte: &[u32], k: usize, epochs: usize, l2: f32, seed: u64) -> f64 {
+/// Settings of [`logistic_regression`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LogisticConfig {
+    pub epochs: usize,
+    /// L2 weight decay.
+    pub l2: f32,
+    pub seed: u64,
+}
+
+impl Default for LogisticConfig {
+    fn default() -> Self {
+        Self { epochs: 20, l2: 1e-4, seed: 0 }
+    }
+}
+
+/// Test accuracy of multinomial logistic regression (softmax + L2) trained with mini-batch SGD
+/// with momentum on standardised features.
+pub fn logistic_regression(train: &[Vec<f32>], ytr: &[u32], test: &[Vec<f32>], yte: &[u32], k: usize, cfg: LogisticConfig) -> f64 {
+    let LogisticConfig { epochs, l2, seed } = cfg;
     let d = train.first().map_or(0, |r| r.len());
     let mut w = vec![0.0f32; k * (d + 1)];
     let mut vel = vec![0.0f32; w.len()];
@@ -152,6 +168,6 @@ mod tests {
         let (mut b, yb) = make(60);
         standardize(&mut a, &mut b);
         assert!(nearest_class_mean(&a, &ya, &b, &yb, 3) > 0.95);
-        assert!(logistic_regression(&a, &ya, &b, &yb, 3, 20, 1e-4, 1) > 0.95);
+        assert!(logistic_regression(&a, &ya, &b, &yb, 3, LogisticConfig::default()) > 0.95);
     }
 }

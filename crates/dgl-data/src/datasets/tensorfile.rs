@@ -18,6 +18,9 @@ pub const MAX_HEADER: usize = 100 << 20;
 /// Largest feature file read whole.
 pub const FILE_LIMIT: u64 = 1 << 30;
 
+/// `(name, shape, values)` of a tensor read from a file.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// Element types read (converted to `f32`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileDtype {
@@ -138,7 +141,7 @@ pub fn safetensors_header(path: &Path) -> Result<(Vec<TensorInfo>, HashMap<Strin
 }
 
 /// Parses a whole in-memory safetensors file into `(name, shape, values as f32)`, sorted by name.
-pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<Vec<NamedTensor>> {
     if bytes.is_empty() {
         return Err(DataError::bad_file(path, "empty file (0 bytes)"));
     }
@@ -191,7 +194,7 @@ pub fn probe_feature_file(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
 }
 
 /// Reads a feature file: `(tensor name, shape, values)` sorted by name.
-pub fn read_feature_file(path: &Path) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+pub fn read_feature_file(path: &Path) -> Result<Vec<NamedTensor>> {
     let bytes = super::fsutil::read_limited(path, FILE_LIMIT)?;
     if is_npy(path) {
         let a = npy::parse_npy(&bytes, path)?;
