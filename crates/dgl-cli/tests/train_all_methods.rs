@@ -29,7 +29,7 @@ fn tmp(name: &str) -> PathBuf {
 
 #[test]
 fn every_method_trains_and_writes_a_run_directory() {
-    for &kind in MethodKind::ALL {
+    for kind in MethodKind::ALL {
         let out = tmp(kind.as_str());
         let outcome = train(&micro(kind), &out, &RunOptions::default())
             .unwrap_or_else(|e| panic!("{kind}: {e}"));

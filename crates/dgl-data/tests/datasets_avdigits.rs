@@ -50,6 +50,9 @@ fn probe(opts: &AvDigitsOptions, root: &std::path::Path, logistic: bool) -> ([f6
     ];
     let lr = logistic.then(|| {
         let c = LogisticConfig { epochs: 30, l2: 1e-3, seed: 0 };
+        // Plain concatenation of the standardised features.
+        let join = |a: &[Vec<f32>], b: &[Vec<f32>]| -> Vec<Vec<f32>> { a.iter().zip(b).map(|(x, y)| [x.as_slice(), y].concat()).collect() };
+        let (ctr, cte) = (join(&atr, &vtr), join(&ate, &vte));
         [
             logistic_regression(&atr, &ytr, &ate, &yte, 10, c),
             logistic_regression(&vtr, &ytr, &vte, &yte, 10, c),
