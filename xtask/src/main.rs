@@ -2,6 +2,7 @@
 //! table over several seeds through the one training loop and write the table beside the paper's
 //! numbers (Markdown, CSV, JSON). Finished runs are never redone.
 
+mod cuda;
 mod paper;
 mod table;
 
@@ -34,6 +35,12 @@ enum Cmd {
     ReproduceTable3(Common),
     /// Table 4: α = 1..5 for DGL and fixed-weight G-Blending.
     ReproduceTable4(Common),
+    /// Build `dgl` and `step-bench` with CUDA (no GPU needed here) into gpu-bundle/ (docs/gpu.md).
+    CudaBuild {
+        /// Also link cuDNN (candle's `cudnn` feature: cuDNN forward convolutions).
+        #[arg(long)]
+        cudnn: bool,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -100,14 +107,19 @@ fn rows(cmd: &Cmd) -> Vec<(String, MethodConfig)> {
             }
             v
         }
+        Cmd::CudaBuild { .. } => Vec::new(),
     }
 }
 
 fn run(cmd: Cmd) -> Result<(), String> {
+    if let Cmd::CudaBuild { cudnn } = cmd {
+        return cuda::cuda_build(cudnn);
+    }
     let (name, c) = match &cmd {
         Cmd::ReproduceTable1(c) => ("table1", c.clone()),
         Cmd::ReproduceTable3(c) => ("table3", c.clone()),
         Cmd::ReproduceTable4(c) => ("table4", c.clone()),
+        Cmd::CudaBuild { .. } => unreachable!(),
     };
     let dataset = format!("{:?}", c.dataset).to_lowercase();
     let preset = format!("{:?}", c.preset).to_lowercase();
