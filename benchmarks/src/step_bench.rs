@@ -1,7 +1,7 @@
 //! The DGL step against the plain step, same model, same batches, interleaved in one run.
 //!
 //! `cargo run --release -p dgl-benchmarks --bin step-bench -- [--preset tiny|paper] [--steps N]
-//! [--batch B] [--device cpu|cuda]`
+//! [--batch B] [--base-width W] [--audio FxT] [--device cpu|cuda]`
 //!
 //! Prints ms/step for each routing and the ratio DGL / plain. Steps are interleaved (plain, DGL,
 //! plain, DGL, …) so that machine noise hits both equally; the first `warmup` steps are not timed.
@@ -37,7 +37,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model_cfg = ModelConfig { base_width, num_classes: ds.num_classes(), ..ModelConfig::default() };
     let model = build_model(&model_cfg, &ds.modality_shapes(), &device, 0)?;
     let idx: Vec<usize> = (0..batch.min(ds.len())).collect();
-    let b = load_batch(&ds, &idx, Mode::Eval, &device)?;
+    let mut b = load_batch(&ds, &idx, Mode::Eval, &device)?;
+    // `--audio FxT`: random audio input of that shape instead of the dataset's (e.g. 257x299, the
+    // shape the paper's text states).
+    if let Some(shape) = arg(&args, "--audio") {
+        let (f, t) = shape.split_once('x').ok_or("--audio expects FxT, e.g. 257x299")?;
+        b.inputs[0] = Tensor::randn(0f32, 1.0, (b.inputs[0].dim(0)?, 1, f.parse::<usize>()?, t.parse::<usize>()?), &device)?;
+    }
     let mut opt = Sgd::new(SgdConfig::default())?;
     let routings = [("plain", Routing::plain()), ("dgl", Routing::dgl(4.0))];
     let mut totals = [0f64; 2];
