@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::util::{
     all_grads, check_hp, check_losses, check_window, f64_tensor, host_targets, in_window,
-    require_modalities, scalar, state_f64, target_probs,
+    require_two_modalities, scalar, state_f64, target_probs,
 };
 
 /// AGM hyper-parameters (α is [`crate::MethodConfig::alpha`]).
@@ -196,7 +196,7 @@ impl Method for Agm {
     }
 
     fn check(&self, model: &dyn MultimodalModel) -> Result<()> {
-        require_modalities(model, "agm", |m| m == 2, "exactly 2 modalities")
+        require_two_modalities(model, "agm")
     }
 
     fn train_step(
@@ -300,6 +300,12 @@ mod tests {
     use crate::testutil::*;
     use dgl_core::loss::{CrossEntropy, Loss};
 
+    /// The gradients of CE of the scaled output of `r`.
+    fn scaled_grads(model: &Toy, r: &Responses, k: [f64; 2], y: &Tensor) -> ParamGrads {
+        let out = scaled_output(&r.m, k).unwrap();
+        all_grads(model, &CrossEntropy.loss(&out, y).unwrap()).unwrap()
+    }
+
     #[test]
     fn shapley_responses_sum_to_the_full_output() {
         let model = Toy::new(&[3, 4], 5, 3, 1);
@@ -351,14 +357,7 @@ mod tests {
         let x = model.inputs(6, 8);
         let y = targets(6, 3);
         let k = [1.7, 0.4];
-        let r = responses(&model, &x, true).unwrap();
-        let g_ours = all_grads(
-            &model,
-            &CrossEntropy
-                .loss(&scaled_output(&r.m, k).unwrap(), &y)
-                .unwrap(),
-        )
-        .unwrap();
+        let g_ours = scaled_grads(&model, &responses(&model, &x, true).unwrap(), k, &y);
 
         // Cotangent g = (softmax(out) − onehot)/B, then Σ c ⊙ f per forward.
         let r = responses(&model, &x, true).unwrap();
@@ -415,13 +414,7 @@ mod tests {
         let r = responses(&model, &x, true).unwrap();
         let s = [score(&r.m[0], &yv).unwrap(), score(&r.m[1], &yv).unwrap()];
         let k = coefficients(s, [0.3, 0.9], 1.5);
-        let want = all_grads(
-            &model,
-            &CrossEntropy
-                .loss(&scaled_output(&r.m, k).unwrap(), &y)
-                .unwrap(),
-        )
-        .unwrap();
+        let want = scaled_grads(&model, &r, k, &y);
         let (upd, rep) = grads_by_sgd(&mut agm, &model, 3, &x, &y);
         for (name, got) in &upd {
             assert_close(got, &vec(want.get(name).unwrap()), 1e-9, name);

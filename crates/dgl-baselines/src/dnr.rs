@@ -316,7 +316,6 @@ mod tests {
     use super::*;
     use crate::testutil::*;
     use candle_core::Device;
-    use dgl_core::loss::CrossEntropy;
 
     #[test]
     fn weights_and_interpolation() {
@@ -394,16 +393,7 @@ mod tests {
         assert!(pv < 1.0);
 
         let mut sgd = plain_sgd(0.1);
-        let mut ctx = StepContext {
-            model: &model,
-            optimizer: &mut sgd,
-            clip_norm: None,
-            loss: &CrossEntropy,
-            epoch: 19,
-            step_in_epoch: 0,
-            steps_per_epoch: 1,
-            global_step: 0,
-        };
+        let mut ctx = context(&model, &mut sgd, 19);
         let before = vec(model.enc[1].0.as_tensor());
         dnr.on_epoch_end(&mut ctx, &data).unwrap(); // epoch 19: nothing
         assert_eq!(dnr.times(), 0);

@@ -23,7 +23,7 @@ use dgl_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::util::{
-    all_grads, check_hp, check_losses, f64_tensor, require_modalities, scalar, state_f64,
+    all_grads, check_hp, check_losses, f64_tensor, require_multimodal, scalar, state_f64,
 };
 
 /// G-Blending as the DGL paper ran it: fixed-weight blending L_mm + α Σ_m L_m.
@@ -214,7 +214,7 @@ impl Method for GBlendingOgr {
     }
 
     fn check(&self, model: &dyn MultimodalModel) -> Result<()> {
-        require_modalities(model, "gblending-ogr", |m| m >= 2, "2 or more modalities")
+        require_multimodal(model, "gblending-ogr")
     }
 
     fn needs_validation(&self) -> bool {

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::util::{
     all_grads, batch_mean, check_losses, entropy, f64_tensor, find_state, host_f64,
-    require_modalities, scalar, state_f64, upload,
+    require_multimodal, scalar, state_f64, upload,
 };
 
 /// What happens to the head weight gradient.
@@ -187,34 +187,33 @@ pub fn fuse_branches(logits: &[Tensor], how: MlaFusion) -> Result<Tensor> {
             weighted(w)
         }
         MlaFusion::EntropySample => {
-            let h = Tensor::stack(
-                &logits
-                    .iter()
-                    .map(|l| entropy(l, 1))
-                    .collect::<Result<Vec<_>>>()?,
-                0,
-            )?; // [M, B]
-            let w = candle_nn::ops::softmax(&h.neg()?, 0)?;
-            let w = (0..mm)
-                .map(|m| w.get(m)?.unsqueeze(1))
+            let h = logits
+                .iter()
+                .map(|l| entropy(l, 1))
+                .collect::<Result<Vec<_>>>()?; // [B] each
+            let w = entropy_weights(&h)?
+                .iter()
+                .map(|w| w.unsqueeze(1))
                 .collect::<candle_core::Result<Vec<_>>>()?;
             weighted(w)
         }
         MlaFusion::EntropyBatch => {
-            let h = Tensor::stack(
-                &logits
-                    .iter()
-                    .map(|l| entropy(l, 0)?.sum_all().map_err(Error::from))
-                    .collect::<Result<Vec<_>>>()?,
-                0,
-            )?; // [M]
-            let w = candle_nn::ops::softmax(&h.neg()?, 0)?;
-            let w = (0..mm)
-                .map(|m| w.get(m))
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            weighted(w)
+            let h = logits
+                .iter()
+                .map(|l| entropy(l, 0)?.sum_all().map_err(Error::from))
+                .collect::<Result<Vec<_>>>()?; // scalar each
+            weighted(entropy_weights(&h)?)
         }
     }
+}
+
+/// w_m = softmax_m(−H_m) from the entropies H_m (tensors of one shape), one weight tensor per
+/// modality.
+fn entropy_weights(h: &[Tensor]) -> Result<Vec<Tensor>> {
+    let w = candle_nn::ops::softmax(&Tensor::stack(h, 0)?.neg()?, 0)?;
+    Ok((0..h.len())
+        .map(|m| w.get(m))
+        .collect::<candle_core::Result<Vec<_>>>()?)
 }
 
 /// MLA.
@@ -316,7 +315,7 @@ impl Method for Mla {
     }
 
     fn check(&self, model: &dyn MultimodalModel) -> Result<()> {
-        require_modalities(model, "mla", |m| m >= 2, "2 or more modalities")?;
+        require_multimodal(model, "mla")?;
         if self.cfg.projection != MlaProjection::Off {
             find_head_weight(model)?;
         }

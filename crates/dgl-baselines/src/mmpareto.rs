@@ -27,7 +27,7 @@ use dgl_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::util::{check_losses, find_state, flatten_rows, scalar, upload};
+use crate::util::{check_losses, find_state, flatten_rows, require_multimodal, scalar, upload};
 
 /// Where the unimodal logits come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,7 +276,7 @@ impl Method for MmPareto {
     }
 
     fn check(&self, model: &dyn MultimodalModel) -> Result<()> {
-        crate::util::require_modalities(model, "mmpareto", |m| m >= 2, "2 or more modalities")
+        require_multimodal(model, "mmpareto")
     }
 
     fn train_step(

@@ -22,7 +22,7 @@ use dgl_core::{Method, MultimodalModel, Result, StepContext, StepReport};
 use serde::{Deserialize, Serialize};
 
 use crate::util::{
-    all_grads, check_losses, check_window, gaussian, in_window, require_modalities,
+    all_grads, check_losses, check_window, gaussian, in_window, require_two_modalities,
     rng_from_tensor, rng_tensor, scalar, std_unbiased, target_probs, upload,
 };
 
@@ -212,7 +212,7 @@ impl Method for Ogm {
     }
 
     fn check(&self, model: &dyn MultimodalModel) -> Result<()> {
-        require_modalities(model, &self.name(), |m| m == 2, "exactly 2 modalities")
+        require_two_modalities(model, &self.name())
     }
 
     fn train_step(
@@ -287,6 +287,16 @@ mod tests {
     use crate::testutil::*;
     use dgl_core::loss::{CrossEntropy, Loss};
 
+    /// The training-mode representations and the gradients of the unmodulated loss CE(h(z)).
+    fn plain_grads(model: &Toy, x: &[Tensor], y: &Tensor) -> (Vec<Tensor>, ParamGrads) {
+        let z = model.encode_all(x, true).unwrap();
+        let l = CrossEntropy
+            .loss(&model.fuse(&z, true).unwrap(), y)
+            .unwrap();
+        let g = all_grads(model, &l).unwrap();
+        (z, g)
+    }
+
     #[test]
     fn coefficients_match_hand_computation() {
         // ρ_v = 3/2 > 1 → visual dominant: k_v = 1 − tanh(0.5·1.5), k_a = 1.
@@ -329,11 +339,7 @@ mod tests {
         let x = model.inputs(8, 4);
         let y = targets(8, 3);
         // Reference: plain gradients and the expected coefficients.
-        let z = model.encode_all(&x, true).unwrap();
-        let l = CrossEntropy
-            .loss(&model.fuse(&z, true).unwrap(), &y)
-            .unwrap();
-        let g = all_grads(&model, &l).unwrap();
+        let (z, g) = plain_grads(&model, &x, &y);
         let yv = crate::util::host_targets(&y).unwrap();
         let s: Vec<f64> = (0..2)
             .map(|m| {
@@ -376,11 +382,7 @@ mod tests {
         let model = Toy::build(&[3, 4], 5, 3, 5, true, false);
         let x = model.inputs(8, 6);
         let y = targets(8, 3);
-        let z = model.encode_all(&x, true).unwrap();
-        let l = CrossEntropy
-            .loss(&model.fuse(&z, true).unwrap(), &y)
-            .unwrap();
-        let g = all_grads(&model, &l).unwrap();
+        let (_, g) = plain_grads(&model, &x, &y);
         let mut g2 = g.clone();
         modulate(&mut g2, &[0.25, 1.0], OgmParams::Auto, None).unwrap();
         let w0 = vec(g.get("enc0.weight").unwrap());

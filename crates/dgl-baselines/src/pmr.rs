@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::util::{
     all_grads, check_hp, check_losses, check_window, find_state, flatten_rows, host_f64,
-    host_targets, in_window, one_hot, require_modalities, scalar, target_probs, upload,
+    host_targets, in_window, one_hot, require_two_modalities, scalar, target_probs, upload,
 };
 
 /// PMR hyper-parameters (α is [`crate::MethodConfig::alpha`]).
@@ -215,7 +215,7 @@ impl Method for Pmr {
     }
 
     fn check(&self, model: &dyn MultimodalModel) -> Result<()> {
-        require_modalities(model, "pmr", |m| m == 2, "exactly 2 modalities")
+        require_two_modalities(model, "pmr")
     }
 
     fn on_epoch_start(
@@ -348,6 +348,13 @@ mod tests {
     use candle_core::{DType, Device};
     use dgl_core::loss::{CrossEntropy, Loss};
 
+    /// PMR (α = 2, default config, 3 classes) after the start of epoch 0: initial prototypes.
+    fn started(model: &Toy, data: &Data) -> Pmr {
+        let mut pmr = Pmr::new(2.0, PmrConfig::default(), 3);
+        pmr.on_epoch_start(model, 0, data).unwrap();
+        pmr
+    }
+
     #[test]
     fn batch_count_follows_the_official_break() {
         assert_eq!(prototype_batches(105, 0.1), 10);
@@ -420,8 +427,7 @@ mod tests {
     fn epoch_hooks_blend_only_after_epoch_0() {
         let model = Toy::new(&[3, 2], 4, 3, 1);
         let data = Data::random(&model, 10, 1, 5, 2);
-        let mut pmr = Pmr::new(2.0, PmrConfig::default(), 3);
-        pmr.on_epoch_start(&model, 0, &data).unwrap();
+        let mut pmr = started(&model, &data);
         let p0 = vec(&pmr.prototypes().unwrap()[0]);
         let fresh = compute_prototypes(&model, &data, 3, 1, None, None).unwrap();
         assert_close(&p0, &vec(&fresh[0]), 0.0, "initial");
@@ -430,16 +436,7 @@ mod tests {
         w.set(&(w.as_tensor() * 1.5).unwrap()).unwrap();
         let new = compute_prototypes(&model, &data, 3, 1, None, None).unwrap();
         let mut sgd = plain_sgd(0.1);
-        let mut ctx = StepContext {
-            model: &model,
-            optimizer: &mut sgd,
-            clip_norm: None,
-            loss: &CrossEntropy,
-            epoch: 0,
-            step_in_epoch: 0,
-            steps_per_epoch: 1,
-            global_step: 0,
-        };
+        let mut ctx = context(&model, &mut sgd, 0);
         pmr.on_epoch_end(&mut ctx, &data).unwrap(); // epoch 0: replaced
         assert_close(
             &vec(&pmr.prototypes().unwrap()[0]),
@@ -490,8 +487,7 @@ mod tests {
     fn step_gradient_uses_the_switched_loss() {
         let model = Toy::new(&[3, 2], 4, 3, 4);
         let data = Data::random(&model, 2, 1, 6, 5);
-        let mut pmr = Pmr::new(2.0, PmrConfig::default(), 3);
-        pmr.on_epoch_start(&model, 0, &data).unwrap();
+        let mut pmr = started(&model, &data);
         let (x, y) = &data.train[1];
         let protos = pmr.prototypes().unwrap().to_vec();
         let z = model.encode_all(x, true).unwrap();

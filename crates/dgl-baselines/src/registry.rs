@@ -406,28 +406,20 @@ mod tests {
                 method.on_epoch_start(&model, epoch, &data).unwrap();
                 for (i, (x, y)) in data.train.iter().enumerate() {
                     let mut ctx = dgl_core::StepContext {
-                        model: &model,
-                        optimizer: &mut sgd,
                         clip_norm: Some(40.0),
-                        loss: &dgl_core::loss::CrossEntropy,
-                        epoch,
                         step_in_epoch: i,
                         steps_per_epoch: data.train.len(),
                         global_step: (epoch * data.train.len() + i) as u64,
+                        ..context(&model, &mut sgd, epoch)
                     };
                     let rep = method.train_step(&mut ctx, x, y).unwrap();
                     assert!(rep.losses.iter().all(|(_, v)| v.is_finite()), "{k}");
                     assert_eq!(rep.logits_mm.unwrap().dims(), &[6, 3], "{k}");
                 }
                 let mut ctx = dgl_core::StepContext {
-                    model: &model,
-                    optimizer: &mut sgd,
                     clip_norm: Some(40.0),
-                    loss: &dgl_core::loss::CrossEntropy,
-                    epoch,
-                    step_in_epoch: 0,
                     steps_per_epoch: data.train.len(),
-                    global_step: 0,
+                    ..context(&model, &mut sgd, epoch)
                 };
                 method.on_epoch_end(&mut ctx, &data).unwrap();
             }

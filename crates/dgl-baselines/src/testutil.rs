@@ -215,6 +215,24 @@ pub fn plain_sgd(lr: f64) -> Sgd {
     .unwrap()
 }
 
+/// The context of the first step of a one-step `epoch`: cross-entropy, no clipping.
+pub fn context<'a>(
+    model: &'a dyn MultimodalModel,
+    sgd: &'a mut Sgd,
+    epoch: usize,
+) -> StepContext<'a> {
+    StepContext {
+        model,
+        optimizer: sgd,
+        clip_norm: None,
+        loss: &CrossEntropy,
+        epoch,
+        step_in_epoch: 0,
+        steps_per_epoch: 1,
+        global_step: 0,
+    }
+}
+
 /// One training step of `method` at `epoch`, without clipping.
 pub fn step(
     method: &mut dyn Method,
@@ -224,16 +242,7 @@ pub fn step(
     inputs: &[Tensor],
     targets: &Tensor,
 ) -> StepReport {
-    let mut ctx = StepContext {
-        model,
-        optimizer: sgd,
-        clip_norm: None,
-        loss: &CrossEntropy,
-        epoch,
-        step_in_epoch: 0,
-        steps_per_epoch: 1,
-        global_step: 0,
-    };
+    let mut ctx = context(model, sgd, epoch);
     method.train_step(&mut ctx, inputs, targets).unwrap()
 }
 

@@ -29,7 +29,7 @@ pub(crate) fn check_hp(
 }
 
 /// Refuses a model whose modality count the method does not support.
-pub(crate) fn require_modalities(
+fn require_modalities(
     model: &dyn MultimodalModel,
     method: &str,
     ok: impl Fn(usize) -> bool,
@@ -43,6 +43,16 @@ pub(crate) fn require_modalities(
             "`{method}` supports {what}; the model has {m} modalities"
         )))
     }
+}
+
+/// Refuses a model that does not have exactly 2 modalities.
+pub(crate) fn require_two_modalities(model: &dyn MultimodalModel, method: &str) -> Result<()> {
+    require_modalities(model, method, |m| m == 2, "exactly 2 modalities")
+}
+
+/// Refuses a model with fewer than 2 modalities.
+pub(crate) fn require_multimodal(model: &dyn MultimodalModel, method: &str) -> Result<()> {
+    require_modalities(model, method, |m| m >= 2, "2 or more modalities")
 }
 
 /// A scalar tensor as f64.

@@ -73,6 +73,10 @@ pub struct TrainSection {
     pub diagnostics_every: usize,
     /// Drop the last partial training batch (official loaders do).
     pub drop_last: bool,
+    /// On a NaN / infinite loss or gradient, skip the step (model, optimizer and method state are
+    /// restored to what they were before it) and count it in the `skipped_steps` metric, instead
+    /// of stopping the run.
+    pub skip_non_finite: bool,
 }
 
 impl Default for TrainSection {
@@ -85,6 +89,7 @@ impl Default for TrainSection {
             scheduler: MultiStepLr::default(),
             diagnostics_every: 50,
             drop_last: true,
+            skip_non_finite: false,
         }
     }
 }
@@ -127,13 +132,16 @@ impl TrainConfig {
                 seed: 0,
                 device: DeviceKind::Cpu,
                 method: MethodConfig::default(),
-                data: DataConfig::default(),
+                data: DataConfig {
+                    synthetic: SyntheticConfig { n_train: 720, n_test: 360, ..SyntheticConfig::tiny() },
+                    ..DataConfig::default()
+                },
                 model: ModelConfig { base_width: 8, frames: 1, ..ModelConfig::default() },
                 train: TrainSection {
-                    epochs: 12,
+                    epochs: 10,
                     batch_size: 32,
                     optimizer: SgdConfig { lr: 1e-2, ..SgdConfig::default() },
-                    scheduler: MultiStepLr { milestones: vec![9], ..MultiStepLr::default() },
+                    scheduler: MultiStepLr { milestones: vec![8], ..MultiStepLr::default() },
                     diagnostics_every: 10,
                     ..TrainSection::default()
                 },
@@ -141,20 +149,64 @@ impl TrainConfig {
         }
     }
 
-    /// Reads a TOML file; unknown keys are errors naming the file.
+    /// Reads a TOML file; unknown keys (in every section) are errors naming the file and the key.
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| CliError::Config(format!("{}: {e}", path.display())))
+        Self::from_toml_str(&text).map_err(|e| match e {
+            CliError::Config(m) => CliError::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Parses a TOML configuration. Unknown keys are refused at every depth: `deny_unknown_fields`
+    /// catches most, and a round trip (parse → serialise → compare the key sets) catches those of
+    /// sections defined in other crates without it (`[model]`, `[data.synthetic]`, …).
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        let cfg: Self = toml::from_str(text).map_err(|e| CliError::Config(e.to_string()))?;
+        let given: toml::Value = toml::from_str(text).map_err(|e| CliError::Config(e.to_string()))?;
+        let known = toml::Value::try_from(&cfg).map_err(|e| CliError::Config(e.to_string()))?;
+        let mut unknown = Vec::new();
+        unknown_keys(&given, &known, "", &mut unknown);
+        if !unknown.is_empty() {
+            return Err(CliError::Config(format!(
+                "unknown key{} {}",
+                if unknown.len() > 1 { "s" } else { "" },
+                unknown.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(cfg)
     }
 
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).map_err(|e| CliError::Config(e.to_string()))
     }
 
-    /// Every check that can be made before any work starts.
+    /// Every check that can be made before any work starts (nothing is built or read here).
+    ///
+    /// An empty `train.scheduler.milestones` list is allowed and means a constant learning rate.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(CliError::Config(m));
         self.method.validate().map_err(|e| CliError::Config(e.to_string()))?;
+        if self.model.base_width == 0 {
+            return bad("model.base_width must be >= 1".into());
+        }
+        if self.model.frames == 0 {
+            return bad("model.frames must be >= 1".into());
+        }
+        let syn = &self.data.synthetic;
+        if self.data.dataset == DatasetKind::Synthetic && (syn.n_train == 0 || syn.n_test == 0) {
+            return bad(format!("data.synthetic.n_train and n_test must be >= 1, got {} and {}", syn.n_train, syn.n_test));
+        }
+        // The model's modalities must be the dataset's, and the method must support their number.
+        let names = self.data.dataset.modality_names();
+        let model_names: Vec<&str> = self.model.modalities.iter().map(|m| m.name.as_str()).collect();
+        if model_names != names {
+            return bad(format!(
+                "model.modalities {model_names:?} do not match the {:?} dataset's modalities {names:?}",
+                self.data.dataset
+            ));
+        }
+        check_method_modalities(&self.method, names.len())?;
         if self.train.epochs == 0 {
             return bad("epochs must be >= 1".into());
         }
@@ -185,5 +237,65 @@ impl TrainConfig {
             return bad("--device cuda: this build has no CUDA support; build with `--features cuda` (see docs/gpu.md)".into());
         }
         Ok(())
+    }
+}
+
+impl DatasetKind {
+    /// The modalities of the dataset, in order, known without building it (the loop checks the
+    /// built dataset agrees).
+    pub fn modality_names(self) -> Vec<&'static str> {
+        match self {
+            DatasetKind::Synthetic => vec!["audio", "visual"],
+        }
+    }
+}
+
+/// Refuses, before anything is built, a method that cannot train on a dataset with
+/// `dataset_modalities` modalities (the built model is checked again by `Method::check`).
+pub fn check_method_modalities(method: &MethodConfig, dataset_modalities: usize) -> Result<()> {
+    use dgl_baselines::MethodKind as K;
+    let kind = method.name;
+    let m = dataset_modalities;
+    if let Some(i) = kind.unimodal_modality() {
+        return if i < m {
+            Ok(())
+        } else {
+            Err(CliError::Config(format!("`{kind}` trains on modality #{i}, the dataset has {m} modalities")))
+        };
+    }
+    let (ok, what) = if kind.two_modalities_only() {
+        (m == 2, "exactly 2 modalities")
+    } else {
+        match kind {
+            K::Vanilla | K::Dnr => (m >= 1, "1 or more modalities"),
+            K::Dgl | K::DglMt | K::DglUt | K::GBlending if method.effective_alpha() == Some(0.0) => (m >= 1, "1 or more modalities"),
+            _ => (m >= 2, "2 or more modalities"),
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::Config(format!("`{kind}` supports {what}; the dataset has {m}")))
+    }
+}
+
+/// Dotted paths of keys of `given` that `known` (the parsed configuration serialised back) lacks.
+fn unknown_keys(given: &toml::Value, known: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+    match (given, known) {
+        (toml::Value::Table(g), toml::Value::Table(k)) => {
+            for (key, v) in g {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                match k.get(key) {
+                    Some(kv) => unknown_keys(v, kv, &path, out),
+                    None => out.push(path),
+                }
+            }
+        }
+        (toml::Value::Array(g), toml::Value::Array(k)) => {
+            for (i, (gv, kv)) in g.iter().zip(k).enumerate() {
+                unknown_keys(gv, kv, &format!("{prefix}[{i}]"), out);
+            }
+        }
+        _ => {}
     }
 }

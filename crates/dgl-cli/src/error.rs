@@ -16,6 +16,12 @@ pub enum CliError {
     Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("{0}")]
     Run(String),
+    /// A NaN or infinite loss or gradient stopped the run (the last checkpoint is kept).
+    #[error("{0}")]
+    NonFinite(String),
+    /// The run was interrupted (Ctrl-C / SIGTERM) and checkpointed; it can be resumed.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 pub type Result<T> = std::result::Result<T, CliError>;

@@ -2,13 +2,15 @@
 //!
 //! Configuration, the one training loop, run directories. The binary `dgl` is a thin clap front.
 
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
 pub mod methods;
+pub mod plot;
 pub mod run_dir;
 pub mod train;
 
 pub use config::{DatasetKind, DeviceKind, Preset, TrainConfig};
 pub use error::{CliError, Result};
-pub use train::{train, RunOptions, RunOutcome};
+pub use train::{resume, train, train_with, RunControl, RunOptions, RunOutcome};

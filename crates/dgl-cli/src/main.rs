@@ -1,11 +1,20 @@
 //! `dgl` — train DGL and the methods it is compared with.
+//!
+//! Exit status: 0 success; 2 a configuration, I/O or other error; 3 a NaN / infinite loss or
+//! gradient stopped training (the last checkpoint is kept); 130 interrupted by Ctrl-C / SIGTERM
+//! after writing a checkpoint (continue with `dgl train --resume RUN_DIR`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use dgl_cli::checkpoint::read_meta;
 use dgl_cli::config::{DatasetKind, DeviceKind, Preset, TrainConfig};
-use dgl_cli::train::{train, RunOptions};
+use dgl_cli::run_dir::RunDir;
+use dgl_cli::train::{resume, train_with, RunControl, RunOptions};
+use dgl_cli::CliError;
 
 #[derive(Parser)]
 #[command(name = "dgl", version, about = "Disentangled Gradient Learning (ICCV 2025) and its baselines on candle")]
@@ -17,17 +26,24 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train one method on one dataset; writes config.toml, metrics.csv/jsonl and a checkpoint.
+    /// Ctrl-C stops after the current step with a checkpoint; `--resume RUN_DIR` continues it.
     Train(TrainArgs),
+    /// Draw the figures of a run (accuracies, gradient sources, s statistic) into RUN_DIR/plots/.
+    Plot {
+        /// Run directories (each gets its own plots/).
+        #[arg(required = true)]
+        run_dirs: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
 struct TrainArgs {
     /// vanilla (concat), dgl, dgl-mt, dgl-ut, audio-only, visual-only, gblending, gblending-ogr,
-    /// ogm, ogm-ge, pmr, agm, mla, mmpareto, dnr
-    #[arg(long, default_value = "dgl")]
-    method: String,
-    #[arg(long, value_enum, default_value = "synthetic")]
-    dataset: DatasetKind,
+    /// ogm, ogm-ge, pmr, agm, mla, mmpareto, dnr [default: dgl, or the --config file's method]
+    #[arg(long)]
+    method: Option<String>,
+    #[arg(long, value_enum)]
+    dataset: Option<DatasetKind>,
     /// Dataset root directory (on-disk datasets).
     #[arg(long)]
     root: Option<PathBuf>,
@@ -51,36 +67,68 @@ struct TrainArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Run directory (default runs/<method>-<dataset>-<preset>-s<seed>).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
     /// Replace a non-empty run directory.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
+    /// Continue the run in RUN_DIR from its checkpoint, with its own configuration (flags may only
+    /// raise --epochs or add --skip-non-finite).
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
+    /// Skip (and count in `skipped_steps`) steps with a NaN / infinite loss or gradient instead of
+    /// stopping the run.
+    #[arg(long)]
+    skip_non_finite: bool,
     /// No progress bar and no per-epoch lines.
     #[arg(long)]
     quiet: bool,
 }
 
 fn resolve(a: &TrainArgs) -> dgl_cli::Result<TrainConfig> {
-    let mut cfg = match &a.config {
-        Some(p) => TrainConfig::from_toml_file(p)?,
-        None => TrainConfig::preset(a.preset.unwrap_or_default()),
+    let mut cfg = match (&a.config, &a.resume) {
+        (Some(p), _) => TrainConfig::from_toml_file(p)?,
+        (None, Some(dir)) => {
+            let path = dir.join(RunDir::CHECKPOINT);
+            if !dir.is_dir() {
+                return Err(CliError::Run(format!("--resume {}: no such run directory", dir.display())));
+            }
+            if !path.is_file() {
+                return Err(CliError::Run(format!(
+                    "--resume {}: there is no checkpoint ({}) in it — the run stopped before its first checkpoint \
+                     was written; start it again (with --overwrite)",
+                    dir.display(),
+                    RunDir::CHECKPOINT
+                )));
+            }
+            read_meta(&path)?.config()?
+        }
+        (None, None) => TrainConfig::preset(a.preset.unwrap_or_default()),
     };
-    if let (Some(p), Some(_)) = (a.preset, &a.config) {
+    if let (Some(p), true) = (a.preset, a.config.is_some() || a.resume.is_some()) {
         if p != cfg.preset {
-            return Err(dgl_cli::CliError::Config(format!(
-                "--preset {p:?} disagrees with the configuration file's preset {:?}",
+            return Err(CliError::Config(format!(
+                "--preset {p:?} disagrees with the configuration's preset {:?}",
                 cfg.preset
             )));
         }
     }
-    let kind: dgl_baselines::MethodKind = a.method.parse().map_err(|e: dgl_core::Error| dgl_cli::CliError::Config(e.to_string()))?;
-    if kind != cfg.method.name {
-        // A different method than the file's: its own defaults, keeping the file's sub-tables.
-        cfg.method.name = kind;
-        cfg.method.alpha = None;
+    let method = match (&a.method, a.config.is_some() || a.resume.is_some()) {
+        (Some(m), _) => Some(m.as_str()),
+        (None, true) => None,
+        (None, false) => Some("dgl"),
+    };
+    if let Some(m) = method {
+        let kind: dgl_baselines::MethodKind = m.parse().map_err(|e: dgl_core::Error| CliError::Config(e.to_string()))?;
+        if kind != cfg.method.name {
+            // A different method than the file's: its own defaults, keeping the file's sub-tables.
+            cfg.method.name = kind;
+            cfg.method.alpha = None;
+        }
     }
-    cfg.data.dataset = a.dataset;
+    if let Some(d) = a.dataset {
+        cfg.data.dataset = d;
+    }
     if a.root.is_some() {
         cfg.data.root = a.root.clone();
     }
@@ -102,29 +150,58 @@ fn resolve(a: &TrainArgs) -> dgl_cli::Result<TrainConfig> {
     if let Some(x) = a.device {
         cfg.device = x;
     }
+    if a.skip_non_finite {
+        cfg.train.skip_non_finite = true;
+    }
     Ok(cfg)
 }
 
-fn run_train(a: TrainArgs) -> dgl_cli::Result<()> {
+/// Ctrl-C / SIGTERM: the first asks the run to stop after the current step with a checkpoint; a
+/// second one exits at once (the previous checkpoint stays valid: checkpoints are atomic).
+fn install_stop_handler() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let r = ctrlc::set_handler(move || {
+        if s.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting now without a new checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: finishing the current step and writing a checkpoint (interrupt again to exit at once)");
+    });
+    if let Err(e) = r {
+        eprintln!("warning: cannot handle Ctrl-C ({e}); an interrupted run resumes from its last epoch checkpoint");
+    }
+    stop
+}
+
+fn run_train(a: TrainArgs, stop: Arc<AtomicBool>) -> dgl_cli::Result<()> {
     let cfg = resolve(&a)?;
     cfg.validate()?;
-    let out = a.out.clone().unwrap_or_else(|| {
-        PathBuf::from("runs").join(format!(
-            "{}-{:?}-{:?}-s{}",
-            cfg.method.name,
-            cfg.data.dataset,
-            cfg.preset,
-            cfg.seed
-        ).to_lowercase())
-    });
+    let out = match (&a.resume, &a.out) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(o)) => o.clone(),
+        (None, None) => PathBuf::from("runs").join(
+            format!("{}-{:?}-{:?}-s{}", cfg.method.name, cfg.data.dataset, cfg.preset, cfg.seed).to_lowercase(),
+        ),
+    };
     if !a.quiet {
         println!(
             "dgl train: method {} (alpha {:?}), dataset {:?}, preset {:?}, seed {}, device {:?} → {}",
-            cfg.method.name, cfg.method.effective_alpha(), cfg.data.dataset, cfg.preset, cfg.seed, cfg.device, out.display()
+            cfg.method.name,
+            cfg.method.effective_alpha(),
+            cfg.data.dataset,
+            cfg.preset,
+            cfg.seed,
+            cfg.device,
+            out.display()
         );
     }
     let opts = RunOptions { progress: !a.quiet, verbose: !a.quiet, overwrite: a.overwrite };
-    let outcome = train(&cfg, &out, &opts)?;
+    let control = RunControl { stop: Some(stop), ..RunControl::default() };
+    let outcome = match &a.resume {
+        Some(dir) => resume(dir, Some(&cfg), &opts, &control)?,
+        None => train_with(&cfg, &out, &opts, &control)?,
+    };
     let last = outcome.last();
     let best = outcome
         .epochs
@@ -148,13 +225,32 @@ fn run_train(a: TrainArgs) -> dgl_cli::Result<()> {
     Ok(())
 }
 
+fn run_plot(dirs: &[PathBuf]) -> dgl_cli::Result<()> {
+    for d in dirs {
+        let files = dgl_cli::plot::plot_run(Path::new(d))?;
+        for f in files {
+            println!("{}", f.display());
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
-        Command::Train(a) => run_train(a),
+        Command::Train(a) => run_train(a, install_stop_handler()),
+        Command::Plot { run_dirs } => run_plot(&run_dirs),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ CliError::Interrupted(_)) => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
+        Err(e @ CliError::NonFinite(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

@@ -21,13 +21,27 @@ impl RunDir {
     pub const CHECKPOINT: &'static str = "checkpoint.safetensors";
     pub const STEPS_CSV: &'static str = "steps.csv";
 
+    /// The metrics files a checkpoint records the length of (truncated back to it on resume).
+    pub const APPENDED: [&'static str; 3] = [Self::METRICS_CSV, Self::METRICS_JSONL, Self::STEPS_CSV];
+
     /// Creates a fresh run directory. A non-empty existing directory is refused unless `overwrite`.
     pub fn create(path: &Path, overwrite: bool) -> Result<Self> {
         if path.exists() {
+            if !path.is_dir() {
+                return Err(CliError::Run(format!("{} exists and is not a directory", path.display())));
+            }
             let non_empty = fs::read_dir(path).map_err(io_err(path))?.next().is_some();
             if non_empty && !overwrite {
+                let hint = match crate::checkpoint::read_meta(&path.join(Self::CHECKPOINT)) {
+                    Ok(m) => format!(
+                        " (it holds a checkpoint {}: continue it with `dgl train --resume {}`)",
+                        m.position(),
+                        path.display()
+                    ),
+                    Err(_) => String::new(),
+                };
                 return Err(CliError::Run(format!(
-                    "{} already exists and is not empty: choose another --out, or pass --overwrite to replace it",
+                    "{} already exists and is not empty{hint}: choose another --out, or pass --overwrite to replace it",
                     path.display()
                 )));
             }
@@ -37,6 +51,53 @@ impl RunDir {
         }
         fs::create_dir_all(path).map_err(io_err(path))?;
         Ok(Self { path: path.to_path_buf() })
+    }
+
+    /// Opens an existing run directory (to resume it).
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.is_dir() {
+            return Err(CliError::Run(format!("{}: no such run directory", path.display())));
+        }
+        Ok(Self { path: path.to_path_buf() })
+    }
+
+    /// Length in bytes of a run file (0 when absent).
+    pub fn file_len(&self, name: &str) -> Result<u64> {
+        let p = self.file(name);
+        match fs::metadata(&p) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io_err(&p)(e)),
+        }
+    }
+
+    /// Flushes an appended file to disk (before a checkpoint records its length).
+    pub fn sync_file(&self, name: &str) -> Result<()> {
+        let p = self.file(name);
+        match File::open(&p) {
+            Ok(f) => f.sync_all().map_err(io_err(&p)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&p)(e)),
+        }
+    }
+
+    /// Cuts an appended file back to `len` bytes (what a checkpoint recorded), dropping rows
+    /// written after it. A file shorter than `len` means the directory was changed by hand.
+    pub fn truncate_to(&self, name: &str, len: u64) -> Result<()> {
+        let have = self.file_len(name)?;
+        if have < len {
+            return Err(CliError::Run(format!(
+                "{} has {have} bytes, fewer than the {len} the checkpoint recorded: the run directory was modified, cannot resume it",
+                self.file(name).display()
+            )));
+        }
+        if have > len {
+            let p = self.file(name);
+            let f = OpenOptions::new().write(true).open(&p).map_err(io_err(&p))?;
+            f.set_len(len).map_err(io_err(&p))?;
+            f.sync_all().map_err(io_err(&p))?;
+        }
+        Ok(())
     }
 
     pub fn file(&self, name: &str) -> PathBuf {

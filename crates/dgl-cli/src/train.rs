@@ -1,9 +1,18 @@
 //! The one training loop. Every method goes through it; a method only says how a batch becomes
 //! parameter updates (`dgl_core::Method`). Data flows one way: datasets → batches → method step →
 //! optimizer → metrics / checkpoints.
+//!
+//! Runs never lose work (see docs/runs.md): a checkpoint is written atomically after every epoch
+//! and, when [`RunControl::stop`] is raised (Ctrl-C), after the current step, with the position
+//! inside the epoch; [`resume`] continues a run bit-identically on the CPU. A NaN / infinite loss
+//! or gradient stops the run keeping the last checkpoint, or, with `train.skip_non_finite`, skips
+//! the step.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor, D};
@@ -11,15 +20,18 @@ use dgl_core::diagnostics::{gradient_sources, s_statistic};
 use dgl_core::loss::CrossEntropy;
 use dgl_core::method::{restore, snapshot};
 use dgl_core::rng::Rng;
-use dgl_core::{Method, MultimodalModel, Sgd, StepContext};
+use dgl_core::{Method, MultimodalModel, Sgd, StepContext, StepReport};
 use dgl_data::{epoch_batches, Dataset, Mode};
 use dgl_models::{build_model, Model};
 
+use crate::checkpoint::{
+    check_compatible, Checkpoint, CheckpointMeta, EpochProgress, METHOD_PREFIX, OPTIMIZER_PREFIX,
+};
 use crate::config::{DeviceKind, TrainConfig};
 use crate::data::RunData;
 use crate::error::{CliError, Result};
 use crate::methods::{build_method, needs_validation, BuiltMethod};
-use crate::run_dir::{RunDir, Row};
+use crate::run_dir::{read_metrics, RunDir, Row};
 
 /// How to run (not part of the resolved configuration).
 #[derive(Clone, Debug, Default)]
@@ -32,10 +44,32 @@ pub struct RunOptions {
     pub overwrite: bool,
 }
 
+/// Control of a running run: a stop request (Ctrl-C) and, for tests, fault injection.
+#[derive(Clone, Debug, Default)]
+pub struct RunControl {
+    /// When raised, the run finishes its current step, writes a checkpoint and returns
+    /// [`CliError::Interrupted`].
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Testing: behave as if `stop` were raised once this many steps (counted over the whole run)
+    /// have been taken.
+    #[doc(hidden)]
+    pub stop_after_steps: Option<u64>,
+    /// Testing: feed NaN inputs to the steps whose global index lies in this range.
+    #[doc(hidden)]
+    pub inject_non_finite: Option<Range<u64>>,
+}
+
+impl RunControl {
+    fn stop_requested(&self, steps_taken: u64) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) || self.stop_after_steps.is_some_and(|n| steps_taken >= n)
+    }
+}
+
 /// The result of a finished run.
 #[derive(Clone, Debug)]
 pub struct RunOutcome {
-    /// Per-epoch metrics, as written to `metrics.jsonl`.
+    /// Per-epoch metrics, as written to `metrics.jsonl` (for a resumed run, the earlier epochs are
+    /// read back from it).
     pub epochs: Vec<Row>,
     /// Names of the per-branch accuracy columns (`test_acc_audio`, …).
     pub branch_columns: Vec<String>,
@@ -55,8 +89,51 @@ pub fn device(kind: DeviceKind) -> Result<Device> {
     }
 }
 
-/// Trains one configuration into `out`.
+/// Trains one configuration into a new run directory `out`.
 pub fn train(cfg: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunOutcome> {
+    train_with(cfg, out, opts, &RunControl::default())
+}
+
+/// [`train`] with a [`RunControl`] (Ctrl-C handling).
+pub fn train_with(cfg: &TrainConfig, out: &Path, opts: &RunOptions, control: &RunControl) -> Result<RunOutcome> {
+    run(cfg, out, opts, control, None)
+}
+
+/// Continues the run in `dir` from its checkpoint, with the checkpoint's configuration or `cfg`,
+/// which may differ from it only in `train.epochs` (to extend a run) and `train.skip_non_finite`.
+/// Rows the metrics files gained after the checkpoint are dropped first, so none is duplicated.
+pub fn resume(dir: &Path, cfg: Option<&TrainConfig>, opts: &RunOptions, control: &RunControl) -> Result<RunOutcome> {
+    if !dir.is_dir() {
+        return Err(CliError::Run(format!("--resume {}: no such run directory", dir.display())));
+    }
+    let path = dir.join(RunDir::CHECKPOINT);
+    if !path.is_file() {
+        return Err(CliError::Run(format!(
+            "--resume {}: there is no checkpoint ({}) in it — the run stopped before its first checkpoint was written; \
+             start it again (with --overwrite)",
+            dir.display(),
+            RunDir::CHECKPOINT
+        )));
+    }
+    let ckpt = Checkpoint::load(&path)?;
+    let saved = ckpt.meta.config()?;
+    let cfg = cfg.cloned().unwrap_or_else(|| saved.clone());
+    check_compatible(&saved, &cfg).map_err(|e| match e {
+        CliError::Config(m) => CliError::Config(format!("--resume {}: {m}", dir.display())),
+        other => other,
+    })?;
+    if ckpt.meta.progress.is_none() && ckpt.meta.epoch >= cfg.train.epochs {
+        return Err(CliError::Run(format!(
+            "--resume {}: nothing to do, the run has finished its {} epochs; pass --epochs N (N > {}) to train it further",
+            dir.display(),
+            ckpt.meta.epoch,
+            ckpt.meta.epoch
+        )));
+    }
+    run(&cfg, dir, opts, control, Some(ckpt))
+}
+
+fn run(cfg: &TrainConfig, out: &Path, opts: &RunOptions, control: &RunControl, ckpt: Option<Checkpoint>) -> Result<RunOutcome> {
     cfg.validate()?;
     let device = device(cfg.device)?;
     let mut data = RunData::build(cfg, needs_validation(cfg), &device)?;
@@ -85,19 +162,69 @@ pub fn train(cfg: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunOutc
     let model = build_model(&model_cfg, &data.modality_shapes(), &device, cfg.seed)?;
     method.check(&model)?;
 
-    let run = RunDir::create(out, opts.overwrite)?;
-    run.write_atomic(RunDir::CONFIG, cfg.to_toml()?.as_bytes())?;
-
     let mut opt = Sgd::new(cfg.train.optimizer.clone())?;
-    let mut trainer = Loop { cfg, model: &model, data: &data, run: &run, opts, step: 0 };
-    let mut epochs = Vec::new();
-    for epoch in 0..cfg.train.epochs {
-        let row = trainer.epoch(method.as_mut(), &mut opt, epoch)?;
-        epochs.push(row);
-        trainer.checkpoint(method.as_ref(), &opt, epoch)?;
+    let (run, start_epoch, mut progress, mut epochs, step, last_checkpoint) = match ckpt {
+        None => {
+            let run = RunDir::create(out, opts.overwrite)?;
+            run.write_atomic(RunDir::CONFIG, cfg.to_toml()?.as_bytes())?;
+            (run, 0, None, Vec::new(), 0, None)
+        }
+        Some(c) => {
+            let run = RunDir::open(out)?;
+            load_checkpoint(&c, &model, &mut opt, method.as_mut(), &device)?;
+            for name in RunDir::APPENDED {
+                run.truncate_to(name, c.meta.files.get(name).copied().unwrap_or(0))?;
+            }
+            let rows = if run.file(RunDir::METRICS_JSONL).is_file() { read_metrics(&run.file(RunDir::METRICS_JSONL))? } else { Vec::new() };
+            run.write_atomic(RunDir::CONFIG, cfg.to_toml()?.as_bytes())?;
+            if opts.verbose {
+                println!("resuming {} {} (global step {})", out.display(), c.meta.position(), c.meta.global_step);
+            }
+            let position = c.meta.position();
+            (run, c.meta.epoch, c.meta.progress, rows, c.meta.global_step, Some(position))
+        }
+    };
+    let mut trainer = Loop { cfg, model: &model, data: &data, run: &run, opts, control, step, last_checkpoint };
+    for epoch in start_epoch..cfg.train.epochs {
+        match trainer.epoch(method.as_mut(), &mut opt, epoch, progress.take())? {
+            EpochEnd::Finished(row) => {
+                epochs.push(row);
+                trainer.checkpoint(method.as_ref(), &opt, epoch + 1, None)?;
+                if epoch + 1 < cfg.train.epochs && control.stop_requested(trainer.step) {
+                    return Err(trainer.interrupted(&format!("after epoch {}/{}", epoch + 1, cfg.train.epochs)));
+                }
+            }
+            EpochEnd::Interrupted(p) => {
+                let at = format!("in epoch {}/{} after step {}", epoch + 1, cfg.train.epochs, p.step_in_epoch);
+                trainer.checkpoint(method.as_ref(), &opt, epoch, Some(p))?;
+                return Err(trainer.interrupted(&at));
+            }
+        }
     }
-    let branch_columns = epochs[0].0.iter().filter(|(k, _)| k.starts_with("test_acc_")).map(|(k, _)| k.clone()).collect();
+    let branch_columns = epochs
+        .first()
+        .map(|r| r.0.iter().filter(|(k, _)| k.starts_with("test_acc_")).map(|(k, _)| k.clone()).collect())
+        .unwrap_or_default();
     Ok(RunOutcome { epochs, branch_columns })
+}
+
+/// Puts a checkpoint's model, optimizer and method state in place (shapes checked first).
+fn load_checkpoint(c: &Checkpoint, model: &Model, opt: &mut Sgd, method: &mut dyn Method, device: &Device) -> Result<()> {
+    dgl_models::import_state(model, &c.model_tensors(), true)
+        .map_err(|e| CliError::Config(format!("the checkpoint does not fit the model of this configuration: {e}")))?;
+    let on_device = |v: Vec<(String, Tensor)>| -> Result<Vec<(String, Tensor)>> {
+        v.into_iter().map(|(k, t)| Ok((k, t.to_device(device)?))).collect()
+    };
+    opt.load_state(on_device(c.prefixed(OPTIMIZER_PREFIX))?);
+    method.load_state(&on_device(c.prefixed(METHOD_PREFIX))?)?;
+    Ok(())
+}
+
+/// How an epoch ended.
+enum EpochEnd {
+    Finished(Row),
+    /// Stopped on request after a step; the epoch's position and statistics so far.
+    Interrupted(EpochProgress),
 }
 
 struct Loop<'a> {
@@ -106,7 +233,51 @@ struct Loop<'a> {
     data: &'a RunData,
     run: &'a RunDir,
     opts: &'a RunOptions,
+    control: &'a RunControl,
+    /// Steps taken over the whole run.
     step: u64,
+    /// Where the last checkpoint written (or resumed from) stands, for messages.
+    last_checkpoint: Option<String>,
+}
+
+/// Everything a step may change, copied before it when non-finite steps are skipped.
+struct Saved {
+    model: Vec<(String, Tensor)>,
+    optimizer: Vec<(String, Tensor)>,
+    method: Vec<(String, Tensor)>,
+}
+
+impl Saved {
+    fn take(model: &Model, opt: &Sgd, method: &dyn Method) -> Result<Self> {
+        Ok(Self { model: snapshot(&model.state_vars())?, optimizer: opt.state(), method: method.state()? })
+    }
+
+    /// Puts the model (parameters and BatchNorm statistics), the optimizer's momentum and the
+    /// method's state back. Method state created lazily during the step (e.g. the first
+    /// projection matrix) stays, as `Method::load_state` only sets what it is given.
+    fn restore(self, model: &Model, opt: &mut Sgd, method: &mut dyn Method) -> Result<()> {
+        restore(&model.state_vars(), &self.model)?;
+        opt.load_state(self.optimizer);
+        method.load_state(&self.method)?;
+        Ok(())
+    }
+}
+
+/// A non-finite loss or gradient the method did not catch itself (every method checks its losses
+/// before it applies an update; this also covers the reported gradient norm).
+fn check_report(report: &StepReport) -> std::result::Result<(), (&'static str, String)> {
+    if let Some((name, v)) = report.losses.iter().find(|(_, v)| !v.is_finite()) {
+        return Err(("loss", format!("{name} = {v} ({})", loss_terms(report))));
+    }
+    if !report.grad_norm.is_finite() {
+        return Err(("gradient", format!("global gradient norm = {} ({})", report.grad_norm, loss_terms(report))));
+    }
+    Ok(())
+}
+
+fn loss_terms(report: &StepReport) -> String {
+    let t: Vec<String> = report.losses.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    format!("loss terms: {}", t.join(", "))
 }
 
 /// Running means of named scalars over an epoch.
@@ -140,12 +311,23 @@ pub fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
 }
 
 impl Loop<'_> {
-    fn epoch(&mut self, method: &mut dyn Method, opt: &mut Sgd, epoch: usize) -> Result<Row> {
+    fn epoch(&mut self, method: &mut dyn Method, opt: &mut Sgd, epoch: usize, resume: Option<EpochProgress>) -> Result<EpochEnd> {
         let cfg = self.cfg;
         let t0 = Instant::now();
         let lr = cfg.train.scheduler.lr_at(cfg.train.optimizer.lr, epoch);
         opt.set_lr(lr);
-        method.on_epoch_start(self.model, epoch, self.data)?;
+        // A run resumed inside an epoch already ran the epoch-start hook before its checkpoint
+        // (its effects are in the method state); running it again would change the run.
+        let p = match resume {
+            Some(p) => p,
+            None => {
+                method.on_epoch_start(self.model, epoch, self.data)?;
+                EpochProgress::default()
+            }
+        };
+        let (start, elapsed_before) = (p.step_in_epoch, p.elapsed_s);
+        let (mut n_seen, mut n_correct, mut skipped) = (p.n_seen, p.n_correct, p.skipped);
+        let mut means = Means(p.means);
         let epoch_seed = Rng::derive(cfg.seed, 1_000 + epoch as u64).next_u64();
         let batches = epoch_batches(self.data.train.len(), cfg.train.batch_size, Some(epoch_seed), cfg.train.drop_last);
         if batches.is_empty() {
@@ -155,13 +337,21 @@ impl Loop<'_> {
                 cfg.train.batch_size
             )));
         }
-        let pb = progress_bar(self.opts.progress, batches.len() as u64, epoch, cfg.train.epochs);
-        let names = self.model.modality_names();
-        let mut means = Means::default();
-        let (mut n_seen, mut n_correct) = (0usize, 0usize);
         let steps_per_epoch = batches.len();
-        for (i, idx) in batches.iter().enumerate() {
-            let (x, y) = self.data.batch(self.data.train.as_ref(), idx, Mode::Train { seed: epoch_seed })?;
+        if start >= steps_per_epoch {
+            return Err(CliError::Run(format!(
+                "the checkpoint is at step {start} of an epoch of {steps_per_epoch} steps: it does not belong to this run"
+            )));
+        }
+        let pb = progress_bar(self.opts.progress, steps_per_epoch as u64, epoch, cfg.train.epochs);
+        pb.set_position(start as u64);
+        let names = self.model.modality_names();
+        for (i, idx) in batches.iter().enumerate().skip(start) {
+            let (mut x, y) = self.data.batch(self.data.train.as_ref(), idx, Mode::Train { seed: epoch_seed })?;
+            if self.control.inject_non_finite.as_ref().is_some_and(|r| r.contains(&self.step)) {
+                x = x.iter().map(|t| t.affine(f64::NAN, 0.0)).collect::<candle_core::Result<_>>()?;
+            }
+            let saved = if cfg.train.skip_non_finite { Some(Saved::take(self.model, opt, method)?) } else { None };
             let mut ctx = StepContext {
                 model: self.model,
                 optimizer: opt,
@@ -172,47 +362,85 @@ impl Loop<'_> {
                 steps_per_epoch,
                 global_step: self.step,
             };
-            let report = method.train_step(&mut ctx, &x, &y)?;
-            for (k, v) in &report.losses {
-                means.add(&format!("train_{k}"), *v);
-            }
-            for (k, v) in &report.scalars {
-                means.add(k, *v);
-            }
-            means.add("grad_norm", report.grad_norm);
-            if let Some(l) = &report.logits_mm {
-                n_correct += correct(l, &y)?;
-                n_seen += idx.len();
-            }
-            // Fig. 3(a): s for modality m's branch uses the other modality's head block and z.
-            if names.len() == 2 && report.z.len() == 2 {
-                for (m, name) in names.iter().enumerate() {
-                    if let Some(w) = self.model.linear_head_block(1 - m) {
-                        let s = s_statistic(&w, &report.z[1 - m], &y)?;
-                        means.add(&format!("s_mean_{name}"), s.mean);
-                        means.add(&format!("s_median_{name}"), s.median);
+            let outcome = match method.train_step(&mut ctx, &x, &y) {
+                Ok(report) => check_report(&report).map(|()| report),
+                Err(dgl_core::Error::NonFinite { what, detail }) => Err((what, detail)),
+                Err(e) => return Err(e.into()),
+            };
+            let report = match (outcome, saved) {
+                (Ok(report), _) => Some(report),
+                (Err((what, detail)), Some(saved)) => {
+                    saved.restore(self.model, opt, method)?;
+                    skipped += 1;
+                    pb.suspend(|| {
+                        eprintln!(
+                            "warning: skipped step {}/{steps_per_epoch} of epoch {}/{} (global step {}): non-finite {what}: {detail}",
+                            i + 1,
+                            epoch + 1,
+                            cfg.train.epochs,
+                            self.step
+                        )
+                    });
+                    None
+                }
+                (Err((what, detail)), None) => {
+                    pb.finish_and_clear();
+                    return Err(self.non_finite(what, &detail, epoch, i, steps_per_epoch));
+                }
+            };
+            if let Some(report) = report {
+                for (k, v) in &report.losses {
+                    means.add(&format!("train_{k}"), *v);
+                }
+                for (k, v) in &report.scalars {
+                    means.add(k, *v);
+                }
+                means.add("grad_norm", report.grad_norm);
+                if let Some(l) = &report.logits_mm {
+                    n_correct += correct(l, &y)?;
+                    n_seen += idx.len();
+                }
+                // Fig. 3(a): s for modality m's branch uses the other modality's head block and z.
+                if names.len() == 2 && report.z.len() == 2 {
+                    for (m, name) in names.iter().enumerate() {
+                        if let Some(w) = self.model.linear_head_block(1 - m) {
+                            let s = s_statistic(&w, &report.z[1 - m], &y)?;
+                            means.add(&format!("s_mean_{name}"), s.mean);
+                            means.add(&format!("s_median_{name}"), s.median);
+                        }
                     }
                 }
-            }
-            // Fig. 1(c)/3(b): gradient reaching each encoder from L_mm vs L_m (extra passes).
-            if cfg.train.diagnostics_every > 0 && names.len() >= 2 && self.step % cfg.train.diagnostics_every as u64 == 0 {
-                let sources = self.gradient_sources(&x, &y)?;
-                let mut line = Row::default();
-                line.push("step", self.step as f64);
-                line.push("epoch", epoch as f64);
-                for (name, s) in names.iter().zip(&sources) {
-                    means.add(&format!("grad_mm_{name}"), s.from_multimodal);
-                    means.add(&format!("grad_uni_{name}"), s.from_unimodal);
-                    line.push(format!("grad_mm_{name}"), s.from_multimodal);
-                    line.push(format!("grad_uni_{name}"), s.from_unimodal);
+                // Fig. 1(c)/3(b): gradient reaching each encoder from L_mm vs L_m (extra passes).
+                if cfg.train.diagnostics_every > 0 && names.len() >= 2 && self.step % cfg.train.diagnostics_every as u64 == 0 {
+                    let sources = self.gradient_sources(&x, &y)?;
+                    let mut line = Row::default();
+                    line.push("step", self.step as f64);
+                    line.push("epoch", epoch as f64);
+                    for (name, s) in names.iter().zip(&sources) {
+                        means.add(&format!("grad_mm_{name}"), s.from_multimodal);
+                        means.add(&format!("grad_uni_{name}"), s.from_unimodal);
+                        line.push(format!("grad_mm_{name}"), s.from_multimodal);
+                        line.push(format!("grad_uni_{name}"), s.from_unimodal);
+                    }
+                    if self.step == 0 {
+                        self.run.append_line(RunDir::STEPS_CSV, &line.header())?;
+                    }
+                    self.run.append_line(RunDir::STEPS_CSV, &line.csv())?;
                 }
-                if self.step == 0 {
-                    self.run.append_line(RunDir::STEPS_CSV, &line.header())?;
-                }
-                self.run.append_line(RunDir::STEPS_CSV, &line.csv())?;
             }
             self.step += 1;
             pb.inc(1);
+            if i + 1 < steps_per_epoch && self.control.stop_requested(self.step) {
+                pb.finish_and_clear();
+                return Ok(EpochEnd::Interrupted(EpochProgress {
+                    step_in_epoch: i + 1,
+                    means: means.0,
+                    n_seen,
+                    n_correct,
+                    skipped,
+                    elapsed_s: elapsed_before + t0.elapsed().as_secs_f64(),
+                }));
+            }
         }
         pb.finish_and_clear();
         let mut ctx = StepContext {
@@ -234,6 +462,9 @@ impl Loop<'_> {
         if n_seen > 0 {
             row.push("train_acc", n_correct as f64 / n_seen as f64);
         }
+        if cfg.train.skip_non_finite {
+            row.push("skipped_steps", skipped as f64);
+        }
         if let Some(val) = &self.data.validation {
             for (k, v) in evaluate(method, self.model, self.data, val.as_ref())? {
                 row.push(format!("val_{k}"), v);
@@ -242,7 +473,7 @@ impl Loop<'_> {
         for (k, v) in evaluate(method, self.model, self.data, self.data.test.as_ref())? {
             row.push(format!("test_{k}"), v);
         }
-        row.push("seconds", t0.elapsed().as_secs_f64());
+        row.push("seconds", elapsed_before + t0.elapsed().as_secs_f64());
         if epoch == 0 {
             self.run.append_line(RunDir::METRICS_CSV, &row.header())?;
         }
@@ -251,7 +482,34 @@ impl Loop<'_> {
         if self.opts.verbose {
             println!("{}", epoch_line(&row, cfg.train.epochs));
         }
-        Ok(row)
+        Ok(EpochEnd::Finished(row))
+    }
+
+    /// The error that stops a run on a non-finite loss or gradient.
+    fn non_finite(&self, what: &str, detail: &str, epoch: usize, i: usize, steps_per_epoch: usize) -> CliError {
+        let dir = self.run.path.display();
+        let kept = match &self.last_checkpoint {
+            Some(at) => format!("the last good checkpoint ({at}) is kept in {dir}/{}", RunDir::CHECKPOINT),
+            None => "no checkpoint was written yet".to_string(),
+        };
+        CliError::NonFinite(format!(
+            "training stopped: non-finite {what} in epoch {}/{} at step {}/{steps_per_epoch} (global step {}): {detail}; {kept}. \
+             Lower the learning rate, or skip such steps with --skip-non-finite (train.skip_non_finite = true); \
+             `dgl train --resume {dir} --skip-non-finite` continues from the checkpoint",
+            epoch + 1,
+            self.cfg.train.epochs,
+            i + 1,
+            self.step
+        ))
+    }
+
+    /// The error returned after a requested stop, once the checkpoint is written.
+    fn interrupted(&self, at: &str) -> CliError {
+        let dir = self.run.path.display();
+        CliError::Interrupted(format!(
+            "interrupted {at}: checkpoint written to {dir}/{}; continue exactly where it stopped with `dgl train --resume {dir}`",
+            RunDir::CHECKPOINT
+        ))
     }
 
     /// The gradient-source diagnostic on a training-mode forward whose BatchNorm statistics updates
@@ -265,19 +523,30 @@ impl Loop<'_> {
         Ok(s)
     }
 
-    fn checkpoint(&self, method: &dyn Method, opt: &Sgd, epoch: usize) -> Result<()> {
+    /// Writes the checkpoint (atomically): `epoch` completed epochs, plus `progress` inside the
+    /// next one. The metrics files are flushed first and their lengths recorded.
+    fn checkpoint(&mut self, method: &dyn Method, opt: &Sgd, epoch: usize, progress: Option<EpochProgress>) -> Result<()> {
         let mut t: HashMap<String, Tensor> = HashMap::new();
         for v in self.model.state_vars() {
             t.insert(v.name.clone(), v.var.as_tensor().clone());
         }
         for (k, v) in opt.state() {
-            t.insert(format!("optimizer.momentum_buffer.{k}"), v);
+            t.insert(format!("{OPTIMIZER_PREFIX}{k}"), v);
         }
         for (k, v) in method.state()? {
-            t.insert(format!("method.{k}"), v);
+            t.insert(format!("{METHOD_PREFIX}{k}"), v);
         }
-        t.insert("meta.epoch".into(), Tensor::new(&[(epoch + 1) as u32], &Device::Cpu)?);
-        self.run.save_tensors(RunDir::CHECKPOINT, &t)
+        t.insert("meta.epoch".into(), Tensor::new(&[epoch as u32], &Device::Cpu)?);
+        let mut files = BTreeMap::new();
+        for name in RunDir::APPENDED {
+            self.run.sync_file(name)?;
+            files.insert(name.to_string(), self.run.file_len(name)?);
+        }
+        let meta = CheckpointMeta::new(self.cfg, epoch, self.step, progress, files)?;
+        let position = meta.position();
+        Checkpoint { meta, tensors: t }.save(&self.run.file(RunDir::CHECKPOINT))?;
+        self.last_checkpoint = Some(position);
+        Ok(())
     }
 }
 

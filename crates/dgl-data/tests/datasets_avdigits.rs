@@ -87,6 +87,17 @@ fn real_avdigits_splits_and_pairing() {
     assert_eq!(a.modalities[1], b.modalities[1]);
     assert!(a.modalities.iter().flatten().all(|v| v.is_finite()));
 
+    // The decoded cache of the test split reads back identically.
+    let out = std::env::temp_dir().join(format!("dgl-avd-cache-{}", std::process::id()));
+    let r = dgl_data::prepare(&te, Split::Test, &out, false, &|_, _| {}).unwrap();
+    assert_eq!(r.counts(Split::Test).ok, 300);
+    let cached = dgl_data::CachedDataset::open(&out, Split::Test).unwrap();
+    assert_eq!(cached.len(), 300);
+    for i in [0, 150, 299] {
+        assert_eq!(cached.get(i, Mode::Eval).unwrap(), te.get(i, Mode::Eval).unwrap());
+    }
+    std::fs::remove_dir_all(&out).ok();
+
     // Speaker-disjoint split.
     let s = AvDigitsOptions { split: FsddSplit::Speakers, test_speakers: vec!["theo".into()], ..o };
     let tr = AvDigits::open(&root, Split::Train, &s, false, false).unwrap();

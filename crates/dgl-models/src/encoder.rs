@@ -9,6 +9,8 @@
 //!
 //! Any other network can be plugged into a [`crate::FusionModel`] by implementing [`Encoder`].
 
+use std::marker::PhantomData;
+
 use candle_core::{bail, Result, Tensor};
 use dgl_core::NamedVar;
 
@@ -43,17 +45,35 @@ pub trait Encoder: Send + Sync {
     fn describe(&self) -> String;
 }
 
-/// ResNet-18 on a spectrogram + global average pooling.
-#[derive(Clone, Debug)]
-pub struct AudioEncoder {
-    net: ResNet,
+/// How a ResNet-18 encoder reads its modality's input: the images it feeds the trunk and how the
+/// trunk's output is pooled to z.
+pub trait ResNetInput: Send + Sync {
+    /// The modality [`Encoder::describe`] names (`audio`, `visual`).
+    const KIND: &'static str;
+
+    /// z = pool(net(images(x))), shape (B, 8·base).
+    fn forward_t(net: &ResNet, x: &Tensor, train: bool) -> Result<Tensor>;
 }
 
-impl AudioEncoder {
-    /// `in_channels` is 1 for the paper's single spectrogram.
+/// A ResNet-18 trunk on the input of one modality, read as `I` says.
+#[derive(Clone, Debug)]
+pub struct ResNetEncoder<I> {
+    net: ResNet,
+    input: PhantomData<I>,
+}
+
+/// ResNet-18 on a spectrogram + global average pooling.
+pub type AudioEncoder = ResNetEncoder<SpectrogramInput>;
+
+/// ResNet-18 applied to every frame, averaged over frames and space.
+pub type VisualEncoder = ResNetEncoder<FramesInput>;
+
+impl<I: ResNetInput> ResNetEncoder<I> {
+    /// `in_channels` is 1 for the paper's single spectrogram, 3 for RGB frames.
     pub fn new(ctx: &InitCtx, in_channels: usize, base_width: usize) -> crate::Result<Self> {
         Ok(Self {
             net: ResNet::new(ctx, ResNetConfig::resnet18(in_channels, base_width))?,
+            input: PhantomData,
         })
     }
 
@@ -62,19 +82,9 @@ impl AudioEncoder {
     }
 }
 
-impl Encoder for AudioEncoder {
-    /// x: (B, C, F, T), or (B, F, T) when C = 1.
+impl<I: ResNetInput> Encoder for ResNetEncoder<I> {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = match x.rank() {
-            3 if self.net.config().in_channels == 1 => x.unsqueeze(1)?,
-            4 => x.clone(),
-            _ => bail!(
-                "AudioEncoder expects (B, {}, F, T), got {:?}",
-                self.net.config().in_channels,
-                x.shape()
-            ),
-        };
-        global_avg_pool(&self.net.forward_t(&x, train)?)
+        I::forward_t(&self.net, x, train)
     }
 
     fn out_dim(&self) -> usize {
@@ -92,34 +102,45 @@ impl Encoder for AudioEncoder {
     fn describe(&self) -> String {
         let c = self.net.config();
         format!(
-            "resnet18-audio(in {}, base {})",
-            c.in_channels, c.base_width
+            "resnet18-{}(in {}, base {})",
+            I::KIND,
+            c.in_channels,
+            c.base_width
         )
     }
 }
 
-/// ResNet-18 applied to every frame, averaged over frames and space.
-#[derive(Clone, Debug)]
-pub struct VisualEncoder {
-    net: ResNet,
+/// The input of an [`AudioEncoder`]: a spectrogram, globally average-pooled after the trunk.
+#[derive(Clone, Copy, Debug)]
+pub struct SpectrogramInput;
+
+impl ResNetInput for SpectrogramInput {
+    const KIND: &'static str = "audio";
+
+    /// x: (B, C, F, T), or (B, F, T) when C = 1.
+    fn forward_t(net: &ResNet, x: &Tensor, train: bool) -> Result<Tensor> {
+        let x = match x.rank() {
+            3 if net.config().in_channels == 1 => x.unsqueeze(1)?,
+            4 => x.clone(),
+            _ => bail!(
+                "AudioEncoder expects (B, {}, F, T), got {:?}",
+                net.config().in_channels,
+                x.shape()
+            ),
+        };
+        global_avg_pool(&net.forward_t(&x, train)?)
+    }
 }
 
-impl VisualEncoder {
-    /// `in_channels` is 3 for RGB frames.
-    pub fn new(ctx: &InitCtx, in_channels: usize, base_width: usize) -> crate::Result<Self> {
-        Ok(Self {
-            net: ResNet::new(ctx, ResNetConfig::resnet18(in_channels, base_width))?,
-        })
-    }
+/// The input of a [`VisualEncoder`]: frames sharing the 2-D trunk, averaged over frames and space.
+#[derive(Clone, Copy, Debug)]
+pub struct FramesInput;
 
-    pub fn resnet(&self) -> &ResNet {
-        &self.net
-    }
-}
+impl ResNetInput for FramesInput {
+    const KIND: &'static str = "visual";
 
-impl Encoder for VisualEncoder {
     /// x: (B, C, T, H, W) (the official layout), or (B, C, H, W) for a single frame.
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward_t(net: &ResNet, x: &Tensor, train: bool) -> Result<Tensor> {
         let (b, t, frames) = match x.rank() {
             5 => {
                 let (b, c, t, h, w) = x.dims5()?;
@@ -134,34 +155,14 @@ impl Encoder for VisualEncoder {
             4 => (x.dim(0)?, 1, x.clone()),
             _ => bail!(
                 "VisualEncoder expects (B, {}, T, H, W), got {:?}",
-                self.net.config().in_channels,
+                net.config().in_channels,
                 x.shape()
             ),
         };
-        let y = self.net.forward_t(&frames, train)?; // (B·T, C, h, w)
+        let y = net.forward_t(&frames, train)?; // (B·T, C, h, w)
         let (_, c, h, w) = y.dims4()?;
         // mean over (T, h, w) = mean over space, then over frames
         y.reshape((b, t, c, h * w))?.mean(3)?.mean(1)
-    }
-
-    fn out_dim(&self) -> usize {
-        self.net.config().out_channels()
-    }
-
-    fn params(&self) -> Vec<NamedVar> {
-        self.net.params()
-    }
-
-    fn buffers(&self) -> Vec<NamedVar> {
-        self.net.buffers()
-    }
-
-    fn describe(&self) -> String {
-        let c = self.net.config();
-        format!(
-            "resnet18-visual(in {}, base {})",
-            c.in_channels, c.base_width
-        )
     }
 }
 

@@ -94,10 +94,10 @@ impl Default for AvDigitsOptions {
             clip_seconds: 1.0,
             n_fft: 128,
             hop: 128,
-            snr_db: Some(-6.0),
-            image_noise: 0.6,
-            occlusion: 12,
-            downsample: 10,
+            snr_db: Some(-2.0),
+            image_noise: 0.5,
+            occlusion: 10,
+            downsample: 12,
             images_per_audio: 1,
         }
     }

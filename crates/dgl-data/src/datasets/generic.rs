@@ -50,13 +50,16 @@ type Shapes = Vec<(String, Vec<usize>)>;
 /// A row's files and what they hold.
 type Probed = (Vec<PathBuf>, Shapes);
 
-#[derive(Clone, Debug)]
-struct Row {
-    line: usize,
-    id: String,
-    label: u32,
-    split: Split,
+/// One manifest row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestRow {
+    /// 1-based line in the manifest.
+    pub line: usize,
+    pub id: String,
+    pub label: u32,
+    pub split: Split,
 }
+type Row = ManifestRow;
 
 /// One usable sample.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,9 +90,10 @@ fn parse_split(s: &str) -> std::result::Result<Split, String> {
     }
 }
 
-/// Reads the manifest: rows and class names.
-fn read_manifest(path: &Path, classes: Option<&ClassList>, num_classes: Option<usize>) -> Result<(Vec<Row>, Vec<String>)> {
-    let csv = CsvFile::read(path)?;
+/// Parses a manifest (`path` names it in errors): its rows and the class names. See the module
+/// docs for the label rules.
+pub fn parse_manifest(bytes: &[u8], path: &Path, classes: Option<&ClassList>, num_classes: Option<usize>) -> Result<(Vec<ManifestRow>, Vec<String>)> {
+    let csv = CsvFile::parse(bytes, path)?;
     let header = csv.records.first().ok_or_else(|| DataError::bad_file(path, "empty manifest (expected the header id,label,split)"))?;
     let col = |name: &str| header.fields.iter().position(|f| f == name);
     let (ci, cl, cs) = match (col("id"), col("label"), col("split")) {
@@ -134,9 +138,16 @@ fn read_manifest(path: &Path, classes: Option<&ClassList>, num_classes: Option<u
             };
             rows.push(Row { line, id, label: y, split });
         }
-    } else if raw.iter().all(|r| is_int(&r.2)) {
+    } else if raw.first().is_none_or(|r| is_int(&r.2)) {
         let mut max = 0u32;
+        let first_line = raw.first().map_or(0, |r| r.0);
         for (line, id, label, split) in raw {
+            if !is_int(&label) {
+                return Err(csv.err(
+                    find(line),
+                    format!("label {label:?} is a name but labels are numbers (line {first_line}); give a class list to mix them"),
+                ));
+            }
             let y: u32 = label.parse().map_err(|_| csv.err(find(line), format!("label {label} is too large")))?;
             if let Some(k) = num_classes {
                 if y as usize >= k {
@@ -150,7 +161,10 @@ fn read_manifest(path: &Path, classes: Option<&ClassList>, num_classes: Option<u
         names = (0..k).map(|c| c.to_string()).collect();
     } else {
         if let Some(r) = raw.iter().find(|r| is_int(&r.2)) {
-            return Err(csv.err(find(r.0), format!("label {} is a number but other labels are names (give a class list to mix them)", r.2)));
+            return Err(csv.err(
+                find(r.0),
+                format!("label {} is a number but labels are names (line {}); give a class list to mix them", r.2, raw[0].0),
+            ));
         }
         let set: BTreeSet<&str> = raw.iter().map(|r| r.2.as_str()).collect();
         names = set.into_iter().map(str::to_string).collect();
@@ -169,7 +183,8 @@ impl GenericDataset {
         let manifest = opts.manifest.clone().unwrap_or_else(|| root.join("manifest.csv"));
         let class_path = opts.class_list.clone().or_else(|| Some(root.join("classes.txt")).filter(|p| p.exists()));
         let classes = class_path.as_deref().map(|p| ClassList::read(p, false)).transpose()?;
-        let (rows, names) = read_manifest(&manifest, classes.as_ref(), opts.num_classes)?;
+        let bytes = std::fs::read(&manifest).map_err(|e| DataError::io(&manifest, e))?;
+        let (rows, names) = parse_manifest(&bytes, &manifest, classes.as_ref(), opts.num_classes)?;
         let num_classes = opts.logits(names.len())?;
         if num_classes == 0 {
             return Err(DataError::bad_file(&manifest, "no classes (the manifest has no rows)"));

@@ -33,6 +33,12 @@ impl IdxImages {
 /// Reads a file, gunzipping it when it starts with the gzip magic (whatever its name).
 pub fn read_maybe_gz(path: &Path, limit: u64) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    maybe_gunzip(raw, path, limit)
+}
+
+/// Gunzips `raw` when it starts with the gzip magic (at most `limit` bytes out); `path` names it
+/// in errors.
+pub fn maybe_gunzip(raw: Vec<u8>, path: &Path, limit: u64) -> Result<Vec<u8>> {
     if raw.is_empty() {
         return Err(DataError::bad_file(path, "empty file (0 bytes)"));
     }
