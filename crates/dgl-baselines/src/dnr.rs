@@ -285,6 +285,23 @@ impl Method for Dnr {
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
         let mut v = vec![("dnr.times".to_string(), f64_tensor(&[self.times as f64])?)];
+        // The last diagnosis and whether it is still to be reported (by the next step), so a run
+        // resumed right after a re-learning round logs it as an uninterrupted one does.
+        v.push((
+            "dnr.pending_report".to_string(),
+            f64_tensor(&[if self.pending_report { 1.0 } else { 0.0 }])?,
+        ));
+        if !self.last.is_empty() {
+            let d: Vec<f64> = self
+                .last
+                .iter()
+                .flat_map(|d| [d.purity_train, d.purity_val, d.weight])
+                .collect();
+            v.push((
+                "dnr.last_diagnosis".to_string(),
+                f64_tensor(&d)?.reshape((self.last.len(), 3))?,
+            ));
+        }
         if let Some(init) = &self.init {
             for (n, t) in init {
                 v.push((format!("dnr.init.{n}"), t.clone()));
@@ -296,6 +313,26 @@ impl Method for Dnr {
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
         if let Some(v) = state_f64(state, "dnr.times", 1)? {
             self.times = v[0] as usize;
+        }
+        if let Some(v) = state_f64(state, "dnr.pending_report", 1)? {
+            self.pending_report = v[0] != 0.0;
+        }
+        if let Some(t) = crate::util::find_state(state, "dnr.last_diagnosis") {
+            let v = crate::util::host_f64(t)?;
+            if v.len() % 3 != 0 {
+                return Err(Error::InvalidInput(format!(
+                    "method state `dnr.last_diagnosis` has {} values, not a multiple of 3",
+                    v.len()
+                )));
+            }
+            self.last = v
+                .chunks(3)
+                .map(|c| Diagnosis {
+                    purity_train: c[0],
+                    purity_val: c[1],
+                    weight: c[2],
+                })
+                .collect();
         }
         let init: Vec<(String, Tensor)> = state
             .iter()

@@ -158,9 +158,7 @@ impl CheckpointMeta {
             global_step,
             progress,
             files,
-            created_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         })
     }
 
@@ -209,9 +207,7 @@ impl CheckpointMeta {
         }
         let format_version = num("format_version")? as u32;
         if format_version != FORMAT_VERSION {
-            return Err(format!(
-                "checkpoint format version {format_version}, this dgl reads version {FORMAT_VERSION}"
-            ));
+            return Err(format!("checkpoint format version {format_version}, this dgl reads version {FORMAT_VERSION}"));
         }
         let progress = match m.get("progress") {
             None => None,
@@ -244,11 +240,8 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The safetensors bytes of the checkpoint (tensors moved to the CPU).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let cpu: Vec<(String, Tensor)> = self
-            .tensors
-            .iter()
-            .map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?)))
-            .collect::<Result<_>>()?;
+        let cpu: Vec<(String, Tensor)> =
+            self.tensors.iter().map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?))).collect::<Result<_>>()?;
         let views: Vec<(String, &Tensor)> = cpu.iter().map(|(k, t)| (k.clone(), t)).collect();
         safetensors::serialize(views, Some(self.meta.to_map())).map_err(|e| CliError::Run(format!("safetensors: {e}")))
     }
@@ -262,11 +255,12 @@ impl Checkpoint {
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(io_err(path))?;
         let damaged = |why: String| CliError::Run(format!("{}: cannot use this checkpoint: {why}", path.display()));
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| damaged(format!("damaged file ({e})")))?;
+        let (_, header) =
+            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| damaged(format!("damaged file ({e})")))?;
         let map = header.metadata().clone().unwrap_or_default();
         let meta = CheckpointMeta::from_map(&map).map_err(damaged)?;
-        let tensors =
-            candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| damaged(format!("damaged file ({e})")))?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| damaged(format!("damaged file ({e})")))?;
         Ok(Self { meta, tensors })
     }
 
@@ -274,15 +268,20 @@ impl Checkpoint {
     pub fn model_tensors(&self) -> HashMap<String, Tensor> {
         self.tensors
             .iter()
-            .filter(|(k, _)| !k.starts_with(OPTIMIZER_PREFIX) && !k.starts_with(METHOD_PREFIX) && !k.starts_with(META_PREFIX))
+            .filter(|(k, _)| {
+                !k.starts_with(OPTIMIZER_PREFIX) && !k.starts_with(METHOD_PREFIX) && !k.starts_with(META_PREFIX)
+            })
             .map(|(k, t)| (k.clone(), t.clone()))
             .collect()
     }
 
     /// Entries under `prefix`, with the prefix removed, sorted by name.
     pub fn prefixed(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        let mut v: Vec<(String, Tensor)> =
-            self.tensors.iter().filter_map(|(k, t)| k.strip_prefix(prefix).map(|n| (n.to_string(), t.clone()))).collect();
+        let mut v: Vec<(String, Tensor)> = self
+            .tensors
+            .iter()
+            .filter_map(|(k, t)| k.strip_prefix(prefix).map(|n| (n.to_string(), t.clone())))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -301,10 +300,8 @@ pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
     let mut header = vec![0u8; n as usize];
     f.read_exact(&mut header).map_err(|e| damaged(format!("damaged file ({e})")))?;
     let v: serde_json::Value = serde_json::from_slice(&header).map_err(|e| damaged(format!("damaged header ({e})")))?;
-    let map: HashMap<String, String> = v
-        .get("__metadata__")
-        .and_then(|m| serde_json::from_value(m.clone()).ok())
-        .unwrap_or_default();
+    let map: HashMap<String, String> =
+        v.get("__metadata__").and_then(|m| serde_json::from_value(m.clone()).ok()).unwrap_or_default();
     CheckpointMeta::from_map(&map).map_err(damaged)
 }
 

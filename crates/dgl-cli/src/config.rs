@@ -55,7 +55,13 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { dataset: DatasetKind::Synthetic, root: None, synthetic: SyntheticConfig::tiny(), validation_fraction: 0.1, always_validate: false }
+        Self {
+            dataset: DatasetKind::Synthetic,
+            root: None,
+            synthetic: SyntheticConfig::tiny(),
+            validation_fraction: 0.1,
+            always_validate: false,
+        }
     }
 }
 
@@ -195,7 +201,10 @@ impl TrainConfig {
         }
         let syn = &self.data.synthetic;
         if self.data.dataset == DatasetKind::Synthetic && (syn.n_train == 0 || syn.n_test == 0) {
-            return bad(format!("data.synthetic.n_train and n_test must be >= 1, got {} and {}", syn.n_train, syn.n_test));
+            return bad(format!(
+                "data.synthetic.n_train and n_test must be >= 1, got {} and {}",
+                syn.n_train, syn.n_test
+            ));
         }
         // The model's modalities must be the dataset's, and the method must support their number.
         let names = self.data.dataset.modality_names();
@@ -223,10 +232,13 @@ impl TrainConfig {
         }
         self.train.optimizer.validate().map_err(|e| CliError::Config(e.to_string()))?;
         self.train.scheduler.validate().map_err(|e| CliError::Config(e.to_string()))?;
-        if self.train.scheduler.milestones.iter().any(|&m| m == 0) {
+        if self.train.scheduler.milestones.contains(&0) {
             return bad("scheduler milestones must be >= 1".into());
         }
-        if self.preset == Preset::Paper && self.device == DeviceKind::Cpu && std::env::var_os("DGL_ALLOW_CPU_PAPER").is_none() {
+        if self.preset == Preset::Paper
+            && self.device == DeviceKind::Cpu
+            && std::env::var_os("DGL_ALLOW_CPU_PAPER").is_none()
+        {
             return bad(
                 "the paper preset (2× ResNet-18 at 224×224, 100 epochs) needs a GPU: use --device cuda, or --preset tiny on CPU \
                  (set DGL_ALLOW_CPU_PAPER=1 to force it)"
@@ -234,7 +246,9 @@ impl TrainConfig {
             );
         }
         if self.device == DeviceKind::Cuda && !cfg!(feature = "cuda") {
-            return bad("--device cuda: this build has no CUDA support; build with `--features cuda` (see docs/gpu.md)".into());
+            return bad(
+                "--device cuda: this build has no CUDA support; build with `--features cuda` (see docs/gpu.md)".into(),
+            );
         }
         Ok(())
     }
@@ -268,7 +282,9 @@ pub fn check_method_modalities(method: &MethodConfig, dataset_modalities: usize)
     } else {
         match kind {
             K::Vanilla | K::Dnr => (m >= 1, "1 or more modalities"),
-            K::Dgl | K::DglMt | K::DglUt | K::GBlending if method.effective_alpha() == Some(0.0) => (m >= 1, "1 or more modalities"),
+            K::Dgl | K::DglMt | K::DglUt | K::GBlending if method.effective_alpha() == Some(0.0) => {
+                (m >= 1, "1 or more modalities")
+            }
             _ => (m >= 2, "2 or more modalities"),
         }
     };

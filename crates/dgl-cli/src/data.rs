@@ -99,9 +99,8 @@ impl BatchSource for RunData {
             .ok_or_else(|| dgl_core::Error::InvalidInput("no validation split was prepared for this method".into()))?;
         let batches = dgl_data::epoch_batches(ds.len(), self.batch_size, None, false);
         for idx in batches.iter().take(limit.unwrap_or(usize::MAX)) {
-            let (x, y) = self
-                .batch(ds.as_ref(), idx, Mode::Eval)
-                .map_err(|e| dgl_core::Error::InvalidInput(e.to_string()))?;
+            let (x, y) =
+                self.batch(ds.as_ref(), idx, Mode::Eval).map_err(|e| dgl_core::Error::InvalidInput(e.to_string()))?;
             f(&x, &y)?;
         }
         Ok(())

@@ -51,13 +51,13 @@ struct TrainArgs {
     #[arg(long, value_enum)]
     preset: Option<Preset>,
     /// Weight α of the unimodal losses.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     alpha: Option<f64>,
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]
     batch_size: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     #[arg(long)]
     seed: Option<u64>,
@@ -119,7 +119,8 @@ fn resolve(a: &TrainArgs) -> dgl_cli::Result<TrainConfig> {
         (None, false) => Some("dgl"),
     };
     if let Some(m) = method {
-        let kind: dgl_baselines::MethodKind = m.parse().map_err(|e: dgl_core::Error| CliError::Config(e.to_string()))?;
+        let kind: dgl_baselines::MethodKind =
+            m.parse().map_err(|e: dgl_core::Error| CliError::Config(e.to_string()))?;
         if kind != cfg.method.name {
             // A different method than the file's: its own defaults, keeping the file's sub-tables.
             cfg.method.name = kind;
@@ -180,9 +181,8 @@ fn run_train(a: TrainArgs, stop: Arc<AtomicBool>) -> dgl_cli::Result<()> {
     let out = match (&a.resume, &a.out) {
         (Some(dir), _) => dir.clone(),
         (None, Some(o)) => o.clone(),
-        (None, None) => PathBuf::from("runs").join(
-            format!("{}-{:?}-{:?}-s{}", cfg.method.name, cfg.data.dataset, cfg.preset, cfg.seed).to_lowercase(),
-        ),
+        (None, None) => PathBuf::from("runs")
+            .join(format!("{}-{:?}-{:?}-s{}", cfg.method.name, cfg.data.dataset, cfg.preset, cfg.seed).to_lowercase()),
     };
     if !a.quiet {
         println!(

@@ -44,7 +44,7 @@ const FAMILY: &str = "sans-serif";
 const PANEL_W: u32 = 560;
 const CHART_H: u32 = 400;
 const TITLE_LINE: u32 = 26;
-/// Title font size; a title wider than the figure is wrapped at about 0.55 em per character.
+/// Title font size; a title wider than the figure is wrapped at about 0.5 em per character.
 const TITLE_PX: u32 = 19;
 const LEGEND_ROW: u32 = 22;
 const MAX_COLS: usize = 3;
@@ -100,12 +100,7 @@ pub fn plot_compare(runs: &[(String, &Path)], out_dir: &Path) -> Result<Vec<Path
 /// [`plot_run`], returning the skipped figures instead of printing them.
 pub fn plot_run_report(run_dir: &Path) -> Result<PlotReport> {
     let run = LoadedRun::load(run_dir, None)?;
-    let figures = vec![
-        run_accuracy(&run),
-        run_grad_epoch(&run),
-        run_grad_step(&run),
-        run_s_statistic(&run),
-    ];
+    let figures = vec![run_accuracy(&run), run_grad_epoch(&run), run_grad_step(&run), run_s_statistic(&run)];
     render_all(figures, &run_dir.join(PLOTS_DIR))
 }
 
@@ -295,8 +290,18 @@ fn run_accuracy(run: &LoadedRun) -> Built {
     let cols = columns(&run.epochs);
     let mut s = Vec::new();
     let mut add = |name: &str, suffix: &str, color: usize| {
-        s.extend(series(format!("{name} (test)"), points(&run.epochs, "epoch", &format!("test_acc{suffix}"), 100.0), color, false));
-        s.extend(series(format!("{name} (val)"), points(&run.epochs, "epoch", &format!("val_acc{suffix}"), 100.0), color, true));
+        s.extend(series(
+            format!("{name} (test)"),
+            points(&run.epochs, "epoch", &format!("test_acc{suffix}"), 100.0),
+            color,
+            false,
+        ));
+        s.extend(series(
+            format!("{name} (val)"),
+            points(&run.epochs, "epoch", &format!("val_acc{suffix}"), 100.0),
+            color,
+            true,
+        ));
     };
     add("multimodal", "", 0);
     for (i, b) in union([suffixes(&cols, "test_acc_"), suffixes(&cols, "val_acc_")]).iter().enumerate() {
@@ -403,8 +408,18 @@ fn compare_accuracy(runs: &[LoadedRun]) -> Built {
     {
         let mut s = Vec::new();
         for (i, r) in runs.iter().enumerate() {
-            s.extend(series(format!("{} (test)", r.label), points(&r.epochs, "epoch", &format!("test_acc{suffix}"), 100.0), i, false));
-            s.extend(series(format!("{} (val)", r.label), points(&r.epochs, "epoch", &format!("val_acc{suffix}"), 100.0), i, true));
+            s.extend(series(
+                format!("{} (test)", r.label),
+                points(&r.epochs, "epoch", &format!("test_acc{suffix}"), 100.0),
+                i,
+                false,
+            ));
+            s.extend(series(
+                format!("{} (val)", r.label),
+                points(&r.epochs, "epoch", &format!("val_acc{suffix}"), 100.0),
+                i,
+                true,
+            ));
         }
         panels.push(Panel { title, series: s });
     }
@@ -430,8 +445,18 @@ fn compare_grad(runs: &[LoadedRun], per_step: bool) -> Built {
             let mut s = Vec::new();
             for (i, r) in runs.iter().enumerate() {
                 let rows = rows(r);
-                s.extend(series(format!("{}: from L_mm", r.label), points(&rows, x, &format!("grad_mm_{m}"), 1.0), i, false));
-                s.extend(series(format!("{}: from L_{m}", r.label), points(&rows, x, &format!("grad_uni_{m}"), 1.0), i, true));
+                s.extend(series(
+                    format!("{}: from L_mm", r.label),
+                    points(&rows, x, &format!("grad_mm_{m}"), 1.0),
+                    i,
+                    false,
+                ));
+                s.extend(series(
+                    format!("{}: from L_{m}", r.label),
+                    points(&rows, x, &format!("grad_uni_{m}"), 1.0),
+                    i,
+                    true,
+                ));
             }
             Panel { title: format!("{m} encoder"), series: s }
         })
@@ -461,8 +486,18 @@ fn compare_s_statistic(runs: &[LoadedRun]) -> Built {
         .map(|m| {
             let mut s = Vec::new();
             for (i, r) in runs.iter().enumerate() {
-                s.extend(series(format!("{}: mean", r.label), points(&r.epochs, "epoch", &format!("s_mean_{m}"), 1.0), i, false));
-                s.extend(series(format!("{}: median", r.label), points(&r.epochs, "epoch", &format!("s_median_{m}"), 1.0), i, true));
+                s.extend(series(
+                    format!("{}: mean", r.label),
+                    points(&r.epochs, "epoch", &format!("s_mean_{m}"), 1.0),
+                    i,
+                    false,
+                ));
+                s.extend(series(
+                    format!("{}: median", r.label),
+                    points(&r.epochs, "epoch", &format!("s_median_{m}"), 1.0),
+                    i,
+                    true,
+                ));
             }
             Panel { title: format!("{m} branch"), series: s }
         })
@@ -531,7 +566,7 @@ fn legend_height(fig: &Figure) -> u32 {
 
 /// Greedy word wrap of the figure title to the figure's width.
 fn title_lines(title: &str, width: u32) -> Vec<String> {
-    let max_chars = ((width.saturating_sub(32)) as f64 / (TITLE_PX as f64 * 0.55)).max(20.0) as usize;
+    let max_chars = ((width.saturating_sub(32)) as f64 / (TITLE_PX as f64 * 0.5)).max(20.0) as usize;
     let mut lines: Vec<String> = Vec::new();
     let mut cur = String::new();
     for word in title.split(' ') {
@@ -643,12 +678,7 @@ fn x_range(fig: &Figure, panel: &Panel) -> Range<f64> {
 fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, fig: &Figure, panel: &Panel) -> DrawResult<DB> {
     let x = x_range(fig, panel);
     let mut builder = ChartBuilder::on(area);
-    builder
-        .caption(&panel.title, (FAMILY, 17))
-        .margin(8)
-        .margin_right(22)
-        .x_label_area_size(44)
-        .y_label_area_size(78);
+    builder.caption(&panel.title, (FAMILY, 17)).margin(8).margin_right(22).x_label_area_size(44).y_label_area_size(78);
     match y_axis(fig.y_scale, panel) {
         YAxis::Linear(y) => {
             let mut chart = builder.build_cartesian_2d(x, y)?;

@@ -125,10 +125,8 @@ impl RunDir {
 
 /// Serialises tensors (moved to the CPU) in the safetensors format.
 pub fn safetensors_bytes(tensors: &HashMap<String, Tensor>) -> Result<Vec<u8>> {
-    let cpu: Vec<(String, Tensor)> = tensors
-        .iter()
-        .map(|(k, t)| Ok((k.clone(), t.to_device(&candle_core::Device::Cpu)?)))
-        .collect::<Result<_>>()?;
+    let cpu: Vec<(String, Tensor)> =
+        tensors.iter().map(|(k, t)| Ok((k.clone(), t.to_device(&candle_core::Device::Cpu)?))).collect::<Result<_>>()?;
     let views: Vec<(String, &Tensor)> = cpu.iter().map(|(k, t)| (k.clone(), t)).collect();
     safetensors::serialize(views, None).map_err(|e| CliError::Run(format!("safetensors: {e}")))
 }
@@ -193,11 +191,10 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Row>> {
     let text = fs::read_to_string(path).map_err(io_err(path))?;
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| CliError::Run(format!("{}:{}: {e}", path.display(), i + 1)))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| CliError::Run(format!("{}:{}: not a JSON object", path.display(), i + 1)))?;
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| CliError::Run(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        let obj =
+            v.as_object().ok_or_else(|| CliError::Run(format!("{}:{}: not a JSON object", path.display(), i + 1)))?;
         let mut row = Row::default();
         for (k, x) in obj {
             row.push(k.clone(), x.as_f64().unwrap_or(f64::NAN));

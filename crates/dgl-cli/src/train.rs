@@ -24,14 +24,12 @@ use dgl_core::{Method, MultimodalModel, Sgd, StepContext, StepReport};
 use dgl_data::{epoch_batches, Dataset, Mode};
 use dgl_models::{build_model, Model};
 
-use crate::checkpoint::{
-    check_compatible, Checkpoint, CheckpointMeta, EpochProgress, METHOD_PREFIX, OPTIMIZER_PREFIX,
-};
+use crate::checkpoint::{check_compatible, Checkpoint, CheckpointMeta, EpochProgress, METHOD_PREFIX, OPTIMIZER_PREFIX};
 use crate::config::{DeviceKind, TrainConfig};
 use crate::data::RunData;
 use crate::error::{CliError, Result};
 use crate::methods::{build_method, needs_validation, BuiltMethod};
-use crate::run_dir::{read_metrics, RunDir, Row};
+use crate::run_dir::{read_metrics, Row, RunDir};
 
 /// How to run (not part of the resolved configuration).
 #[derive(Clone, Debug, Default)]
@@ -61,7 +59,8 @@ pub struct RunControl {
 
 impl RunControl {
     fn stop_requested(&self, steps_taken: u64) -> bool {
-        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) || self.stop_after_steps.is_some_and(|n| steps_taken >= n)
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+            || self.stop_after_steps.is_some_and(|n| steps_taken >= n)
     }
 }
 
@@ -122,18 +121,28 @@ pub fn resume(dir: &Path, cfg: Option<&TrainConfig>, opts: &RunOptions, control:
         CliError::Config(m) => CliError::Config(format!("--resume {}: {m}", dir.display())),
         other => other,
     })?;
-    if ckpt.meta.progress.is_none() && ckpt.meta.epoch >= cfg.train.epochs {
+    let done = ckpt.meta.epoch;
+    if cfg.train.epochs <= done {
+        let why = if cfg.train.epochs == done && ckpt.meta.progress.is_none() {
+            format!("nothing to do, the run has finished its {done} epochs")
+        } else {
+            format!("the checkpoint is {}, beyond {} epochs", ckpt.meta.position(), cfg.train.epochs)
+        };
         return Err(CliError::Run(format!(
-            "--resume {}: nothing to do, the run has finished its {} epochs; pass --epochs N (N > {}) to train it further",
-            dir.display(),
-            ckpt.meta.epoch,
-            ckpt.meta.epoch
+            "--resume {}: {why}; pass --epochs N (N > {done}) to train it further",
+            dir.display()
         )));
     }
     run(&cfg, dir, opts, control, Some(ckpt))
 }
 
-fn run(cfg: &TrainConfig, out: &Path, opts: &RunOptions, control: &RunControl, ckpt: Option<Checkpoint>) -> Result<RunOutcome> {
+fn run(
+    cfg: &TrainConfig,
+    out: &Path,
+    opts: &RunOptions,
+    control: &RunControl,
+    ckpt: Option<Checkpoint>,
+) -> Result<RunOutcome> {
     cfg.validate()?;
     let device = device(cfg.device)?;
     let mut data = RunData::build(cfg, needs_validation(cfg), &device)?;
@@ -175,7 +184,11 @@ fn run(cfg: &TrainConfig, out: &Path, opts: &RunOptions, control: &RunControl, c
             for name in RunDir::APPENDED {
                 run.truncate_to(name, c.meta.files.get(name).copied().unwrap_or(0))?;
             }
-            let rows = if run.file(RunDir::METRICS_JSONL).is_file() { read_metrics(&run.file(RunDir::METRICS_JSONL))? } else { Vec::new() };
+            let rows = if run.file(RunDir::METRICS_JSONL).is_file() {
+                read_metrics(&run.file(RunDir::METRICS_JSONL))?
+            } else {
+                Vec::new()
+            };
             run.write_atomic(RunDir::CONFIG, cfg.to_toml()?.as_bytes())?;
             if opts.verbose {
                 println!("resuming {} {} (global step {})", out.display(), c.meta.position(), c.meta.global_step);
@@ -209,7 +222,13 @@ fn run(cfg: &TrainConfig, out: &Path, opts: &RunOptions, control: &RunControl, c
 }
 
 /// Puts a checkpoint's model, optimizer and method state in place (shapes checked first).
-fn load_checkpoint(c: &Checkpoint, model: &Model, opt: &mut Sgd, method: &mut dyn Method, device: &Device) -> Result<()> {
+fn load_checkpoint(
+    c: &Checkpoint,
+    model: &Model,
+    opt: &mut Sgd,
+    method: &mut dyn Method,
+    device: &Device,
+) -> Result<()> {
     dgl_models::import_state(model, &c.model_tensors(), true)
         .map_err(|e| CliError::Config(format!("the checkpoint does not fit the model of this configuration: {e}")))?;
     let on_device = |v: Vec<(String, Tensor)>| -> Result<Vec<(String, Tensor)>> {
@@ -311,7 +330,13 @@ pub fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
 }
 
 impl Loop<'_> {
-    fn epoch(&mut self, method: &mut dyn Method, opt: &mut Sgd, epoch: usize, resume: Option<EpochProgress>) -> Result<EpochEnd> {
+    fn epoch(
+        &mut self,
+        method: &mut dyn Method,
+        opt: &mut Sgd,
+        epoch: usize,
+        resume: Option<EpochProgress>,
+    ) -> Result<EpochEnd> {
         let cfg = self.cfg;
         let t0 = Instant::now();
         let lr = cfg.train.scheduler.lr_at(cfg.train.optimizer.lr, epoch);
@@ -364,7 +389,11 @@ impl Loop<'_> {
             };
             let outcome = match method.train_step(&mut ctx, &x, &y) {
                 Ok(report) => check_report(&report).map(|()| report),
-                Err(dgl_core::Error::NonFinite { what, detail }) => Err((what, detail)),
+                Err(dgl_core::Error::NonFinite { what, detail }) => {
+                    // The methods say where in 0-based numbers; the loop's messages count from 1.
+                    let suffix = format!(" at epoch {epoch} step {i}");
+                    Err((what, detail.strip_suffix(suffix.as_str()).unwrap_or(&detail).to_string()))
+                }
                 Err(e) => return Err(e.into()),
             };
             let report = match (outcome, saved) {
@@ -411,7 +440,10 @@ impl Loop<'_> {
                     }
                 }
                 // Fig. 1(c)/3(b): gradient reaching each encoder from L_mm vs L_m (extra passes).
-                if cfg.train.diagnostics_every > 0 && names.len() >= 2 && self.step % cfg.train.diagnostics_every as u64 == 0 {
+                if cfg.train.diagnostics_every > 0
+                    && names.len() >= 2
+                    && self.step % cfg.train.diagnostics_every as u64 == 0
+                {
                     let sources = self.gradient_sources(&x, &y)?;
                     let mut line = Row::default();
                     line.push("step", self.step as f64);
@@ -525,7 +557,13 @@ impl Loop<'_> {
 
     /// Writes the checkpoint (atomically): `epoch` completed epochs, plus `progress` inside the
     /// next one. The metrics files are flushed first and their lengths recorded.
-    fn checkpoint(&mut self, method: &dyn Method, opt: &Sgd, epoch: usize, progress: Option<EpochProgress>) -> Result<()> {
+    fn checkpoint(
+        &mut self,
+        method: &dyn Method,
+        opt: &Sgd,
+        epoch: usize,
+        progress: Option<EpochProgress>,
+    ) -> Result<()> {
         let mut t: HashMap<String, Tensor> = HashMap::new();
         for v in self.model.state_vars() {
             t.insert(v.name.clone(), v.var.as_tensor().clone());
@@ -552,7 +590,12 @@ impl Loop<'_> {
 
 /// Accuracy of the multimodal prediction and of every branch over a whole split (eval mode, every
 /// sample, no dropped batch).
-pub fn evaluate(method: &dyn Method, model: &dyn MultimodalModel, data: &RunData, ds: &dyn Dataset) -> Result<Vec<(String, f64)>> {
+pub fn evaluate(
+    method: &dyn Method,
+    model: &dyn MultimodalModel,
+    data: &RunData,
+    ds: &dyn Dataset,
+) -> Result<Vec<(String, f64)>> {
     let batches = epoch_batches(ds.len(), data.batch_size, None, false);
     let mut total = 0usize;
     let mut mm = 0usize;

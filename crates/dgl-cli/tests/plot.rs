@@ -158,7 +158,11 @@ fn plot_compare_overlays_runs() {
     fake_multimodal_run(&vanilla, false);
     fake_unimodal_run(&uni);
     fs::remove_file(vanilla.join("steps.csv")).unwrap();
-    let runs = [("vanilla".to_string(), vanilla.as_path()), ("DGL".to_string(), dgl.as_path()), ("unimodal".to_string(), uni.as_path())];
+    let runs = [
+        ("vanilla".to_string(), vanilla.as_path()),
+        ("DGL".to_string(), dgl.as_path()),
+        ("unimodal".to_string(), uni.as_path()),
+    ];
     let written = plot_compare(&runs, &out).unwrap();
     assert_figures(
         &written,
@@ -172,21 +176,11 @@ fn plot_compare_overlays_runs() {
 
     // Only unimodal runs: just the accuracy figure, the others skipped.
     let out2 = root.join("cmp2");
-    let report = plot_compare_report(&[("a".to_string(), uni.as_path()), ("b".to_string(), uni.as_path())], &out2).unwrap();
+    let report =
+        plot_compare_report(&[("a".to_string(), uni.as_path()), ("b".to_string(), uni.as_path())], &out2).unwrap();
     assert_figures(&report.written, &out2, &["compare_accuracy"]);
     assert_eq!(report.skipped.len(), 3, "{:?}", report.skipped);
 
     assert!(plot_compare(&[], &out2).is_err());
     fs::remove_dir_all(&root).unwrap();
-}
-
-#[test]
-#[ignore]
-fn tmp_real_runs() {
-    let a = Path::new("/tmp/plotrun");
-    let b = Path::new("/tmp/plotrun-v");
-    println!("{:?}", plot_run_report(Path::new("/tmp/plotone")).unwrap());
-    println!("{:?}", plot_run_report(a).unwrap());
-    println!("{:?}", plot_run_report(b).unwrap());
-    println!("{:?}", plot_compare_report(&[("vanilla".into(), b), ("DGL".into(), a)], Path::new("/tmp/plotcmp")).unwrap());
 }

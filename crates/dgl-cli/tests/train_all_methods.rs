@@ -31,8 +31,7 @@ fn tmp(name: &str) -> PathBuf {
 fn every_method_trains_and_writes_a_run_directory() {
     for kind in MethodKind::ALL {
         let out = tmp(kind.as_str());
-        let outcome = train(&micro(kind), &out, &RunOptions::default())
-            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let outcome = train(&micro(kind), &out, &RunOptions::default()).unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(outcome.epochs.len(), 2, "{kind}");
         let last = outcome.last();
         let acc = last.get("test_acc").unwrap();

@@ -73,15 +73,30 @@ impl DatasetOptions {
     }
 
     /// The clip datasets' front-end with this dataset's defaults.
-    pub(crate) fn front_end(&self, default_recipe: SpectrogramRecipe, default_frames: usize, default_max_start_s: f64) -> Result<AvFrontEnd> {
+    pub(crate) fn front_end(
+        &self,
+        default_recipe: SpectrogramRecipe,
+        default_frames: usize,
+        default_max_start_s: f64,
+    ) -> Result<AvFrontEnd> {
         let recipe = self.recipe_or(default_recipe)?;
         let max_start_s = self.audio_max_start_s.unwrap_or(default_max_start_s);
         if !(max_start_s.is_finite() && max_start_s >= 0.0) {
-            return Err(DataError::Invalid(format!("audio_max_start_s must be ≥ 0, got {max_start_s}")));
+            return Err(DataError::Invalid(format!(
+                "audio_max_start_s must be ≥ 0, got {max_start_s}"
+            )));
         }
         let max_start = (max_start_s * recipe.sample_rate as f64).round() as usize;
-        let transform = FrameTransform { size: self.image_size.unwrap_or(224), ..FrameTransform::default() };
-        Ok(AvFrontEnd { recipe, max_start, frames: self.frames.unwrap_or(default_frames), transform })
+        let transform = FrameTransform {
+            size: self.image_size.unwrap_or(224),
+            ..FrameTransform::default()
+        };
+        Ok(AvFrontEnd {
+            recipe,
+            max_start,
+            frames: self.frames.unwrap_or(default_frames),
+            transform,
+        })
     }
 
     /// `num_classes`, checked against the number of named classes.
@@ -89,7 +104,9 @@ impl DatasetOptions {
         match self.num_classes {
             None => Ok(n_names),
             Some(k) if k >= n_names && k > 0 => Ok(k),
-            Some(k) => Err(DataError::Invalid(format!("num_classes {k} is smaller than the {n_names} classes of the data"))),
+            Some(k) => Err(DataError::Invalid(format!(
+                "num_classes {k} is smaller than the {n_names} classes of the data"
+            ))),
         }
     }
 }

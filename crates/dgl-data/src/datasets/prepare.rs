@@ -19,7 +19,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::report::Report;
-use super::tensorfile::{check_finite, decode, read_range, safetensors_header, write_safetensors, FileDtype, WriteTensor};
+use super::tensorfile::{
+    check_finite, decode, read_range, safetensors_header, write_safetensors, FileDtype, WriteTensor,
+};
 use crate::dataset::{Dataset, Example, Mode, Split};
 use crate::error::{DataError, Result};
 
@@ -39,7 +41,11 @@ pub struct PrepareOptions {
 
 impl Default for PrepareOptions {
     fn default() -> Self {
-        Self { skip_bad: false, class_names: None, shard_bytes: 256 << 20 }
+        Self {
+            skip_bad: false,
+            class_names: None,
+            shard_bytes: 256 << 20,
+        }
     }
 }
 
@@ -58,7 +64,11 @@ impl fmt::Display for PrepareError {
         match self {
             PrepareError::Bad(r) => {
                 let t = r.total();
-                write!(f, "{} missing and {} corrupt items (set skip_bad to leave them out):\n{r}", t.missing, t.corrupt)
+                write!(
+                    f,
+                    "{} missing and {} corrupt items (set skip_bad to leave them out):\n{r}",
+                    t.missing, t.corrupt
+                )
             }
             PrepareError::Data(e) => write!(f, "{e}"),
         }
@@ -108,7 +118,16 @@ pub fn prepare(
     skip_bad: bool,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> std::result::Result<Report, PrepareError> {
-    prepare_with(dataset, split, out_dir, &PrepareOptions { skip_bad, ..Default::default() }, progress)
+    prepare_with(
+        dataset,
+        split,
+        out_dir,
+        &PrepareOptions {
+            skip_bad,
+            ..Default::default()
+        },
+        progress,
+    )
 }
 
 fn split_dir(out_dir: &Path, split: Split) -> PathBuf {
@@ -130,11 +149,19 @@ pub fn prepare_with(
     let names = dataset.modality_names();
     let shapes = dataset.modality_shapes();
     if names.len() != shapes.len() || names.is_empty() {
-        return Err(DataError::Invalid(format!("dataset has {} modality names and {} shapes", names.len(), shapes.len())).into());
+        return Err(DataError::Invalid(format!(
+            "dataset has {} modality names and {} shapes",
+            names.len(),
+            shapes.len()
+        ))
+        .into());
     }
     let numels: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
     let k = dataset.num_classes();
-    let class_names = opts.class_names.clone().unwrap_or_else(|| (0..k).map(|c| c.to_string()).collect());
+    let class_names = opts
+        .class_names
+        .clone()
+        .unwrap_or_else(|| (0..k).map(|c| c.to_string()).collect());
     let dir = split_dir(out_dir, split);
     std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
     let meta_path = dir.join("meta.json");
@@ -144,7 +171,10 @@ pub fn prepare_with(
     // Old shards would otherwise linger next to the new ones.
     for e in std::fs::read_dir(&dir).map_err(|e| DataError::io(&dir, e))? {
         let p = e.map_err(|e| DataError::io(&dir, e))?.path();
-        if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("shard-") && n.ends_with(".safetensors")) {
+        if p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("shard-") && n.ends_with(".safetensors"))
+        {
             std::fs::remove_file(&p).map_err(|e| DataError::io(&p, e))?;
         }
     }
@@ -169,7 +199,10 @@ pub fn prepare_with(
                 (i, r)
             })
             .collect();
-        let mut data: Vec<Vec<f32>> = numels.iter().map(|&m| Vec::with_capacity(m * chunk.len())).collect();
+        let mut data: Vec<Vec<f32>> = numels
+            .iter()
+            .map(|&m| Vec::with_capacity(m * chunk.len()))
+            .collect();
         let (mut labels, mut index) = (Vec::new(), Vec::new());
         for (i, r) in results {
             match r {
@@ -179,7 +212,9 @@ pub fn prepare_with(
                         d.extend_from_slice(x);
                     }
                     labels.push(ex.label);
-                    index.push(u32::try_from(i).map_err(|_| DataError::Invalid("dataset too large for the cache".into()))?);
+                    index.push(u32::try_from(i).map_err(|_| {
+                        DataError::Invalid("dataset too large for the cache".into())
+                    })?);
                 }
                 Err(e) => {
                     let class = dataset.label(i).ok();
@@ -222,25 +257,38 @@ pub fn prepare_with(
         shards,
         report: report.clone(),
     };
-    let json = serde_json::to_vec_pretty(&meta).map_err(|e| DataError::Invalid(format!("cannot encode cache metadata: {e}")))?;
+    let json = serde_json::to_vec_pretty(&meta)
+        .map_err(|e| DataError::Invalid(format!("cannot encode cache metadata: {e}")))?;
     std::fs::write(&meta_path, json).map_err(|e| DataError::io(&meta_path, e))?;
     Ok(report)
 }
 
 fn check_example(ex: &Example, numels: &[usize], k: usize, i: usize) -> Result<()> {
     if ex.modalities.len() != numels.len() {
-        return Err(DataError::Invalid(format!("sample {i} has {} modalities, expected {}", ex.modalities.len(), numels.len())));
+        return Err(DataError::Invalid(format!(
+            "sample {i} has {} modalities, expected {}",
+            ex.modalities.len(),
+            numels.len()
+        )));
     }
     for (m, (x, &want)) in ex.modalities.iter().zip(numels).enumerate() {
         if x.len() != want {
-            return Err(DataError::Invalid(format!("sample {i}: modality {m} has {} values, expected {want}", x.len())));
+            return Err(DataError::Invalid(format!(
+                "sample {i}: modality {m} has {} values, expected {want}",
+                x.len()
+            )));
         }
         if let Some(j) = x.iter().position(|v| !v.is_finite()) {
-            return Err(DataError::Invalid(format!("sample {i}: modality {m} has a non-finite value at {j}")));
+            return Err(DataError::Invalid(format!(
+                "sample {i}: modality {m} has a non-finite value at {j}"
+            )));
         }
     }
     if ex.label as usize >= k {
-        return Err(DataError::Invalid(format!("sample {i}: label {} is not below {k}", ex.label)));
+        return Err(DataError::Invalid(format!(
+            "sample {i}: label {} is not below {k}",
+            ex.label
+        )));
     }
     Ok(())
 }
@@ -271,26 +319,55 @@ impl CachedDataset {
         let dir = split_dir(out_dir, split);
         let meta_path = dir.join("meta.json");
         let bytes = std::fs::read(&meta_path).map_err(|e| DataError::io(&meta_path, e))?;
-        let meta: CacheMeta = serde_json::from_slice(&bytes).map_err(|e| DataError::bad_file(&meta_path, format!("not a cache meta.json: {e}")))?;
+        let meta: CacheMeta = serde_json::from_slice(&bytes)
+            .map_err(|e| DataError::bad_file(&meta_path, format!("not a cache meta.json: {e}")))?;
         if meta.version != CACHE_VERSION {
-            return Err(DataError::bad_file(&meta_path, format!("cache version {} (this build reads {CACHE_VERSION})", meta.version)));
+            return Err(DataError::bad_file(
+                &meta_path,
+                format!(
+                    "cache version {} (this build reads {CACHE_VERSION})",
+                    meta.version
+                ),
+            ));
         }
-        if meta.split != split || meta.modality_names.len() != meta.modality_shapes.len() || meta.num_classes == 0 {
-            return Err(DataError::bad_file(&meta_path, "inconsistent cache metadata"));
+        if meta.split != split
+            || meta.modality_names.len() != meta.modality_shapes.len()
+            || meta.num_classes == 0
+        {
+            return Err(DataError::bad_file(
+                &meta_path,
+                "inconsistent cache metadata",
+            ));
         }
-        let numels: Vec<usize> = meta.modality_shapes.iter().map(|s| s.iter().product()).collect();
+        let numels: Vec<usize> = meta
+            .modality_shapes
+            .iter()
+            .map(|s| s.iter().product())
+            .collect();
         let mut shards = Vec::new();
         let (mut locate, mut labels, mut source) = (Vec::new(), Vec::new(), Vec::new());
         for (s, (file, len)) in meta.shards.iter().enumerate() {
             if file.contains('/') || file.contains('\\') || file.starts_with('.') {
-                return Err(DataError::bad_file(&meta_path, format!("bad shard name {file:?}")));
+                return Err(DataError::bad_file(
+                    &meta_path,
+                    format!("bad shard name {file:?}"),
+                ));
             }
             let path = dir.join(file);
             let (infos, _) = safetensors_header(&path)?;
             let find = |name: &str, dtype: FileDtype, shape: Vec<usize>| -> Result<u64> {
-                let t = infos.iter().find(|t| t.name == name).ok_or_else(|| DataError::bad_file(&path, format!("no tensor {name:?}")))?;
+                let t = infos
+                    .iter()
+                    .find(|t| t.name == name)
+                    .ok_or_else(|| DataError::bad_file(&path, format!("no tensor {name:?}")))?;
                 if t.dtype != dtype || t.shape != shape {
-                    return Err(DataError::bad_file(&path, format!("tensor {name:?} is {:?} {:?}, expected {dtype:?} {shape:?}", t.dtype, t.shape)));
+                    return Err(DataError::bad_file(
+                        &path,
+                        format!(
+                            "tensor {name:?} is {:?} {:?}, expected {dtype:?} {shape:?}",
+                            t.dtype, t.shape
+                        ),
+                    ));
                 }
                 Ok(t.start)
             };
@@ -307,18 +384,39 @@ impl CachedDataset {
             for (row, (&y, &i)) in lab.iter().zip(&idx).enumerate() {
                 let y = y as u32;
                 if y as usize >= meta.num_classes {
-                    return Err(DataError::bad_file(&path, format!("label {y} of row {row} is not below {}", meta.num_classes)));
+                    return Err(DataError::bad_file(
+                        &path,
+                        format!("label {y} of row {row} is not below {}", meta.num_classes),
+                    ));
                 }
                 labels.push(y);
                 source.push(i as u32);
                 locate.push((s as u32, row as u32));
             }
-            shards.push(Shard { path, starts, len: *len });
+            shards.push(Shard {
+                path,
+                starts,
+                len: *len,
+            });
         }
         if labels.len() != meta.len {
-            return Err(DataError::bad_file(&meta_path, format!("announces {} samples, the shards hold {}", meta.len, labels.len())));
+            return Err(DataError::bad_file(
+                &meta_path,
+                format!(
+                    "announces {} samples, the shards hold {}",
+                    meta.len,
+                    labels.len()
+                ),
+            ));
         }
-        Ok(Self { meta, numels, shards, locate, labels, source })
+        Ok(Self {
+            meta,
+            numels,
+            shards,
+            locate,
+            labels,
+            source,
+        })
     }
 
     pub fn meta(&self) -> &CacheMeta {
@@ -348,10 +446,12 @@ impl Dataset for CachedDataset {
         self.meta.modality_shapes.clone()
     }
     fn label(&self, index: usize) -> Result<u32> {
-        self.labels
-            .get(index)
-            .copied()
-            .ok_or_else(|| DataError::Invalid(format!("index {index} out of range for a cache of {}", self.labels.len())))
+        self.labels.get(index).copied().ok_or_else(|| {
+            DataError::Invalid(format!(
+                "index {index} out of range for a cache of {}",
+                self.labels.len()
+            ))
+        })
     }
     fn get(&self, index: usize, _mode: Mode) -> Result<Example> {
         let label = self.label(index)?;

@@ -1,0 +1,126 @@
+//! Configurations are checked before any work starts: unknown keys at every depth, out-of-range
+//! hyper-parameters, a method that does not support the dataset's modality count, a device the
+//! build lacks — each a clear error naming what is wrong.
+
+mod common;
+
+use common::{micro, tmp};
+use dgl_baselines::{MethodConfig, MethodKind};
+use dgl_cli::config::{check_method_modalities, DeviceKind, Preset, TrainConfig};
+use dgl_cli::{train, RunOptions};
+
+#[test]
+fn unknown_keys_are_refused_in_every_section() {
+    for (toml, key) in [
+        ("seeed = 1", "seeed"),
+        ("[train]\nepoch = 3", "epoch"),
+        ("[train.optimizer]\nmomentun = 0.9", "momentun"),
+        ("[train.scheduler]\nmilestone = [3]", "milestone"),
+        ("[data]\nvalidation = 0.1", "validation"),
+        ("[method]\nname = \"ogm\"\n[method.ogm]\nmodulation_end = 3", "modulation_end"),
+        // Sections whose types (in other crates) do not deny unknown fields themselves.
+        ("[data.synthetic]\nn_trian = 10", "data.synthetic.n_trian"),
+        ("[model]\nbase_widht = 4", "model.base_widht"),
+        ("[model.head]\nhiden = 4", "model.head.hiden"),
+        (
+            "[[model.modalities]]\nname = \"audio\"\nencoder = { kind = \"resnet18_audio\" }\nchanels = 1\n\
+             [[model.modalities]]\nname = \"visual\"\nencoder = { kind = \"resnet18_visual\" }",
+            "model.modalities[0].chanels",
+        ),
+    ] {
+        let e = TrainConfig::from_toml_str(toml).unwrap_err().to_string();
+        assert!(e.contains(key), "{toml:?}: {e}");
+    }
+    // Known keys round-trip without complaint, written configurations read back.
+    let cfg = micro(MethodKind::OgmGe);
+    assert_eq!(TrainConfig::from_toml_str(&cfg.to_toml().unwrap()).unwrap(), cfg);
+    TrainConfig::from_toml_str("[model]\nbase_width = 4\n[model.head]\nhidden = 8\n[data.synthetic]\nn_train = 10")
+        .unwrap();
+    // The file name is part of the message.
+    let p = tmp("bad.toml");
+    std::fs::write(&p, "[model]\nbase_widht = 4\n").unwrap();
+    let e = TrainConfig::from_toml_file(&p).unwrap_err().to_string();
+    assert!(e.contains("bad.toml") && e.contains("model.base_widht"), "{e}");
+    let _ = std::fs::remove_file(&p);
+}
+
+#[test]
+fn out_of_range_hyper_parameters_are_clear_errors() {
+    type Edit = fn(&mut TrainConfig);
+    let cases: [(Edit, &str); 16] = [
+        (|c| c.method.alpha = Some(-1.0), "alpha"),
+        (|c| c.method.alpha = Some(f64::NAN), "alpha"),
+        (|c| c.train.optimizer.lr = 0.0, "lr"),
+        (|c| c.train.optimizer.lr = -1e-3, "lr"),
+        (|c| c.train.optimizer.momentum = -0.1, "momentum"),
+        (|c| c.train.batch_size = 0, "batch_size"),
+        (|c| c.train.epochs = 0, "epochs"),
+        (|c| c.train.clip_norm = Some(0.0), "clip_norm"),
+        (|c| c.train.scheduler.gamma = 0.0, "gamma"),
+        (|c| c.train.scheduler.milestones = vec![5, 3], "milestones"),
+        (|c| c.train.scheduler.milestones = vec![0], "milestones"),
+        (|c| c.data.validation_fraction = 1.0, "validation_fraction"),
+        (|c| c.model.base_width = 0, "base_width"),
+        (|c| c.model.frames = 0, "frames"),
+        (|c| c.data.synthetic.n_train = 0, "n_train"),
+        (|c| c.method.ogm.modulation_ends = Some(0), "modulation_ends"),
+    ];
+    for (i, (edit, name)) in cases.iter().enumerate() {
+        let mut cfg = micro(MethodKind::OgmGe);
+        cfg.method.ogm.modulation_starts = 1;
+        edit(&mut cfg);
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains(name), "case {i} ({name}): {e}");
+    }
+    // An empty milestone list is allowed: a constant learning rate.
+    let mut cfg = micro(MethodKind::Dgl);
+    cfg.train.scheduler.milestones.clear();
+    cfg.validate().unwrap();
+    assert_eq!(cfg.train.scheduler.lr_at(0.1, 0), cfg.train.scheduler.lr_at(0.1, 1000));
+    // The presets are valid.
+    TrainConfig::preset(Preset::Tiny).validate().unwrap();
+    // train() refuses before creating anything.
+    let mut cfg = micro(MethodKind::Dgl);
+    cfg.train.optimizer.lr = 0.0;
+    let out = tmp("invalid");
+    assert!(train(&cfg, &out, &RunOptions::default()).unwrap_err().to_string().contains("lr"));
+    assert!(!out.exists(), "nothing is written for an invalid configuration");
+}
+
+#[test]
+fn methods_are_checked_against_the_modality_count_before_anything_is_built() {
+    let m = |k: MethodKind| MethodConfig::new(k);
+    for k in [MethodKind::Ogm, MethodKind::OgmGe, MethodKind::Pmr, MethodKind::Agm] {
+        let e = check_method_modalities(&m(k), 3).unwrap_err().to_string();
+        assert!(e.contains("exactly 2 modalities") && e.contains("has 3"), "{k}: {e}");
+        check_method_modalities(&m(k), 2).unwrap();
+    }
+    for k in [MethodKind::Dgl, MethodKind::Mla, MethodKind::MmPareto, MethodKind::GBlendingOgr] {
+        let e = check_method_modalities(&m(k), 1).unwrap_err().to_string();
+        assert!(e.contains("2 or more modalities"), "{k}: {e}");
+        check_method_modalities(&m(k), 3).unwrap();
+    }
+    check_method_modalities(&m(MethodKind::Vanilla), 1).unwrap();
+    check_method_modalities(&MethodConfig::with_alpha(MethodKind::Dgl, 0.0), 1).unwrap();
+    check_method_modalities(&m(MethodKind::AudioOnly), 1).unwrap();
+    let e = check_method_modalities(&m(MethodKind::VisualOnly), 1).unwrap_err().to_string();
+    assert!(e.contains("modality #1"), "{e}");
+
+    // A model whose modalities are not the dataset's is refused by validate(), before any data.
+    let mut cfg = micro(MethodKind::Dgl);
+    let extra = cfg.model.modalities[0].clone();
+    cfg.model.modalities.push(dgl_models::ModalityConfig { name: "text".into(), ..extra });
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("text") && e.contains("do not match") && e.contains("\"audio\", \"visual\""), "{e}");
+}
+
+#[test]
+fn a_device_the_build_lacks_is_refused() {
+    let mut cfg = micro(MethodKind::Dgl);
+    cfg.device = DeviceKind::Cuda;
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("no CUDA support") && e.contains("--features cuda"), "{e}");
+}
