@@ -87,12 +87,7 @@ pub struct Batch {
 /// Loads `indices` (in parallel) and stacks them into a [`Batch`]. In `Train` mode, sample i of the
 /// dataset gets the augmentation seed `derive(seed, index)`, so a batch is reproducible whatever
 /// the thread count.
-pub fn load_batch(
-    ds: &dyn Dataset,
-    indices: &[usize],
-    mode: Mode,
-    device: &Device,
-) -> Result<Batch> {
+pub fn load_batch(ds: &dyn Dataset, indices: &[usize], mode: Mode, device: &Device) -> Result<Batch> {
     if indices.is_empty() {
         return Err(DataError::Invalid("empty batch".into()));
     }
@@ -100,9 +95,7 @@ pub fn load_batch(
         .par_iter()
         .map(|&i| {
             let m = match mode {
-                Mode::Train { seed } => Mode::Train {
-                    seed: Rng::derive(seed, i as u64).next_u64(),
-                },
+                Mode::Train { seed } => Mode::Train { seed: Rng::derive(seed, i as u64).next_u64() },
                 Mode::Eval => Mode::Eval,
             };
             ds.get(i, m)
@@ -115,10 +108,8 @@ pub fn load_batch(
         let numel: usize = shape.iter().product();
         let mut flat = Vec::with_capacity(b * numel);
         for (e, &idx) in examples.iter().zip(indices) {
-            let x = e
-                .modalities
-                .get(m)
-                .ok_or_else(|| DataError::Invalid(format!("sample {idx} has no modality {m}")))?;
+            let x =
+                e.modalities.get(m).ok_or_else(|| DataError::Invalid(format!("sample {idx} has no modality {m}")))?;
             if x.len() != numel {
                 return Err(DataError::Invalid(format!(
                     "sample {idx}: modality {m} has {} values, expected {numel} for shape {shape:?}",
@@ -133,29 +124,17 @@ pub fn load_batch(
     }
     let labels: Vec<u32> = examples.iter().map(|e| e.label).collect();
     let labels = Tensor::from_vec(labels, b, device)?;
-    Ok(Batch {
-        inputs,
-        labels,
-        indices: indices.to_vec(),
-    })
+    Ok(Batch { inputs, labels, indices: indices.to_vec() })
 }
 
 /// The order of one epoch: a seeded shuffle (training) or `0..n`, cut into batches of `batch_size`;
 /// with `drop_last` a final partial batch is dropped (the official training loaders do this).
-pub fn epoch_batches(
-    n: usize,
-    batch_size: usize,
-    shuffle_seed: Option<u64>,
-    drop_last: bool,
-) -> Vec<Vec<usize>> {
+pub fn epoch_batches(n: usize, batch_size: usize, shuffle_seed: Option<u64>, drop_last: bool) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..n).collect();
     if let Some(seed) = shuffle_seed {
         Rng::new(seed).shuffle(&mut order);
     }
-    let mut out: Vec<Vec<usize>> = order
-        .chunks(batch_size.max(1))
-        .map(|c| c.to_vec())
-        .collect();
+    let mut out: Vec<Vec<usize>> = order.chunks(batch_size.max(1)).map(|c| c.to_vec()).collect();
     if drop_last && out.last().is_some_and(|c| c.len() < batch_size) {
         out.pop();
     }

@@ -22,19 +22,13 @@ fn shared_data() -> Option<PathBuf> {
     if p.join("fsdd/recordings").is_dir() && p.join("mnist").is_dir() {
         Some(p)
     } else {
-        println!(
-            "SKIPPED: no FSDD + MNIST under {} (set DGL_SHARED_DATA)",
-            p.display()
-        );
+        println!("SKIPPED: no FSDD + MNIST under {} (set DGL_SHARED_DATA)", p.display());
         None
     }
 }
 
 fn features(ds: &AvDigits) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<u32>) {
-    let ex: Vec<_> = (0..ds.len())
-        .into_par_iter()
-        .map(|i| ds.get(i, Mode::Eval).unwrap())
-        .collect();
+    let ex: Vec<_> = (0..ds.len()).into_par_iter().map(|i| ds.get(i, Mode::Eval).unwrap()).collect();
     let a = ex.iter().map(|e| e.modalities[0].clone()).collect();
     let v = ex.iter().map(|e| e.modalities[1].clone()).collect();
     let y = ex.iter().map(|e| e.label).collect();
@@ -42,11 +36,7 @@ fn features(ds: &AvDigits) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<u32>) {
 }
 
 /// (audio, visual, concat) nearest-class-mean accuracies, and logistic ones when asked.
-fn probe(
-    opts: &AvDigitsOptions,
-    root: &std::path::Path,
-    logistic: bool,
-) -> ([f64; 3], Option<[f64; 3]>) {
+fn probe(opts: &AvDigitsOptions, root: &std::path::Path, logistic: bool) -> ([f64; 3], Option<[f64; 3]>) {
     let tr = AvDigits::open(root, Split::Train, opts, false, false).unwrap();
     let te = AvDigits::open(root, Split::Test, opts, false, false).unwrap();
     let (mut atr, mut vtr, ytr) = features(&tr);
@@ -61,17 +51,10 @@ fn probe(
         nearest_class_mean(&ctr, &ytr, &cte, &yte, 10),
     ];
     let lr = logistic.then(|| {
-        let c = LogisticConfig {
-            epochs: 30,
-            l2: 1e-3,
-            seed: 0,
-        };
+        let c = LogisticConfig { epochs: 30, l2: 1e-3, seed: 0 };
         // Plain concatenation of the standardised features.
         let join = |a: &[Vec<f32>], b: &[Vec<f32>]| -> Vec<Vec<f32>> {
-            a.iter()
-                .zip(b)
-                .map(|(x, y)| [x.as_slice(), y].concat())
-                .collect()
+            a.iter().zip(b).map(|(x, y)| [x.as_slice(), y].concat()).collect()
         };
         let (ctr, cte) = (join(&atr, &vtr), join(&ate, &vte));
         [
@@ -90,10 +73,7 @@ fn real_avdigits_splits_and_pairing() {
     let tr = AvDigits::open(&root, Split::Train, &o, false, false).unwrap();
     let te = AvDigits::open(&root, Split::Test, &o, false, false).unwrap();
     assert_eq!((tr.len(), te.len()), (2700, 300));
-    assert_eq!(
-        tr.modality_shapes(),
-        vec![vec![1, 65, 63], vec![1, 1, 28, 28]]
-    );
+    assert_eq!(tr.modality_shapes(), vec![vec![1, 65, 63], vec![1, 1, 28, 28]]);
     assert_eq!(tr.modality_names(), vec!["audio", "visual"]);
     assert!(te.items().iter().all(|it| it.name.index <= 4));
     // Pairing: distinct images within a class, same label, reproducible, seed-dependent.
@@ -101,21 +81,8 @@ fn real_avdigits_splits_and_pairing() {
     assert!(tr.items().iter().all(|it| seen.insert(it.mnist_index)));
     let again = AvDigits::open(&root, Split::Test, &o, false, false).unwrap();
     assert_eq!(te.items(), again.items());
-    assert_eq!(
-        te.get(7, Mode::Eval).unwrap(),
-        again.get(7, Mode::Eval).unwrap()
-    );
-    let other = AvDigits::open(
-        &root,
-        Split::Test,
-        &AvDigitsOptions {
-            seed: 1,
-            ..o.clone()
-        },
-        false,
-        false,
-    )
-    .unwrap();
+    assert_eq!(te.get(7, Mode::Eval).unwrap(), again.get(7, Mode::Eval).unwrap());
+    let other = AvDigits::open(&root, Split::Test, &AvDigitsOptions { seed: 1, ..o.clone() }, false, false).unwrap();
     assert_ne!(te.items()[0].mnist_index, other.items()[0].mnist_index);
     // Training mode shifts the recording, evaluation does not.
     let a = te.get(3, Mode::Train { seed: 1 }).unwrap();
@@ -131,19 +98,12 @@ fn real_avdigits_splits_and_pairing() {
     let cached = dgl_data::CachedDataset::open(&out, Split::Test).unwrap();
     assert_eq!(cached.len(), 300);
     for i in [0, 150, 299] {
-        assert_eq!(
-            cached.get(i, Mode::Eval).unwrap(),
-            te.get(i, Mode::Eval).unwrap()
-        );
+        assert_eq!(cached.get(i, Mode::Eval).unwrap(), te.get(i, Mode::Eval).unwrap());
     }
     std::fs::remove_dir_all(&out).ok();
 
     // Speaker-disjoint split.
-    let s = AvDigitsOptions {
-        split: FsddSplit::Speakers,
-        test_speakers: vec!["theo".into()],
-        ..o
-    };
+    let s = AvDigitsOptions { split: FsddSplit::Speakers, test_speakers: vec!["theo".into()], ..o };
     let tr = AvDigits::open(&root, Split::Train, &s, false, false).unwrap();
     let te = AvDigits::open(&root, Split::Test, &s, false, false).unwrap();
     assert_eq!((tr.len(), te.len()), (2500, 500));
@@ -162,15 +122,9 @@ fn real_avdigits_calibration() {
     let t = std::time::Instant::now();
     let (ncm, lr) = probe(&opts, &root, logistic);
     println!("options: {}", serde_json::to_string(&opts).unwrap());
-    println!(
-        "nearest class mean: audio {:.3}  visual {:.3}  concat {:.3}",
-        ncm[0], ncm[1], ncm[2]
-    );
+    println!("nearest class mean: audio {:.3}  visual {:.3}  concat {:.3}", ncm[0], ncm[1], ncm[2]);
     if let Some(l) = lr {
-        println!(
-            "logistic regression: audio {:.3}  visual {:.3}  concat {:.3}",
-            l[0], l[1], l[2]
-        );
+        println!("logistic regression: audio {:.3}  visual {:.3}  concat {:.3}", l[0], l[1], l[2]);
     }
     println!("({:.1} s)", t.elapsed().as_secs_f64());
     if std::env::var_os("DGL_AVDIGITS_OPTS").is_none() {

@@ -6,8 +6,7 @@ mod dsfix;
 use std::path::Path;
 
 use dgl_data::datasets::{
-    open_cremad, open_ks, open_vggsound, AvDigits, AvDigitsOptions, DatasetOptions, GenericDataset,
-    ProblemKind,
+    open_cremad, open_ks, open_vggsound, AvDigits, AvDigitsOptions, DatasetOptions, GenericDataset, ProblemKind,
 };
 use dgl_data::{Dataset, Mode, Split};
 use dsfix::*;
@@ -20,11 +19,7 @@ fn names(err: &str, file: &Path, line: Option<usize>) {
     let name = file.file_name().unwrap().to_string_lossy();
     assert!(err.contains(&*name), "error does not name {name}: {err}");
     if let Some(l) = line {
-        assert!(
-            err.contains(&format!("{}:{l}:", file.display())),
-            "error does not name {}:{l}: {err}",
-            file.display()
-        );
+        assert!(err.contains(&format!("{}:{l}:", file.display())), "error does not name {}:{l}: {err}", file.display());
     }
 }
 
@@ -49,23 +44,12 @@ fn bad_wav_case(tag: &str, bytes: &[u8]) -> String {
         let ds = open_cremad(t.path(), Split::Train, &fast_opts()).unwrap();
         let e = ds.get(0, Mode::Eval).unwrap_err().to_string();
         // verify finds it at open time too.
-        let v = cremad_err(
-            t.path(),
-            Split::Train,
-            &DatasetOptions {
-                verify: true,
-                ..fast_opts()
-            },
-        );
+        let v = cremad_err(t.path(), Split::Train, &DatasetOptions { verify: true, ..fast_opts() });
         names(&v, &wav, None);
         e
     };
     names(&err, &wav, None);
-    let o = DatasetOptions {
-        verify: true,
-        skip_bad: true,
-        ..fast_opts()
-    };
+    let o = DatasetOptions { verify: true, skip_bad: true, ..fast_opts() };
     let ds = open_cremad(t.path(), Split::Train, &o).unwrap();
     assert_eq!(ds.len(), 5);
     let r = ds.report();
@@ -91,10 +75,7 @@ fn zero_length_wav() {
 
 #[test]
 fn non_audio_file() {
-    bad_wav_case(
-        "text",
-        b"this is not audio, just some text pretending to be a wav file\n",
-    );
+    bad_wav_case("text", b"this is not audio, just some text pretending to be a wav file\n");
 }
 
 #[test]
@@ -108,10 +89,7 @@ fn wrong_header_wav() {
 fn unsupported_codec_wav() {
     // Format tag 0x0161 (WMA) is not decoded.
     let e = bad_wav_case("codec", &wav_raw(0x0161, 1, 16000, 16, &[0u8; 512]));
-    assert!(
-        e.contains("unsupported") || e.contains("codec") || e.contains("Unsupported"),
-        "{e}"
-    );
+    assert!(e.contains("unsupported") || e.contains("codec") || e.contains("Unsupported"), "{e}");
 }
 
 #[test]
@@ -119,36 +97,17 @@ fn corrupt_jpeg_frame() {
     let t = TempDir::new("jpeg");
     let ids = cremad_tree(t.path(), 6, 1);
     // 1 frame, evenly spaced → the middle one of three.
-    let frame = t
-        .path()
-        .join("Image-01-FPS")
-        .join(&ids[1])
-        .join("00001.jpg");
+    let frame = t.path().join("Image-01-FPS").join(&ids[1]).join("00001.jpg");
     let mut j = jpeg(20, 16, [1, 2, 3]);
     j.truncate(j.len() / 3);
     write(&frame, &j);
     let ds = open_cremad(t.path(), Split::Train, &fast_opts()).unwrap();
-    names(
-        &ds.get(1, Mode::Eval).unwrap_err().to_string(),
-        &frame,
-        None,
-    );
+    names(&ds.get(1, Mode::Eval).unwrap_err().to_string(), &frame, None);
     write(&frame, b"\xff\xd8\xff garbage that is not a jpeg");
-    names(
-        &ds.get(1, Mode::Eval).unwrap_err().to_string(),
-        &frame,
-        None,
-    );
-    let o = DatasetOptions {
-        verify: true,
-        skip_bad: true,
-        ..fast_opts()
-    };
+    names(&ds.get(1, Mode::Eval).unwrap_err().to_string(), &frame, None);
+    let o = DatasetOptions { verify: true, skip_bad: true, ..fast_opts() };
     let ds = open_cremad(t.path(), Split::Train, &o).unwrap();
-    assert_eq!(
-        (ds.len(), ds.report().class_counts(Split::Train, 1).corrupt),
-        (5, 1)
-    );
+    assert_eq!((ds.len(), ds.report().class_counts(Split::Train, 1).corrupt), (5, 1));
 }
 
 #[test]
@@ -157,11 +116,7 @@ fn missing_and_empty_frame_folders_and_audio() {
     let ids = cremad_tree(t.path(), 6, 1);
     let dir = t.path().join("Image-01-FPS").join(&ids[2]);
     std::fs::remove_dir_all(&dir).unwrap();
-    names(
-        &cremad_err(t.path(), Split::Train, &fast_opts()),
-        &dir,
-        None,
-    );
+    names(&cremad_err(t.path(), Split::Train, &fast_opts()), &dir, None);
     // An empty folder (or one without images) is missing too.
     std::fs::create_dir_all(&dir).unwrap();
     write(&dir.join("notes.txt"), b"x");
@@ -170,32 +125,13 @@ fn missing_and_empty_frame_folders_and_audio() {
     assert!(e.contains("no frames"), "{e}");
     let wav = t.path().join("AudioWAV").join(format!("{}.wav", ids[4]));
     std::fs::remove_file(&wav).unwrap();
-    let o = DatasetOptions {
-        skip_bad: true,
-        ..fast_opts()
-    };
+    let o = DatasetOptions { skip_bad: true, ..fast_opts() };
     let ds = open_cremad(t.path(), Split::Train, &o).unwrap();
     assert_eq!(ds.len(), 4);
     let r = ds.report();
-    assert_eq!(
-        (
-            r.class_counts(Split::Train, 2).missing,
-            r.class_counts(Split::Train, 4).missing
-        ),
-        (1, 1)
-    );
-    assert_eq!(
-        r.counts(Split::Train),
-        dgl_data::datasets::Counts {
-            ok: 4,
-            missing: 2,
-            corrupt: 0
-        }
-    );
-    assert!(r
-        .problems
-        .iter()
-        .any(|p| p.message.contains(&*wav.to_string_lossy())));
+    assert_eq!((r.class_counts(Split::Train, 2).missing, r.class_counts(Split::Train, 4).missing), (1, 1));
+    assert_eq!(r.counts(Split::Train), dgl_data::datasets::Counts { ok: 4, missing: 2, corrupt: 0 });
+    assert!(r.problems.iter().any(|p| p.message.contains(&*wav.to_string_lossy())));
     assert!(r.to_string().contains("2 missing"), "{r}");
 }
 
@@ -220,21 +156,10 @@ fn csv_rows_unknown_label_duplicate_id_wrong_columns() {
     }
     // Rows are never skipped, even with skip_bad: the manifest itself is wrong.
     write(&csv, format!("{good}x_clip,XYZ\n").as_bytes());
-    let e = cremad_err(
-        t.path(),
-        Split::Train,
-        &DatasetOptions {
-            skip_bad: true,
-            ..fast_opts()
-        },
-    );
+    let e = cremad_err(t.path(), Split::Train, &DatasetOptions { skip_bad: true, ..fast_opts() });
     names(&e, &csv, Some(7));
     std::fs::remove_file(&csv).unwrap();
-    names(
-        &cremad_err(t.path(), Split::Train, &fast_opts()),
-        &csv,
-        None,
-    );
+    names(&cremad_err(t.path(), Split::Train, &fast_opts()), &csv, None);
 }
 
 #[test]
@@ -243,11 +168,7 @@ fn vggsound_csv_errors() {
     let good = vgg_tree(t.path());
     let csv = t.path().join("vggsound.csv");
     for (text, line, what) in [
-        (
-            format!("{good}zz,1,\"never in train\",test\n"),
-            7,
-            "never appears in a train row",
-        ),
+        (format!("{good}zz,1,\"never in train\",test\n"), 7, "never appears in a train row"),
         (format!("{good}yt0-0_0,0,a,train\n"), 7, "duplicate"),
         (format!("{good}zz,1,a\n"), 7, "expected 4 columns"),
         (format!("{good}zz,1.5,a,train\n"), 7, "whole number"),
@@ -263,28 +184,12 @@ fn vggsound_csv_errors() {
     }
     // Missing clip: error, or counted with skip_bad.
     write(&csv, good.as_bytes());
-    let wav = t
-        .path()
-        .join("audio/test-audios/test-set/yt5-1_0_000001.wav");
+    let wav = t.path().join("audio/test-audios/test-set/yt5-1_0_000001.wav");
     std::fs::remove_file(&wav).unwrap();
-    let e = open_vggsound(t.path(), Split::Test, &fast_opts())
-        .err()
-        .unwrap()
-        .to_string();
+    let e = open_vggsound(t.path(), Split::Test, &fast_opts()).err().unwrap().to_string();
     names(&e, &wav, None);
-    let ds = open_vggsound(
-        t.path(),
-        Split::Test,
-        &DatasetOptions {
-            skip_bad: true,
-            ..fast_opts()
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        (ds.len(), ds.report().class_counts(Split::Test, 1).missing),
-        (1, 1)
-    );
+    let ds = open_vggsound(t.path(), Split::Test, &DatasetOptions { skip_bad: true, ..fast_opts() }).unwrap();
+    assert_eq!((ds.len(), ds.report().class_counts(Split::Test, 1).missing), (1, 1));
 }
 
 #[test]
@@ -294,110 +199,44 @@ fn ks_class_list_disagreements_and_unpaired_clips() {
     let list = t.path().join("class.txt");
     // A folder not in the list.
     write(&list, b"playing bass guitar,dog barking\n");
-    let e = open_ks(t.path(), Split::Train, &fast_opts())
-        .err()
-        .unwrap()
-        .to_string();
+    let e = open_ks(t.path(), Split::Train, &fast_opts()).err().unwrap().to_string();
     names(&e, &list, None);
     assert!(e.contains("tapping_pen"), "{e}");
     // A listed class without folders.
-    write(
-        &list,
-        b"playing bass guitar,dog barking,tapping pen,cat purring\n",
-    );
-    let e = open_ks(t.path(), Split::Train, &fast_opts())
-        .err()
-        .unwrap()
-        .to_string();
+    write(&list, b"playing bass guitar,dog barking,tapping pen,cat purring\n");
+    let e = open_ks(t.path(), Split::Train, &fast_opts()).err().unwrap().to_string();
     names(&e, &list, None);
     assert!(e.contains("cat_purring"), "{e}");
     // Duplicates in the list.
     write(&list, b"dog barking\ndog barking\n");
-    names(
-        &open_ks(t.path(), Split::Train, &fast_opts())
-            .err()
-            .unwrap()
-            .to_string(),
-        &list,
-        Some(2),
-    );
+    names(&open_ks(t.path(), Split::Train, &fast_opts()).err().unwrap().to_string(), &list, Some(2));
     std::fs::remove_file(&list).unwrap();
-    names(
-        &open_ks(t.path(), Split::Train, &fast_opts())
-            .err()
-            .unwrap()
-            .to_string(),
-        &list,
-        None,
-    );
+    names(&open_ks(t.path(), Split::Train, &fast_opts()).err().unwrap().to_string(), &list, None);
     write(&list, KS_CLASSES.join(",").as_bytes());
 
     // Audio without frames, frames without audio: missing items, never misaligned pairs.
     let wav = t.path().join("audio/train/dog_barking/train1v0.wav");
     std::fs::remove_file(&wav).unwrap();
-    let frames = t
-        .path()
-        .join("visual/train_img/Image-01-FPS/tapping_pen/train2v1");
+    let frames = t.path().join("visual/train_img/Image-01-FPS/tapping_pen/train2v1");
     std::fs::remove_dir_all(&frames).unwrap();
-    let e = open_ks(t.path(), Split::Train, &fast_opts())
-        .err()
-        .unwrap()
-        .to_string();
+    let e = open_ks(t.path(), Split::Train, &fast_opts()).err().unwrap().to_string();
     names(&e, &wav, None);
-    let ds = open_ks(
-        t.path(),
-        Split::Train,
-        &DatasetOptions {
-            skip_bad: true,
-            ..fast_opts()
-        },
-    )
-    .unwrap();
+    let ds = open_ks(t.path(), Split::Train, &DatasetOptions { skip_bad: true, ..fast_opts() }).unwrap();
     assert_eq!(ds.len(), 4);
     let r = ds.report();
-    assert_eq!(
-        (
-            r.class_counts(Split::Train, 1).missing,
-            r.class_counts(Split::Train, 2).missing
-        ),
-        (1, 1)
-    );
+    assert_eq!((r.class_counts(Split::Train, 1).missing, r.class_counts(Split::Train, 2).missing), (1, 1));
     assert!(r.problems.iter().any(|p| p.message.contains("train2v1")));
     for it in ds.items() {
-        assert_eq!(
-            it.audio.file_stem().unwrap(),
-            it.frames[0].parent().unwrap().file_name().unwrap()
-        );
+        assert_eq!(it.audio.file_stem().unwrap(), it.frames[0].parent().unwrap().file_name().unwrap());
     }
     // A stray non-wav file in an audio class folder is reported, not ignored.
     let stray = t.path().join("audio/train/dog_barking/readme.txt");
     write(&stray, b"x");
-    let e = open_ks(
-        t.path(),
-        Split::Train,
-        &DatasetOptions {
-            skip_bad: false,
-            ..fast_opts()
-        },
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let e =
+        open_ks(t.path(), Split::Train, &DatasetOptions { skip_bad: false, ..fast_opts() }).err().unwrap().to_string();
     assert!(e.contains("train1v0") || e.contains("readme.txt"), "{e}");
-    let ds = open_ks(
-        t.path(),
-        Split::Train,
-        &DatasetOptions {
-            skip_bad: true,
-            ..fast_opts()
-        },
-    )
-    .unwrap();
-    assert!(ds
-        .report()
-        .problems
-        .iter()
-        .any(|p| p.message.contains("readme.txt")));
+    let ds = open_ks(t.path(), Split::Train, &DatasetOptions { skip_bad: true, ..fast_opts() }).unwrap();
+    assert!(ds.report().problems.iter().any(|p| p.message.contains("readme.txt")));
 }
 
 #[test]
@@ -414,96 +253,38 @@ fn generic_nan_inf_shapes_missing_labels() {
     names(&e, &f, None);
     assert!(e.contains("NaN"), "{e}");
     dgl_data::datasets::npy::write_npy_f32(&f, &[3], &[1.0, f32::INFINITY, 2.0]).unwrap();
-    assert!(ds
-        .get(1, Mode::Eval)
-        .unwrap_err()
-        .to_string()
-        .contains("inf"));
-    let v = GenericDataset::open(
-        root,
-        Split::Train,
-        &DatasetOptions {
-            verify: true,
-            skip_bad: true,
-            ..o.clone()
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        (v.len(), v.report().class_counts(Split::Train, 1).corrupt),
-        (3, 1)
-    );
+    assert!(ds.get(1, Mode::Eval).unwrap_err().to_string().contains("inf"));
+    let v = GenericDataset::open(root, Split::Train, &DatasetOptions { verify: true, skip_bad: true, ..o.clone() })
+        .unwrap();
+    assert_eq!((v.len(), v.report().class_counts(Split::Train, 1).corrupt), (3, 1));
     // Wrong shape: caught when opening.
     dgl_data::datasets::npy::write_npy_f32(&f, &[4], &[1.0; 4]).unwrap();
-    let e = GenericDataset::open(root, Split::Train, &o)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = GenericDataset::open(root, Split::Train, &o).err().unwrap().to_string();
     names(&e, &f, None);
     assert!(e.contains("shape"), "{e}");
     // Broken npy header, zero-length file.
     write(&f, b"\x93NUMPY\x01\x00\x10\x00{'descr': '|O'}\n");
-    names(
-        &GenericDataset::open(root, Split::Train, &o)
-            .err()
-            .unwrap()
-            .to_string(),
-        &f,
-        None,
-    );
+    names(&GenericDataset::open(root, Split::Train, &o).err().unwrap().to_string(), &f, None);
     write(&f, b"");
-    names(
-        &GenericDataset::open(root, Split::Train, &o)
-            .err()
-            .unwrap()
-            .to_string(),
-        &f,
-        None,
-    );
+    names(&GenericDataset::open(root, Split::Train, &o).err().unwrap().to_string(), &f, None);
     // Missing file.
     std::fs::remove_file(&f).unwrap();
-    names(
-        &GenericDataset::open(root, Split::Train, &o)
-            .err()
-            .unwrap()
-            .to_string(),
-        &f,
-        None,
-    );
-    let s = GenericDataset::open(
-        root,
-        Split::Train,
-        &DatasetOptions {
-            skip_bad: true,
-            ..o.clone()
-        },
-    )
-    .unwrap();
+    names(&GenericDataset::open(root, Split::Train, &o).err().unwrap().to_string(), &f, None);
+    let s = GenericDataset::open(root, Split::Train, &DatasetOptions { skip_bad: true, ..o.clone() }).unwrap();
     assert_eq!((s.len(), s.report().counts(Split::Train).missing), (3, 1));
 
     // Manifest problems.
     let m = root.join("manifest.csv");
     let good = std::fs::read_to_string(&m).unwrap();
     for (text, line, what) in [
-        (
-            good.replacen("train,n2,2", "train,n2,cat", 1),
-            4,
-            "give a class list to mix them",
-        ),
+        (good.replacen("train,n2,2", "train,n2,cat", 1), 4, "give a class list to mix them"),
         (format!("{good}train,n0,1\n"), 8, "duplicate"),
         (format!("{good}train,n9\n"), 8, "expected 3 columns"),
         (format!("{good}dev,n9,1\n"), 8, "neither train nor test"),
-        (
-            good.replacen("split,id,label", "split,id,lbl", 1),
-            1,
-            "header",
-        ),
+        (good.replacen("split,id,label", "split,id,lbl", 1), 1, "header"),
     ] {
         write(&m, text.as_bytes());
-        let e = GenericDataset::open(root, Split::Train, &o)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = GenericDataset::open(root, Split::Train, &o).err().unwrap().to_string();
         names(&e, &m, Some(line));
         assert!(e.contains(what), "{e}");
     }
@@ -511,15 +292,9 @@ fn generic_nan_inf_shapes_missing_labels() {
     // A class list that disagrees with the labels.
     let cls = root.join("classes.txt");
     write(&cls, b"x\ny\n");
-    let e = GenericDataset::open(root, Split::Train, &o)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = GenericDataset::open(root, Split::Train, &o).err().unwrap().to_string();
     names(&e, &m, Some(4));
-    assert!(
-        e.contains("out of range") && e.contains("classes.txt"),
-        "{e}"
-    );
+    assert!(e.contains("out of range") && e.contains("classes.txt"), "{e}");
 }
 
 #[test]
@@ -536,37 +311,15 @@ fn generic_safetensors_hostile() {
         b"{}".to_vec(),
     ] {
         write(&f, &bad);
-        names(
-            &GenericDataset::open(t.path(), Split::Train, &o)
-                .err()
-                .unwrap()
-                .to_string(),
-            &f,
-            None,
-        );
+        names(&GenericDataset::open(t.path(), Split::Train, &o).err().unwrap().to_string(), &f, None);
     }
     // Missing a modality / wrong dtype / NaN.
     use dgl_data::datasets::tensorfile::{write_safetensors, WriteTensor};
+    write_safetensors(&f, &[WriteTensor::F32("audio", vec![2, 3], &[0.0; 6])], None).unwrap();
+    names(&GenericDataset::open(t.path(), Split::Train, &o).err().unwrap().to_string(), &f, None);
     write_safetensors(
         &f,
-        &[WriteTensor::F32("audio", vec![2, 3], &[0.0; 6])],
-        None,
-    )
-    .unwrap();
-    names(
-        &GenericDataset::open(t.path(), Split::Train, &o)
-            .err()
-            .unwrap()
-            .to_string(),
-        &f,
-        None,
-    );
-    write_safetensors(
-        &f,
-        &[
-            WriteTensor::F32("audio", vec![2, 3], &[0.0; 6]),
-            WriteTensor::U32("visual", vec![4], &[1; 4]),
-        ],
+        &[WriteTensor::F32("audio", vec![2, 3], &[0.0; 6]), WriteTensor::U32("visual", vec![4], &[1; 4])],
         None,
     )
     .unwrap();
@@ -574,10 +327,7 @@ fn generic_safetensors_hostile() {
     let nan = [0.0, 0.0, f32::NAN, 0.0];
     write_safetensors(
         &f,
-        &[
-            WriteTensor::F32("audio", vec![2, 3], &[0.0; 6]),
-            WriteTensor::F32("visual", vec![4], &nan),
-        ],
+        &[WriteTensor::F32("audio", vec![2, 3], &[0.0; 6]), WriteTensor::F32("visual", vec![4], &nan)],
         None,
     )
     .unwrap();
@@ -595,14 +345,7 @@ fn avdigits_hostile() {
     // A recording whose name does not parse.
     let odd = t.path().join("fsdd/recordings/seven_a_1.wav");
     write(&odd, &wav_pcm16(8000, &tone(8000, 0.2, 300.0)));
-    names(
-        &AvDigits::open(t.path(), Split::Train, &o, false, false)
-            .err()
-            .unwrap()
-            .to_string(),
-        &odd,
-        None,
-    );
+    names(&AvDigits::open(t.path(), Split::Train, &o, false, false).err().unwrap().to_string(), &odd, None);
     let d = AvDigits::open(t.path(), Split::Train, &o, true, false).unwrap();
     assert_eq!((d.len(), d.report().counts(Split::Train).corrupt), (4, 1));
     std::fs::remove_file(&odd).unwrap();
@@ -613,48 +356,19 @@ fn avdigits_hostile() {
     let i = d.items().iter().position(|it| it.audio == wav).unwrap();
     names(&d.get(i, Mode::Eval).unwrap_err().to_string(), &wav, None);
     let d = AvDigits::open(t.path(), Split::Train, &o, true, true).unwrap();
-    assert_eq!(
-        (d.len(), d.report().class_counts(Split::Train, 1).corrupt),
-        (3, 1)
-    );
+    assert_eq!((d.len(), d.report().class_counts(Split::Train, 1).corrupt), (3, 1));
     std::fs::remove_file(&wav).unwrap();
     // Broken MNIST files.
     let img = t.path().join("mnist/train-images-idx3-ubyte.gz");
     let good = std::fs::read(&img).unwrap();
-    for bad in [
-        good[..good.len() / 2].to_vec(),
-        gz(&mnist_idx(3).0[..100]),
-        gz(b"\0\0\x08\x01\0\0\0\0"),
-        vec![],
-    ] {
+    for bad in [good[..good.len() / 2].to_vec(), gz(&mnist_idx(3).0[..100]), gz(b"\0\0\x08\x01\0\0\0\0"), vec![]] {
         write(&img, &bad);
-        names(
-            &AvDigits::open(t.path(), Split::Train, &o, false, false)
-                .err()
-                .unwrap()
-                .to_string(),
-            &img,
-            None,
-        );
+        names(&AvDigits::open(t.path(), Split::Train, &o, false, false).err().unwrap().to_string(), &img, None);
     }
     write(&img, &good);
     let lab = t.path().join("mnist/train-labels-idx1-ubyte.gz");
     write(&lab, &gz(&mnist_idx(39).1));
-    names(
-        &AvDigits::open(t.path(), Split::Train, &o, false, false)
-            .err()
-            .unwrap()
-            .to_string(),
-        &lab,
-        None,
-    );
+    names(&AvDigits::open(t.path(), Split::Train, &o, false, false).err().unwrap().to_string(), &lab, None);
     std::fs::remove_file(&lab).unwrap();
-    names(
-        &AvDigits::open(t.path(), Split::Train, &o, false, false)
-            .err()
-            .unwrap()
-            .to_string(),
-        &lab,
-        None,
-    );
+    names(&AvDigits::open(t.path(), Split::Train, &o, false, false).err().unwrap().to_string(), &lab, None);
 }

@@ -6,8 +6,8 @@ mod dsfix;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dgl_data::datasets::{
-    open_cremad, open_ks, open_vggsound, prepare, AvDigits, AvDigitsOptions, CachedDataset,
-    DatasetOptions, FeatureLayout, FsddSplit, GenericDataset, LabelOrder, PrepareError,
+    open_cremad, open_ks, open_vggsound, prepare, AvDigits, AvDigitsOptions, CachedDataset, DatasetOptions,
+    FeatureLayout, FsddSplit, GenericDataset, LabelOrder, PrepareError,
 };
 use dgl_data::{load_batch, open_dataset, open_dataset_with_report, Dataset, Mode, Split};
 use dsfix::*;
@@ -21,63 +21,37 @@ fn cremad_layout() {
     let te = open_cremad(t.path(), Split::Test, &o).unwrap();
     assert_eq!((tr.len(), te.len(), tr.num_classes()), (6, 3, 6));
     assert_eq!(tr.modality_names(), vec!["audio", "visual"]);
-    assert_eq!(
-        tr.modality_shapes(),
-        vec![vec![1, 257, 188], vec![3, 1, 16, 16]]
-    );
-    assert_eq!(
-        (0..6).map(|i| tr.label(i).unwrap()).collect::<Vec<_>>(),
-        vec![0, 1, 2, 3, 4, 5]
-    );
+    assert_eq!(tr.modality_shapes(), vec![vec![1, 257, 188], vec![3, 1, 16, 16]]);
+    assert_eq!((0..6).map(|i| tr.label(i).unwrap()).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5]);
     assert_eq!(te.items()[0].id, ids[6]);
     assert_eq!(tr.report().counts(Split::Train).ok, 6);
 
     // Evaluation is deterministic; training is seeded.
     let e = tr.get(2, Mode::Eval).unwrap();
     assert_eq!(e, tr.get(2, Mode::Eval).unwrap());
-    assert_eq!(
-        (e.modalities[0].len(), e.modalities[1].len(), e.label),
-        (257 * 188, 3 * 16 * 16, 2)
-    );
+    assert_eq!((e.modalities[0].len(), e.modalities[1].len(), e.label), (257 * 188, 3 * 16 * 16, 2));
     assert!(e.modalities.iter().flatten().all(|v| v.is_finite()));
     let a = tr.get(2, Mode::Train { seed: 5 }).unwrap();
     assert_eq!(a, tr.get(2, Mode::Train { seed: 5 }).unwrap());
-    assert_ne!(
-        a.modalities[1],
-        tr.get(2, Mode::Train { seed: 6 }).unwrap().modalities[1]
-    );
+    assert_ne!(a.modalities[1], tr.get(2, Mode::Train { seed: 6 }).unwrap().modalities[1]);
     // CREMA-D has no random audio crop by default (tile from the start, like the official code).
     assert_eq!(a.modalities[0], e.modalities[0]);
 
     // Eval picks the middle of 3 sorted frames (grey 80): normalised red channel ≈ (80/255 − 0.485)/0.229.
     let want = (80.0 / 255.0 - 0.485) / 0.229;
-    assert!(
-        (e.modalities[1][0] - want).abs() < 0.05,
-        "{} vs {want}",
-        e.modalities[1][0]
-    );
+    assert!((e.modalities[1][0] - want).abs() < 0.05, "{} vs {want}", e.modalities[1][0]);
 
     // T = 3 frames and another recipe.
-    let o3 = DatasetOptions {
-        frames: Some(3),
-        audio_recipe: Some("scipy-paper".into()),
-        ..fast_opts()
-    };
+    let o3 = DatasetOptions { frames: Some(3), audio_recipe: Some("scipy-paper".into()), ..fast_opts() };
     let tr3 = open_cremad(t.path(), Split::Train, &o3).unwrap();
-    assert_eq!(
-        tr3.modality_shapes(),
-        vec![vec![1, 257, 299], vec![3, 3, 16, 16]]
-    );
+    assert_eq!(tr3.modality_shapes(), vec![vec![1, 257, 299], vec![3, 3, 16, 16]]);
     let b = load_batch(&tr3, &[0, 1], Mode::Eval, &candle_core::Device::Cpu).unwrap();
     assert_eq!(b.inputs[1].dims(), &[2, 3, 3, 16, 16]);
 
     // csv_dir elsewhere.
     let other = TempDir::new("cremad-csv");
     std::fs::copy(t.path().join("test.csv"), other.path().join("test.csv")).unwrap();
-    let o = DatasetOptions {
-        csv_dir: Some(other.path().to_path_buf()),
-        ..fast_opts()
-    };
+    let o = DatasetOptions { csv_dir: Some(other.path().to_path_buf()), ..fast_opts() };
     assert_eq!(open_cremad(t.path(), Split::Test, &o).unwrap().len(), 3);
 }
 
@@ -90,52 +64,27 @@ fn ks_layout_pairs_by_id() {
     let te = open_ks(t.path(), Split::Test, &o).unwrap();
     assert_eq!((tr.len(), te.len(), tr.num_classes()), (6, 6, 3));
     assert_eq!(tr.class_names()[0], "playing_bass_guitar");
-    assert_eq!(
-        tr.modality_shapes(),
-        vec![vec![1, 129, 626], vec![3, 3, 16, 16]]
-    );
+    assert_eq!(tr.modality_shapes(), vec![vec![1, 129, 626], vec![3, 3, 16, 16]]);
     for it in tr.items() {
         // Paired by id: the audio file's stem is the frame folder's name.
-        assert_eq!(
-            it.audio.file_stem().unwrap(),
-            it.frames[0].parent().unwrap().file_name().unwrap()
-        );
+        assert_eq!(it.audio.file_stem().unwrap(), it.frames[0].parent().unwrap().file_name().unwrap());
         assert!(it.frames.windows(2).all(|w| w[0] < w[1]));
     }
     // The test-time crop is deterministic (the official loader's is random).
-    assert_eq!(
-        te.get(1, Mode::Eval).unwrap(),
-        te.get(1, Mode::Eval).unwrap()
-    );
-    let (x, y) = (
-        tr.get(1, Mode::Train { seed: 1 }).unwrap(),
-        tr.get(1, Mode::Train { seed: 2 }).unwrap(),
-    );
+    assert_eq!(te.get(1, Mode::Eval).unwrap(), te.get(1, Mode::Eval).unwrap());
+    let (x, y) = (tr.get(1, Mode::Train { seed: 1 }).unwrap(), tr.get(1, Mode::Train { seed: 2 }).unwrap());
     assert_ne!(x.modalities[0], y.modalities[0]);
 
     // 34-logit head on the 3-class list; a 2-class list with the extra folder ignored.
-    let o = DatasetOptions {
-        num_classes: Some(4),
-        ..fast_opts()
-    };
-    assert_eq!(
-        open_ks(t.path(), Split::Train, &o).unwrap().num_classes(),
-        4
-    );
+    let o = DatasetOptions { num_classes: Some(4), ..fast_opts() };
+    assert_eq!(open_ks(t.path(), Split::Train, &o).unwrap().num_classes(), 4);
     let list = t.path().join("two.txt");
     write(&list, b"dog barking\nplaying bass guitar\n");
-    let o = DatasetOptions {
-        class_list: Some(list.clone()),
-        ignore_unlisted_classes: true,
-        ..fast_opts()
-    };
+    let o = DatasetOptions { class_list: Some(list.clone()), ignore_unlisted_classes: true, ..fast_opts() };
     let two = open_ks(t.path(), Split::Train, &o).unwrap();
     assert_eq!((two.len(), two.num_classes()), (4, 2));
     assert_eq!(two.items()[0].label, 0);
-    assert!(two.items()[0]
-        .audio
-        .to_string_lossy()
-        .contains("dog_barking"));
+    assert!(two.items()[0].audio.to_string_lossy().contains("dog_barking"));
     assert!(two.report().notes.iter().any(|n| n.contains("tapping_pen")));
 }
 
@@ -148,35 +97,19 @@ fn vggsound_layout_and_label_order() {
     let te = open_vggsound(t.path(), Split::Test, &o).unwrap();
     assert_eq!((tr.len(), te.len(), tr.num_classes()), (4, 2, 2));
     // First appearance among train rows: "b, with comma" is 0.
-    assert_eq!(
-        tr.class_names(),
-        &["b, with comma".to_string(), "a".to_string()]
-    );
+    assert_eq!(tr.class_names(), &["b, with comma".to_string(), "a".to_string()]);
     assert_eq!(tr.items()[0].id, "yt0-0_0_000000");
     assert_eq!(tr.items()[0].label, 0);
-    let s = open_vggsound(
-        t.path(),
-        Split::Train,
-        &DatasetOptions {
-            label_order: LabelOrder::Sorted,
-            ..fast_opts()
-        },
-    )
-    .unwrap();
+    let s = open_vggsound(t.path(), Split::Train, &DatasetOptions { label_order: LabelOrder::Sorted, ..fast_opts() })
+        .unwrap();
     assert_eq!(s.class_names()[0], "a");
     assert_eq!(s.items()[0].label, 1);
     assert_eq!(tr.modality_shapes()[1], vec![3, 3, 16, 16]);
     assert!(te.get(0, Mode::Eval).is_ok());
     // A header row is accepted.
     let csv = std::fs::read_to_string(t.path().join("vggsound.csv")).unwrap();
-    write(
-        &t.path().join("h.csv"),
-        format!("ytid,start_s,label,split\n{csv}").as_bytes(),
-    );
-    let o = DatasetOptions {
-        manifest: Some(t.path().join("h.csv")),
-        ..fast_opts()
-    };
+    write(&t.path().join("h.csv"), format!("ytid,start_s,label,split\n{csv}").as_bytes());
+    let o = DatasetOptions { manifest: Some(t.path().join("h.csv")), ..fast_opts() };
     assert_eq!(open_vggsound(t.path(), Split::Train, &o).unwrap().len(), 4);
 }
 
@@ -188,16 +121,9 @@ fn avdigits_layout() {
     let tr = AvDigits::open(t.path(), Split::Train, &o, false, false).unwrap();
     let te = AvDigits::open(t.path(), Split::Test, &o, false, false).unwrap();
     assert_eq!((tr.len(), te.len()), (3 * 2 * 2, 3 * 2 * 5));
-    assert_eq!(
-        te.modality_shapes(),
-        vec![vec![1, 65, 63], vec![1, 1, 28, 28]]
-    );
+    assert_eq!(te.modality_shapes(), vec![vec![1, 65, 63], vec![1, 1, 28, 28]]);
     for (i, it) in te.items().iter().enumerate() {
-        assert_eq!(
-            it.mnist_index % 10,
-            it.name.digit as usize,
-            "paired by label"
-        );
+        assert_eq!(it.mnist_index % 10, it.name.digit as usize, "paired by label");
         assert_eq!(te.label(i).unwrap(), it.name.digit as u32);
     }
     let e = te.get(4, Mode::Eval).unwrap();
@@ -212,24 +138,11 @@ fn avdigits_layout() {
     let te2 = AvDigits::open(t.path(), Split::Test, &o2, false, false).unwrap();
     assert_eq!(te2.len(), 3 * 7 * 2);
     assert!(te2.items().iter().all(|it| it.name.speaker == "b"));
-    let missing = AvDigitsOptions {
-        test_speakers: vec!["zed".into()],
-        ..o2
-    };
-    let err = AvDigits::open(t.path(), Split::Test, &missing, false, false)
-        .err()
-        .unwrap()
-        .to_string();
+    let missing = AvDigitsOptions { test_speakers: vec!["zed".into()], ..o2 };
+    let err = AvDigits::open(t.path(), Split::Test, &missing, false, false).err().unwrap().to_string();
     assert!(err.contains("recordings") && err.contains("zed"), "{err}");
     // Clean options: the image is the normalised MNIST image.
-    let c = AvDigits::open(
-        t.path(),
-        Split::Test,
-        &AvDigitsOptions::clean(),
-        false,
-        false,
-    )
-    .unwrap();
+    let c = AvDigits::open(t.path(), Split::Test, &AvDigitsOptions::clean(), false, false).unwrap();
     let v = c.visual_features(0).unwrap();
     let raw = c.raw_image(0).unwrap();
     assert!((v[10] - (raw[10] as f32 / 255.0 - 0.1307) / 0.3081).abs() < 1e-5);
@@ -248,15 +161,9 @@ fn generic_layouts() {
     assert_eq!(tr.class_names(), &["cat".to_string(), "dog".to_string()]);
     let e = te.get(1, Mode::Eval).unwrap();
     assert_eq!(e.label, 1);
-    assert_eq!(
-        e.modalities[0],
-        (50..56).map(|v| v as f32).collect::<Vec<_>>()
-    );
+    assert_eq!(e.modalities[0], (50..56).map(|v| v as f32).collect::<Vec<_>>());
     // A chosen subset / order of modalities.
-    let o = DatasetOptions {
-        modalities: Some(vec!["visual".into()]),
-        ..Default::default()
-    };
+    let o = DatasetOptions { modalities: Some(vec!["visual".into()]), ..Default::default() };
     let v = GenericDataset::open(t.path(), Split::Test, &o).unwrap();
     assert_eq!(v.modality_shapes(), vec![vec![4]]);
     // A class list reorders the labels; integer labels index it.
@@ -272,101 +179,44 @@ fn generic_layouts() {
     assert_eq!(tr.modality_shapes(), vec![vec![3], vec![2, 2]]);
     assert_eq!(tr.num_classes(), 3);
     let e = tr.get(3, Mode::Eval).unwrap();
-    assert_eq!(
-        (e.label, e.modalities[1].clone()),
-        (0, vec![1.5, 2.0, 2.5, 3.0])
-    );
-    let o = DatasetOptions {
-        num_classes: Some(5),
-        ..Default::default()
-    };
-    assert_eq!(
-        GenericDataset::open(t.path(), Split::Train, &o)
-            .unwrap()
-            .num_classes(),
-        5
-    );
+    assert_eq!((e.label, e.modalities[1].clone()), (0, vec![1.5, 2.0, 2.5, 3.0]));
+    let o = DatasetOptions { num_classes: Some(5), ..Default::default() };
+    assert_eq!(GenericDataset::open(t.path(), Split::Train, &o).unwrap().num_classes(), 5);
 }
 
 #[test]
 fn open_dataset_builder_and_options() {
     let t = TempDir::new("open");
     generic_per_sample(t.path());
-    let d = open_dataset(
-        "generic",
-        t.path(),
-        Split::Train,
-        &DatasetOptions::default(),
-    )
-    .unwrap();
+    let d = open_dataset("generic", t.path(), Split::Train, &DatasetOptions::default()).unwrap();
     assert_eq!(d.len(), 4);
-    let err = open_dataset(
-        "imagenet",
-        t.path(),
-        Split::Train,
-        &DatasetOptions::default(),
-    )
-    .err()
-    .unwrap()
-    .to_string();
-    assert!(
-        err.contains("unknown dataset kind") && err.contains("av-digits"),
-        "{err}"
-    );
-    let err = open_dataset(
-        "cremad",
-        &t.path().join("nope"),
-        Split::Train,
-        &DatasetOptions::default(),
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let err = open_dataset("imagenet", t.path(), Split::Train, &DatasetOptions::default()).err().unwrap().to_string();
+    assert!(err.contains("unknown dataset kind") && err.contains("av-digits"), "{err}");
+    let err = open_dataset("cremad", &t.path().join("nope"), Split::Train, &DatasetOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("nope"), "{err}");
 
     let c = TempDir::new("open-c");
     cremad_tree(c.path(), 6, 1);
-    assert_eq!(
-        open_dataset("crema-d", c.path(), Split::Train, &fast_opts())
-            .unwrap()
-            .len(),
-        6
-    );
+    assert_eq!(open_dataset("crema-d", c.path(), Split::Train, &fast_opts()).unwrap().len(), 6);
     let k = TempDir::new("open-k");
     ks_tree(k.path(), 1);
-    assert_eq!(
-        open_dataset("ks", k.path(), Split::Test, &fast_opts())
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(open_dataset("ks", k.path(), Split::Test, &fast_opts()).unwrap().len(), 3);
     let v = TempDir::new("open-v");
     vgg_tree(v.path());
-    assert_eq!(
-        open_dataset("vggsound", v.path(), Split::Test, &fast_opts())
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(open_dataset("vggsound", v.path(), Split::Test, &fast_opts()).unwrap().len(), 2);
     let a = TempDir::new("open-a");
     avdigits_tree(a.path(), 2, 6);
-    let (d, r) = open_dataset_with_report(
-        "av-digits",
-        a.path(),
-        Split::Train,
-        &DatasetOptions::default(),
-    )
-    .unwrap();
+    let (d, r) = open_dataset_with_report("av-digits", a.path(), Split::Train, &DatasetOptions::default()).unwrap();
     assert_eq!((d.len(), r.counts(Split::Train).ok), (4, 4));
 
     // The options are serde (what a CLI config holds); unknown fields are refused.
     let json = r#"{"skip_bad": true, "frames": 2, "label_order": "sorted", "av_digits": {"snr_db": 5.0, "split": "speakers"}}"#;
     let o: DatasetOptions = serde_json::from_str(json).unwrap();
     assert!(o.skip_bad && o.frames == Some(2) && o.label_order == LabelOrder::Sorted);
-    assert_eq!(
-        (o.av_digits.snr_db, o.av_digits.split, o.av_digits.occlusion),
-        (Some(5.0), FsddSplit::Speakers, 10)
-    );
+    assert_eq!((o.av_digits.snr_db, o.av_digits.split, o.av_digits.occlusion), (Some(5.0), FsddSplit::Speakers, 10));
     let back: DatasetOptions = serde_json::from_str(&serde_json::to_string(&o).unwrap()).unwrap();
     assert_eq!(back, o);
     assert!(serde_json::from_str::<DatasetOptions>(r#"{"skip_bda": true}"#).is_err());
@@ -376,10 +226,7 @@ fn open_dataset_builder_and_options() {
 fn prepare_and_cached_dataset() {
     let t = TempDir::new("prep");
     cremad_tree(t.path(), 6, 2);
-    let o = DatasetOptions {
-        frames: Some(2),
-        ..fast_opts()
-    };
+    let o = DatasetOptions { frames: Some(2), ..fast_opts() };
     let src = open_cremad(t.path(), Split::Train, &o).unwrap();
     let out = TempDir::new("prep-out");
     let calls = AtomicUsize::new(0);
@@ -396,19 +243,10 @@ fn prepare_and_cached_dataset() {
     assert_eq!(cached.modality_shapes(), src.modality_shapes());
     assert_eq!(cached.modality_names(), src.modality_names());
     for i in 0..6 {
-        assert_eq!(
-            cached.get(i, Mode::Eval).unwrap(),
-            src.get(i, Mode::Eval).unwrap()
-        );
+        assert_eq!(cached.get(i, Mode::Eval).unwrap(), src.get(i, Mode::Eval).unwrap());
         assert_eq!(cached.label(i).unwrap(), src.label(i).unwrap());
     }
-    let via = open_dataset(
-        "cached",
-        out.path(),
-        Split::Train,
-        &DatasetOptions::default(),
-    )
-    .unwrap();
+    let via = open_dataset("cached", out.path(), Split::Train, &DatasetOptions::default()).unwrap();
     assert_eq!(via.len(), 6);
     assert!(CachedDataset::open(out.path(), Split::Test).is_err());
 
@@ -416,22 +254,12 @@ fn prepare_and_cached_dataset() {
     let g = TempDir::new("prep-g");
     generic_per_modality(g.path());
     let src = GenericDataset::open(g.path(), Split::Train, &DatasetOptions::default()).unwrap();
-    let opts = dgl_data::datasets::PrepareOptions {
-        shard_bytes: 40,
-        ..Default::default()
-    };
+    let opts = dgl_data::datasets::PrepareOptions { shard_bytes: 40, ..Default::default() };
     dgl_data::datasets::prepare_with(&src, Split::Train, out.path(), &opts, &|_, _| {}).unwrap();
     let cached = CachedDataset::open(out.path(), Split::Train).unwrap();
-    assert!(
-        cached.meta().shards.len() >= 2,
-        "{:?}",
-        cached.meta().shards
-    );
+    assert!(cached.meta().shards.len() >= 2, "{:?}", cached.meta().shards);
     for i in 0..src.len() {
-        assert_eq!(
-            cached.get(i, Mode::Eval).unwrap(),
-            src.get(i, Mode::Eval).unwrap()
-        );
+        assert_eq!(cached.get(i, Mode::Eval).unwrap(), src.get(i, Mode::Eval).unwrap());
         assert_eq!(cached.source_index(i), Some(i));
     }
 
@@ -442,30 +270,17 @@ fn prepare_and_cached_dataset() {
     let out2 = TempDir::new("prep-bad");
     match prepare(&src, Split::Train, out2.path(), false, &|_, _| {}) {
         Err(PrepareError::Bad(r)) => {
-            assert_eq!(
-                (r.counts(Split::Train).ok, r.counts(Split::Train).corrupt),
-                (5, 1)
-            );
+            assert_eq!((r.counts(Split::Train).ok, r.counts(Split::Train).corrupt), (5, 1));
             assert_eq!(r.class_counts(Split::Train, 3).corrupt, 1);
-            assert!(
-                r.problems[0].message.contains("1003_IEO_FEA_XX.wav"),
-                "{}",
-                r.problems[0].message
-            );
+            assert!(r.problems[0].message.contains("1003_IEO_FEA_XX.wav"), "{}", r.problems[0].message);
             let shown = PrepareError::Bad(r).to_string();
             assert!(shown.contains("1003_IEO_FEA_XX.wav"), "{shown}");
         }
-        other => panic!(
-            "expected a Bad report, got {:?}",
-            other.map(|r| r.to_string())
-        ),
+        other => panic!("expected a Bad report, got {:?}", other.map(|r| r.to_string())),
     }
     assert!(CachedDataset::open(out2.path(), Split::Train).is_err());
     let r = prepare(&src, Split::Train, out2.path(), true, &|_, _| {}).unwrap();
-    assert_eq!(
-        (r.counts(Split::Train).ok, r.counts(Split::Train).corrupt),
-        (5, 1)
-    );
+    assert_eq!((r.counts(Split::Train).ok, r.counts(Split::Train).corrupt), (5, 1));
     let cached = CachedDataset::open(out2.path(), Split::Train).unwrap();
     assert_eq!(cached.len(), 5);
     assert_eq!(cached.report().counts(Split::Train).corrupt, 1);

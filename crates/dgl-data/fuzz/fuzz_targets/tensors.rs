@@ -19,9 +19,5 @@ fuzz_target!(|data: &[u8]| {
     check(parse_safetensors(data, p).map(|_| ()));
     check(parse_idx_images(data, p).map(|_| ()));
     check(parse_idx_labels(data, p, 10).map(|_| ()));
-    check(
-        maybe_gunzip(data.to_vec(), p, 1 << 20)
-            .and_then(|b| parse_idx_labels(&b, p, 10))
-            .map(|_| ()),
-    );
+    check(maybe_gunzip(data.to_vec(), p, 1 << 20).and_then(|b| parse_idx_labels(&b, p, 10)).map(|_| ()));
 });

@@ -16,14 +16,7 @@ fuzz_target!(|data: &[u8]| {
             if d.samples.len() > 200_000 || d.sample_rate < 100 || d.sample_rate > 400_000 {
                 return;
             }
-            let recipe = SpectrogramRecipe::generic(
-                8000,
-                2000,
-                128,
-                64,
-                dgl_data::spectrogram::Window::Hann,
-                None,
-            );
+            let recipe = SpectrogramRecipe::generic(8000, 2000, 128, 64, dgl_data::spectrogram::Window::Hann, None);
             if let Ok(x) = resample(&d.samples, d.sample_rate, 8000) {
                 if let Ok(clip) = fit_clip(&x, recipe.n_samples, 100, None) {
                     let _ = recipe.compute(&clip);

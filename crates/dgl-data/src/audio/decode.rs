@@ -52,10 +52,7 @@ pub fn decode_bytes(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio> {
     }
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_inner(bytes, path))) {
         Ok(r) => r,
-        Err(_) => Err(DataError::bad_file(
-            path,
-            "the audio decoder panicked on this file (corrupt data)",
-        )),
+        Err(_) => Err(DataError::bad_file(path, "the audio decoder panicked on this file (corrupt data)")),
     }
 }
 
@@ -77,15 +74,7 @@ fn decode_inner(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio> {
         hint.with_extension(ext);
     }
     let probed = symphonia::default::get_probe()
-        .format(
-            &hint,
-            mss,
-            &FormatOptions {
-                enable_gapless: true,
-                ..Default::default()
-            },
-            &MetadataOptions::default(),
-        )
+        .format(&hint, mss, &FormatOptions { enable_gapless: true, ..Default::default() }, &MetadataOptions::default())
         .map_err(|e| sym_err(path, "not a readable audio file", e))?;
     let mut format = probed.format;
     let track = format
@@ -141,9 +130,8 @@ fn decode_inner(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio> {
             mono.extend(inter.chunks_exact(nch).map(|f| f.iter().sum::<f32>() * inv));
         }
     }
-    let sample_rate = sample_rate
-        .filter(|&r| r > 0)
-        .ok_or_else(|| DataError::bad_file(path, "no sample rate in header"))?;
+    let sample_rate =
+        sample_rate.filter(|&r| r > 0).ok_or_else(|| DataError::bad_file(path, "no sample rate in header"))?;
     let channels = channels.unwrap_or(1);
     if let Some(n) = expected_frames {
         if (mono.len() as u64) < n {
@@ -155,23 +143,14 @@ fn decode_inner(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio> {
         }
     }
     if truncated {
-        let want = expected_frames
-            .map(|n| format!(" of {n}"))
-            .unwrap_or_default();
+        let want = expected_frames.map(|n| format!(" of {n}")).unwrap_or_default();
         return Err(DataError::bad_file(
             path,
-            format!(
-                "truncated: decoded {} frames{want} announced by the header",
-                mono.len()
-            ),
+            format!("truncated: decoded {} frames{want} announced by the header", mono.len()),
         ));
     }
     if mono.is_empty() {
         return Err(DataError::bad_file(path, "no audio samples"));
     }
-    Ok(DecodedAudio {
-        samples: mono,
-        sample_rate,
-        channels,
-    })
+    Ok(DecodedAudio { samples: mono, sample_rate, channels })
 }

@@ -52,14 +52,8 @@ mod tests {
     #[test]
     fn tiles_like_numpy() {
         // np.tile([1,2,3], 3)[:7] = [1,2,3,1,2,3,1]
-        assert_eq!(
-            tile_crop(&[1.0, 2.0, 3.0], 7, 0).unwrap(),
-            vec![1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 1.0]
-        );
-        assert_eq!(
-            tile_crop(&[1.0, 2.0, 3.0], 4, 2).unwrap(),
-            vec![3.0, 1.0, 2.0, 3.0]
-        );
+        assert_eq!(tile_crop(&[1.0, 2.0, 3.0], 7, 0).unwrap(), vec![1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 1.0]);
+        assert_eq!(tile_crop(&[1.0, 2.0, 3.0], 4, 2).unwrap(), vec![3.0, 1.0, 2.0, 3.0]);
         assert!(tile_crop(&[], 4, 0).is_err());
     }
 

@@ -29,11 +29,7 @@ pub struct ResampleQuality {
 impl Default for ResampleQuality {
     /// soxr_hq-like: cut-off 0.9565, W = 96 (transition ≈ 0.087 of Nyquist at 120 dB), β = 12.27.
     fn default() -> Self {
-        Self {
-            cutoff: 0.9565,
-            half_width: 96.0,
-            beta: 0.1102 * (120.0 - 8.7),
-        }
+        Self { cutoff: 0.9565, half_width: 96.0, beta: 0.1102 * (120.0 - 8.7) }
     }
 }
 
@@ -87,9 +83,7 @@ impl Resampler {
 
     pub fn with_quality(from: u32, to: u32, q: ResampleQuality) -> Result<Self> {
         if from == 0 || to == 0 {
-            return Err(DataError::Invalid(format!(
-                "cannot resample {from} Hz -> {to} Hz"
-            )));
+            return Err(DataError::Invalid(format!("cannot resample {from} Hz -> {to} Hz")));
         }
         if !(q.cutoff > 0.0 && q.cutoff <= 1.0 && q.half_width >= 1.0 && q.beta >= 0.0) {
             return Err(DataError::Invalid(format!("bad resampling quality {q:?}")));
@@ -99,17 +93,7 @@ impl Resampler {
         let r = (to as f64 / from as f64).min(1.0);
         let w = q.half_width / r;
         let k = w.ceil() as usize;
-        let mut me = Self {
-            from,
-            to,
-            l,
-            m,
-            q,
-            r,
-            w,
-            k,
-            table: None,
-        };
+        let mut me = Self { from, to, l, m, q, r, w, k, table: None };
         if l <= 4096 {
             let mut table = vec![0.0; l as usize * 2 * k];
             for p in 0..l as usize {
@@ -192,9 +176,7 @@ mod tests {
     use super::*;
 
     fn sine(f: f64, sr: f64, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (2.0 * std::f64::consts::PI * f * i as f64 / sr).sin() as f32)
-            .collect()
+        (0..n).map(|i| (2.0 * std::f64::consts::PI * f * i as f64 / sr).sin() as f32).collect()
     }
 
     #[test]
@@ -207,23 +189,14 @@ mod tests {
 
     #[test]
     fn sine_survives_up_and_down() {
-        for (from, to) in [
-            (8000u32, 22050u32),
-            (22050, 8000),
-            (16000, 22050),
-            (44100, 16000),
-        ] {
+        for (from, to) in [(8000u32, 22050u32), (22050, 8000), (16000, 22050), (44100, 16000)] {
             let f = 1000.0;
             let x = sine(f, from as f64, from as usize);
             let y = resample(&x, from, to).unwrap();
             let want = sine(f, to as f64, y.len());
             // Compare away from the edges (the input is zero outside the clip).
             let (a, b) = (y.len() / 8, y.len() * 7 / 8);
-            let err = y[a..b]
-                .iter()
-                .zip(&want[a..b])
-                .map(|(p, q)| (p - q).abs())
-                .fold(0.0f32, f32::max);
+            let err = y[a..b].iter().zip(&want[a..b]).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
             assert!(err < 1e-3, "{from}->{to}: {err}");
         }
     }
@@ -233,12 +206,7 @@ mod tests {
         // 7 kHz at 22050 Hz is above the 4 kHz Nyquist of 8 kHz: it must vanish.
         let x = sine(7000.0, 22050.0, 22050);
         let y = resample(&x, 22050, 8000).unwrap();
-        let rms = (y[1000..7000]
-            .iter()
-            .map(|v| (*v as f64).powi(2))
-            .sum::<f64>()
-            / 6000.0)
-            .sqrt();
+        let rms = (y[1000..7000].iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / 6000.0).sqrt();
         assert!(rms < 1e-4, "{rms}");
     }
 }

@@ -50,17 +50,11 @@ impl AvFrontEnd {
             return Err(DataError::Invalid("image_size must be at least 1".into()));
         }
         if self.recipe.n_samples == 0 || self.recipe.sample_rate == 0 {
-            return Err(DataError::Invalid(format!(
-                "recipe {} has no samples or no rate",
-                self.recipe.name
-            )));
+            return Err(DataError::Invalid(format!("recipe {} has no samples or no rate", self.recipe.name)));
         }
         let (f, t) = self.recipe.shape();
         if f == 0 || t == 0 {
-            return Err(DataError::Invalid(format!(
-                "recipe {} gives an empty spectrogram",
-                self.recipe.name
-            )));
+            return Err(DataError::Invalid(format!("recipe {} gives an empty spectrogram", self.recipe.name)));
         }
         Ok(())
     }
@@ -126,39 +120,23 @@ impl AvClips {
         let mut items = Vec::with_capacity(checked.len());
         for (c, r) in checked {
             match r {
-                Ok(frames) => items.push(AvItem {
-                    id: c.id,
-                    label: c.label,
-                    audio: c.audio,
-                    frames,
-                }),
+                Ok(frames) => items.push(AvItem { id: c.id, label: c.label, audio: c.audio, frames }),
                 Err(e) if skip_bad => {
                     report.record_problem(split, Some(c.label), &c.id, &e);
                 }
                 Err(e) => return Err(e),
             }
         }
-        let mut me = Self {
-            kind,
-            split,
-            items,
-            class_names,
-            num_classes,
-            front,
-            report,
-        };
+        let mut me = Self { kind, split, items, class_names, num_classes, front, report };
         if verify {
-            let results: Vec<Result<()>> = (0..me.items.len())
-                .into_par_iter()
-                .map(|i| me.get(i, Mode::Eval).map(|_| ()))
-                .collect();
+            let results: Vec<Result<()>> =
+                (0..me.items.len()).into_par_iter().map(|i| me.get(i, Mode::Eval).map(|_| ())).collect();
             let mut keep = Vec::with_capacity(me.items.len());
             for (item, r) in std::mem::take(&mut me.items).into_iter().zip(results) {
                 match r {
                     Ok(()) => keep.push(item),
                     Err(e) if skip_bad => {
-                        me.report
-                            .record_problem(split, Some(item.label), &item.id, &e);
+                        me.report.record_problem(split, Some(item.label), &item.id, &e);
                     }
                     Err(e) => return Err(e),
                 }
@@ -197,11 +175,7 @@ impl AvClips {
 
     fn item(&self, index: usize) -> Result<&AvItem> {
         self.items.get(index).ok_or_else(|| {
-            DataError::Invalid(format!(
-                "index {index} out of range for a {} split of {}",
-                self.kind,
-                self.items.len()
-            ))
+            DataError::Invalid(format!("index {index} out of range for a {} split of {}", self.kind, self.items.len()))
         })
     }
 
@@ -234,10 +208,7 @@ pub(crate) fn audio_features(
     let clip = audio::fit_clip(&x, recipe.n_samples, max_start, rng)?;
     let s = recipe.compute(&clip)?;
     if let Some(i) = s.iter().position(|v| !v.is_finite()) {
-        return Err(DataError::bad_file(
-            path,
-            format!("spectrogram has a non-finite value at {i}"),
-        ));
+        return Err(DataError::bad_file(path, format!("spectrogram has a non-finite value at {i}")));
     }
     Ok(s)
 }
@@ -266,19 +237,10 @@ impl Dataset for AvClips {
             Mode::Train { seed } => {
                 let mut ra = Rng::derive(seed, STREAM_AUDIO);
                 let mut rv = Rng::derive(seed, STREAM_VISUAL);
-                (
-                    self.audio_features(index, Some(&mut ra))?,
-                    self.visual_features(index, Some(&mut rv))?,
-                )
+                (self.audio_features(index, Some(&mut ra))?, self.visual_features(index, Some(&mut rv))?)
             }
-            Mode::Eval => (
-                self.audio_features(index, None)?,
-                self.visual_features(index, None)?,
-            ),
+            Mode::Eval => (self.audio_features(index, None)?, self.visual_features(index, None)?),
         };
-        Ok(Example {
-            modalities: vec![a, v],
-            label,
-        })
+        Ok(Example { modalities: vec![a, v], label })
     }
 }

@@ -106,26 +106,14 @@ impl Default for AvDigitsOptions {
 impl AvDigitsOptions {
     /// No degradation at all (clean FSDD + MNIST).
     pub fn clean() -> Self {
-        Self {
-            snr_db: None,
-            image_noise: 0.0,
-            occlusion: 0,
-            downsample: MNIST_SIDE,
-            ..Self::default()
-        }
+        Self { snr_db: None, image_noise: 0.0, occlusion: 0, downsample: MNIST_SIDE, ..Self::default() }
     }
 
     /// The spectrogram front-end.
     pub fn recipe(&self) -> SpectrogramRecipe {
         let n = (self.clip_seconds * self.sample_rate as f64).round() as usize;
-        let mut r = SpectrogramRecipe::generic(
-            self.sample_rate,
-            n,
-            self.n_fft,
-            self.hop,
-            Window::Hann,
-            Some(Padding::Reflect),
-        );
+        let mut r =
+            SpectrogramRecipe::generic(self.sample_rate, n, self.n_fft, self.hop, Window::Hann, Some(Padding::Reflect));
         r.name = "av-digits".into();
         r.zscore = true;
         r
@@ -134,23 +122,15 @@ impl AvDigitsOptions {
     fn check(&self) -> Result<()> {
         let bad = |m: String| Err(DataError::Invalid(format!("av_digits: {m}")));
         if self.sample_rate == 0 || !(self.clip_seconds > 0.0 && self.clip_seconds <= 60.0) {
-            return bad(format!(
-                "sample_rate {} / clip_seconds {} out of range",
-                self.sample_rate, self.clip_seconds
-            ));
+            return bad(format!("sample_rate {} / clip_seconds {} out of range", self.sample_rate, self.clip_seconds));
         }
         if self.n_fft < 2 || self.hop == 0 {
-            return bad(format!(
-                "n_fft {} / hop {} out of range",
-                self.n_fft, self.hop
-            ));
+            return bad(format!("n_fft {} / hop {} out of range", self.n_fft, self.hop));
         }
         if self.recipe().n_samples <= self.n_fft / 2 {
             return bad("clip shorter than half a window".into());
         }
-        if self.snr_db.is_some_and(|s| !s.is_finite())
-            || !(self.image_noise.is_finite() && self.image_noise >= 0.0)
-        {
+        if self.snr_db.is_some_and(|s| !s.is_finite()) || !(self.image_noise.is_finite() && self.image_noise >= 0.0) {
             return bad("snr_db / image_noise must be finite (image_noise ≥ 0)".into());
         }
         if self.occlusion > MNIST_SIDE || self.downsample == 0 || self.downsample > MNIST_SIDE {
@@ -184,19 +164,11 @@ pub fn parse_fsdd_name(name: &str) -> Option<FsddName> {
     let d = parts.next()?;
     let speaker = parts.next()?;
     let idx = parts.next()?;
-    if d.len() != 1
-        || speaker.is_empty()
-        || idx.is_empty()
-        || !idx.bytes().all(|b| b.is_ascii_digit())
-    {
+    if d.len() != 1 || speaker.is_empty() || idx.is_empty() || !idx.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let digit = d.parse::<u8>().ok().filter(|&x| x <= 9)?;
-    Some(FsddName {
-        digit,
-        speaker: speaker.to_string(),
-        index: idx.parse().ok()?,
-    })
+    Some(FsddName { digit, speaker: speaker.to_string(), index: idx.parse().ok()? })
 }
 
 /// One item: a recording and the image paired with it.
@@ -251,22 +223,13 @@ pub fn mnist_files(root: &Path, split: Split) -> (PathBuf, PathBuf) {
             dir.join(base)
         }
     };
-    (
-        pick(format!("{prefix}-images-idx3-ubyte")),
-        pick(format!("{prefix}-labels-idx1-ubyte")),
-    )
+    (pick(format!("{prefix}-images-idx3-ubyte")), pick(format!("{prefix}-labels-idx1-ubyte")))
 }
 
 impl AvDigits {
     /// Opens one split. Without `skip_bad`, a recording whose name does not parse or whose file
     /// is empty is an error; with it, such recordings are counted in the report.
-    pub fn open(
-        root: &Path,
-        split: Split,
-        opts: &AvDigitsOptions,
-        skip_bad: bool,
-        verify: bool,
-    ) -> Result<Self> {
+    pub fn open(root: &Path, split: Split, opts: &AvDigitsOptions, skip_bad: bool, verify: bool) -> Result<Self> {
         opts.check()?;
         let mut report = Report::new((0..10).map(|d| d.to_string()).collect());
         report.touch(split);
@@ -274,19 +237,13 @@ impl AvDigits {
         let mut recs: Vec<(FsddName, PathBuf)> = Vec::new();
         for e in list_dir(&rec_dir)? {
             if e.is_dir || !e.name.to_ascii_lowercase().ends_with(".wav") {
-                report.notes.push(format!(
-                    "{}: not a .wav recording, left out",
-                    e.path.display()
-                ));
+                report.notes.push(format!("{}: not a .wav recording, left out", e.path.display()));
                 continue;
             }
             let name = match parse_fsdd_name(&e.name) {
                 Some(n) => n,
                 None => {
-                    let err = DataError::bad_file(
-                        &e.path,
-                        "file name is not {digit}_{speaker}_{index}.wav",
-                    );
+                    let err = DataError::bad_file(&e.path, "file name is not {digit}_{speaker}_{index}.wav");
                     if skip_bad {
                         report.record_problem(split, None, &e.name, &err);
                         continue;
@@ -313,10 +270,7 @@ impl AvDigits {
         if opts.split == FsddSplit::Speakers {
             for s in &opts.test_speakers {
                 if !recs.iter().any(|(n, _)| &n.speaker == s) && split == Split::Test {
-                    return Err(DataError::bad_file(
-                        &rec_dir,
-                        format!("test speaker {s:?} has no recordings"),
-                    ));
+                    return Err(DataError::bad_file(&rec_dir, format!("test speaker {s:?} has no recordings")));
                 }
             }
         }
@@ -327,22 +281,14 @@ impl AvDigits {
         if (images.rows, images.cols) != (MNIST_SIDE, MNIST_SIDE) {
             return Err(DataError::bad_file(
                 &img_path,
-                format!(
-                    "images are {} × {}, expected 28 × 28",
-                    images.rows, images.cols
-                ),
+                format!("images are {} × {}, expected 28 × 28", images.rows, images.cols),
             ));
         }
         let labels = parse_idx_labels(&read_maybe_gz(&lab_path, IDX_LIMIT)?, &lab_path, 10)?;
         if labels.len() != images.count {
             return Err(DataError::bad_file(
                 &lab_path,
-                format!(
-                    "{} labels for {} images in {}",
-                    labels.len(),
-                    images.count,
-                    img_path.display()
-                ),
+                format!("{} labels for {} images in {}", labels.len(), images.count, img_path.display()),
             ));
         }
         let mut pools: Vec<Vec<usize>> = vec![Vec::new(); 10];
@@ -351,51 +297,29 @@ impl AvDigits {
         }
         for (c, pool) in pools.iter_mut().enumerate() {
             if pool.is_empty() {
-                return Err(DataError::bad_file(
-                    &lab_path,
-                    format!("no image of digit {c}"),
-                ));
+                return Err(DataError::bad_file(&lab_path, format!("no image of digit {c}")));
             }
             Rng::derive(opts.seed, 0x9A1B_0000 + split.id() * 16 + c as u64).shuffle(pool);
         }
         let mut used = [0usize; 10];
         let mut items = Vec::with_capacity(recs.len() * opts.images_per_audio);
-        let mut pixels =
-            Vec::with_capacity(recs.len() * opts.images_per_audio * MNIST_SIDE * MNIST_SIDE);
+        let mut pixels = Vec::with_capacity(recs.len() * opts.images_per_audio * MNIST_SIDE * MNIST_SIDE);
         for (name, path) in recs {
             let c = name.digit as usize;
             for r in 0..opts.images_per_audio {
                 let mi = pools[c][used[c] % pools[c].len()];
                 used[c] += 1;
-                let file = path
-                    .file_name()
-                    .and_then(|f| f.to_str())
-                    .unwrap_or_default();
+                let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
                 let seed = Rng::derive(opts.seed ^ fnv1a(file), r as u64).next_u64();
                 pixels.extend_from_slice(images.image(mi));
-                items.push(AvDigitsItem {
-                    audio: path.clone(),
-                    name: name.clone(),
-                    mnist_index: mi,
-                    repeat: r,
-                    seed,
-                });
+                items.push(AvDigitsItem { audio: path.clone(), name: name.clone(), mnist_index: mi, repeat: r, seed });
             }
         }
-        let mut me = Self {
-            split,
-            recipe: opts.recipe(),
-            opts: opts.clone(),
-            items,
-            images: pixels,
-            report,
-        };
+        let mut me = Self { split, recipe: opts.recipe(), opts: opts.clone(), items, images: pixels, report };
         if verify {
             use rayon::prelude::*;
-            let res: Vec<Result<()>> = (0..me.items.len())
-                .into_par_iter()
-                .map(|i| me.audio_features(i, None).map(|_| ()))
-                .collect();
+            let res: Vec<Result<()>> =
+                (0..me.items.len()).into_par_iter().map(|i| me.audio_features(i, None).map(|_| ())).collect();
             let mut keep = Vec::new();
             let mut keep_px = Vec::new();
             let n = MNIST_SIDE * MNIST_SIDE;
@@ -407,14 +331,8 @@ impl AvDigits {
                     }
                     Err(e) if skip_bad => {
                         let it = &me.items[i];
-                        let f = it
-                            .audio
-                            .file_name()
-                            .and_then(|f| f.to_str())
-                            .unwrap_or_default()
-                            .to_string();
-                        me.report
-                            .record_problem(split, Some(it.name.digit as u32), f, &e);
+                        let f = it.audio.file_name().and_then(|f| f.to_str()).unwrap_or_default().to_string();
+                        me.report.record_problem(split, Some(it.name.digit as u32), f, &e);
                     }
                     Err(e) => return Err(e),
                 }
@@ -447,10 +365,7 @@ impl AvDigits {
 
     fn item(&self, index: usize) -> Result<&AvDigitsItem> {
         self.items.get(index).ok_or_else(|| {
-            DataError::Invalid(format!(
-                "index {index} out of range for an av-digits split of {}",
-                self.items.len()
-            ))
+            DataError::Invalid(format!("index {index} out of range for an av-digits split of {}", self.items.len()))
         })
     }
 
@@ -506,11 +421,7 @@ impl AvDigits {
     pub fn visual_features(&self, index: usize) -> Result<Vec<f32>> {
         let it = self.item(index)?;
         let raw = self.raw_image(index)?;
-        Ok(degrade_image(
-            raw,
-            &self.opts,
-            &mut Rng::derive(it.seed, STREAM_IMAGE),
-        ))
+        Ok(degrade_image(raw, &self.opts, &mut Rng::derive(it.seed, STREAM_IMAGE)))
     }
 }
 
@@ -525,9 +436,7 @@ pub fn degrade_image(raw: &[u8], o: &AvDigitsOptions, rng: &mut Rng) -> Vec<f32>
         let top = rng.below(s - o.occlusion + 1);
         let left = rng.below(s - o.occlusion + 1);
         for r in top..top + o.occlusion {
-            x[r * s + left..r * s + left + o.occlusion]
-                .iter_mut()
-                .for_each(|v| *v = 0.0);
+            x[r * s + left..r * s + left + o.occlusion].iter_mut().for_each(|v| *v = 0.0);
         }
     }
     if o.image_noise > 0.0 {
@@ -535,8 +444,7 @@ pub fn degrade_image(raw: &[u8], o: &AvDigitsOptions, rng: &mut Rng) -> Vec<f32>
             *v += (o.image_noise * rng.normal()) as f32;
         }
     }
-    x.iter_mut()
-        .for_each(|v| *v = (*v - MNIST_MEAN) / MNIST_STD);
+    x.iter_mut().for_each(|v| *v = (*v - MNIST_MEAN) / MNIST_STD);
     x
 }
 
@@ -616,16 +524,11 @@ impl Dataset for AvDigits {
     fn get(&self, index: usize, mode: Mode) -> Result<Example> {
         let label = self.label(index)?;
         let a = match mode {
-            Mode::Train { seed } => {
-                self.audio_features(index, Some(&mut Rng::derive(seed, STREAM_SHIFT)))?
-            }
+            Mode::Train { seed } => self.audio_features(index, Some(&mut Rng::derive(seed, STREAM_SHIFT)))?,
             Mode::Eval => self.audio_features(index, None)?,
         };
         let v = self.visual_features(index)?;
-        Ok(Example {
-            modalities: vec![a, v],
-            label,
-        })
+        Ok(Example { modalities: vec![a, v], label })
     }
 }
 
@@ -635,22 +538,8 @@ mod tests {
 
     #[test]
     fn names_parse_strictly() {
-        assert_eq!(
-            parse_fsdd_name("3_theo_49.wav"),
-            Some(FsddName {
-                digit: 3,
-                speaker: "theo".into(),
-                index: 49
-            })
-        );
-        for bad in [
-            "3_theo.wav",
-            "10_theo_1.wav",
-            "a_theo_1.wav",
-            "3__1.wav",
-            "3_theo_x.wav",
-            "3_theo_1.mp3",
-        ] {
+        assert_eq!(parse_fsdd_name("3_theo_49.wav"), Some(FsddName { digit: 3, speaker: "theo".into(), index: 49 }));
+        for bad in ["3_theo.wav", "10_theo_1.wav", "a_theo_1.wav", "3__1.wav", "3_theo_x.wav", "3_theo_1.mp3"] {
             assert_eq!(parse_fsdd_name(bad), None, "{bad}");
         }
     }

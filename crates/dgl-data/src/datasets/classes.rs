@@ -27,8 +27,8 @@ impl ClassList {
 
     /// Parses in-memory text; `path` names the file in errors.
     pub fn parse(bytes: &[u8], path: &Path, underscores: bool) -> Result<Self> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| DataError::bad_file(path, format!("not valid UTF-8 ({e})")))?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| DataError::bad_file(path, format!("not valid UTF-8 ({e})")))?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut names = Vec::new();
         let mut index = HashMap::new();
@@ -68,11 +68,7 @@ impl ClassList {
         if names.is_empty() {
             return Err(DataError::bad_file(path, "class list is empty"));
         }
-        Ok(Self {
-            path: path.to_path_buf(),
-            names,
-            index,
-        })
+        Ok(Self { path: path.to_path_buf(), names, index })
     }
 
     /// The label of `name`.
@@ -95,20 +91,12 @@ mod tests {
 
     #[test]
     fn comma_and_line_forms() {
-        let a = ClassList::parse(
-            b"playing bass guitar, dog barking,\n",
-            Path::new("c.txt"),
-            true,
-        )
-        .unwrap();
+        let a = ClassList::parse(b"playing bass guitar, dog barking,\n", Path::new("c.txt"), true).unwrap();
         assert_eq!(a.names, vec!["playing_bass_guitar", "dog_barking"]);
         assert_eq!(a.get("dog_barking"), Some(1));
-        let b =
-            ClassList::parse(b"NEU\n\nHAP\n# comment\nSAD\n", Path::new("c.txt"), false).unwrap();
+        let b = ClassList::parse(b"NEU\n\nHAP\n# comment\nSAD\n", Path::new("c.txt"), false).unwrap();
         assert_eq!(b.names, vec!["NEU", "HAP", "SAD"]);
-        let e = ClassList::parse(b"a\nb\na\n", Path::new("c.txt"), false)
-            .unwrap_err()
-            .to_string();
+        let e = ClassList::parse(b"a\nb\na\n", Path::new("c.txt"), false).unwrap_err().to_string();
         assert!(e.starts_with("c.txt:3:") && e.contains("duplicate"), "{e}");
         assert!(ClassList::parse(b"a,,b\n", Path::new("c.txt"), false).is_err());
         assert!(ClassList::parse(b"\n", Path::new("c.txt"), false).is_err());

@@ -27,10 +27,7 @@ pub const CREMAD_CLASSES: [&str; 6] = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]
 
 /// The label of an emotion code.
 pub fn cremad_label(code: &str) -> Option<u32> {
-    CREMAD_CLASSES
-        .iter()
-        .position(|c| *c == code)
-        .map(|i| i as u32)
+    CREMAD_CLASSES.iter().position(|c| *c == code).map(|i| i as u32)
 }
 
 /// File name of a split's CSV.
@@ -44,32 +41,18 @@ pub fn cremad_csv_name(split: Split) -> &'static str {
 /// Opens one split of CREMA-D.
 pub fn open_cremad(root: &Path, split: Split, opts: &DatasetOptions) -> Result<AvClips> {
     let front = opts.front_end(SpectrogramRecipe::librosa_cremad(), 1, 0.0)?;
-    let csv_path = opts
-        .csv_dir
-        .as_deref()
-        .unwrap_or(root)
-        .join(cremad_csv_name(split));
+    let csv_path = opts.csv_dir.as_deref().unwrap_or(root).join(cremad_csv_name(split));
     let csv = CsvFile::read(&csv_path)?;
     csv.expect_columns(2, "clip,EMO")?;
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut candidates = Vec::with_capacity(csv.records.len());
     for r in &csv.records {
         let (clip, emo) = (r.fields[0].as_str(), r.fields[1].as_str());
-        let label = cremad_label(emo).ok_or_else(|| {
-            csv.err(
-                r,
-                format!(
-                    "unknown emotion {emo:?} (known: {})",
-                    CREMAD_CLASSES.join(", ")
-                ),
-            )
-        })?;
+        let label = cremad_label(emo)
+            .ok_or_else(|| csv.err(r, format!("unknown emotion {emo:?} (known: {})", CREMAD_CLASSES.join(", "))))?;
         super::check_id(clip).map_err(|why| csv.err(r, why))?;
         if let Some(first) = seen.insert(clip, r.line) {
-            return Err(csv.err(
-                r,
-                format!("duplicate clip {clip:?} (first on line {first})"),
-            ));
+            return Err(csv.err(r, format!("duplicate clip {clip:?} (first on line {first})")));
         }
         candidates.push(Candidate {
             id: clip.to_string(),

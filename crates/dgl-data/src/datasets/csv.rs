@@ -48,19 +48,12 @@ impl CsvFile {
                 continue;
             }
             if text.contains('\r') {
-                return Err(DataError::bad_line(
-                    path,
-                    line,
-                    "stray carriage return inside a line",
-                ));
+                return Err(DataError::bad_line(path, line, "stray carriage return inside a line"));
             }
             let fields = parse_line(text).map_err(|r| DataError::bad_line(path, line, r))?;
             records.push(Record { line, fields });
         }
-        Ok(Self {
-            path: path.to_path_buf(),
-            records,
-        })
+        Ok(Self { path: path.to_path_buf(), records })
     }
 
     /// An error about `record` (names the file and the line).
@@ -72,10 +65,7 @@ impl CsvFile {
     pub fn expect_columns(&self, n: usize, what: &str) -> Result<()> {
         for r in &self.records {
             if r.fields.len() != n {
-                return Err(self.err(
-                    r,
-                    format!("expected {n} columns ({what}), found {}", r.fields.len()),
-                ));
+                return Err(self.err(r, format!("expected {n} columns ({what}), found {}", r.fields.len())));
             }
             if let Some(k) = r.fields.iter().position(|f| f.is_empty()) {
                 return Err(self.err(r, format!("column {} ({what}) is empty", k + 1)));
@@ -165,29 +155,15 @@ mod tests {
 
     #[test]
     fn rejects_malformed_lines_with_line_numbers() {
-        let cases: [(&[u8], usize); 4] = [
-            (b"a,b\n\"x,y\n", 2),
-            (b"a\"b\n", 1),
-            (b"\"a\"b\n", 1),
-            (b"ok\n\xff\n", 2),
-        ];
+        let cases: [(&[u8], usize); 4] = [(b"a,b\n\"x,y\n", 2), (b"a\"b\n", 1), (b"\"a\"b\n", 1), (b"ok\n\xff\n", 2)];
         for (text, line) in cases {
-            let e = CsvFile::parse(text, Path::new("m.csv"))
-                .unwrap_err()
-                .to_string();
+            let e = CsvFile::parse(text, Path::new("m.csv")).unwrap_err().to_string();
             assert!(e.starts_with(&format!("m.csv:{line}:")), "{e}");
         }
         let f = p("a,b\nc\n").unwrap();
         let e = f.expect_columns(2, "x,y").unwrap_err().to_string();
-        assert!(
-            e.contains("m.csv:2") && e.contains("expected 2 columns"),
-            "{e}"
-        );
-        let e = p("a,\n")
-            .unwrap()
-            .expect_columns(2, "x,y")
-            .unwrap_err()
-            .to_string();
+        assert!(e.contains("m.csv:2") && e.contains("expected 2 columns"), "{e}");
+        let e = p("a,\n").unwrap().expect_columns(2, "x,y").unwrap_err().to_string();
         assert!(e.contains("m.csv:1") && e.contains("empty"), "{e}");
     }
 }

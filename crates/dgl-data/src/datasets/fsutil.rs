@@ -21,10 +21,8 @@ pub fn list_dir(dir: &Path) -> Result<Vec<Entry>> {
     for ent in rd {
         let ent = ent.map_err(|e| DataError::io(dir, e))?;
         let path = ent.path();
-        let name = ent
-            .file_name()
-            .into_string()
-            .map_err(|_| DataError::bad_file(&path, "file name is not valid UTF-8"))?;
+        let name =
+            ent.file_name().into_string().map_err(|_| DataError::bad_file(&path, "file name is not valid UTF-8"))?;
         if name.starts_with('.') {
             continue;
         }
@@ -48,16 +46,10 @@ pub fn is_image_name(name: &str) -> bool {
 /// frame is a [`DataError::BadFile`] naming it.
 pub fn list_frames(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = list_dir(dir)?;
-    let frames: Vec<PathBuf> = entries
-        .into_iter()
-        .filter(|e| !e.is_dir && is_image_name(&e.name))
-        .map(|e| e.path)
-        .collect();
+    let frames: Vec<PathBuf> =
+        entries.into_iter().filter(|e| !e.is_dir && is_image_name(&e.name)).map(|e| e.path).collect();
     if frames.is_empty() {
-        return Err(not_found(
-            dir,
-            "no frames (*.jpg, *.jpeg, *.png) in this folder",
-        ));
+        return Err(not_found(dir, "no frames (*.jpg, *.jpeg, *.png) in this folder"));
     }
     for f in &frames {
         let md = std::fs::metadata(f).map_err(|e| DataError::io(f, e))?;
@@ -82,10 +74,7 @@ pub fn check_file(path: &Path) -> Result<()> {
 
 /// A `NotFound` I/O error on `path` with a custom message (counts as a missing item).
 pub fn not_found(path: &Path, msg: &str) -> DataError {
-    DataError::io(
-        path,
-        io::Error::new(io::ErrorKind::NotFound, msg.to_string()),
-    )
+    DataError::io(path, io::Error::new(io::ErrorKind::NotFound, msg.to_string()))
 }
 
 /// Reads a file fully, refusing files over `limit` bytes (a corrupt header could otherwise ask
@@ -96,10 +85,7 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
         return Err(DataError::bad_file(path, "is a folder, expected a file"));
     }
     if md.len() > limit {
-        return Err(DataError::bad_file(
-            path,
-            format!("file of {} bytes is over the {limit}-byte limit", md.len()),
-        ));
+        return Err(DataError::bad_file(path, format!("file of {} bytes is over the {limit}-byte limit", md.len())));
     }
     std::fs::read(path).map_err(|e| DataError::io(path, e))
 }

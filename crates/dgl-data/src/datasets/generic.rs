@@ -86,9 +86,7 @@ fn parse_split(s: &str) -> std::result::Result<Split, String> {
     match s {
         "train" => Ok(Split::Train),
         "test" => Ok(Split::Test),
-        other => Err(format!(
-            "split {other:?} is neither train nor test (validation is carved from train)"
-        )),
+        other => Err(format!("split {other:?} is neither train nor test (validation is carved from train)")),
     }
 }
 
@@ -101,19 +99,17 @@ pub fn parse_manifest(
     num_classes: Option<usize>,
 ) -> Result<(Vec<ManifestRow>, Vec<String>)> {
     let csv = CsvFile::parse(bytes, path)?;
-    let header = csv.records.first().ok_or_else(|| {
-        DataError::bad_file(path, "empty manifest (expected the header id,label,split)")
-    })?;
+    let header = csv
+        .records
+        .first()
+        .ok_or_else(|| DataError::bad_file(path, "empty manifest (expected the header id,label,split)"))?;
     let col = |name: &str| header.fields.iter().position(|f| f == name);
     let (ci, cl, cs) = match (col("id"), col("label"), col("split")) {
         (Some(a), Some(b), Some(c)) if header.fields.len() == 3 => (a, b, c),
         _ => {
             return Err(csv.err(
                 header,
-                format!(
-                    "header must be the three columns id,label,split (in any order), found {:?}",
-                    header.fields
-                ),
+                format!("header must be the three columns id,label,split (in any order), found {:?}", header.fields),
             ))
         }
     };
@@ -121,13 +117,7 @@ pub fn parse_manifest(
     let mut seen: HashMap<String, usize> = HashMap::new();
     for r in &csv.records[1..] {
         if r.fields.len() != 3 {
-            return Err(csv.err(
-                r,
-                format!(
-                    "expected 3 columns (id,label,split), found {}",
-                    r.fields.len()
-                ),
-            ));
+            return Err(csv.err(r, format!("expected 3 columns (id,label,split), found {}", r.fields.len())));
         }
         if let Some(k) = r.fields.iter().position(|f| f.is_empty()) {
             return Err(csv.err(r, format!("column {} is empty", k + 1)));
@@ -141,12 +131,7 @@ pub fn parse_manifest(
         raw.push((r.line, id, r.fields[cl].clone(), split));
     }
     let is_int = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let find = |line: usize| {
-        csv.records
-            .iter()
-            .find(|r| r.line == line)
-            .expect("row exists")
-    };
+    let find = |line: usize| csv.records.iter().find(|r| r.line == line).expect("row exists");
     let names: Vec<String>;
     let mut rows = Vec::with_capacity(raw.len());
     if let Some(cls) = classes {
@@ -168,18 +153,10 @@ pub fn parse_manifest(
                 }
             } else {
                 cls.get(&label).ok_or_else(|| {
-                    csv.err(
-                        find(line),
-                        format!("unknown label {label:?} (not in {})", cls.path.display()),
-                    )
+                    csv.err(find(line), format!("unknown label {label:?} (not in {})", cls.path.display()))
                 })?
             };
-            rows.push(Row {
-                line,
-                id,
-                label: y,
-                split,
-            });
+            rows.push(Row { line, id, label: y, split });
         }
     } else if raw.first().is_none_or(|r| is_int(&r.2)) {
         let mut max = 0u32;
@@ -191,24 +168,14 @@ pub fn parse_manifest(
                     format!("label {label:?} is a name but labels are numbers (line {first_line}); give a class list to mix them"),
                 ));
             }
-            let y: u32 = label
-                .parse()
-                .map_err(|_| csv.err(find(line), format!("label {label} is too large")))?;
+            let y: u32 = label.parse().map_err(|_| csv.err(find(line), format!("label {label} is too large")))?;
             if let Some(k) = num_classes {
                 if y as usize >= k {
-                    return Err(csv.err(
-                        find(line),
-                        format!("label {y} is out of range for num_classes {k}"),
-                    ));
+                    return Err(csv.err(find(line), format!("label {y} is out of range for num_classes {k}")));
                 }
             }
             max = max.max(y);
-            rows.push(Row {
-                line,
-                id,
-                label: y,
-                split,
-            });
+            rows.push(Row { line, id, label: y, split });
         }
         let k = num_classes.unwrap_or(if rows.is_empty() { 0 } else { max as usize + 1 });
         names = (0..k).map(|c| c.to_string()).collect();
@@ -216,23 +183,17 @@ pub fn parse_manifest(
         if let Some(r) = raw.iter().find(|r| is_int(&r.2)) {
             return Err(csv.err(
                 find(r.0),
-                format!("label {} is a number but labels are names (line {}); give a class list to mix them", r.2, raw[0].0),
+                format!(
+                    "label {} is a number but labels are names (line {}); give a class list to mix them",
+                    r.2, raw[0].0
+                ),
             ));
         }
         let set: BTreeSet<&str> = raw.iter().map(|r| r.2.as_str()).collect();
         names = set.into_iter().map(str::to_string).collect();
-        let index: HashMap<&str, u32> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), i as u32))
-            .collect();
+        let index: HashMap<&str, u32> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
         for (line, id, label, split) in raw.iter().cloned() {
-            rows.push(Row {
-                line,
-                id,
-                label: index[label.as_str()],
-                split,
-            });
+            rows.push(Row { line, id, label: index[label.as_str()], split });
         }
     }
     Ok((rows, names))
@@ -242,42 +203,23 @@ impl GenericDataset {
     /// Opens one split (see the module docs; uses `manifest`, `class_list`, `num_classes`,
     /// `modalities`, `skip_bad`, `verify` of `opts`).
     pub fn open(root: &Path, split: Split, opts: &DatasetOptions) -> Result<Self> {
-        let manifest = opts
-            .manifest
-            .clone()
-            .unwrap_or_else(|| root.join("manifest.csv"));
-        let class_path = opts
-            .class_list
-            .clone()
-            .or_else(|| Some(root.join("classes.txt")).filter(|p| p.exists()));
-        let classes = class_path
-            .as_deref()
-            .map(|p| ClassList::read(p, false))
-            .transpose()?;
+        let manifest = opts.manifest.clone().unwrap_or_else(|| root.join("manifest.csv"));
+        let class_path = opts.class_list.clone().or_else(|| Some(root.join("classes.txt")).filter(|p| p.exists()));
+        let classes = class_path.as_deref().map(|p| ClassList::read(p, false)).transpose()?;
         let bytes = std::fs::read(&manifest).map_err(|e| DataError::io(&manifest, e))?;
         let (rows, names) = parse_manifest(&bytes, &manifest, classes.as_ref(), opts.num_classes)?;
         let num_classes = opts.logits(names.len())?;
         if num_classes == 0 {
-            return Err(DataError::bad_file(
-                &manifest,
-                "no classes (the manifest has no rows)",
-            ));
+            return Err(DataError::bad_file(&manifest, "no classes (the manifest has no rows)"));
         }
 
         let fdir = root.join("features");
         let entries = list_dir(&fdir)?;
-        let dirs: Vec<&str> = entries
-            .iter()
-            .filter(|e| e.is_dir)
-            .map(|e| e.name.as_str())
-            .collect();
+        let dirs: Vec<&str> = entries.iter().filter(|e| e.is_dir).map(|e| e.name.as_str()).collect();
         let layout = if dirs.is_empty() {
             FeatureLayout::PerSample
         } else {
-            if let Some(f) = entries
-                .iter()
-                .find(|e| !e.is_dir && e.name.ends_with(".safetensors"))
-            {
+            if let Some(f) = entries.iter().find(|e| !e.is_dir && e.name.ends_with(".safetensors")) {
                 return Err(DataError::bad_file(
                     &f.path,
                     "features/ mixes per-sample files with per-modality folders; use one layout",
@@ -300,10 +242,9 @@ impl GenericDataset {
                             )),
                             (true, false) => Ok(npy),
                             (false, true) => Ok(st),
-                            (false, false) => Err(not_found(
-                                &npy,
-                                "feature file missing (neither .npy nor .safetensors)",
-                            )),
+                            (false, false) => {
+                                Err(not_found(&npy, "feature file missing (neither .npy nor .safetensors)"))
+                            }
                         }
                     })
                     .collect(),
@@ -330,9 +271,7 @@ impl GenericDataset {
         if selected {
             let set: BTreeSet<&String> = modalities.iter().collect();
             if set.len() != modalities.len() {
-                return Err(DataError::Invalid(format!(
-                    "modalities lists a name twice: {modalities:?}"
-                )));
+                return Err(DataError::Invalid(format!("modalities lists a name twice: {modalities:?}")));
             }
         }
 
@@ -355,10 +294,7 @@ impl GenericDataset {
                                 None => {
                                     return Err(DataError::bad_file(
                                         f,
-                                        format!(
-                                            "holds {} tensors and none is named {m:?}",
-                                            many.len()
-                                        ),
+                                        format!("holds {} tensors and none is named {m:?}", many.len()),
                                     ))
                                 }
                             },
@@ -380,9 +316,7 @@ impl GenericDataset {
         }
         let Some((ref_file, ref_found)) = reference else {
             // Nothing usable: report the first row's own error.
-            let first = rows
-                .first()
-                .ok_or_else(|| DataError::bad_file(&manifest, "the manifest has no rows"))?;
+            let first = rows.first().ok_or_else(|| DataError::bad_file(&manifest, "the manifest has no rows"))?;
             return Err(probe(first, &modalities).expect_err("the probe failed"));
         };
         if layout == FeatureLayout::PerSample && !selected {
@@ -391,48 +325,37 @@ impl GenericDataset {
         if modalities.is_empty() {
             return Err(DataError::bad_file(&ref_file, "holds no tensors"));
         }
-        let ref_map: HashMap<&str, &Vec<usize>> =
-            ref_found.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        let ref_map: HashMap<&str, &Vec<usize>> = ref_found.iter().map(|(n, s)| (n.as_str(), s)).collect();
         let mut shapes = Vec::with_capacity(modalities.len());
         for m in &modalities {
-            let s = ref_map.get(m.as_str()).ok_or_else(|| {
-                DataError::bad_file(&ref_file, format!("has no tensor named {m:?}"))
-            })?;
+            let s = ref_map
+                .get(m.as_str())
+                .ok_or_else(|| DataError::bad_file(&ref_file, format!("has no tensor named {m:?}")))?;
             shapes.push((*s).clone());
         }
 
         // Check every row of this split.
         let check = |row: &Row| -> Result<Vec<PathBuf>> {
             let (files, found) = probe(row, &modalities)?;
-            let map: HashMap<&str, &Vec<usize>> =
-                found.iter().map(|(n, s)| (n.as_str(), s)).collect();
+            let map: HashMap<&str, &Vec<usize>> = found.iter().map(|(n, s)| (n.as_str(), s)).collect();
             if layout == FeatureLayout::PerSample && !selected && found.len() != modalities.len() {
                 let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
                 return Err(DataError::bad_file(
                     &files[0],
-                    format!(
-                        "holds tensors {names:?}, expected {modalities:?} (as {})",
-                        ref_file.display()
-                    ),
+                    format!("holds tensors {names:?}, expected {modalities:?} (as {})", ref_file.display()),
                 ));
             }
             for (k, (m, want)) in modalities.iter().zip(&shapes).enumerate() {
-                let f = if layout == FeatureLayout::PerSample {
-                    &files[0]
-                } else {
-                    &files[k]
-                };
+                let f = if layout == FeatureLayout::PerSample { &files[0] } else { &files[k] };
                 match map.get(m.as_str()) {
-                    None => {
-                        return Err(DataError::bad_file(f, format!("has no tensor named {m:?}")))
-                    }
+                    None => return Err(DataError::bad_file(f, format!("has no tensor named {m:?}"))),
                     Some(s) if *s != want => {
                         return Err(DataError::bad_file(
                             f,
                             format!(
-                            "modality {m:?} has shape {s:?}, expected {want:?} (the shape in {})",
-                            ref_file.display()
-                        ),
+                                "modality {m:?} has shape {s:?}, expected {want:?} (the shape in {})",
+                                ref_file.display()
+                            ),
                         ))
                     }
                     Some(_) => {}
@@ -447,11 +370,7 @@ impl GenericDataset {
         let mut items = Vec::with_capacity(mine.len());
         for (row, r) in mine.iter().zip(checked) {
             match r {
-                Ok(files) => items.push(GenericItem {
-                    id: row.id.clone(),
-                    label: row.label,
-                    files,
-                }),
+                Ok(files) => items.push(GenericItem { id: row.id.clone(), label: row.label, files }),
                 Err(e) if opts.skip_bad => {
                     report.record_problem(
                         split,
@@ -463,21 +382,10 @@ impl GenericDataset {
                 Err(e) => return Err(e),
             }
         }
-        let mut me = Self {
-            split,
-            layout,
-            modalities,
-            shapes,
-            class_names: names,
-            num_classes,
-            items,
-            report,
-        };
+        let mut me = Self { split, layout, modalities, shapes, class_names: names, num_classes, items, report };
         if opts.verify {
-            let res: Vec<Result<()>> = (0..me.items.len())
-                .into_par_iter()
-                .map(|i| me.get(i, Mode::Eval).map(|_| ()))
-                .collect();
+            let res: Vec<Result<()>> =
+                (0..me.items.len()).into_par_iter().map(|i| me.get(i, Mode::Eval).map(|_| ())).collect();
             let mut keep = Vec::new();
             for (it, r) in std::mem::take(&mut me.items).into_iter().zip(res) {
                 match r {
@@ -514,10 +422,7 @@ impl GenericDataset {
 
     fn item(&self, index: usize) -> Result<&GenericItem> {
         self.items.get(index).ok_or_else(|| {
-            DataError::Invalid(format!(
-                "index {index} out of range for a generic split of {}",
-                self.items.len()
-            ))
+            DataError::Invalid(format!("index {index} out of range for a generic split of {}", self.items.len()))
         })
     }
 }
@@ -543,10 +448,9 @@ impl Dataset for GenericDataset {
         let it = self.item(index)?;
         let mut out = Vec::with_capacity(self.modalities.len());
         let mut per_sample: HashMap<String, (Vec<usize>, Vec<f32>)> = match self.layout {
-            FeatureLayout::PerSample => read_feature_file(&it.files[0])?
-                .into_iter()
-                .map(|(n, s, d)| (n, (s, d)))
-                .collect(),
+            FeatureLayout::PerSample => {
+                read_feature_file(&it.files[0])?.into_iter().map(|(n, s, d)| (n, (s, d))).collect()
+            }
             FeatureLayout::PerModality => HashMap::new(),
         };
         for (k, (m, want)) in self.modalities.iter().zip(&self.shapes).enumerate() {
@@ -554,16 +458,11 @@ impl Dataset for GenericDataset {
                 FeatureLayout::PerSample => (&it.files[0], per_sample.remove(m)),
                 FeatureLayout::PerModality => {
                     let mut t = read_feature_file(&it.files[k])?;
-                    let pick = if t.len() == 1 {
-                        t.pop()
-                    } else {
-                        t.into_iter().find(|(n, _, _)| n == m)
-                    };
+                    let pick = if t.len() == 1 { t.pop() } else { t.into_iter().find(|(n, _, _)| n == m) };
                     (&it.files[k], pick.map(|(_, s, d)| (s, d)))
                 }
             };
-            let (shape, data) = found
-                .ok_or_else(|| DataError::bad_file(file, format!("has no tensor named {m:?}")))?;
+            let (shape, data) = found.ok_or_else(|| DataError::bad_file(file, format!("has no tensor named {m:?}")))?;
             if &shape != want {
                 return Err(DataError::bad_file(
                     file,
@@ -573,9 +472,6 @@ impl Dataset for GenericDataset {
             check_finite(&data, file, m)?;
             out.push(data);
         }
-        Ok(Example {
-            modalities: out,
-            label: it.label,
-        })
+        Ok(Example { modalities: out, label: it.label })
     }
 }

@@ -49,18 +49,12 @@ pub fn maybe_gunzip(raw: Vec<u8>, path: &Path, limit: u64) -> Result<Vec<u8>> {
             .read_to_end(&mut out)
             .map_err(|e| DataError::bad_file(path, format!("corrupt gzip data: {e}")))?;
         if out.len() as u64 > limit {
-            return Err(DataError::bad_file(
-                path,
-                format!("decompresses to more than {limit} bytes"),
-            ));
+            return Err(DataError::bad_file(path, format!("decompresses to more than {limit} bytes")));
         }
         Ok(out)
     } else {
         if raw.len() as u64 > limit {
-            return Err(DataError::bad_file(
-                path,
-                format!("file is over {limit} bytes"),
-            ));
+            return Err(DataError::bad_file(path, format!("file is over {limit} bytes")));
         }
         Ok(raw)
     }
@@ -73,10 +67,7 @@ fn be32(b: &[u8], at: usize) -> usize {
 /// Parses an IDX image file (bytes already decompressed).
 pub fn parse_idx_images(b: &[u8], path: &Path) -> Result<IdxImages> {
     if b.len() < 16 {
-        return Err(DataError::bad_file(
-            path,
-            "IDX image file shorter than its 16-byte header",
-        ));
+        return Err(DataError::bad_file(path, "IDX image file shorter than its 16-byte header"));
     }
     let magic = be32(b, 0);
     if magic != 0x0803 {
@@ -87,36 +78,22 @@ pub fn parse_idx_images(b: &[u8], path: &Path) -> Result<IdxImages> {
     }
     let (count, rows, cols) = (be32(b, 4), be32(b, 8), be32(b, 12));
     if rows == 0 || cols == 0 {
-        return Err(DataError::bad_file(
-            path,
-            format!("images of {rows} × {cols} pixels"),
-        ));
+        return Err(DataError::bad_file(path, format!("images of {rows} × {cols} pixels")));
     }
     let need = count.checked_mul(rows).and_then(|v| v.checked_mul(cols));
     if need != Some(b.len() - 16) {
         return Err(DataError::bad_file(
             path,
-            format!(
-                "header announces {count} images of {rows} × {cols} but the data has {} bytes",
-                b.len() - 16
-            ),
+            format!("header announces {count} images of {rows} × {cols} but the data has {} bytes", b.len() - 16),
         ));
     }
-    Ok(IdxImages {
-        count,
-        rows,
-        cols,
-        pixels: b[16..].to_vec(),
-    })
+    Ok(IdxImages { count, rows, cols, pixels: b[16..].to_vec() })
 }
 
 /// Parses an IDX label file; labels must be `< num_classes`.
 pub fn parse_idx_labels(b: &[u8], path: &Path, num_classes: u8) -> Result<Vec<u8>> {
     if b.len() < 8 {
-        return Err(DataError::bad_file(
-            path,
-            "IDX label file shorter than its 8-byte header",
-        ));
+        return Err(DataError::bad_file(path, "IDX label file shorter than its 8-byte header"));
     }
     let magic = be32(b, 0);
     if magic != 0x0801 {
@@ -129,18 +106,12 @@ pub fn parse_idx_labels(b: &[u8], path: &Path, num_classes: u8) -> Result<Vec<u8
     if count != b.len() - 8 {
         return Err(DataError::bad_file(
             path,
-            format!(
-                "header announces {count} labels but the data has {} bytes",
-                b.len() - 8
-            ),
+            format!("header announces {count} labels but the data has {} bytes", b.len() - 8),
         ));
     }
     let labels = b[8..].to_vec();
     if let Some(i) = labels.iter().position(|&l| l >= num_classes) {
-        return Err(DataError::bad_file(
-            path,
-            format!("label {} of item {i} is not below {num_classes}", labels[i]),
-        ));
+        return Err(DataError::bad_file(path, format!("label {} of item {i} is not below {num_classes}", labels[i])));
     }
     Ok(labels)
 }
@@ -157,10 +128,7 @@ mod tests {
         let im = parse_idx_images(&b, p).unwrap();
         assert_eq!((im.count, im.rows, im.cols), (2, 2, 3));
         assert_eq!(im.image(1), &[6, 7, 8, 9, 10, 11]);
-        assert!(parse_idx_images(&b[..27], p)
-            .unwrap_err()
-            .to_string()
-            .starts_with("x-idx3-ubyte"));
+        assert!(parse_idx_images(&b[..27], p).unwrap_err().to_string().starts_with("x-idx3-ubyte"));
         let l = vec![0, 0, 8, 1, 0, 0, 0, 3, 1, 9, 0];
         assert_eq!(parse_idx_labels(&l, p, 10).unwrap(), vec![1, 9, 0]);
         assert!(parse_idx_labels(&l, p, 9).is_err());

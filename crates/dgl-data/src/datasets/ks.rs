@@ -33,19 +33,13 @@ pub fn ks_split_dirs(root: &Path, split: Split) -> (PathBuf, PathBuf) {
         Split::Train => ("train", "train_img"),
         Split::Test => ("test", "val_img"),
     };
-    (
-        root.join("audio").join(a),
-        root.join("visual").join(v).join("Image-01-FPS"),
-    )
+    (root.join("audio").join(a), root.join("visual").join(v).join("Image-01-FPS"))
 }
 
 /// Opens one split of Kinetics-Sounds.
 pub fn open_ks(root: &Path, split: Split, opts: &DatasetOptions) -> Result<AvClips> {
     let front = opts.front_end(SpectrogramRecipe::librosa_ks(), 3, 5.0)?;
-    let list_path = opts
-        .class_list
-        .clone()
-        .unwrap_or_else(|| root.join("class.txt"));
+    let list_path = opts.class_list.clone().unwrap_or_else(|| root.join("class.txt"));
     let classes = ClassList::read(&list_path, true)?;
     let k = opts.logits(classes.len())?;
     let (adir, vdir) = ks_split_dirs(root, split);
@@ -56,10 +50,7 @@ pub fn open_ks(root: &Path, split: Split, opts: &DatasetOptions) -> Result<AvCli
     for (which, dir) in [(0, &adir), (1, &vdir)] {
         for e in list_dir(dir)? {
             if !e.is_dir {
-                report.notes.push(format!(
-                    "{}: not a class folder, left out",
-                    e.path.display()
-                ));
+                report.notes.push(format!("{}: not a class folder, left out", e.path.display()));
                 continue;
             }
             match classes.get(&e.name) {
@@ -71,9 +62,11 @@ pub fn open_ks(root: &Path, split: Split, opts: &DatasetOptions) -> Result<AvCli
                         slot.1 = Some(e.path);
                     }
                 }
-                None if opts.ignore_unlisted_classes => {
-                    report.notes.push(format!("class folder {} is not in {}; left out", e.path.display(), list_path.display()))
-                }
+                None if opts.ignore_unlisted_classes => report.notes.push(format!(
+                    "class folder {} is not in {}; left out",
+                    e.path.display(),
+                    list_path.display()
+                )),
                 None => {
                     return Err(DataError::bad_file(
                         &list_path,
@@ -109,14 +102,9 @@ pub fn open_ks(root: &Path, split: Split, opts: &DatasetOptions) -> Result<AvCli
         let mut clips: BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> = BTreeMap::new();
         if let Some(a) = &a {
             for e in list_dir(a)? {
-                let stem = e
-                    .name
-                    .strip_suffix(".wav")
-                    .or_else(|| e.name.strip_suffix(".WAV"));
+                let stem = e.name.strip_suffix(".wav").or_else(|| e.name.strip_suffix(".WAV"));
                 match stem {
-                    Some(s) if !e.is_dir && !s.is_empty() => {
-                        clips.entry(s.to_string()).or_default().0 = Some(e.path)
-                    }
+                    Some(s) if !e.is_dir && !s.is_empty() => clips.entry(s.to_string()).or_default().0 = Some(e.path),
                     _ => candidates.push(Candidate {
                         id: format!("{class}/{}", e.name),
                         label,
@@ -140,7 +128,10 @@ pub fn open_ks(root: &Path, split: Split, opts: &DatasetOptions) -> Result<AvCli
                         label,
                         audio: PathBuf::new(),
                         frames_dir: e.path.clone(),
-                        problem: Some(DataError::bad_file(&e.path, "unexpected file in a visual class folder (expected <vid>/ frame folders)")),
+                        problem: Some(DataError::bad_file(
+                            &e.path,
+                            "unexpected file in a visual class folder (expected <vid>/ frame folders)",
+                        )),
                     });
                 }
             }
@@ -148,26 +139,16 @@ pub fn open_ks(root: &Path, split: Split, opts: &DatasetOptions) -> Result<AvCli
         let a_dir = a.unwrap_or_else(|| adir.join(class));
         let v_dir = v.unwrap_or_else(|| vdir.join(class));
         for (vid, (audio, frames)) in clips {
-            let here = audio
-                .clone()
-                .or(frames.clone())
-                .expect("one of them is set");
+            let here = audio.clone().or(frames.clone()).expect("one of them is set");
             if let Some(prev) = owner.insert(vid.clone(), here.clone()) {
-                return Err(DataError::bad_file(
-                    &here,
-                    format!("clip id {vid:?} also appears as {}", prev.display()),
-                ));
+                return Err(DataError::bad_file(&here, format!("clip id {vid:?} also appears as {}", prev.display())));
             }
             let problem = match (&audio, &frames) {
                 (Some(_), Some(_)) => None,
-                (None, _) => Some(not_found(
-                    &a_dir.join(format!("{vid}.wav")),
-                    "audio file missing (the clip has frames)",
-                )),
-                (_, None) => Some(not_found(
-                    &v_dir.join(&vid),
-                    "frame folder missing (the clip has audio)",
-                )),
+                (None, _) => {
+                    Some(not_found(&a_dir.join(format!("{vid}.wav")), "audio file missing (the clip has frames)"))
+                }
+                (_, None) => Some(not_found(&v_dir.join(&vid), "frame folder missing (the clip has audio)")),
             };
             candidates.push(Candidate {
                 id: vid.clone(),
@@ -178,13 +159,5 @@ pub fn open_ks(root: &Path, split: Split, opts: &DatasetOptions) -> Result<AvCli
             });
         }
     }
-    AvClips::build(
-        "ks",
-        split,
-        candidates,
-        (classes.names.clone(), k),
-        front,
-        opts,
-        report,
-    )
+    AvClips::build("ks", split, candidates, (classes.names.clone(), k), front, opts, report)
 }

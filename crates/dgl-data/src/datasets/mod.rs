@@ -61,13 +61,8 @@ pub fn canonical_kind(kind: &str) -> Option<&'static str> {
 }
 
 /// Opens one split of a dataset on disk. `root` is the dataset folder (for `cached`, the
-/// `out_dir` given to [`prepare`]).
-pub fn open_dataset(
-    kind: &str,
-    root: &Path,
-    split: Split,
-    opts: &DatasetOptions,
-) -> Result<Box<dyn Dataset>> {
+/// `out_dir` given to [`prepare`](fn@prepare)).
+pub fn open_dataset(kind: &str, root: &Path, split: Split, opts: &DatasetOptions) -> Result<Box<dyn Dataset>> {
     Ok(open_dataset_with_report(kind, root, split, opts)?.0)
 }
 
@@ -79,10 +74,7 @@ pub fn open_dataset_with_report(
     opts: &DatasetOptions,
 ) -> Result<(Box<dyn Dataset>, Report)> {
     let canon = canonical_kind(kind).ok_or_else(|| {
-        DataError::Invalid(format!(
-            "unknown dataset kind {kind:?} (known: {})",
-            DATASET_KINDS.join(", ")
-        ))
+        DataError::Invalid(format!("unknown dataset kind {kind:?} (known: {})", DATASET_KINDS.join(", ")))
     })?;
     if !root.exists() {
         return Err(DataError::io(
@@ -123,15 +115,8 @@ pub(crate) fn check_id(id: &str) -> std::result::Result<(), String> {
     if id.is_empty() {
         return Err("empty id".into());
     }
-    if id == "."
-        || id == ".."
-        || id.contains('/')
-        || id.contains('\\')
-        || id.chars().any(|c| c.is_control())
-    {
-        return Err(format!(
-            "id {id:?} cannot be a file name (path separator, '..' or control character)"
-        ));
+    if id == "." || id == ".." || id.contains('/') || id.contains('\\') || id.chars().any(|c| c.is_control()) {
+        return Err(format!("id {id:?} cannot be a file name (path separator, '..' or control character)"));
     }
     Ok(())
 }

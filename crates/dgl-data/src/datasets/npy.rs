@@ -79,48 +79,25 @@ pub fn parse_npy_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
             if bytes.len() < 12 {
                 return Err(bad(path, "file ends inside the header length"));
             }
-            (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                12,
-            )
+            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
         }
-        _ => {
-            return Err(bad(
-                path,
-                format!("unsupported format version {major}.{minor}"),
-            ))
-        }
+        _ => return Err(bad(path, format!("unsupported format version {major}.{minor}"))),
     };
     if minor != 0 {
-        return Err(bad(
-            path,
-            format!("unsupported format version {major}.{minor}"),
-        ));
+        return Err(bad(path, format!("unsupported format version {major}.{minor}")));
     }
     if hlen > MAX_HEADER {
         return Err(bad(path, format!("header of {hlen} bytes is too long")));
     }
     let end = start + hlen;
-    let hbytes = bytes
-        .get(start..end)
-        .ok_or_else(|| bad(path, "file ends inside the header"))?;
+    let hbytes = bytes.get(start..end).ok_or_else(|| bad(path, "file ends inside the header"))?;
     let text = std::str::from_utf8(hbytes).map_err(|_| bad(path, "header is not text"))?;
-    let text = text
-        .strip_suffix('\n')
-        .ok_or_else(|| bad(path, "header does not end with a newline"))?;
+    let text = text.strip_suffix('\n').ok_or_else(|| bad(path, "header does not end with a newline"))?;
     let (dtype, shape) = parse_dict(text.trim_end_matches(' ')).map_err(|why| bad(path, why))?;
-    let numel = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| bad(path, "shape is too large"))?;
-    numel
-        .checked_mul(dtype.size())
-        .ok_or_else(|| bad(path, "shape is too large"))?;
-    Ok(NpyHeader {
-        dtype,
-        shape,
-        data_offset: end,
-    })
+    let numel =
+        shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad(path, "shape is too large"))?;
+    numel.checked_mul(dtype.size()).ok_or_else(|| bad(path, "shape is too large"))?;
+    Ok(NpyHeader { dtype, shape, data_offset: end })
 }
 
 /// Reads only the header of `path` and checks the file size against it.
@@ -128,10 +105,7 @@ pub fn read_npy_header(path: &Path) -> Result<NpyHeader> {
     let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let size = f.metadata().map_err(|e| DataError::io(path, e))?.len();
     let mut buf = Vec::with_capacity(256);
-    (&mut f)
-        .take(12 + MAX_HEADER as u64)
-        .read_to_end(&mut buf)
-        .map_err(|e| DataError::io(path, e))?;
+    (&mut f).take(12 + MAX_HEADER as u64).read_to_end(&mut buf).map_err(|e| DataError::io(path, e))?;
     let h = parse_npy_header(&buf, path)?;
     let want = (h.data_offset + h.data_len()) as u64;
     if size != want {
@@ -155,28 +129,17 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
     if data.len() != h.data_len() {
         return Err(bad(
             path,
-            format!(
-                "data section has {} bytes, the header's shape {:?} needs {}",
-                data.len(),
-                h.shape,
-                h.data_len()
-            ),
+            format!("data section has {} bytes, the header's shape {:?} needs {}", data.len(), h.shape, h.data_len()),
         ));
     }
     let out: Vec<f32> = match h.dtype {
-        NpyDtype::F32 => data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
+        NpyDtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
         NpyDtype::F64 => data
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
             .collect(),
     };
-    Ok(NpyArray {
-        shape: h.shape,
-        data: out,
-    })
+    Ok(NpyArray { shape: h.shape, data: out })
 }
 
 /// Reads a whole `.npy` file (refusing files over `limit` bytes).
@@ -215,10 +178,7 @@ pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
 
 /// The header dict: `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }`.
 fn parse_dict(s: &str) -> std::result::Result<(NpyDtype, Vec<usize>), String> {
-    let mut p = P {
-        s: s.as_bytes(),
-        i: 0,
-    };
+    let mut p = P { s: s.as_bytes(), i: 0 };
     p.ws();
     p.eat(b'{')?;
     let (mut descr, mut fortran, mut shape) = (None, None, None);
@@ -256,11 +216,7 @@ fn parse_dict(s: &str) -> std::result::Result<(NpyDtype, Vec<usize>), String> {
     let dtype = match descr.as_str() {
         "<f4" => NpyDtype::F32,
         "<f8" => NpyDtype::F64,
-        d => {
-            return Err(format!(
-                "dtype {d:?} is not supported (only '<f4' and '<f8', little-endian float)"
-            ))
-        }
+        d => return Err(format!("dtype {d:?} is not supported (only '<f4' and '<f8', little-endian float)")),
     };
     if fortran {
         return Err("Fortran-order arrays are not supported (save C-order)".into());
@@ -299,9 +255,7 @@ impl P<'_> {
         let start = self.i;
         while let Some(c) = self.peek() {
             if c == q {
-                let v = std::str::from_utf8(&self.s[start..self.i])
-                    .map_err(|_| "bad string")?
-                    .to_string();
+                let v = std::str::from_utf8(&self.s[start..self.i]).map_err(|_| "bad string")?.to_string();
                 self.i += 1;
                 return Ok(v);
             }
@@ -376,9 +330,7 @@ mod tests {
             assert_eq!((a.shape, a.data), (shape, data));
         }
         // What numpy 1.x writes for np.arange(3, dtype='<f8').
-        let mut b =
-            b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }"
-                .to_vec();
+        let mut b = b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }".to_vec();
         b.resize(10 + 117, b' ');
         b.push(b'\n');
         for v in [0.0f64, 1.0, 2.5] {
@@ -398,19 +350,12 @@ mod tests {
             good[..8].to_vec(),
             b"NOTNUMPY".to_vec(),
         ];
-        for (from, to) in [
-            ("'<f4'", "'>f4'"),
-            ("'<f4'", "'<i4'"),
-            ("False", "True "),
-            ("(2,)", "(2) "),
-            ("'shape'", "'shapo'"),
-        ] {
+        for (from, to) in
+            [("'<f4'", "'>f4'"), ("'<f4'", "'<i4'"), ("False", "True "), ("(2,)", "(2) "), ("'shape'", "'shapo'")]
+        {
             assert_eq!(from.len(), to.len());
             let mut h = good.clone();
-            let at = h
-                .windows(from.len())
-                .position(|w| w == from.as_bytes())
-                .unwrap();
+            let at = h.windows(from.len()).position(|w| w == from.as_bytes()).unwrap();
             h[at..at + to.len()].copy_from_slice(to.as_bytes());
             cases.push(h);
         }

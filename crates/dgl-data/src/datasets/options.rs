@@ -82,21 +82,11 @@ impl DatasetOptions {
         let recipe = self.recipe_or(default_recipe)?;
         let max_start_s = self.audio_max_start_s.unwrap_or(default_max_start_s);
         if !(max_start_s.is_finite() && max_start_s >= 0.0) {
-            return Err(DataError::Invalid(format!(
-                "audio_max_start_s must be ≥ 0, got {max_start_s}"
-            )));
+            return Err(DataError::Invalid(format!("audio_max_start_s must be ≥ 0, got {max_start_s}")));
         }
         let max_start = (max_start_s * recipe.sample_rate as f64).round() as usize;
-        let transform = FrameTransform {
-            size: self.image_size.unwrap_or(224),
-            ..FrameTransform::default()
-        };
-        Ok(AvFrontEnd {
-            recipe,
-            max_start,
-            frames: self.frames.unwrap_or(default_frames),
-            transform,
-        })
+        let transform = FrameTransform { size: self.image_size.unwrap_or(224), ..FrameTransform::default() };
+        Ok(AvFrontEnd { recipe, max_start, frames: self.frames.unwrap_or(default_frames), transform })
     }
 
     /// `num_classes`, checked against the number of named classes.
@@ -104,9 +94,9 @@ impl DatasetOptions {
         match self.num_classes {
             None => Ok(n_names),
             Some(k) if k >= n_names && k > 0 => Ok(k),
-            Some(k) => Err(DataError::Invalid(format!(
-                "num_classes {k} is smaller than the {n_names} classes of the data"
-            ))),
+            Some(k) => {
+                Err(DataError::Invalid(format!("num_classes {k} is smaller than the {n_names} classes of the data")))
+            }
         }
     }
 }

@@ -41,11 +41,7 @@ pub struct PrepareOptions {
 
 impl Default for PrepareOptions {
     fn default() -> Self {
-        Self {
-            skip_bad: false,
-            class_names: None,
-            shard_bytes: 256 << 20,
-        }
+        Self { skip_bad: false, class_names: None, shard_bytes: 256 << 20 }
     }
 }
 
@@ -118,16 +114,7 @@ pub fn prepare(
     skip_bad: bool,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> std::result::Result<Report, PrepareError> {
-    prepare_with(
-        dataset,
-        split,
-        out_dir,
-        &PrepareOptions {
-            skip_bad,
-            ..Default::default()
-        },
-        progress,
-    )
+    prepare_with(dataset, split, out_dir, &PrepareOptions { skip_bad, ..Default::default() }, progress)
 }
 
 fn split_dir(out_dir: &Path, split: Split) -> PathBuf {
@@ -158,10 +145,7 @@ pub fn prepare_with(
     }
     let numels: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
     let k = dataset.num_classes();
-    let class_names = opts
-        .class_names
-        .clone()
-        .unwrap_or_else(|| (0..k).map(|c| c.to_string()).collect());
+    let class_names = opts.class_names.clone().unwrap_or_else(|| (0..k).map(|c| c.to_string()).collect());
     let dir = split_dir(out_dir, split);
     std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
     let meta_path = dir.join("meta.json");
@@ -199,10 +183,7 @@ pub fn prepare_with(
                 (i, r)
             })
             .collect();
-        let mut data: Vec<Vec<f32>> = numels
-            .iter()
-            .map(|&m| Vec::with_capacity(m * chunk.len()))
-            .collect();
+        let mut data: Vec<Vec<f32>> = numels.iter().map(|&m| Vec::with_capacity(m * chunk.len())).collect();
         let (mut labels, mut index) = (Vec::new(), Vec::new());
         for (i, r) in results {
             match r {
@@ -212,9 +193,9 @@ pub fn prepare_with(
                         d.extend_from_slice(x);
                     }
                     labels.push(ex.label);
-                    index.push(u32::try_from(i).map_err(|_| {
-                        DataError::Invalid("dataset too large for the cache".into())
-                    })?);
+                    index.push(
+                        u32::try_from(i).map_err(|_| DataError::Invalid("dataset too large for the cache".into()))?,
+                    );
                 }
                 Err(e) => {
                     let class = dataset.label(i).ok();
@@ -279,16 +260,11 @@ fn check_example(ex: &Example, numels: &[usize], k: usize, i: usize) -> Result<(
             )));
         }
         if let Some(j) = x.iter().position(|v| !v.is_finite()) {
-            return Err(DataError::Invalid(format!(
-                "sample {i}: modality {m} has a non-finite value at {j}"
-            )));
+            return Err(DataError::Invalid(format!("sample {i}: modality {m} has a non-finite value at {j}")));
         }
     }
     if ex.label as usize >= k {
-        return Err(DataError::Invalid(format!(
-            "sample {i}: label {} is not below {k}",
-            ex.label
-        )));
+        return Err(DataError::Invalid(format!("sample {i}: label {} is not below {k}", ex.label)));
     }
     Ok(())
 }
@@ -324,34 +300,18 @@ impl CachedDataset {
         if meta.version != CACHE_VERSION {
             return Err(DataError::bad_file(
                 &meta_path,
-                format!(
-                    "cache version {} (this build reads {CACHE_VERSION})",
-                    meta.version
-                ),
+                format!("cache version {} (this build reads {CACHE_VERSION})", meta.version),
             ));
         }
-        if meta.split != split
-            || meta.modality_names.len() != meta.modality_shapes.len()
-            || meta.num_classes == 0
-        {
-            return Err(DataError::bad_file(
-                &meta_path,
-                "inconsistent cache metadata",
-            ));
+        if meta.split != split || meta.modality_names.len() != meta.modality_shapes.len() || meta.num_classes == 0 {
+            return Err(DataError::bad_file(&meta_path, "inconsistent cache metadata"));
         }
-        let numels: Vec<usize> = meta
-            .modality_shapes
-            .iter()
-            .map(|s| s.iter().product())
-            .collect();
+        let numels: Vec<usize> = meta.modality_shapes.iter().map(|s| s.iter().product()).collect();
         let mut shards = Vec::new();
         let (mut locate, mut labels, mut source) = (Vec::new(), Vec::new(), Vec::new());
         for (s, (file, len)) in meta.shards.iter().enumerate() {
             if file.contains('/') || file.contains('\\') || file.starts_with('.') {
-                return Err(DataError::bad_file(
-                    &meta_path,
-                    format!("bad shard name {file:?}"),
-                ));
+                return Err(DataError::bad_file(&meta_path, format!("bad shard name {file:?}")));
             }
             let path = dir.join(file);
             let (infos, _) = safetensors_header(&path)?;
@@ -363,10 +323,7 @@ impl CachedDataset {
                 if t.dtype != dtype || t.shape != shape {
                     return Err(DataError::bad_file(
                         &path,
-                        format!(
-                            "tensor {name:?} is {:?} {:?}, expected {dtype:?} {shape:?}",
-                            t.dtype, t.shape
-                        ),
+                        format!("tensor {name:?} is {:?} {:?}, expected {dtype:?} {shape:?}", t.dtype, t.shape),
                     ));
                 }
                 Ok(t.start)
@@ -393,30 +350,15 @@ impl CachedDataset {
                 source.push(i as u32);
                 locate.push((s as u32, row as u32));
             }
-            shards.push(Shard {
-                path,
-                starts,
-                len: *len,
-            });
+            shards.push(Shard { path, starts, len: *len });
         }
         if labels.len() != meta.len {
             return Err(DataError::bad_file(
                 &meta_path,
-                format!(
-                    "announces {} samples, the shards hold {}",
-                    meta.len,
-                    labels.len()
-                ),
+                format!("announces {} samples, the shards hold {}", meta.len, labels.len()),
             ));
         }
-        Ok(Self {
-            meta,
-            numels,
-            shards,
-            locate,
-            labels,
-            source,
-        })
+        Ok(Self { meta, numels, shards, locate, labels, source })
     }
 
     pub fn meta(&self) -> &CacheMeta {
@@ -447,10 +389,7 @@ impl Dataset for CachedDataset {
     }
     fn label(&self, index: usize) -> Result<u32> {
         self.labels.get(index).copied().ok_or_else(|| {
-            DataError::Invalid(format!(
-                "index {index} out of range for a cache of {}",
-                self.labels.len()
-            ))
+            DataError::Invalid(format!("index {index} out of range for a cache of {}", self.labels.len()))
         })
     }
     fn get(&self, index: usize, _mode: Mode) -> Result<Example> {

@@ -21,10 +21,7 @@ pub fn standardize(train: &mut [Vec<f32>], test: &mut [Vec<f32>]) {
             *s += (v as f64 - m).powi(2);
         }
     }
-    let inv: Vec<f32> = var
-        .iter()
-        .map(|&s| if s > 0.0 { (n / s).sqrt() as f32 } else { 0.0 })
-        .collect();
+    let inv: Vec<f32> = var.iter().map(|&s| if s > 0.0 { (n / s).sqrt() as f32 } else { 0.0 }).collect();
     let mean: Vec<f32> = mean.into_iter().map(|m| m as f32).collect();
     for r in train.iter_mut().chain(test.iter_mut()) {
         for ((v, &m), &s) in r.iter_mut().zip(&mean).zip(&inv) {
@@ -50,13 +47,7 @@ pub fn concat_balanced(blocks: &[&[Vec<f32>]]) -> Vec<Vec<f32>> {
 }
 
 /// Accuracy of the nearest-class-mean classifier (Euclidean) fitted on `train`.
-pub fn nearest_class_mean(
-    train: &[Vec<f32>],
-    ytr: &[u32],
-    test: &[Vec<f32>],
-    yte: &[u32],
-    k: usize,
-) -> f64 {
+pub fn nearest_class_mean(train: &[Vec<f32>], ytr: &[u32], test: &[Vec<f32>], yte: &[u32], k: usize) -> f64 {
     let d = train.first().map_or(0, |r| r.len());
     let mut means = vec![vec![0.0f64; d]; k];
     let mut counts = vec![0usize; k];
@@ -75,16 +66,7 @@ pub fn nearest_class_mean(
         .filter(|(r, &y)| {
             let best = (0..k)
                 .filter(|&c| counts[c] > 0)
-                .map(|c| {
-                    (
-                        c,
-                        means[c]
-                            .iter()
-                            .zip(r.iter())
-                            .map(|(m, &v)| (m - v as f64).powi(2))
-                            .sum::<f64>(),
-                    )
-                })
+                .map(|c| (c, means[c].iter().zip(r.iter()).map(|(m, &v)| (m - v as f64).powi(2)).sum::<f64>()))
                 .min_by(|a, b| a.1.total_cmp(&b.1))
                 .map(|(c, _)| c);
             best == Some(y as usize)
@@ -104,11 +86,7 @@ pub struct LogisticConfig {
 
 impl Default for LogisticConfig {
     fn default() -> Self {
-        Self {
-            epochs: 20,
-            l2: 1e-4,
-            seed: 0,
-        }
+        Self { epochs: 20, l2: 1e-4, seed: 0 }
     }
 }
 
@@ -169,11 +147,7 @@ pub fn logistic_regression(
         .zip(yte)
         .filter(|(x, &y)| {
             let z = logits(&w, x);
-            let best = z
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(c, _)| c);
+            let best = z.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(c, _)| c);
             best == Some(y as usize)
         })
         .count();
@@ -193,9 +167,7 @@ mod tests {
             for i in 0..n {
                 let c = i % 3;
                 x.push(
-                    (0..5)
-                        .map(|j| if j == c { 3.0 } else { 0.0 } + rng.normal() as f32 * 0.5)
-                        .collect::<Vec<f32>>(),
+                    (0..5).map(|j| if j == c { 3.0 } else { 0.0 } + rng.normal() as f32 * 0.5).collect::<Vec<f32>>(),
                 );
                 y.push(c as u32);
             }

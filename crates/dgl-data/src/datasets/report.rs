@@ -1,4 +1,4 @@
-//! What a loader (or [`super::prepare`]) found: ok / missing / corrupt items per split and class,
+//! What a loader (or [`prepare`](fn@super::prepare)) found: ok / missing / corrupt items per split and class,
 //! and the message of every problem.
 //!
 //! Without `skip_bad` the first problem is an error; with it, bad items are left out and counted
@@ -47,9 +47,7 @@ impl ProblemKind {
     /// `Io` errors whose kind is `NotFound` are missing items; everything else is corrupt.
     pub fn of(e: &DataError) -> Self {
         match e {
-            DataError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                ProblemKind::Missing
-            }
+            DataError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => ProblemKind::Missing,
             _ => ProblemKind::Corrupt,
         }
     }
@@ -88,7 +86,7 @@ impl SplitReport {
     }
 }
 
-/// The report of a load or a [`super::prepare`] run.
+/// The report of a load or a [`prepare`](fn@super::prepare) run.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     /// Class names, indexed by label.
@@ -102,10 +100,7 @@ pub struct Report {
 
 impl Report {
     pub fn new(class_names: Vec<String>) -> Self {
-        Self {
-            class_names,
-            ..Default::default()
-        }
+        Self { class_names, ..Default::default() }
     }
 
     fn split_mut(&mut self, split: Split) -> &mut SplitReport {
@@ -157,23 +152,13 @@ impl Report {
             ProblemKind::Missing => c.missing += 1,
             ProblemKind::Corrupt => c.corrupt += 1,
         }
-        self.problems.push(Problem {
-            split,
-            class,
-            item: item.into(),
-            kind,
-            message: e.to_string(),
-        });
+        self.problems.push(Problem { split, class, item: item.into(), kind, message: e.to_string() });
         kind
     }
 
     /// The counts of a split (zeros if absent).
     pub fn counts(&self, split: Split) -> Counts {
-        self.splits
-            .iter()
-            .find(|s| s.split == split)
-            .map(|s| s.total())
-            .unwrap_or_default()
+        self.splits.iter().find(|s| s.split == split).map(|s| s.total()).unwrap_or_default()
     }
 
     /// The counts of one class of one split.
@@ -222,22 +207,14 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for s in &self.splits {
             let t = s.total();
-            write!(
-                f,
-                "{:?}: {} ok, {} missing, {} corrupt",
-                s.split, t.ok, t.missing, t.corrupt
-            )?;
+            write!(f, "{:?}: {} ok, {} missing, {} corrupt", s.split, t.ok, t.missing, t.corrupt)?;
             let bad: Vec<String> = s
                 .per_class
                 .iter()
                 .enumerate()
                 .filter(|(_, c)| c.bad() > 0)
                 .map(|(i, c)| {
-                    let name = self
-                        .class_names
-                        .get(i)
-                        .cloned()
-                        .unwrap_or_else(|| i.to_string());
+                    let name = self.class_names.get(i).cloned().unwrap_or_else(|| i.to_string());
                     format!("{name} {}m/{}c", c.missing, c.corrupt)
                 })
                 .collect();
@@ -245,11 +222,7 @@ impl fmt::Display for Report {
                 write!(f, " (by class: {})", bad.join(", "))?;
             }
             if s.unclassified.bad() > 0 {
-                write!(
-                    f,
-                    " (unclassified: {}m/{}c)",
-                    s.unclassified.missing, s.unclassified.corrupt
-                )?;
+                write!(f, " (unclassified: {}m/{}c)", s.unclassified.missing, s.unclassified.corrupt)?;
             }
             writeln!(f)?;
         }

@@ -63,27 +63,19 @@ fn parse_header(
 ) -> Result<(Vec<TensorInfo>, HashMap<String, String>)> {
     let v: serde_json::Value =
         serde_json::from_slice(json).map_err(|e| bad(path, format!("header is not JSON ({e})")))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| bad(path, "header is not a JSON object"))?;
+    let obj = v.as_object().ok_or_else(|| bad(path, "header is not a JSON object"))?;
     let mut meta = HashMap::new();
     let mut tensors = Vec::new();
     for (name, t) in obj {
         if name == "__metadata__" {
-            let m = t
-                .as_object()
-                .ok_or_else(|| bad(path, "__metadata__ is not an object"))?;
+            let m = t.as_object().ok_or_else(|| bad(path, "__metadata__ is not an object"))?;
             for (k, v) in m {
-                let s = v
-                    .as_str()
-                    .ok_or_else(|| bad(path, format!("metadata {k:?} is not a string")))?;
+                let s = v.as_str().ok_or_else(|| bad(path, format!("metadata {k:?} is not a string")))?;
                 meta.insert(k.clone(), s.to_string());
             }
             continue;
         }
-        let t = t
-            .as_object()
-            .ok_or_else(|| bad(path, format!("tensor {name:?} is not an object")))?;
+        let t = t.as_object().ok_or_else(|| bad(path, format!("tensor {name:?} is not an object")))?;
         let dtype = match t.get("dtype").and_then(|d| d.as_str()) {
             Some("F32") => FileDtype::F32,
             Some("F64") => FileDtype::F64,
@@ -91,9 +83,7 @@ fn parse_header(
             Some(d) => {
                 return Err(bad(
                     path,
-                    format!(
-                        "tensor {name:?} has dtype {d}; only F32, F64 (and U32 labels) are read"
-                    ),
+                    format!("tensor {name:?} has dtype {d}; only F32, F64 (and U32 labels) are read"),
                 ))
             }
             None => return Err(bad(path, format!("tensor {name:?} has no dtype"))),
@@ -112,23 +102,16 @@ fn parse_header(
             .filter(|a| a.len() == 2)
             .and_then(|a| Some((a[0].as_u64()?, a[1].as_u64()?)))
             .ok_or_else(|| bad(path, format!("tensor {name:?} has no valid data_offsets")))?;
-        let numel = shape
-            .iter()
-            .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
-            .ok_or_else(|| bad(path, "shape overflows"))?;
-        let nbytes = numel
-            .checked_mul(dtype.size() as u64)
-            .ok_or_else(|| bad(path, "shape overflows"))?;
+        let numel =
+            shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)).ok_or_else(|| bad(path, "shape overflows"))?;
+        let nbytes = numel.checked_mul(dtype.size() as u64).ok_or_else(|| bad(path, "shape overflows"))?;
         if off.1 < off.0 || off.1 - off.0 != nbytes {
-            return Err(bad(path, format!("tensor {name:?}: data_offsets {off:?} do not match shape {shape:?} of {dtype:?}")));
+            return Err(bad(
+                path,
+                format!("tensor {name:?}: data_offsets {off:?} do not match shape {shape:?} of {dtype:?}"),
+            ));
         }
-        tensors.push(TensorInfo {
-            name: name.clone(),
-            dtype,
-            shape,
-            start: off.0,
-            end: off.1,
-        });
+        tensors.push(TensorInfo { name: name.clone(), dtype, shape, start: off.0, end: off.1 });
     }
     // Offsets must tile [0, total) without gaps or overlaps.
     let mut sorted: Vec<&TensorInfo> = tensors.iter().collect();
@@ -138,22 +121,13 @@ fn parse_header(
         if t.start != at {
             return Err(bad(
                 path,
-                format!(
-                    "tensor {:?} starts at {} instead of {at} (gap or overlap)",
-                    t.name, t.start
-                ),
+                format!("tensor {:?} starts at {} instead of {at} (gap or overlap)", t.name, t.start),
             ));
         }
         at = t.end;
     }
     if data_start.checked_add(at) != Some(file_len) {
-        return Err(bad(
-            path,
-            format!(
-                "file has {file_len} bytes but the header describes {}",
-                data_start + at
-            ),
-        ));
+        return Err(bad(path, format!("file has {file_len} bytes but the header describes {}", data_start + at)));
     }
     for t in &mut tensors {
         t.start += data_start;
@@ -177,14 +151,10 @@ pub fn safetensors_header(path: &Path) -> Result<(Vec<TensorInfo>, HashMap<Strin
     f.read_exact(&mut n).map_err(|e| DataError::io(path, e))?;
     let n = u64::from_le_bytes(n);
     if n > MAX_HEADER as u64 || n + 8 > len {
-        return Err(bad(
-            path,
-            format!("header length {n} does not fit the file of {len} bytes"),
-        ));
+        return Err(bad(path, format!("header length {n} does not fit the file of {len} bytes")));
     }
     let mut json = vec![0u8; n as usize];
-    f.read_exact(&mut json)
-        .map_err(|e| DataError::io(path, e))?;
+    f.read_exact(&mut json).map_err(|e| DataError::io(path, e))?;
     parse_header(&json, 8 + n, len, path)
 }
 
@@ -198,13 +168,7 @@ pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<Vec<NamedTensor>> 
     }
     let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
     if n > MAX_HEADER as u64 || n + 8 > bytes.len() as u64 {
-        return Err(bad(
-            path,
-            format!(
-                "header length {n} does not fit the file of {} bytes",
-                bytes.len()
-            ),
-        ));
+        return Err(bad(path, format!("header length {n} does not fit the file of {} bytes", bytes.len())));
     }
     let (infos, _) = parse_header(&bytes[8..8 + n as usize], 8 + n, bytes.len() as u64, path)?;
     Ok(infos
@@ -219,14 +183,8 @@ pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<Vec<NamedTensor>> 
 /// Little-endian bytes → f32.
 pub fn decode(b: &[u8], dtype: FileDtype) -> Vec<f32> {
     match dtype {
-        FileDtype::F32 => b
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        FileDtype::U32 => b
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)
-            .collect(),
+        FileDtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        FileDtype::U32 => b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
         FileDtype::F64 => b
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
@@ -237,8 +195,7 @@ pub fn decode(b: &[u8], dtype: FileDtype) -> Vec<f32> {
 /// Reads `len` bytes at `offset` of `path`.
 pub fn read_range(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
     let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    f.seek(SeekFrom::Start(offset))
-        .map_err(|e| DataError::io(path, e))?;
+    f.seek(SeekFrom::Start(offset)).map_err(|e| DataError::io(path, e))?;
     let mut buf = vec![0u8; len];
     f.read_exact(&mut buf).map_err(|e| DataError::io(path, e))?;
     Ok(buf)
@@ -250,11 +207,7 @@ pub fn probe_feature_file(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
         let h = npy::read_npy_header(path)?;
         Ok(vec![(String::new(), h.shape)])
     } else {
-        Ok(safetensors_header(path)?
-            .0
-            .into_iter()
-            .map(|t| (t.name, t.shape))
-            .collect())
+        Ok(safetensors_header(path)?.0.into_iter().map(|t| (t.name, t.shape)).collect())
     }
 }
 
@@ -272,23 +225,14 @@ pub fn read_feature_file(path: &Path) -> Result<Vec<NamedTensor>> {
 /// Errors on the first NaN/Inf of `values`, naming the file and the tensor.
 pub fn check_finite(values: &[f32], path: &Path, tensor: &str) -> Result<()> {
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        let what = if tensor.is_empty() {
-            String::new()
-        } else {
-            format!("tensor {tensor:?}: ")
-        };
-        return Err(DataError::bad_file(
-            path,
-            format!("{what}non-finite value {} at flat index {i}", values[i]),
-        ));
+        let what = if tensor.is_empty() { String::new() } else { format!("tensor {tensor:?}: ") };
+        return Err(DataError::bad_file(path, format!("{what}non-finite value {} at flat index {i}", values[i])));
     }
     Ok(())
 }
 
 fn is_npy(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
 /// A tensor to write: name, shape, f32 or u32 data.
@@ -306,18 +250,12 @@ pub fn write_safetensors(
     let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|t| match t {
-            WriteTensor::F32(n, s, d) => (
-                n.to_string(),
-                Dtype::F32,
-                s.clone(),
-                d.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ),
-            WriteTensor::U32(n, s, d) => (
-                n.to_string(),
-                Dtype::U32,
-                s.clone(),
-                d.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ),
+            WriteTensor::F32(n, s, d) => {
+                (n.to_string(), Dtype::F32, s.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect())
+            }
+            WriteTensor::U32(n, s, d) => {
+                (n.to_string(), Dtype::U32, s.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect())
+            }
         })
         .collect();
     let views = bytes
@@ -343,18 +281,12 @@ mod tests {
         let p = dir.join("a.safetensors");
         write_safetensors(
             &p,
-            &[
-                WriteTensor::F32("x", vec![2, 2], &[1.0, 2.0, 3.0, 4.0]),
-                WriteTensor::U32("y", vec![1], &[7]),
-            ],
+            &[WriteTensor::F32("x", vec![2, 2], &[1.0, 2.0, 3.0, 4.0]), WriteTensor::U32("y", vec![1], &[7])],
             None,
         )
         .unwrap();
         let (h, _) = safetensors_header(&p).unwrap();
-        assert_eq!(
-            h.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
-            vec!["x", "y"]
-        );
+        assert_eq!(h.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["x", "y"]);
         let all = read_feature_file(&p).unwrap();
         assert_eq!(all[0].2, vec![1.0, 2.0, 3.0, 4.0]);
         assert_eq!(all[1].2, vec![7.0]);

@@ -30,14 +30,8 @@ use crate::spectrogram::SpectrogramRecipe;
 /// `(audio folder, frame folders' parent)` of a split.
 pub fn vggsound_split_dirs(root: &Path, split: Split) -> (PathBuf, PathBuf) {
     match split {
-        Split::Train => (
-            root.join("audio/train-audios/train-set"),
-            root.join("video/train-set-img/Image-01-FPS"),
-        ),
-        Split::Test => (
-            root.join("audio/test-audios/test-set"),
-            root.join("video/test-set-img/Image-01-FPS"),
-        ),
+        Split::Train => (root.join("audio/train-audios/train-set"), root.join("video/train-set-img/Image-01-FPS")),
+        Split::Test => (root.join("audio/test-audios/test-set"), root.join("video/test-set-img/Image-01-FPS")),
     }
 }
 
@@ -60,13 +54,7 @@ fn parse_rows<'a>(csv: &'a CsvFile) -> Result<Vec<Row<'a>>> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, r) in csv.records.iter().enumerate() {
         if r.fields.len() != 4 {
-            return Err(csv.err(
-                r,
-                format!(
-                    "expected 4 columns (ytid,start_s,label,split), found {}",
-                    r.fields.len()
-                ),
-            ));
+            return Err(csv.err(r, format!("expected 4 columns (ytid,start_s,label,split), found {}", r.fields.len())));
         }
         let ytid = r.fields[0].as_str();
         if i == 0 && r.fields[1].parse::<u64>().is_err() {
@@ -79,12 +67,9 @@ fn parse_rows<'a>(csv: &'a CsvFile) -> Result<Vec<Row<'a>>> {
             return Err(csv.err(r, format!("column {} is empty", k + 1)));
         }
         super::check_id(ytid).map_err(|why| csv.err(r, why))?;
-        let start: u64 = r.fields[1].parse().map_err(|_| {
-            csv.err(
-                r,
-                format!("start {:?} is not a whole number of seconds", r.fields[1]),
-            )
-        })?;
+        let start: u64 = r.fields[1]
+            .parse()
+            .map_err(|_| csv.err(r, format!("start {:?} is not a whole number of seconds", r.fields[1])))?;
         let split = match r.fields[3].as_str() {
             "train" => Split::Train,
             "test" => Split::Test,
@@ -94,12 +79,7 @@ fn parse_rows<'a>(csv: &'a CsvFile) -> Result<Vec<Row<'a>>> {
         if let Some(first) = seen.insert(id.clone(), r.line) {
             return Err(csv.err(r, format!("duplicate clip {id} (first on line {first})")));
         }
-        rows.push(Row {
-            rec: r,
-            id,
-            label: r.fields[2].as_str(),
-            split,
-        });
+        rows.push(Row { rec: r, id, label: r.fields[2].as_str(), split });
     }
     Ok(rows)
 }
@@ -107,10 +87,7 @@ fn parse_rows<'a>(csv: &'a CsvFile) -> Result<Vec<Row<'a>>> {
 /// Opens one split of VGGSound.
 pub fn open_vggsound(root: &Path, split: Split, opts: &DatasetOptions) -> Result<AvClips> {
     let front = opts.front_end(SpectrogramRecipe::librosa_ks(), 3, 5.0)?;
-    let path = opts
-        .manifest
-        .clone()
-        .unwrap_or_else(|| root.join("vggsound.csv"));
+    let path = opts.manifest.clone().unwrap_or_else(|| root.join("vggsound.csv"));
     let csv = CsvFile::read(&path)?;
     let rows = parse_rows(&csv)?;
 
@@ -131,35 +108,19 @@ pub fn open_vggsound(root: &Path, split: Split, opts: &DatasetOptions) -> Result
         }
     };
     if names.is_empty() {
-        return Err(crate::error::DataError::bad_file(
-            &path,
-            "no train rows: cannot number the classes",
-        ));
+        return Err(crate::error::DataError::bad_file(&path, "no train rows: cannot number the classes"));
     }
-    let index: HashMap<&str, u32> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i as u32))
-        .collect();
+    let index: HashMap<&str, u32> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
     let (adir, vdir) = vggsound_split_dirs(root, split);
     let mut candidates = Vec::new();
     for r in &rows {
         let label = match index.get(r.label) {
             Some(&l) => l,
             None if opts.class_list.is_some() => {
-                return Err(csv.err(
-                    r.rec,
-                    format!("label {:?} is not in the class list", r.label),
-                ));
+                return Err(csv.err(r.rec, format!("label {:?} is not in the class list", r.label)));
             }
             None => {
-                return Err(csv.err(
-                    r.rec,
-                    format!(
-                        "label {:?} of a test row never appears in a train row",
-                        r.label
-                    ),
-                ));
+                return Err(csv.err(r.rec, format!("label {:?} of a test row never appears in a train row", r.label)));
             }
         };
         if r.split != split {
@@ -175,13 +136,5 @@ pub fn open_vggsound(root: &Path, split: Split, opts: &DatasetOptions) -> Result
     }
     let k = opts.logits(names.len())?;
     let report = Report::new(names.clone());
-    AvClips::build(
-        "vggsound",
-        split,
-        candidates,
-        (names, k),
-        front,
-        opts,
-        report,
-    )
+    AvClips::build("vggsound", split, candidates, (names, k), front, opts, report)
 }

@@ -181,11 +181,7 @@ impl SpectrogramRecipe {
                 let nt = stft.n_frames(clip.len());
                 let last_doubled = if self.n_fft % 2 == 0 { nb - 1 } else { nb };
                 for k in 0..nb {
-                    let s = if k >= 1 && k < last_doubled {
-                        2.0 * scale
-                    } else {
-                        scale
-                    };
+                    let s = if k >= 1 && k < last_doubled { 2.0 * scale } else { scale };
                     p[k * nt..(k + 1) * nt].iter_mut().for_each(|x| *x *= s);
                 }
                 Ok(p)
@@ -196,9 +192,7 @@ impl SpectrogramRecipe {
     /// Like [`compute`](Self::compute) for any clip length (the frame count follows the length).
     pub fn compute_any_length(&self, clip: &[f32]) -> Result<Vec<f32>> {
         let eps = match self.output {
-            SpectrogramOutput::LogMagnitude { eps } | SpectrogramOutput::LogPsdDensity { eps } => {
-                eps
-            }
+            SpectrogramOutput::LogMagnitude { eps } | SpectrogramOutput::LogPsdDensity { eps } => eps,
         };
         let mut v = self.linear(clip)?;
         v.iter_mut().for_each(|x| *x = (*x + eps).ln());
@@ -221,14 +215,8 @@ mod tests {
         assert_eq!(SpectrogramRecipe::librosa_cremad().shape(), (257, 188));
         assert_eq!(SpectrogramRecipe::librosa_ks().shape(), (129, 626));
         assert_eq!(SpectrogramRecipe::scipy_paper().shape(), (257, 299));
-        assert_eq!(
-            SpectrogramRecipe::scipy_paper()
-                .with_n_samples(160000)
-                .shape(),
-            (257, 1004)
-        );
-        let g =
-            SpectrogramRecipe::generic(8000, 4000, 128, 64, Window::Hann, Some(Padding::Reflect));
+        assert_eq!(SpectrogramRecipe::scipy_paper().with_n_samples(160000).shape(), (257, 1004));
+        let g = SpectrogramRecipe::generic(8000, 4000, 128, 64, Window::Hann, Some(Padding::Reflect));
         assert_eq!(g.shape(), (65, 63));
         for name in ["librosa-cremad", "librosa-ks", "scipy-paper"] {
             assert_eq!(SpectrogramRecipe::by_name(name).unwrap().name, name);
@@ -238,8 +226,7 @@ mod tests {
 
     #[test]
     fn compute_checks_length_and_shape() {
-        let r =
-            SpectrogramRecipe::generic(8000, 4000, 128, 64, Window::Hann, Some(Padding::Reflect));
+        let r = SpectrogramRecipe::generic(8000, 4000, 128, 64, Window::Hann, Some(Padding::Reflect));
         assert!(r.compute(&[0.0; 10]).is_err());
         let x: Vec<f32> = (0..4000).map(|i| (i as f32 * 0.3).sin() * 0.5).collect();
         let s = r.compute(&x).unwrap();
@@ -250,16 +237,11 @@ mod tests {
     #[test]
     fn zscore_standardises() {
         let r = SpectrogramRecipe::scipy_paper();
-        let x: Vec<f32> = (0..48000)
-            .map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.2)
-            .collect();
+        let x: Vec<f32> = (0..48000).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.2).collect();
         let s = r.compute(&x).unwrap();
         let n = s.len() as f64;
         let mean = s.iter().map(|&v| v as f64).sum::<f64>() / n;
         let var = s.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        assert!(
-            mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
-            "{mean} {var}"
-        );
+        assert!(mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3, "{mean} {var}");
     }
 }

@@ -50,27 +50,12 @@ impl std::fmt::Debug for Stft {
 impl Stft {
     /// `center = Some(padding)` pads `n_fft / 2` samples on each side (librosa `center=True`);
     /// `None` frames the raw signal (scipy). `detrend` removes each frame's mean before windowing.
-    pub fn new(
-        n_fft: usize,
-        hop: usize,
-        window: Window,
-        center: Option<Padding>,
-        detrend: bool,
-    ) -> Result<Self> {
+    pub fn new(n_fft: usize, hop: usize, window: Window, center: Option<Padding>, detrend: bool) -> Result<Self> {
         if n_fft < 2 || hop == 0 {
-            return Err(DataError::Invalid(format!(
-                "STFT needs n_fft >= 2 and hop >= 1 (got {n_fft}, {hop})"
-            )));
+            return Err(DataError::Invalid(format!("STFT needs n_fft >= 2 and hop >= 1 (got {n_fft}, {hop})")));
         }
         let fft = RealFftPlanner::<f64>::new().plan_fft_forward(n_fft);
-        Ok(Self {
-            n_fft,
-            hop,
-            window: window.coefficients(n_fft),
-            center,
-            detrend,
-            fft,
-        })
+        Ok(Self { n_fft, hop, window: window.coefficients(n_fft), center, detrend, fft })
     }
 
     pub fn n_fft(&self) -> usize {
@@ -129,11 +114,7 @@ impl Stft {
 
     /// Runs the STFT and calls `f(frame_index, spectrum)` for every frame (`n_bins` complex values,
     /// unnormalised FFT, like numpy/librosa).
-    pub fn for_each_frame(
-        &self,
-        x: &[f32],
-        mut f: impl FnMut(usize, &[Complex<f64>]),
-    ) -> Result<()> {
+    pub fn for_each_frame(&self, x: &[f32], mut f: impl FnMut(usize, &[Complex<f64>])) -> Result<()> {
         let padded = self.padded(x)?;
         let n_frames = self.n_frames(x.len());
         let mut input = self.fft.make_input_vec();
@@ -141,11 +122,7 @@ impl Stft {
         let mut scratch = self.fft.make_scratch_vec();
         for t in 0..n_frames {
             let frame = &padded[t * self.hop..t * self.hop + self.n_fft];
-            let mean = if self.detrend {
-                frame.iter().sum::<f64>() / self.n_fft as f64
-            } else {
-                0.0
-            };
+            let mean = if self.detrend { frame.iter().sum::<f64>() / self.n_fft as f64 } else { 0.0 };
             for ((i, &s), &w) in input.iter_mut().zip(frame).zip(&self.window) {
                 *i = (s - mean) * w;
             }
@@ -198,20 +175,14 @@ mod tests {
     #[test]
     fn pure_tone_peaks_at_its_bin() {
         let n_fft = 64;
-        let x: Vec<f32> = (0..640)
-            .map(|i| (2.0 * std::f32::consts::PI * 8.0 * i as f32 / n_fft as f32).sin())
-            .collect();
+        let x: Vec<f32> =
+            (0..640).map(|i| (2.0 * std::f32::consts::PI * 8.0 * i as f32 / n_fft as f32).sin()).collect();
         let s = Stft::new(n_fft, 16, Window::Hann, Some(Padding::Reflect), false).unwrap();
         let m = s.magnitude(&x).unwrap();
         let nt = s.n_frames(x.len());
         let t = nt / 2;
         let col: Vec<f64> = (0..s.n_bins()).map(|k| m[k * nt + t]).collect();
-        let argmax = col
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .unwrap()
-            .0;
+        let argmax = col.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
         assert_eq!(argmax, 8);
         // Hann-windowed unit sine: peak |X| = n_fft / 4.
         assert!((col[8] - n_fft as f64 / 4.0).abs() < 1e-4, "{}", col[8]);

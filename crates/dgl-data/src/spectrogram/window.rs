@@ -32,9 +32,7 @@ fn hann_periodic(n: usize) -> Vec<f64> {
     if n <= 1 {
         return vec![1.0; n];
     }
-    (0..n)
-        .map(|k| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * k as f64 / n as f64).cos())
-        .collect()
+    (0..n).map(|k| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * k as f64 / n as f64).cos()).collect()
 }
 
 /// scipy.signal.windows.tukey(n, alpha, sym=False), formula for formula.
@@ -92,9 +90,7 @@ mod tests {
         }
         // get_window(('tukey', 0.5), 10)
         let w = Window::Tukey(0.5).coefficients(10);
-        let want = [
-            0.0, 0.3454915, 0.9045085, 1.0, 1.0, 1.0, 1.0, 1.0, 0.9045085, 0.3454915,
-        ];
+        let want = [0.0, 0.3454915, 0.9045085, 1.0, 1.0, 1.0, 1.0, 1.0, 0.9045085, 0.3454915];
         for (a, b) in w.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{w:?}");
         }

@@ -38,19 +38,12 @@ pub fn waveform(class: usize, sr: u32, n: usize, reliability: f64, rng: &mut Rng
     let mut partials = Vec::new();
     let mut h = 1.0;
     while h * f0 < 2300.0 && h <= 10.0 {
-        partials.push((
-            h,
-            rng.uniform_range(0.6, 1.4) / h,
-            rng.uniform_range(0.0, 2.0 * PI),
-        ));
+        partials.push((h, rng.uniform_range(0.6, 1.4) / h, rng.uniform_range(0.0, 2.0 * PI)));
         h += 1.0;
     }
     let vib_phase = rng.uniform_range(0.0, 2.0 * PI);
     // Harmonic h: sin(h·ph + p_h) = Im(z^h e^{i p_h}) with z = e^{i ph}: one sin/cos per sample.
-    let rot: Vec<(f64, f64)> = partials
-        .iter()
-        .map(|&(_, a, p)| (a * p.cos(), a * p.sin()))
-        .collect();
+    let rot: Vec<(f64, f64)> = partials.iter().map(|&(_, a, p)| (a * p.cos(), a * p.sin())).collect();
     for i in 0..len {
         let t = i as f64 / sr;
         let env_a = (i as f64 / attack as f64).min(1.0);
@@ -60,8 +53,7 @@ pub fn waveform(class: usize, sr: u32, n: usize, reliability: f64, rng: &mut Rng
         let ph = 2.0
             * PI
             * f0
-            * (t + vib_depth * (vib_phase.cos() - (2.0 * PI * vib_rate * t + vib_phase).cos())
-                / (2.0 * PI * vib_rate));
+            * (t + vib_depth * (vib_phase.cos() - (2.0 * PI * vib_rate * t + vib_phase).cos()) / (2.0 * PI * vib_rate));
         let (zs, zc) = ph.sin_cos();
         let (mut pr, mut pi) = (1.0, 0.0);
         let mut s = 0.0;
@@ -77,18 +69,13 @@ pub fn waveform(class: usize, sr: u32, n: usize, reliability: f64, rng: &mut Rng
     }
 
     // The unreliable within-pair cue.
-    let p_cue = if bit == 1 {
-        reliability
-    } else {
-        1.0 - reliability
-    };
+    let p_cue = if bit == 1 { reliability } else { 1.0 - reliability };
     if rng.uniform() < p_cue {
         let blen = ((rng.uniform_range(0.12, 0.25) * n as f64) as usize).max(2);
         let bstart = rng.below(n - blen + 1);
         let bamp = amp * rng.uniform_range(0.6, 1.0) * 2.0 / (24.0f64).sqrt();
-        let env: Vec<f64> = (0..blen)
-            .map(|i| bamp * (0.5 - 0.5 * (2.0 * PI * i as f64 / (blen - 1) as f64).cos()))
-            .collect();
+        let env: Vec<f64> =
+            (0..blen).map(|i| bamp * (0.5 - 0.5 * (2.0 * PI * i as f64 / (blen - 1) as f64).cos())).collect();
         for _ in 0..24 {
             let f = rng.uniform_range(CUE_BAND.0, CUE_BAND.1);
             let p = rng.uniform_range(0.0, 2.0 * PI);

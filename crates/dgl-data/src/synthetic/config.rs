@@ -22,14 +22,7 @@ impl SyntheticPreset {
     pub fn recipe(self) -> SpectrogramRecipe {
         match self {
             SyntheticPreset::Tiny => {
-                let mut r = SpectrogramRecipe::generic(
-                    8000,
-                    4000,
-                    128,
-                    64,
-                    Window::Hann,
-                    Some(Padding::Reflect),
-                );
+                let mut r = SpectrogramRecipe::generic(8000, 4000, 128, 64, Window::Hann, Some(Padding::Reflect));
                 r.name = "synthetic-tiny".into();
                 r
             }
@@ -93,11 +86,6 @@ impl SyntheticConfig {
 
     /// Paper preset: 2400 train / 600 test.
     pub fn paper() -> Self {
-        Self {
-            preset: SyntheticPreset::Paper,
-            n_train: 2400,
-            n_test: 600,
-            ..Self::tiny()
-        }
+        Self { preset: SyntheticPreset::Paper, n_train: 2400, n_test: 600, ..Self::tiny() }
     }
 }

@@ -70,18 +70,9 @@ impl SyntheticAv {
         let mut labels: Vec<u32> = (0..n).map(|i| (i % NUM_CLASSES) as u32).collect();
         Rng::derive(Self::split_seed(&cfg, split), STREAM_LABELS).shuffle(&mut labels);
         let recipe = cfg.preset.recipe();
-        let mut me = Self {
-            cfg,
-            split,
-            recipe,
-            labels,
-            cache: None,
-        };
+        let mut me = Self { cfg, split, recipe, labels, cache: None };
         if me.cfg.preset == SyntheticPreset::Tiny {
-            let cache = (0..n)
-                .into_par_iter()
-                .map(|i| me.generate(i))
-                .collect::<Result<Vec<_>>>()?;
+            let cache = (0..n).into_par_iter().map(|i| me.generate(i)).collect::<Result<Vec<_>>>()?;
             me.cache = Some(cache);
         }
         Ok(me)
@@ -139,10 +130,7 @@ impl SyntheticAv {
 
     fn checked_label(&self, index: usize) -> Result<u32> {
         self.labels.get(index).copied().ok_or_else(|| {
-            DataError::Invalid(format!(
-                "index {index} out of range for a split of {}",
-                self.labels.len()
-            ))
+            DataError::Invalid(format!("index {index} out of range for a split of {}", self.labels.len()))
         })
     }
 
@@ -215,9 +203,6 @@ impl Dataset for SyntheticAv {
         if let (Mode::Train { seed }, true) = (mode, self.cfg.augment) {
             self.augment(&mut spec, &mut img, seed);
         }
-        Ok(Example {
-            modalities: vec![spec, img],
-            label,
-        })
+        Ok(Example { modalities: vec![spec, img], label })
     }
 }

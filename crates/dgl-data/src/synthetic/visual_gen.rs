@@ -23,14 +23,8 @@ use crate::visual::{IMAGENET_MEAN, IMAGENET_STD};
 /// Grating orientation of each class, degrees (pairs (0,1), (2,3), (4,5) are 90° apart).
 pub const ORIENTATION_DEG: [f64; 6] = [0.0, 90.0, 30.0, 120.0, 60.0, 150.0];
 /// Unit colour tint per class (R, G, B), scaled by [`TINT`].
-pub const TINT_RGB: [[f64; 3]; 6] = [
-    [1.0, 0.0, 0.0],
-    [0.0, 1.0, 0.0],
-    [0.0, 0.0, 1.0],
-    [1.0, 1.0, 0.0],
-    [0.0, 1.0, 1.0],
-    [1.0, 0.0, 1.0],
-];
+pub const TINT_RGB: [[f64; 3]; 6] =
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [1.0, 0.0, 1.0]];
 /// Amplitude of the class tint on the [0, 1] scale.
 pub const TINT: f64 = 0.03;
 
@@ -143,12 +137,8 @@ pub fn image(class: usize, size: usize, contrast: [f64; 2], noise: f64, rng: &mu
     let blob_axes: Vec<(Vec<f64>, Vec<f64>, [f64; 3])> = blobs
         .iter()
         .map(|&(bx, by, inv, col)| {
-            let gx = (0..size)
-                .map(|xi| (-(xi as f64 + 0.5 - bx).powi(2) * inv).exp())
-                .collect();
-            let gy = (0..size)
-                .map(|yi| (-(yi as f64 + 0.5 - by).powi(2) * inv).exp())
-                .collect();
+            let gx = (0..size).map(|xi| (-(xi as f64 + 0.5 - bx).powi(2) * inv).exp()).collect();
+            let gy = (0..size).map(|yi| (-(yi as f64 + 0.5 - by).powi(2) * inv).exp()).collect();
             (gx, gy, col)
         })
         .collect();
@@ -166,9 +156,8 @@ pub fn image(class: usize, size: usize, contrast: [f64; 2], noise: f64, rng: &mu
     for yi in 0..size {
         for xi in 0..size {
             let (x, y) = (xi as f64 + 0.5, yi as f64 + 0.5);
-            let mut lum = base
-                + main.at(xi, yi)
-                + grad_amp * ((x - s / 2.0) * grad_dir.cos() + (y - s / 2.0) * grad_dir.sin());
+            let mut lum =
+                base + main.at(xi, yi) + grad_amp * ((x - s / 2.0) * grad_dir.cos() + (y - s / 2.0) * grad_dir.sin());
             if let Some(d) = &distractor {
                 lum += d.at(xi, yi);
             }
@@ -180,11 +169,9 @@ pub fn image(class: usize, size: usize, contrast: [f64; 2], noise: f64, rng: &mu
                 }
             }
             for c in 0..3 {
-                let v =
-                    lum + cast[c] + TINT * TINT_RGB[class][c] + blob[c] + noise * noise_sample(rng);
+                let v = lum + cast[c] + TINT * TINT_RGB[class][c] + blob[c] + noise * noise_sample(rng);
                 let v = v.clamp(0.0, 1.0);
-                out[c * plane + yi * size + xi] =
-                    ((v - IMAGENET_MEAN[c] as f64) / IMAGENET_STD[c] as f64) as f32;
+                out[c * plane + yi * size + xi] = ((v - IMAGENET_MEAN[c] as f64) / IMAGENET_STD[c] as f64) as f32;
             }
         }
     }

@@ -27,17 +27,10 @@ pub fn frame_indices(n: usize, t: usize, mut rng: Option<&mut Rng>) -> Vec<usize
 }
 
 /// Sorts `names` and picks `T` of them (see [`frame_indices`]); empty if `names` is.
-pub fn choose_frames<S: AsRef<str> + Clone>(
-    names: &[S],
-    t: usize,
-    rng: Option<&mut Rng>,
-) -> Vec<S> {
+pub fn choose_frames<S: AsRef<str> + Clone>(names: &[S], t: usize, rng: Option<&mut Rng>) -> Vec<S> {
     let mut sorted: Vec<S> = names.to_vec();
     sorted.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
-    frame_indices(sorted.len(), t, rng)
-        .into_iter()
-        .map(|i| sorted[i].clone())
-        .collect()
+    frame_indices(sorted.len(), t, rng).into_iter().map(|i| sorted[i].clone()).collect()
 }
 
 #[cfg(test)]
@@ -57,10 +50,7 @@ mod tests {
         let mut r = Rng::new(4);
         for _ in 0..100 {
             let ix = frame_indices(10, 3, Some(&mut r));
-            assert!(
-                ix[0] < 3 && (3..6).contains(&ix[1]) && (6..10).contains(&ix[2]),
-                "{ix:?}"
-            );
+            assert!(ix[0] < 3 && (3..6).contains(&ix[1]) && (6..10).contains(&ix[2]), "{ix:?}");
         }
         let mut r = Rng::new(4);
         assert!(frame_indices(2, 3, Some(&mut r)).iter().all(|&i| i < 2));
@@ -70,9 +60,6 @@ mod tests {
     fn sorts_names() {
         let names = vec!["00003.jpg", "00001.jpg", "00002.jpg"];
         assert_eq!(choose_frames(&names, 1, None), vec!["00002.jpg"]);
-        assert_eq!(
-            choose_frames(&names, 3, None),
-            vec!["00001.jpg", "00002.jpg", "00003.jpg"]
-        );
+        assert_eq!(choose_frames(&names, 3, None), vec!["00001.jpg", "00002.jpg", "00003.jpg"]);
     }
 }

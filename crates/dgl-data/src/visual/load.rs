@@ -22,14 +22,9 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
         .with_guessed_format()
         .map_err(|e| DataError::bad_file(path, format!("cannot read image: {e}")))?;
     if reader.format().is_none() {
-        return Err(DataError::bad_file(
-            path,
-            "not a recognised image format (expected JPEG or PNG)",
-        ));
+        return Err(DataError::bad_file(path, "not a recognised image format (expected JPEG or PNG)"));
     }
-    let img = reader
-        .decode()
-        .map_err(|e| DataError::bad_file(path, format!("corrupt or unsupported image: {e}")))?;
+    let img = reader.decode().map_err(|e| DataError::bad_file(path, format!("corrupt or unsupported image: {e}")))?;
     if img.width() == 0 || img.height() == 0 {
         return Err(DataError::bad_file(path, "image with zero width or height"));
     }

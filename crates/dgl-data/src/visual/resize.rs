@@ -40,8 +40,7 @@ fn coeffs(in_size: usize, in0: f64, in1: f64, out_size: usize) -> Coeffs {
         let ss = 1.0 / filterscale;
         // C casts truncate toward zero.
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-        let xmax =
-            (((center + support + 0.5) as i64).min(in_size as i64) as usize).saturating_sub(xmin);
+        let xmax = (((center + support + 0.5) as i64).min(in_size as i64) as usize).saturating_sub(xmin);
         let mut ww = 0.0;
         for (x, wx) in w.iter_mut().enumerate().take(xmax) {
             *wx = bilinear((x as f64 + xmin as f64 - center + 0.5) * ss);
@@ -50,11 +49,7 @@ fn coeffs(in_size: usize, in0: f64, in1: f64, out_size: usize) -> Coeffs {
         for (x, &wx) in w.iter().enumerate().take(xmax) {
             let v = if ww != 0.0 { wx / ww } else { wx };
             let f = v * (1u32 << PRECISION_BITS) as f64;
-            k[xx * ksize + x] = if f < 0.0 {
-                (f - 0.5) as i32
-            } else {
-                (f + 0.5) as i32
-            };
+            k[xx * ksize + x] = if f < 0.0 { (f - 0.5) as i32 } else { (f + 0.5) as i32 };
         }
         bounds.push((xmin, xmax));
     }
@@ -103,11 +98,7 @@ pub fn resize_bilinear(img: &RgbImage, out_w: usize, out_h: usize) -> RgbImage {
         }
         (t, out_w, rows)
     } else {
-        (
-            src[y_first * in_w * 3..y_last * in_w * 3].to_vec(),
-            in_w,
-            y_last - y_first,
-        )
+        (src[y_first * in_w * 3..y_last * in_w * 3].to_vec(), in_w, y_last - y_first)
     };
     if !need_v {
         return RgbImage::from_raw(tmp_w as u32, tmp_h as u32, tmp).expect("sizes match");

@@ -42,15 +42,9 @@ pub fn random_resized_crop_params(
     }
     let in_ratio = width as f64 / height as f64;
     let (w, h) = if in_ratio < ratio.0.min(ratio.1) {
-        (
-            width,
-            (width as f64 / ratio.0.min(ratio.1)).round_ties_even() as usize,
-        )
+        (width, (width as f64 / ratio.0.min(ratio.1)).round_ties_even() as usize)
     } else if in_ratio > ratio.0.max(ratio.1) {
-        (
-            (height as f64 * ratio.0.max(ratio.1)).round_ties_even() as usize,
-            height,
-        )
+        ((height as f64 * ratio.0.max(ratio.1)).round_ties_even() as usize, height)
     } else {
         (width, height)
     };
@@ -90,25 +84,14 @@ pub struct FrameTransform {
 
 impl Default for FrameTransform {
     fn default() -> Self {
-        Self {
-            size: 224,
-            scale: (0.08, 1.0),
-            ratio: (3.0 / 4.0, 4.0 / 3.0),
-            flip_p: 0.5,
-        }
+        Self { size: 224, scale: (0.08, 1.0), ratio: (3.0 / 4.0, 4.0 / 3.0), flip_p: 0.5 }
     }
 }
 
 impl FrameTransform {
     /// Random crop → resize → flip → normalise; `[3, size, size]`.
     pub fn train(&self, img: &RgbImage, rng: &mut Rng) -> Vec<f32> {
-        let b = random_resized_crop_params(
-            img.width() as usize,
-            img.height() as usize,
-            self.scale,
-            self.ratio,
-            rng,
-        );
+        let b = random_resized_crop_params(img.width() as usize, img.height() as usize, self.scale, self.ratio, rng);
         let mut out = resize_bilinear(&crop(img, b), self.size, self.size);
         if rng.uniform() < self.flip_p {
             image::imageops::flip_horizontal_in_place(&mut out);
@@ -132,8 +115,7 @@ pub fn stack_frames(frames: &[Vec<f32>]) -> Vec<f32> {
     let mut out = vec![0.0f32; 3 * t * plane];
     for (ti, f) in frames.iter().enumerate() {
         for c in 0..3 {
-            out[(c * t + ti) * plane..(c * t + ti + 1) * plane]
-                .copy_from_slice(&f[c * plane..(c + 1) * plane]);
+            out[(c * t + ti) * plane..(c * t + ti + 1) * plane].copy_from_slice(&f[c * plane..(c + 1) * plane]);
         }
     }
     out
@@ -148,8 +130,7 @@ mod tests {
         let mut rng = Rng::new(0);
         let mut areas = Vec::new();
         for _ in 0..500 {
-            let (i, j, h, w) =
-                random_resized_crop_params(320, 240, (0.08, 1.0), (0.75, 4.0 / 3.0), &mut rng);
+            let (i, j, h, w) = random_resized_crop_params(320, 240, (0.08, 1.0), (0.75, 4.0 / 3.0), &mut rng);
             assert!(h > 0 && w > 0 && i + h <= 240 && j + w <= 320);
             areas.push((h * w) as f64 / (320.0 * 240.0));
         }

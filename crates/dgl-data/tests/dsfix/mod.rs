@@ -63,19 +63,15 @@ pub fn wav_raw(format_tag: u16, channels: u16, rate: u32, bits: u16, data: &[u8]
 
 /// 16-bit PCM mono WAV of `samples` (in [-1, 1]).
 pub fn wav_pcm16(rate: u32, samples: &[f32]) -> Vec<u8> {
-    let data: Vec<u8> = samples
-        .iter()
-        .flat_map(|&s| ((s.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes())
-        .collect();
+    let data: Vec<u8> =
+        samples.iter().flat_map(|&s| ((s.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes()).collect();
     wav_raw(1, 1, rate, 16, &data)
 }
 
 /// A sine tone.
 pub fn tone(rate: u32, seconds: f32, freq: f32) -> Vec<f32> {
     let n = (rate as f32 * seconds) as usize;
-    (0..n)
-        .map(|i| 0.5 * (2.0 * std::f32::consts::PI * freq * i as f32 / rate as f32).sin())
-        .collect()
+    (0..n).map(|i| 0.5 * (2.0 * std::f32::consts::PI * freq * i as f32 / rate as f32).sin()).collect()
 }
 
 /// A small WAV tone whose pitch encodes `k`.
@@ -85,9 +81,8 @@ pub fn tone_wav(k: usize) -> Vec<u8> {
 
 /// A JPEG of a flat colour with a little texture.
 pub fn jpeg(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([rgb[0].saturating_add(((x + y) % 4) as u8), rgb[1], rgb[2]])
-    });
+    let img =
+        image::RgbImage::from_fn(w, h, |x, y| image::Rgb([rgb[0].saturating_add(((x + y) % 4) as u8), rgb[1], rgb[2]]));
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
     out.into_inner()
@@ -112,10 +107,7 @@ pub fn write_frames(dir: &Path, n: usize) {
 
 /// Small, fast options for the clip datasets.
 pub fn fast_opts() -> DatasetOptions {
-    DatasetOptions {
-        image_size: Some(16),
-        ..Default::default()
-    }
+    DatasetOptions { image_size: Some(16), ..Default::default() }
 }
 
 pub const EMOS: [&str; 6] = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"];
@@ -128,10 +120,7 @@ pub fn cremad_tree(root: &Path, n_train: usize, n_test: usize) -> Vec<String> {
     for i in 0..n_train + n_test {
         let emo = EMOS[i % 6];
         let id = format!("10{i:02}_IEO_{emo}_XX");
-        write(
-            &root.join("AudioWAV").join(format!("{id}.wav")),
-            &tone_wav(i),
-        );
+        write(&root.join("AudioWAV").join(format!("{id}.wav")), &tone_wav(i));
         write_frames(&root.join("Image-01-FPS").join(&id), 3);
         let line = format!("{id},{emo}\r\n");
         if i < n_train {
@@ -157,23 +146,8 @@ pub fn ks_tree(root: &Path, per_class: usize) {
             let folder = name.replace(' ', "_");
             for j in 0..per_class {
                 let vid = format!("{split_a}{c}v{j}");
-                write(
-                    &root
-                        .join("audio")
-                        .join(split_a)
-                        .join(&folder)
-                        .join(format!("{vid}.wav")),
-                    &tone_wav(c),
-                );
-                write_frames(
-                    &root
-                        .join("visual")
-                        .join(split_v)
-                        .join("Image-01-FPS")
-                        .join(&folder)
-                        .join(&vid),
-                    4,
-                );
+                write(&root.join("audio").join(split_a).join(&folder).join(format!("{vid}.wav")), &tone_wav(c));
+                write_frames(&root.join("visual").join(split_v).join("Image-01-FPS").join(&folder).join(&vid), 4);
             }
         }
     }
@@ -193,15 +167,9 @@ pub fn vgg_tree(root: &Path) -> String {
                 csv.push_str(&format!("{ytid},{start},\"{l}\",{split}\n"));
                 let id = format!("{ytid}_{start:06}");
                 let (a, v) = if split == "train" {
-                    (
-                        "audio/train-audios/train-set",
-                        "video/train-set-img/Image-01-FPS",
-                    )
+                    ("audio/train-audios/train-set", "video/train-set-img/Image-01-FPS")
                 } else {
-                    (
-                        "audio/test-audios/test-set",
-                        "video/test-set-img/Image-01-FPS",
-                    )
+                    ("audio/test-audios/test-set", "video/test-set-img/Image-01-FPS")
                 };
                 write(&root.join(a).join(format!("{id}.wav")), &tone_wav(c));
                 write_frames(&root.join(v).join(format!("{id}.mp4")), 3);
@@ -242,29 +210,14 @@ pub fn avdigits_tree(root: &Path, digits: usize, per: usize) {
         for s in ["a", "b"] {
             for i in 0..per {
                 let x = tone(8000, 0.2 + 0.05 * i as f32, 200.0 + 100.0 * d as f32);
-                write(
-                    &root
-                        .join("fsdd/recordings")
-                        .join(format!("{d}_{s}_{i}.wav")),
-                    &wav_pcm16(8000, &x),
-                );
+                write(&root.join("fsdd/recordings").join(format!("{d}_{s}_{i}.wav")), &wav_pcm16(8000, &x));
             }
         }
     }
     for (prefix, n) in [("train", 40), ("t10k", 30)] {
         let (im, lb) = mnist_idx(n);
-        write(
-            &root
-                .join("mnist")
-                .join(format!("{prefix}-images-idx3-ubyte.gz")),
-            &gz(&im),
-        );
-        write(
-            &root
-                .join("mnist")
-                .join(format!("{prefix}-labels-idx1-ubyte.gz")),
-            &gz(&lb),
-        );
+        write(&root.join("mnist").join(format!("{prefix}-images-idx3-ubyte.gz")), &gz(&im));
+        write(&root.join("mnist").join(format!("{prefix}-labels-idx1-ubyte.gz")), &gz(&lb));
     }
 }
 
@@ -281,10 +234,7 @@ pub fn generic_per_sample(root: &Path) {
         std::fs::create_dir_all(root.join("features")).unwrap();
         write_safetensors(
             &root.join("features").join(format!("s{i}.safetensors")),
-            &[
-                WriteTensor::F32("audio", vec![2, 3], &a),
-                WriteTensor::F32("visual", vec![4], &v),
-            ],
+            &[WriteTensor::F32("audio", vec![2, 3], &a), WriteTensor::F32("visual", vec![4], &v)],
             None,
         )
         .unwrap();
@@ -302,12 +252,7 @@ pub fn generic_per_modality(root: &Path) {
             let n: usize = shape.iter().product();
             let x: Vec<f32> = (0..n).map(|j| (i + j) as f32 * 0.5).collect();
             std::fs::create_dir_all(root.join("features").join(name)).unwrap();
-            write_npy_f32(
-                &root.join("features").join(name).join(format!("n{i}.npy")),
-                &shape,
-                &x,
-            )
-            .unwrap();
+            write_npy_f32(&root.join("features").join(name).join(format!("n{i}.npy")), &shape, &x).unwrap();
         }
     }
     write(&root.join("manifest.csv"), m.as_bytes());
