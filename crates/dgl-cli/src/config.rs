@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use dgl_baselines::MethodConfig;
 use dgl_core::{MultiStepLr, SgdConfig};
+use dgl_data::datasets::DatasetOptions;
 use dgl_data::SyntheticConfig;
 use dgl_models::ModelConfig;
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,18 @@ pub enum DatasetKind {
     /// The embedded, generated audio-visual set (no files).
     #[default]
     Synthetic,
+    /// CREMA-D in the OGM-GE layout (`--root` with AudioWAV/, Image-01-FPS/, train.csv, test.csv).
+    Cremad,
+    /// Kinetics-Sounds in the official DGL layout, with an explicit class list.
+    Ks,
+    /// VGGSound in the official DGL layout.
+    Vggsound,
+    /// FSDD spoken digits + MNIST digits paired by label (`--root` holding fsdd/ and mnist/).
+    AvDigits,
+    /// A CSV manifest plus per-sample tensors (safetensors / .npy), any number of modalities.
+    Generic,
+    /// A cache written by `dgl prepare`.
+    Cached,
 }
 
 /// Dataset section.
@@ -46,6 +59,8 @@ pub struct DataConfig {
     /// Root directory of an on-disk dataset.
     pub root: Option<PathBuf>,
     pub synthetic: SyntheticConfig,
+    /// Options of the on-disk loaders (frames, recipe, class list, skip_bad, …).
+    pub options: DatasetOptions,
     /// Fraction of the training set held out as a validation split (reproducibly, per class).
     pub validation_fraction: f64,
     /// Always hold out the validation split (for model selection), not only for methods that
@@ -59,6 +74,7 @@ impl Default for DataConfig {
             dataset: DatasetKind::Synthetic,
             root: None,
             synthetic: SyntheticConfig::tiny(),
+            options: DatasetOptions::default(),
             validation_fraction: 0.1,
             always_validate: false,
         }
@@ -206,16 +222,21 @@ impl TrainConfig {
                 syn.n_train, syn.n_test
             ));
         }
-        // The model's modalities must be the dataset's, and the method must support their number.
-        let names = self.data.dataset.modality_names();
-        let model_names: Vec<&str> = self.model.modalities.iter().map(|m| m.name.as_str()).collect();
-        if model_names != names {
-            return bad(format!(
-                "model.modalities {model_names:?} do not match the {:?} dataset's modalities {names:?}",
-                self.data.dataset
-            ));
+        if self.data.dataset != DatasetKind::Synthetic && self.data.root.is_none() {
+            return bad(format!("the {} dataset needs --root (or data.root)", self.data.dataset.as_str()));
         }
-        check_method_modalities(&self.method, names.len())?;
+        // The model's modalities must be the dataset's, and the method must support their number
+        // (for datasets whose modalities are only known once opened, the loop checks after opening).
+        if let Some(names) = self.data.dataset.modality_names() {
+            let model_names: Vec<&str> = self.model.modalities.iter().map(|m| m.name.as_str()).collect();
+            if model_names != names {
+                return bad(format!(
+                    "model.modalities {model_names:?} do not match the {:?} dataset's modalities {names:?}",
+                    self.data.dataset
+                ));
+            }
+            check_method_modalities(&self.method, names.len())?;
+        }
         if self.train.epochs == 0 {
             return bad("epochs must be >= 1".into());
         }
@@ -257,9 +278,25 @@ impl TrainConfig {
 impl DatasetKind {
     /// The modalities of the dataset, in order, known without building it (the loop checks the
     /// built dataset agrees).
-    pub fn modality_names(self) -> Vec<&'static str> {
+    pub fn modality_names(self) -> Option<Vec<&'static str>> {
         match self {
-            DatasetKind::Synthetic => vec!["audio", "visual"],
+            DatasetKind::Synthetic | DatasetKind::Cremad | DatasetKind::Ks | DatasetKind::Vggsound | DatasetKind::AvDigits => {
+                Some(vec!["audio", "visual"])
+            }
+            DatasetKind::Generic | DatasetKind::Cached => None,
+        }
+    }
+
+    /// The name `dgl_data::datasets::open_dataset` knows it by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetKind::Synthetic => "synthetic",
+            DatasetKind::Cremad => "cremad",
+            DatasetKind::Ks => "ks",
+            DatasetKind::Vggsound => "vggsound",
+            DatasetKind::AvDigits => "av-digits",
+            DatasetKind::Generic => "generic",
+            DatasetKind::Cached => "cached",
         }
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use dgl_core::{BatchSource, Split};
+use dgl_data::datasets::open_dataset;
 use dgl_data::{load_batch, stratified_split, Dataset, Mode, Subset, SyntheticAv};
 
 use crate::config::{DatasetKind, TrainConfig};
@@ -33,7 +34,25 @@ impl RunData {
                     Arc::new(SyntheticAv::new(s, dgl_data::Split::Test)?),
                 )
             }
+            kind => {
+                let root = cfg
+                    .data
+                    .root
+                    .as_deref()
+                    .ok_or_else(|| CliError::Config(format!("the {} dataset needs --root", kind.as_str())))?;
+                let open = |split| open_dataset(kind.as_str(), root, split, &cfg.data.options).map(Arc::from);
+                (open(dgl_data::Split::Train)?, open(dgl_data::Split::Test)?)
+            }
         };
+        if let Some(names) = cfg.data.dataset.modality_names() {
+            if full_train.modality_names() != names {
+                return Err(CliError::Config(format!(
+                    "the opened dataset has modalities {:?}, expected {names:?}",
+                    full_train.modality_names()
+                )));
+            }
+        }
+        crate::config::check_method_modalities(&cfg.method, full_train.modality_names().len())?;
         let (train, validation) = if need_validation {
             let labels = (0..full_train.len()).map(|i| full_train.label(i)).collect::<dgl_data::Result<Vec<_>>>()?;
             let (tr, va) = stratified_split(&labels, cfg.data.validation_fraction.max(0.05), cfg.seed ^ 0x5EED);

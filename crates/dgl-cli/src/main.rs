@@ -34,6 +34,20 @@ enum Command {
         #[arg(required = true)]
         run_dirs: Vec<PathBuf>,
     },
+    /// Decode and transform an on-disk dataset once into a cache (train and test splits, in
+    /// parallel); train from it with `--dataset cached --root OUT`. Fails with a report of missing /
+    /// corrupt items per split and class unless --skip-bad.
+    Prepare {
+        #[arg(long, value_enum)]
+        dataset: DatasetKind,
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Leave out missing / corrupt items (counted in the report) instead of failing.
+        #[arg(long)]
+        skip_bad: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -235,11 +249,38 @@ fn run_plot(dirs: &[PathBuf]) -> dgl_cli::Result<()> {
     Ok(())
 }
 
+fn run_prepare(dataset: DatasetKind, root: &std::path::Path, out: &std::path::Path, skip_bad: bool) -> dgl_cli::Result<()> {
+    use dgl_data::datasets::{prepare, DatasetOptions, PrepareError};
+    if matches!(dataset, DatasetKind::Synthetic | DatasetKind::Cached) {
+        return Err(dgl_cli::CliError::Config(format!("`dgl prepare` is for on-disk datasets, not {}", dataset.as_str())));
+    }
+    let opts = DatasetOptions { skip_bad, ..DatasetOptions::default() };
+    for split in [dgl_data::Split::Train, dgl_data::Split::Test] {
+        let (ds, open_report) = dgl_data::open_dataset_with_report(dataset.as_str(), root, split, &opts)?;
+        let pb = indicatif::ProgressBar::new(ds.len() as u64);
+        pb.set_message(format!("{split:?}"));
+        let report = prepare(ds.as_ref(), split, out, skip_bad, &|done, _total| pb.set_position(done as u64));
+        pb.finish_and_clear();
+        match report {
+            Ok(r) => println!("opening the layout: {open_report}decoding into the cache: {r}"),
+            Err(PrepareError::Bad(r)) => {
+                return Err(dgl_cli::CliError::Run(format!(
+                    "{split:?}: missing or corrupt items (re-run with --skip-bad to leave them out):\n{r}"
+                )))
+            }
+            Err(e) => return Err(dgl_cli::CliError::Run(e.to_string())),
+        }
+    }
+    println!("cache written to {}: train with `dgl train --dataset cached --root {}`", out.display(), out.display());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Train(a) => run_train(a, install_stop_handler()),
         Command::Plot { run_dirs } => run_plot(&run_dirs),
+        Command::Prepare { dataset, root, out, skip_bad } => run_prepare(dataset, &root, &out, skip_bad),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
