@@ -42,7 +42,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // shape the paper's text states).
     if let Some(shape) = arg(&args, "--audio") {
         let (f, t) = shape.split_once('x').ok_or("--audio expects FxT, e.g. 257x299")?;
-        b.inputs[0] = Tensor::randn(0f32, 1.0, (b.inputs[0].dim(0)?, 1, f.parse::<usize>()?, t.parse::<usize>()?), &device)?;
+        b.inputs[0] =
+            Tensor::randn(0f32, 1.0, (b.inputs[0].dim(0)?, 1, f.parse::<usize>()?, t.parse::<usize>()?), &device)?;
     }
     let mut opt = Sgd::new(SgdConfig::default())?;
     let routings = [("plain", Routing::plain()), ("dgl", Routing::dgl(4.0))];
@@ -60,7 +61,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let shapes: Vec<String> = b.inputs.iter().map(|t: &Tensor| format!("{:?}", t.dims())).collect();
-    println!("preset {preset}, device {device:?}, batch {batch}, inputs {}, {steps} timed steps each (interleaved)", shapes.join(" + "));
+    println!(
+        "preset {preset}, device {device:?}, batch {batch}, inputs {}, {steps} timed steps each (interleaved)",
+        shapes.join(" + ")
+    );
     for (r, (name, _)) in routings.iter().enumerate() {
         let ms = 1e3 * totals[r] / steps as f64;
         println!("{name:>6}: {ms:8.1} ms/step  {:8.1} samples/s", batch as f64 / (ms / 1e3));

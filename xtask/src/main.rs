@@ -106,7 +106,10 @@ fn rows(cmd: &Cmd) -> Vec<(String, MethodConfig)> {
             let mut v = Vec::new();
             for k in [MethodKind::Dgl, MethodKind::GBlending] {
                 for a in 1..=5 {
-                    v.push((format!("{} α={a}", if k == MethodKind::Dgl { "DGL" } else { "G-Blending" }), MethodConfig::with_alpha(k, a as f64)));
+                    v.push((
+                        format!("{} α={a}", if k == MethodKind::Dgl { "DGL" } else { "G-Blending" }),
+                        MethodConfig::with_alpha(k, a as f64),
+                    ));
                 }
             }
             v
@@ -150,14 +153,18 @@ fn run(cmd: Cmd) -> Result<(), String> {
     let stem = if c.rows.is_empty() {
         "table".to_string()
     } else {
-        format!("table-{}", c.rows.join("-").to_lowercase().replace(|ch: char| !ch.is_ascii_alphanumeric() && ch != '-', ""))
+        format!(
+            "table-{}",
+            c.rows.join("-").to_lowercase().replace(|ch: char| !ch.is_ascii_alphanumeric() && ch != '-', "")
+        )
     };
     let jobs: Vec<Job> = table_rows
         .iter()
         .flat_map(|(row, m)| (0..c.seeds).map(move |seed| Job { row: row.clone(), method: m.clone(), seed }))
         .collect();
     let run_dir = |j: &Job| {
-        let slug: String = j.row.chars().map(|ch| if ch.is_ascii_alphanumeric() { ch.to_ascii_lowercase() } else { '-' }).collect();
+        let slug: String =
+            j.row.chars().map(|ch| if ch.is_ascii_alphanumeric() { ch.to_ascii_lowercase() } else { '-' }).collect();
         out.join("runs").join(format!("{slug}-s{}", j.seed))
     };
     let config_of = |j: &Job| {
@@ -209,7 +216,11 @@ fn run(cmd: Cmd) -> Result<(), String> {
         return Err(errors.join("\n"));
     }
     let protocol = if c.paper_protocol { Protocol::BestTest } else { Protocol::BestValidation };
-    let mut table = Table { title: format!("{name} on {dataset} ({preset} preset, {} seed(s))", c.seeds), protocol, rows: Vec::new() };
+    let mut table = Table {
+        title: format!("{name} on {dataset} ({preset} preset, {} seed(s))", c.seeds),
+        protocol,
+        rows: Vec::new(),
+    };
     for (row, _) in &table_rows {
         let mut cells: Vec<Cell> = Vec::new();
         for j in jobs.iter().filter(|j| &j.row == row) {
@@ -231,8 +242,7 @@ fn run(cmd: Cmd) -> Result<(), String> {
 
 /// A run counts as finished when it wrote its DONE marker and its configuration is the one asked.
 fn is_finished(dir: &std::path::Path, cfg: &TrainConfig) -> bool {
-    dir.join("DONE").is_file()
-        && TrainConfig::from_toml_file(&dir.join(RunDir::CONFIG)).is_ok_and(|c| &c == cfg)
+    dir.join("DONE").is_file() && TrainConfig::from_toml_file(&dir.join(RunDir::CONFIG)).is_ok_and(|c| &c == cfg)
 }
 
 fn main() -> ExitCode {

@@ -66,7 +66,8 @@ impl Stat {
         }
         let n = xs.len();
         let mean = xs.iter().sum::<f64>() / n as f64;
-        let std = if n > 1 { (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+        let std =
+            if n > 1 { (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
         Some(Stat { mean, std, n })
     }
     fn fmt(s: Option<Stat>) -> String {
@@ -99,7 +100,11 @@ impl TableRow {
     pub fn aggregate(label: &str, cells: &[Cell], paper: Option<PaperNumbers>) -> TableRow {
         let col = |f: &dyn Fn(&Cell) -> Option<f64>| {
             let v: Vec<f64> = cells.iter().filter_map(f).collect();
-            if v.len() == cells.len() { Stat::of(&v) } else { None }
+            if v.len() == cells.len() {
+                Stat::of(&v)
+            } else {
+                None
+            }
         };
         TableRow {
             label: label.to_string(),
@@ -136,11 +141,17 @@ impl Table {
         }
         s += "\n";
         for r in &self.rows {
-            s += &format!("| {} | {} | {} | {} |", r.label, Stat::fmt(r.multi), Stat::fmt(r.audio), Stat::fmt(r.visual));
+            s +=
+                &format!("| {} | {} | {} | {} |", r.label, Stat::fmt(r.multi), Stat::fmt(r.audio), Stat::fmt(r.visual));
             if paper {
                 let f = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
                 let p = r.paper;
-                s += &format!(" {} | {} | {} |", f(p.map(|p| p.multi)), f(p.and_then(|p| p.audio)), f(p.and_then(|p| p.visual)));
+                s += &format!(
+                    " {} | {} | {} |",
+                    f(p.map(|p| p.multi)),
+                    f(p.and_then(|p| p.audio)),
+                    f(p.and_then(|p| p.visual))
+                );
             }
             s += "\n";
         }
@@ -215,8 +226,15 @@ mod tests {
         assert!((v.multi - 60.0).abs() < 1e-9 && (v.audio.unwrap() - 30.0).abs() < 1e-9);
         let t = Cell::select(&rows, Protocol::BestTest).unwrap();
         assert_eq!(t.epoch, 1);
-        let cells = [Cell { epoch: 1, multi: 60.0, audio: Some(50.0), visual: None }, Cell { epoch: 1, multi: 70.0, audio: Some(54.0), visual: None }];
-        let r = TableRow::aggregate("X", &cells, Some(PaperNumbers { multi: 77.48, audio: Some(63.12), visual: Some(69.11) }));
+        let cells = [
+            Cell { epoch: 1, multi: 60.0, audio: Some(50.0), visual: None },
+            Cell { epoch: 1, multi: 70.0, audio: Some(54.0), visual: None },
+        ];
+        let r = TableRow::aggregate(
+            "X",
+            &cells,
+            Some(PaperNumbers { multi: 77.48, audio: Some(63.12), visual: Some(69.11) }),
+        );
         let m = r.multi.unwrap();
         assert!((m.mean - 65.0).abs() < 1e-12 && (m.std - 50f64.sqrt()).abs() < 1e-12);
         assert!(r.visual.is_none());

@@ -28,8 +28,8 @@ use dgl_core::{Method, MultimodalModel, Prediction, Result, StepContext, StepRep
 use serde::{Deserialize, Serialize};
 
 use crate::util::{
-    all_grads, check_hp, check_losses, check_window, f64_tensor, host_targets, in_window,
-    require_two_modalities, scalar, state_f64, target_probs,
+    all_grads, check_hp, check_losses, check_window, f64_tensor, host_targets, in_window, require_two_modalities,
+    scalar, state_f64, target_probs,
 };
 
 /// AGM hyper-parameters (α is [`crate::MethodConfig::alpha`]).
@@ -48,11 +48,7 @@ pub struct AgmConfig {
 
 impl Default for AgmConfig {
     fn default() -> Self {
-        Self {
-            modulation_starts: 0,
-            modulation_ends: None,
-            clip_threshold: 1.0,
-        }
+        Self { modulation_starts: 0, modulation_ends: None, clip_threshold: 1.0 }
     }
 }
 
@@ -89,10 +85,7 @@ pub fn responses(model: &dyn MultimodalModel, inputs: &[Tensor], train: bool) ->
     let z = model.encode_all(inputs, train)?;
     let full = model.fuse(&z, train)?;
     let (za, zv) = if train {
-        (
-            model.encode(0, &inputs[0], false)?,
-            model.encode(1, &inputs[1], false)?,
-        )
+        (model.encode(0, &inputs[0], false)?, model.encode(1, &inputs[1], false)?)
     } else {
         (z[0].clone(), z[1].clone())
     };
@@ -102,13 +95,7 @@ pub fn responses(model: &dyn MultimodalModel, inputs: &[Tensor], train: bool) ->
     let only_v = model.fuse(&[za0, zv], false)?;
     let m_a = ((&full - &only_v)? + &only_a)?.affine(0.5, 0.0)?;
     let m_v = ((&full - &only_a)? + &only_v)?.affine(0.5, 0.0)?;
-    Ok(Responses {
-        full,
-        only_a,
-        only_v,
-        m: [m_a, m_v],
-        z,
-    })
+    Ok(Responses { full, only_a, only_v, m: [m_a, m_v], z })
 }
 
 /// s = mean_i −log max(softmax(m)_i\[y_i\], 1e-8).
@@ -120,23 +107,14 @@ pub fn score(m: &Tensor, targets: &[usize]) -> Result<f64> {
 /// k_a, k_v from this batch's scores and the running scores before the update.
 pub fn coefficients(s: [f64; 2], running: [f64; 2], alpha: f64) -> [f64; 2] {
     let r = [(s[1] - s[0]).exp(), (s[0] - s[1]).exp()];
-    let r_opt = [
-        (running[1] - running[0]).exp(),
-        (running[0] - running[1]).exp(),
-    ];
-    [
-        (alpha * (r_opt[0] - r[0]).min(10.0)).exp(),
-        (alpha * (r_opt[1] - r[1]).min(10.0)).exp(),
-    ]
+    let r_opt = [(running[1] - running[0]).exp(), (running[0] - running[1]).exp()];
+    [(alpha * (r_opt[0] - r[0]).min(10.0)).exp(), (alpha * (r_opt[1] - r[1]).min(10.0)).exp()]
 }
 
 /// S ← S·(t−1)/t + s/t for iteration t ≥ 1.
 pub fn update_running(running: [f64; 2], s: [f64; 2], t: u64) -> [f64; 2] {
     let t = t as f64;
-    [
-        running[0] * (t - 1.0) / t + s[0] / t,
-        running[1] * (t - 1.0) / t + s[1] / t,
-    ]
+    [running[0] * (t - 1.0) / t + s[0] / t, running[1] * (t - 1.0) / t + s[1] / t]
 }
 
 /// The output whose CE has the value CE(m_a + m_v) and whose gradient is the hooks' (k_a on m_a,
@@ -176,12 +154,7 @@ pub struct Agm {
 
 impl Agm {
     pub fn new(alpha: f64, cfg: AgmConfig) -> Self {
-        Self {
-            alpha,
-            cfg,
-            running: [0.0; 2],
-            iteration: 0,
-        }
+        Self { alpha, cfg, running: [0.0; 2], iteration: 0 }
     }
 
     /// Running scores S_a, S_v and the number of iterations they average.
@@ -199,12 +172,7 @@ impl Method for Agm {
         require_two_modalities(model, "agm")
     }
 
-    fn train_step(
-        &mut self,
-        ctx: &mut StepContext<'_>,
-        inputs: &[Tensor],
-        targets: &Tensor,
-    ) -> Result<StepReport> {
+    fn train_step(&mut self, ctx: &mut StepContext<'_>, inputs: &[Tensor], targets: &Tensor) -> Result<StepReport> {
         self.check(ctx.model)?;
         let model = ctx.model;
         let r = responses(model, inputs, true)?;
@@ -213,11 +181,7 @@ impl Method for Agm {
         let k_raw = coefficients(s, self.running, self.alpha);
         self.iteration += 1;
         self.running = update_running(self.running, s, self.iteration);
-        let active = in_window(
-            ctx.epoch,
-            self.cfg.modulation_starts,
-            self.cfg.modulation_ends,
-        );
+        let active = in_window(ctx.epoch, self.cfg.modulation_starts, self.cfg.modulation_ends);
         let k = if active { k_raw } else { [1.0, 1.0] };
 
         let out = scaled_output(&r.m, k)?;
@@ -225,14 +189,8 @@ impl Method for Agm {
         let names = model.modality_names();
         let losses = vec![
             ("loss_mm".to_string(), scalar(&loss)?),
-            (
-                format!("loss_{}", names[0]),
-                scalar(&ctx.loss.loss(&r.m[0], targets)?)?,
-            ),
-            (
-                format!("loss_{}", names[1]),
-                scalar(&ctx.loss.loss(&r.m[1], targets)?)?,
-            ),
+            (format!("loss_{}", names[0]), scalar(&ctx.loss.loss(&r.m[0], targets)?)?),
+            (format!("loss_{}", names[1]), scalar(&ctx.loss.loss(&r.m[1], targets)?)?),
         ];
         check_losses(&losses, ctx)?;
         let mut grads = all_grads(model, &loss)?;
@@ -242,10 +200,7 @@ impl Method for Agm {
         Ok(StepReport {
             losses,
             logits_mm: Some(logits_mm),
-            logits_branches: vec![
-                (names[0].clone(), r.m[0].detach()),
-                (names[1].clone(), r.m[1].detach()),
-            ],
+            logits_branches: vec![(names[0].clone(), r.m[0].detach()), (names[1].clone(), r.m[1].detach())],
             z: detach_all(&r.z),
             grad_norm,
             scalars: vec![
@@ -266,20 +221,14 @@ impl Method for Agm {
         let [m_a, m_v] = r.m;
         Ok(Prediction {
             multimodal: (&m_a + &m_v)?.detach(),
-            branches: vec![
-                (names[0].clone(), m_a.detach()),
-                (names[1].clone(), m_v.detach()),
-            ],
+            branches: vec![(names[0].clone(), m_a.detach()), (names[1].clone(), m_v.detach())],
         })
     }
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
         Ok(vec![
             ("agm.running_scores".into(), f64_tensor(&self.running)?),
-            (
-                "agm.iteration".into(),
-                f64_tensor(&[self.iteration as f64])?,
-            ),
+            ("agm.iteration".into(), f64_tensor(&[self.iteration as f64])?),
         ])
     }
 
@@ -319,12 +268,8 @@ mod tests {
         let zv0 = model.encode(1, &x[1].zeros_like().unwrap(), false).unwrap();
         let fa0 = vec(&model.fuse(&[za, zv0], false).unwrap());
         assert_close(&vec(&r.only_a), &fa0, 1e-12, "f(a,0)");
-        let want: Vec<f64> = full
-            .iter()
-            .zip(vec(&r.only_v))
-            .zip(&fa0)
-            .map(|((f, ov), oa)| 0.5 * (f - ov + oa))
-            .collect();
+        let want: Vec<f64> =
+            full.iter().zip(vec(&r.only_v)).zip(&fa0).map(|((f, ov), oa)| 0.5 * (f - ov + oa)).collect();
         assert_close(&vec(&r.m[0]), &want, 1e-12, "m_a");
     }
 
@@ -363,38 +308,20 @@ mod tests {
         let r = responses(&model, &x, true).unwrap();
         let out = (&r.m[0] + &r.m[1]).unwrap();
         let p = candle_nn::ops::softmax(&out, 1).unwrap();
-        let oh = crate::util::one_hot(
-            &host_targets(&y).unwrap(),
-            3,
-            candle_core::DType::F64,
-            &candle_core::Device::Cpu,
-        )
-        .unwrap();
+        let oh =
+            crate::util::one_hot(&host_targets(&y).unwrap(), 3, candle_core::DType::F64, &candle_core::Device::Cpu)
+                .unwrap();
         let g = ((p - oh).unwrap() / 6.0).unwrap().detach();
         let c = |f: f64| (&g * f).unwrap();
-        let surrogate = (((c(0.5 * (k[0] + k[1])) * &r.full)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            + (c(0.5 * (k[1] - k[0])) * &r.only_v)
-                .unwrap()
-                .sum_all()
-                .unwrap())
+        let surrogate = (((c(0.5 * (k[0] + k[1])) * &r.full).unwrap().sum_all().unwrap()
+            + (c(0.5 * (k[1] - k[0])) * &r.only_v).unwrap().sum_all().unwrap())
         .unwrap()
-            + (c(0.5 * (k[0] - k[1])) * &r.only_a)
-                .unwrap()
-                .sum_all()
-                .unwrap())
+            + (c(0.5 * (k[0] - k[1])) * &r.only_a).unwrap().sum_all().unwrap())
         .unwrap();
         let g_hook = all_grads(&model, &surrogate).unwrap();
         assert_eq!(g_ours.len(), g_hook.len());
         for e in g_hook.entries() {
-            assert_close(
-                &vec(g_ours.get(&e.name).unwrap()),
-                &vec(&e.grad),
-                1e-10,
-                &e.name,
-            );
+            assert_close(&vec(g_ours.get(&e.name).unwrap()), &vec(&e.grad), 1e-10, &e.name);
         }
     }
 
@@ -404,10 +331,7 @@ mod tests {
         let x = model.inputs(6, 10);
         let y = targets(6, 3);
         let yv = host_targets(&y).unwrap();
-        let cfg = AgmConfig {
-            clip_threshold: 1e9,
-            ..AgmConfig::default()
-        };
+        let cfg = AgmConfig { clip_threshold: 1e9, ..AgmConfig::default() };
         let mut agm = Agm::new(1.5, cfg);
         agm.running = [0.3, 0.9];
         agm.iteration = 4;
@@ -422,10 +346,7 @@ mod tests {
         let (run, it) = agm.running();
         assert_eq!(it, 5);
         assert_close(&run, &update_running([0.3, 0.9], s, 5), 1e-12, "running");
-        assert!(rep
-            .scalars
-            .iter()
-            .any(|(n, v)| n == "coeff_audio" && (v - k[0]).abs() < 1e-12));
+        assert!(rep.scalars.iter().any(|(n, v)| n == "coeff_audio" && (v - k[0]).abs() < 1e-12));
 
         // Clipping: threshold below the head-weight gradient ⇒ global norm = threshold.
         let mut g = want.clone();

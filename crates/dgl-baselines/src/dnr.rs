@@ -16,8 +16,8 @@ use dgl_core::method::snapshot;
 use dgl_core::model::detach_all;
 use dgl_core::rng::Rng;
 use dgl_core::{
-    BatchSource, Error, Method, MultimodalModel, Prediction, Result, RoutedMethod, Routing, Split,
-    StepContext, StepReport,
+    BatchSource, Error, Method, MultimodalModel, Prediction, Result, RoutedMethod, Routing, Split, StepContext,
+    StepReport,
 };
 use serde::{Deserialize, Serialize};
 
@@ -40,24 +40,14 @@ pub struct DnrConfig {
 
 impl Default for DnrConfig {
     fn default() -> Self {
-        Self {
-            every: 20,
-            max_times: 3,
-            kmeans_max_iter: 300,
-            kmeans_tol: 1e-4,
-        }
+        Self { every: 20, max_times: 3, kmeans_max_iter: 300, kmeans_tol: 1e-4 }
     }
 }
 
 impl DnrConfig {
     pub fn validate(&self) -> Result<()> {
         check_hp(self.every > 0, "every", self.every, "must be > 0")?;
-        check_hp(
-            self.kmeans_max_iter > 0,
-            "kmeans_max_iter",
-            self.kmeans_max_iter,
-            "must be > 0",
-        )?;
+        check_hp(self.kmeans_max_iter > 0, "kmeans_max_iter", self.kmeans_max_iter, "must be > 0")?;
         check_hp(
             self.kmeans_tol.is_finite() && self.kmeans_tol >= 0.0,
             "kmeans_tol",
@@ -99,25 +89,14 @@ pub fn features(
         Ok(())
     })?;
     if labels.is_empty() {
-        return Err(Error::InvalidInput(format!(
-            "D&R needs a non-empty {split:?} split"
-        )));
+        return Err(Error::InvalidInput(format!("D&R needs a non-empty {split:?} split")));
     }
-    let feats = parts
-        .iter()
-        .map(|p| Tensor::cat(p, 0))
-        .collect::<candle_core::Result<Vec<_>>>()?;
+    let feats = parts.iter().map(|p| Tensor::cat(p, 0)).collect::<candle_core::Result<Vec<_>>>()?;
     Ok((feats, labels))
 }
 
 /// Purity of k-means (k = `k`) on MinMax-scaled features.
-pub fn feature_purity(
-    x: &Tensor,
-    labels: &[usize],
-    k: usize,
-    cfg: &DnrConfig,
-    rng: &mut Rng,
-) -> Result<f64> {
+pub fn feature_purity(x: &Tensor, labels: &[usize], k: usize, cfg: &DnrConfig, rng: &mut Rng) -> Result<f64> {
     let clusters = kmeans(
         &minmax_scale(&x.to_dtype(candle_core::DType::F32)?)?,
         k.min(labels.len()),
@@ -131,9 +110,10 @@ pub fn feature_purity(
 /// θ ← w·θ_init + (1 − w)·θ for the parameters of `init` (matched by name).
 pub fn interpolate(params: &[dgl_core::NamedVar], init: &[(String, Tensor)], w: f64) -> Result<()> {
     for p in params {
-        let (_, t0) = init.iter().find(|(n, _)| *n == p.name).ok_or_else(|| {
-            Error::InvalidInput(format!("D&R: no initial value for `{}`", p.name))
-        })?;
+        let (_, t0) = init
+            .iter()
+            .find(|(n, _)| *n == p.name)
+            .ok_or_else(|| Error::InvalidInput(format!("D&R: no initial value for `{}`", p.name)))?;
         let cur = p.var.as_tensor();
         let t0 = t0.to_device(cur.device())?.to_dtype(cur.dtype())?;
         let new = ((t0 * w)? + (cur.detach() * (1.0 - w))?)?;
@@ -184,19 +164,14 @@ impl Dnr {
 
     /// Takes θ_init from the model's current encoder parameters.
     pub fn capture_init(&mut self, model: &dyn MultimodalModel) -> Result<()> {
-        let params: Vec<_> = (0..model.num_modalities())
-            .flat_map(|m| model.encoder_params(m))
-            .collect();
+        let params: Vec<_> = (0..model.num_modalities()).flat_map(|m| model.encoder_params(m)).collect();
         self.init = Some(snapshot(&params)?);
         Ok(())
     }
 
     /// Diagnoses every modality and re-initialises the encoders partially.
     pub fn relearn(&mut self, model: &dyn MultimodalModel, data: &dyn BatchSource) -> Result<()> {
-        let init = self
-            .init
-            .as_ref()
-            .ok_or_else(|| Error::InvalidInput("D&R: θ_init was never captured".into()))?;
+        let init = self.init.as_ref().ok_or_else(|| Error::InvalidInput("D&R: θ_init was never captured".into()))?;
         let (ftr, ytr) = features(model, data, Split::Train)?;
         let (fva, yva) = features(model, data, Split::Validation)?;
         let mut rng = Rng::derive(self.seed, 0xD0_0D + self.times as u64);
@@ -206,11 +181,7 @@ impl Dnr {
             let pv = feature_purity(&fva[m], &yva, self.num_classes, &self.cfg, &mut rng)?;
             let w = relearn_weight(pt, pv, self.lambda);
             interpolate(&model.encoder_params(m), init, w)?;
-            diag.push(Diagnosis {
-                purity_train: pt,
-                purity_val: pv,
-                weight: w,
-            });
+            diag.push(Diagnosis { purity_train: pt, purity_val: pv, weight: w });
         }
         self.last = diag;
         self.times += 1;
@@ -232,12 +203,7 @@ impl Method for Dnr {
         true
     }
 
-    fn on_epoch_start(
-        &mut self,
-        model: &dyn MultimodalModel,
-        epoch: usize,
-        _data: &dyn BatchSource,
-    ) -> Result<()> {
+    fn on_epoch_start(&mut self, model: &dyn MultimodalModel, epoch: usize, _data: &dyn BatchSource) -> Result<()> {
         if self.init.is_none() {
             if epoch == 0 {
                 self.capture_init(model)?;
@@ -250,20 +216,13 @@ impl Method for Dnr {
         Ok(())
     }
 
-    fn train_step(
-        &mut self,
-        ctx: &mut StepContext<'_>,
-        inputs: &[Tensor],
-        targets: &Tensor,
-    ) -> Result<StepReport> {
+    fn train_step(&mut self, ctx: &mut StepContext<'_>, inputs: &[Tensor], targets: &Tensor) -> Result<StepReport> {
         let mut rep = self.inner.train_step(ctx, inputs, targets)?;
         if self.pending_report {
             let names = ctx.model.modality_names();
             for (n, d) in names.iter().zip(&self.last) {
-                rep.scalars
-                    .push((format!("dnr_purity_train_{n}"), d.purity_train));
-                rep.scalars
-                    .push((format!("dnr_purity_val_{n}"), d.purity_val));
+                rep.scalars.push((format!("dnr_purity_train_{n}"), d.purity_train));
+                rep.scalars.push((format!("dnr_purity_val_{n}"), d.purity_val));
                 rep.scalars.push((format!("dnr_weight_{n}"), d.weight));
             }
             self.pending_report = false;
@@ -287,20 +246,10 @@ impl Method for Dnr {
         let mut v = vec![("dnr.times".to_string(), f64_tensor(&[self.times as f64])?)];
         // The last diagnosis and whether it is still to be reported (by the next step), so a run
         // resumed right after a re-learning round logs it as an uninterrupted one does.
-        v.push((
-            "dnr.pending_report".to_string(),
-            f64_tensor(&[if self.pending_report { 1.0 } else { 0.0 }])?,
-        ));
+        v.push(("dnr.pending_report".to_string(), f64_tensor(&[if self.pending_report { 1.0 } else { 0.0 }])?));
         if !self.last.is_empty() {
-            let d: Vec<f64> = self
-                .last
-                .iter()
-                .flat_map(|d| [d.purity_train, d.purity_val, d.weight])
-                .collect();
-            v.push((
-                "dnr.last_diagnosis".to_string(),
-                f64_tensor(&d)?.reshape((self.last.len(), 3))?,
-            ));
+            let d: Vec<f64> = self.last.iter().flat_map(|d| [d.purity_train, d.purity_val, d.weight]).collect();
+            v.push(("dnr.last_diagnosis".to_string(), f64_tensor(&d)?.reshape((self.last.len(), 3))?));
         }
         if let Some(init) = &self.init {
             for (n, t) in init {
@@ -325,22 +274,10 @@ impl Method for Dnr {
                     v.len()
                 )));
             }
-            self.last = v
-                .chunks(3)
-                .map(|c| Diagnosis {
-                    purity_train: c[0],
-                    purity_val: c[1],
-                    weight: c[2],
-                })
-                .collect();
+            self.last = v.chunks(3).map(|c| Diagnosis { purity_train: c[0], purity_val: c[1], weight: c[2] }).collect();
         }
-        let init: Vec<(String, Tensor)> = state
-            .iter()
-            .filter_map(|(n, t)| {
-                n.strip_prefix("dnr.init.")
-                    .map(|s| (s.to_string(), t.clone()))
-            })
-            .collect();
+        let init: Vec<(String, Tensor)> =
+            state.iter().filter_map(|(n, t)| n.strip_prefix("dnr.init.").map(|s| (s.to_string(), t.clone()))).collect();
         if !init.is_empty() {
             self.init = Some(init);
         }
@@ -363,16 +300,9 @@ mod tests {
         dnr.capture_init(&model).unwrap();
         let init0 = vec(model.enc[0].0.as_tensor());
         let moved: Vec<f64> = init0.iter().map(|v| v + 1.0).collect();
-        model.enc[0]
-            .0
-            .set(&Tensor::from_vec(moved.clone(), (4, 3), &Device::Cpu).unwrap())
-            .unwrap();
+        model.enc[0].0.set(&Tensor::from_vec(moved.clone(), (4, 3), &Device::Cpu).unwrap()).unwrap();
         interpolate(&model.encoder_params(0), dnr.init.as_ref().unwrap(), 0.25).unwrap();
-        let want: Vec<f64> = init0
-            .iter()
-            .zip(&moved)
-            .map(|(a, b)| 0.25 * a + 0.75 * b)
-            .collect();
+        let want: Vec<f64> = init0.iter().zip(&moved).map(|(a, b)| 0.25 * a + 0.75 * b).collect();
         assert_close(&vec(model.enc[0].0.as_tensor()), &want, 1e-12, "lerp");
     }
 
@@ -386,8 +316,7 @@ mod tests {
         for (w, b) in &model.enc {
             let eye = Tensor::eye(3, candle_core::DType::F64, &dev).unwrap();
             w.set(&eye).unwrap();
-            b.set(&Tensor::zeros(3, candle_core::DType::F64, &dev).unwrap())
-                .unwrap();
+            b.set(&Tensor::zeros(3, candle_core::DType::F64, &dev).unwrap()).unwrap();
         }
         let mut rng = Rng::new(4);
         let mut batch = |clean: bool| {
@@ -410,10 +339,7 @@ mod tests {
             let xt = Tensor::from_vec(x, (12, 3), &dev).unwrap();
             (vec![xt.clone(), xt], Tensor::from_vec(y, 12, &dev).unwrap())
         };
-        let data = Data {
-            train: vec![batch(true), batch(true)],
-            val: vec![batch(false)],
-        };
+        let data = Data { train: vec![batch(true), batch(true)], val: vec![batch(false)] };
         let mut dnr = Dnr::new(3.0, DnrConfig::default(), 3, 0);
         // θ_init: the current values minus 1.
         dnr.on_epoch_start(&model, 0, &data).unwrap();
@@ -441,11 +367,7 @@ mod tests {
         assert_eq!(d.purity_train, 1.0);
         assert!((d.weight - relearn_weight(d.purity_train, d.purity_val, 3.0)).abs() < 1e-15);
         assert!(d.weight > 0.0);
-        let want: Vec<f64> = init
-            .iter()
-            .zip(&before)
-            .map(|(a, b)| d.weight * a + (1.0 - d.weight) * b)
-            .collect();
+        let want: Vec<f64> = init.iter().zip(&before).map(|(a, b)| d.weight * a + (1.0 - d.weight) * b).collect();
         assert_close(&vec(model.enc[1].0.as_tensor()), &want, 1e-12, "relearned");
         // At most max_times.
         for e in [40, 60, 80, 100] {

@@ -17,14 +17,12 @@ use dgl_core::loss::{CrossEntropy, Loss};
 use dgl_core::method::{restore, snapshot};
 use dgl_core::routing::{routed_step_weighted, LossWeights};
 use dgl_core::{
-    BatchSource, Error, Method, MultimodalModel, Result, RoutedMethod, Routing, Sgd, SgdConfig,
-    Split, StepContext, StepReport,
+    BatchSource, Error, Method, MultimodalModel, Result, RoutedMethod, Routing, Sgd, SgdConfig, Split, StepContext,
+    StepReport,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::util::{
-    all_grads, check_hp, check_losses, f64_tensor, require_multimodal, scalar, state_f64,
-};
+use crate::util::{all_grads, check_hp, check_losses, f64_tensor, require_multimodal, scalar, state_f64};
 
 /// G-Blending as the DGL paper ran it: fixed-weight blending L_mm + α Σ_m L_m.
 pub fn fixed(alpha: f64) -> RoutedMethod {
@@ -49,30 +47,14 @@ pub struct GBlendingConfig {
 
 impl Default for GBlendingConfig {
     fn default() -> Self {
-        Self {
-            ogr_every: 10,
-            ogr_epochs: 1,
-            ogr_lr: 2e-3,
-            ogr_momentum: 0.9,
-            ogr_weight_decay: 1e-4,
-        }
+        Self { ogr_every: 10, ogr_epochs: 1, ogr_lr: 2e-3, ogr_momentum: 0.9, ogr_weight_decay: 1e-4 }
     }
 }
 
 impl GBlendingConfig {
     pub fn validate(&self) -> Result<()> {
-        check_hp(
-            self.ogr_every > 0,
-            "ogr_every",
-            self.ogr_every,
-            "must be > 0",
-        )?;
-        check_hp(
-            self.ogr_epochs > 0,
-            "ogr_epochs",
-            self.ogr_epochs,
-            "must be > 0",
-        )?;
+        check_hp(self.ogr_every > 0, "ogr_every", self.ogr_every, "must be > 0")?;
+        check_hp(self.ogr_epochs > 0, "ogr_epochs", self.ogr_epochs, "must be > 0")?;
         self.sgd().validate()
     }
 
@@ -116,27 +98,13 @@ pub fn ogr_weights(measures: &[OgrMeasure]) -> Vec<f64> {
 }
 
 /// Logits of branch `b` (< M: modality dropout; M: multimodal).
-fn branch_logits(
-    model: &dyn MultimodalModel,
-    inputs: &[Tensor],
-    b: usize,
-    train: bool,
-) -> Result<Tensor> {
+fn branch_logits(model: &dyn MultimodalModel, inputs: &[Tensor], b: usize, train: bool) -> Result<Tensor> {
     let z = model.encode_all(inputs, train)?;
-    Ok(if b < model.num_modalities() {
-        model.fuse_only(&z, b, train)?
-    } else {
-        model.fuse(&z, train)?
-    })
+    Ok(if b < model.num_modalities() { model.fuse_only(&z, b, train)? } else { model.fuse(&z, train)? })
 }
 
 /// Mean over the batches of a split of the branch's evaluation-mode loss.
-fn mean_loss(
-    model: &dyn MultimodalModel,
-    data: &dyn BatchSource,
-    split: Split,
-    b: usize,
-) -> Result<f64> {
+fn mean_loss(model: &dyn MultimodalModel, data: &dyn BatchSource, split: Split, b: usize) -> Result<f64> {
     let (mut total, mut n) = (0.0, 0usize);
     data.for_each_batch(split, None, &mut |x, y| {
         let l = CrossEntropy.loss(&branch_logits(model, x, b, false)?.detach(), y)?;
@@ -145,9 +113,7 @@ fn mean_loss(
         Ok(())
     })?;
     if n == 0 {
-        return Err(Error::InvalidInput(format!(
-            "G-Blending (OGR) needs a non-empty {split:?} split"
-        )));
+        return Err(Error::InvalidInput(format!("G-Blending (OGR) needs a non-empty {split:?} split")));
     }
     Ok(total / n as f64)
 }
@@ -176,12 +142,7 @@ pub fn measure_branches(
             }
             let train_now = mean_loss(model, data, Split::Train, b)?;
             let val_now = mean_loss(model, data, Split::Validation, b)?;
-            out.push(OgrMeasure {
-                train_pre,
-                val_pre,
-                train_now,
-                val_now,
-            });
+            out.push(OgrMeasure { train_pre, val_pre, train_now, val_now });
         }
         Ok(())
     })();
@@ -221,52 +182,24 @@ impl Method for GBlendingOgr {
         true
     }
 
-    fn on_epoch_start(
-        &mut self,
-        model: &dyn MultimodalModel,
-        epoch: usize,
-        data: &dyn BatchSource,
-    ) -> Result<()> {
-        let stale = self
-            .weights
-            .as_ref()
-            .is_none_or(|w| w.len() != model.num_modalities() + 1);
+    fn on_epoch_start(&mut self, model: &dyn MultimodalModel, epoch: usize, data: &dyn BatchSource) -> Result<()> {
+        let stale = self.weights.as_ref().is_none_or(|w| w.len() != model.num_modalities() + 1);
         if epoch % self.cfg.ogr_every == 0 || stale {
             self.weights = Some(ogr_weights(&measure_branches(model, data, &self.cfg)?));
         }
         Ok(())
     }
 
-    fn train_step(
-        &mut self,
-        ctx: &mut StepContext<'_>,
-        inputs: &[Tensor],
-        targets: &Tensor,
-    ) -> Result<StepReport> {
+    fn train_step(&mut self, ctx: &mut StepContext<'_>, inputs: &[Tensor], targets: &Tensor) -> Result<StepReport> {
         let model = ctx.model;
         let mm = model.num_modalities();
-        let w = self
-            .weights
-            .as_ref()
-            .filter(|w| w.len() == mm + 1)
-            .ok_or_else(|| {
-                Error::InvalidInput(
-                "G-Blending (OGR) has no weights: the loop must call on_epoch_start before training"
-                    .into(),
+        let w = self.weights.as_ref().filter(|w| w.len() == mm + 1).ok_or_else(|| {
+            Error::InvalidInput(
+                "G-Blending (OGR) has no weights: the loop must call on_epoch_start before training".into(),
             )
-            })?;
-        let weights = LossWeights {
-            multimodal: w[mm],
-            unimodal: w[..mm].to_vec(),
-        };
-        let mut out = routed_step_weighted(
-            model,
-            inputs,
-            targets,
-            &Routing::blend(1.0),
-            &weights,
-            ctx.loss,
-        )?;
+        })?;
+        let weights = LossWeights { multimodal: w[mm], unimodal: w[..mm].to_vec() };
+        let mut out = routed_step_weighted(model, inputs, targets, &Routing::blend(1.0), &weights, ctx.loss)?;
         let names = model.modality_names();
         let mut losses = vec![("loss_mm".to_string(), scalar(&out.loss_mm)?)];
         for (n, l) in names.iter().zip(&out.loss_uni) {
@@ -274,11 +207,7 @@ impl Method for GBlendingOgr {
         }
         check_losses(&losses, ctx)?;
         let grad_norm = ctx.apply(&mut out.grads)?;
-        let mut scalars: Vec<(String, f64)> = names
-            .iter()
-            .zip(w)
-            .map(|(n, w)| (format!("weight_{n}"), *w))
-            .collect();
+        let mut scalars: Vec<(String, f64)> = names.iter().zip(w).map(|(n, w)| (format!("weight_{n}"), *w)).collect();
         scalars.push(("weight_mm".into(), w[mm]));
         Ok(StepReport {
             losses,
@@ -315,36 +244,16 @@ mod tests {
     fn ogr_weights_by_hand() {
         let m = [
             // G = 0.8 − 1.0 = −0.2; O = (0.8 − 0.5) − (1.0 − 0.9) = 0.2 ⇒ |G/O²| = 5.
-            OgrMeasure {
-                train_pre: 0.9,
-                val_pre: 1.0,
-                train_now: 0.5,
-                val_now: 0.8,
-            },
+            OgrMeasure { train_pre: 0.9, val_pre: 1.0, train_now: 0.5, val_now: 0.8 },
             // G = −0.1; O = (0.9 − 0.4) − (1.0 − 1.0) = 0.5 ⇒ 0.4.
-            OgrMeasure {
-                train_pre: 1.0,
-                val_pre: 1.0,
-                train_now: 0.4,
-                val_now: 0.9,
-            },
+            OgrMeasure { train_pre: 1.0, val_pre: 1.0, train_now: 0.4, val_now: 0.9 },
             // G = −0.3; O = (0.7 − 0.6) − (1.0 − 1.0) = 0.1 ⇒ 30.
-            OgrMeasure {
-                train_pre: 1.0,
-                val_pre: 1.0,
-                train_now: 0.6,
-                val_now: 0.7,
-            },
+            OgrMeasure { train_pre: 1.0, val_pre: 1.0, train_now: 0.6, val_now: 0.7 },
         ];
         let w = ogr_weights(&m);
         assert_close(&w, &[5.0 / 35.4, 0.4 / 35.4, 30.0 / 35.4], 1e-12, "w");
         // Degenerate: nothing moves ⇒ uniform.
-        let z = OgrMeasure {
-            train_pre: 1.0,
-            val_pre: 1.0,
-            train_now: 1.0,
-            val_now: 1.0,
-        };
+        let z = OgrMeasure { train_pre: 1.0, val_pre: 1.0, train_now: 1.0, val_now: 1.0 };
         assert_eq!(ogr_weights(&[z, z]), vec![0.5, 0.5]);
     }
 
@@ -354,12 +263,7 @@ mod tests {
     fn estimation_restores_the_model_and_weights_the_step() {
         let model = Toy::new(&[3, 2], 4, 3, 5);
         let data = Data::random(&model, 3, 2, 6, 6);
-        let cfg = GBlendingConfig {
-            ogr_lr: 0.5,
-            ogr_momentum: 0.0,
-            ogr_weight_decay: 0.0,
-            ..Default::default()
-        };
+        let cfg = GBlendingConfig { ogr_lr: 0.5, ogr_momentum: 0.0, ogr_weight_decay: 0.0, ..Default::default() };
         let before = values(&model);
         let measures = measure_branches(&model, &data, &cfg).unwrap();
         assert_eq!(values(&model), before);
@@ -368,12 +272,7 @@ mod tests {
         let mut tot = 0.0;
         for (x, y) in &data.val {
             let z = model.encode_all(x, false).unwrap();
-            tot += scalar(
-                &CrossEntropy
-                    .loss(&model.fuse(&z, false).unwrap(), y)
-                    .unwrap(),
-            )
-            .unwrap();
+            tot += scalar(&CrossEntropy.loss(&model.fuse(&z, false).unwrap(), y).unwrap()).unwrap();
         }
         assert!((measures[2].val_pre - tot / 2.0).abs() < 1e-12);
         // Training lowered every branch's training loss.
@@ -395,21 +294,9 @@ mod tests {
         // The step's gradient is that of 0.5 L_mm + 0.2 L_a + 0.3 L_v.
         let (x, y) = &data.train[0];
         let z = model.encode_all(x, true).unwrap();
-        let l = ((CrossEntropy
-            .loss(&model.fuse(&z, true).unwrap(), y)
-            .unwrap()
-            * 0.5)
-            .unwrap()
-            + ((CrossEntropy
-                .loss(&model.fuse_only(&z, 0, true).unwrap(), y)
-                .unwrap()
-                * 0.2)
-                .unwrap()
-                + (CrossEntropy
-                    .loss(&model.fuse_only(&z, 1, true).unwrap(), y)
-                    .unwrap()
-                    * 0.3)
-                    .unwrap())
+        let l = ((CrossEntropy.loss(&model.fuse(&z, true).unwrap(), y).unwrap() * 0.5).unwrap()
+            + ((CrossEntropy.loss(&model.fuse_only(&z, 0, true).unwrap(), y).unwrap() * 0.2).unwrap()
+                + (CrossEntropy.loss(&model.fuse_only(&z, 1, true).unwrap(), y).unwrap() * 0.3).unwrap())
             .unwrap())
         .unwrap();
         let g = all_grads(&model, &l).unwrap();

@@ -19,19 +19,14 @@ pub fn minmax_scale(x: &Tensor) -> Result<Tensor> {
     let range = (&max - &min)?;
     let zero = range.eq(0.0)?;
     let range = zero.where_cond(&range.ones_like()?, &range)?;
-    Ok(x.broadcast_sub(&min)?
-        .broadcast_div(&range)?
-        .affine(2.0, -1.0)?)
+    Ok(x.broadcast_sub(&min)?.broadcast_div(&range)?.affine(2.0, -1.0)?)
 }
 
 /// Squared distances `[N, K]` of rows of `x` to centres `c` (‖x‖² − 2 x cᵀ + ‖c‖², clamped at 0).
 fn sq_dists(x: &Tensor, c: &Tensor) -> Result<Tensor> {
     let xx = x.sqr()?.sum_keepdim(1)?;
     let cc = c.sqr()?.sum_keepdim(1)?.t()?;
-    Ok(xx
-        .broadcast_add(&cc)?
-        .broadcast_sub(&(x.matmul(&c.t()?)? * 2.0)?)?
-        .clamp(0.0, f64::INFINITY)?)
+    Ok(xx.broadcast_add(&cc)?.broadcast_sub(&(x.matmul(&c.t()?)? * 2.0)?)?.clamp(0.0, f64::INFINITY)?)
 }
 
 /// Nearest centre of every row, and its squared distance.
@@ -44,13 +39,7 @@ fn assign(x: &Tensor, centers: &[f64], k: usize) -> Result<(Vec<usize>, Vec<f64>
     while start < n {
         let len = CHUNK.min(n - start);
         let dm = sq_dists(&x.narrow(0, start, len)?, &c)?;
-        labels.extend(
-            dm.argmin(1)?
-                .to_dtype(DType::U32)?
-                .to_vec1::<u32>()?
-                .into_iter()
-                .map(|v| v as usize),
-        );
+        labels.extend(dm.argmin(1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?.into_iter().map(|v| v as usize));
         dist.extend(dm.min(1)?.to_dtype(DType::F64)?.to_vec1::<f64>()?);
         start += len;
     }
@@ -61,29 +50,17 @@ fn assign(x: &Tensor, centers: &[f64], k: usize) -> Result<(Vec<usize>, Vec<f64>
 fn dist_to(x: &Tensor, center: &[f64]) -> Result<Vec<f64>> {
     let d = x.dim(1)?;
     let c = upload(center.to_vec(), &[1, d], x.dtype(), x.device())?;
-    Ok(x.broadcast_sub(&c)?
-        .sqr()?
-        .sum(1)?
-        .to_dtype(DType::F64)?
-        .to_vec1::<f64>()?)
+    Ok(x.broadcast_sub(&c)?.sqr()?.sum(1)?.to_dtype(DType::F64)?.to_vec1::<f64>()?)
 }
 
 /// k-means of the rows of `x` (`[N, d]`): k-means++ seeding with `rng`, then Lloyd iterations
 /// until the assignment no longer changes, the centre shift falls below
 /// `tol · mean_j var(x_{·j})` (as scikit-learn), or `max_iter`. Empty clusters are moved to the
 /// point farthest from its centre. Returns the cluster of every row.
-pub fn kmeans(
-    x: &Tensor,
-    k: usize,
-    max_iter: usize,
-    tol: f64,
-    rng: &mut Rng,
-) -> Result<Vec<usize>> {
+pub fn kmeans(x: &Tensor, k: usize, max_iter: usize, tol: f64, rng: &mut Rng) -> Result<Vec<usize>> {
     let (n, d) = x.dims2()?;
     if k == 0 || n < k {
-        return Err(Error::InvalidInput(format!(
-            "k-means with k = {k} needs at least k points, got {n}"
-        )));
+        return Err(Error::InvalidInput(format!("k-means with k = {k} needs at least k points, got {n}")));
     }
     let x = x.to_dtype(DType::F32)?;
     let host: Vec<f32> = x.flatten_all()?.to_vec1::<f32>()?;
@@ -130,10 +107,7 @@ pub fn kmeans(
             sq[j] += v * v;
         }
     }
-    let mean_var = (0..d)
-        .map(|j| sq[j] / n as f64 - (mean[j] / n as f64).powi(2))
-        .sum::<f64>()
-        / d as f64;
+    let mean_var = (0..d).map(|j| sq[j] / n as f64 - (mean[j] / n as f64).powi(2)).sum::<f64>() / d as f64;
     let tol_abs = tol * mean_var;
 
     let (mut labels, _) = assign(&x, &centers, k)?;
@@ -161,10 +135,7 @@ pub fn kmeans(
                 .iter()
                 .enumerate()
                 .map(|(i, &c)| {
-                    let dd: f64 = row(i)
-                        .zip(&new[c * d..(c + 1) * d])
-                        .map(|(a, b)| (a - b).powi(2))
-                        .sum();
+                    let dd: f64 = row(i).zip(&new[c * d..(c + 1) * d]).map(|(a, b)| (a - b).powi(2)).sum();
                     (dd, i)
                 })
                 .collect();
@@ -211,17 +182,8 @@ mod tests {
 
     #[test]
     fn minmax_to_minus_one_one() {
-        let x = Tensor::new(
-            &[[0.0f64, 5.0, 2.0], [10.0, 5.0, 4.0], [5.0, 5.0, 3.0]],
-            &Device::Cpu,
-        )
-        .unwrap();
-        let s = minmax_scale(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
+        let x = Tensor::new(&[[0.0f64, 5.0, 2.0], [10.0, 5.0, 4.0], [5.0, 5.0, 3.0]], &Device::Cpu).unwrap();
+        let s = minmax_scale(&x).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
         assert_eq!(s, vec![-1.0, -1.0, -1.0, 1.0, -1.0, 1.0, 0.0, -1.0, 0.0]);
     }
 

@@ -27,8 +27,8 @@ use dgl_core::{Error, Method, MultimodalModel, Prediction, Result, StepContext, 
 use serde::{Deserialize, Serialize};
 
 use crate::util::{
-    all_grads, batch_mean, check_losses, entropy, f64_tensor, find_state, host_f64,
-    require_multimodal, scalar, state_f64, upload,
+    all_grads, batch_mean, check_losses, entropy, f64_tensor, find_state, host_f64, require_multimodal, scalar,
+    state_f64, upload,
 };
 
 /// What happens to the head weight gradient.
@@ -104,10 +104,7 @@ pub fn find_head_weight(model: &dyn MultimodalModel) -> Result<HeadWeight> {
         })?);
     }
     let k = blocks[0].dim(0)?;
-    let dims: Vec<usize> = blocks
-        .iter()
-        .map(|b| b.dim(1))
-        .collect::<candle_core::Result<_>>()?;
+    let dims: Vec<usize> = blocks.iter().map(|b| b.dim(1)).collect::<candle_core::Result<_>>()?;
     let d: usize = dims.iter().sum();
     let want = host_f64(&blocks[0])?;
     for p in model.head_params() {
@@ -126,26 +123,19 @@ pub fn find_head_weight(model: &dyn MultimodalModel) -> Result<HeadWeight> {
                 WeightLayout::InOut => t.narrow(0, 0, dims[0])?.t()?,
             };
             if host_f64(&block)? == want {
-                return Ok(HeadWeight {
-                    name: p.name.clone(),
-                    layout,
-                    dims,
-                });
+                return Ok(HeadWeight { name: p.name.clone(), layout, dims });
             }
         }
     }
     Err(Error::InvalidInput(
-        "MLA: no head parameter matches the linear head blocks; use mla.projection = \"off\""
-            .into(),
+        "MLA: no head parameter matches the linear head blocks; use mla.projection = \"off\"".into(),
     ))
 }
 
 /// One projection update, row-major `P ∈ R^{D×D}`: k = P r, P ← P − k kᵀ/(α + r·k), P ← P/‖P‖_F.
 pub fn update_projection(p: &mut [f64], r: &[f64], alpha: f64) {
     let d = r.len();
-    let k: Vec<f64> = (0..d)
-        .map(|i| (0..d).map(|j| p[i * d + j] * r[j]).sum())
-        .collect();
+    let k: Vec<f64> = (0..d).map(|i| (0..d).map(|j| p[i * d + j] * r[j]).sum()).collect();
     let denom = alpha + r.iter().zip(&k).map(|(a, b)| a * b).sum::<f64>();
     for i in 0..d {
         for j in 0..d {
@@ -180,28 +170,17 @@ pub fn fuse_branches(logits: &[Tensor], how: MlaFusion) -> Result<Tensor> {
     match how {
         MlaFusion::Mean => {
             let w = (0..mm)
-                .map(|_| {
-                    Tensor::new(1.0 / mm as f64, logits[0].device())?.to_dtype(logits[0].dtype())
-                })
+                .map(|_| Tensor::new(1.0 / mm as f64, logits[0].device())?.to_dtype(logits[0].dtype()))
                 .collect::<candle_core::Result<Vec<_>>>()?;
             weighted(w)
         }
         MlaFusion::EntropySample => {
-            let h = logits
-                .iter()
-                .map(|l| entropy(l, 1))
-                .collect::<Result<Vec<_>>>()?; // [B] each
-            let w = entropy_weights(&h)?
-                .iter()
-                .map(|w| w.unsqueeze(1))
-                .collect::<candle_core::Result<Vec<_>>>()?;
+            let h = logits.iter().map(|l| entropy(l, 1)).collect::<Result<Vec<_>>>()?; // [B] each
+            let w = entropy_weights(&h)?.iter().map(|w| w.unsqueeze(1)).collect::<candle_core::Result<Vec<_>>>()?;
             weighted(w)
         }
         MlaFusion::EntropyBatch => {
-            let h = logits
-                .iter()
-                .map(|l| entropy(l, 0)?.sum_all().map_err(Error::from))
-                .collect::<Result<Vec<_>>>()?; // scalar each
+            let h = logits.iter().map(|l| entropy(l, 0)?.sum_all().map_err(Error::from)).collect::<Result<Vec<_>>>()?; // scalar each
             weighted(entropy_weights(&h)?)
         }
     }
@@ -211,9 +190,7 @@ pub fn fuse_branches(logits: &[Tensor], how: MlaFusion) -> Result<Tensor> {
 /// modality.
 fn entropy_weights(h: &[Tensor]) -> Result<Vec<Tensor>> {
     let w = candle_nn::ops::softmax(&Tensor::stack(h, 0)?.neg()?, 0)?;
-    Ok((0..h.len())
-        .map(|m| w.get(m))
-        .collect::<candle_core::Result<Vec<_>>>()?)
+    Ok((0..h.len()).map(|m| w.get(m)).collect::<candle_core::Result<Vec<_>>>()?)
 }
 
 /// MLA.
@@ -229,12 +206,7 @@ pub struct Mla {
 
 impl Mla {
     pub fn new(cfg: MlaConfig) -> Self {
-        Self {
-            cfg,
-            projection: None,
-            half_steps: 0,
-            head: None,
-        }
+        Self { cfg, projection: None, half_steps: 0, head: None }
     }
 
     /// The current projection matrix (row-major, D×D) if one exists.
@@ -322,12 +294,7 @@ impl Method for Mla {
         Ok(())
     }
 
-    fn train_step(
-        &mut self,
-        ctx: &mut StepContext<'_>,
-        inputs: &[Tensor],
-        targets: &Tensor,
-    ) -> Result<StepReport> {
+    fn train_step(&mut self, ctx: &mut StepContext<'_>, inputs: &[Tensor], targets: &Tensor) -> Result<StepReport> {
         let model = ctx.model;
         let z = model.encode_all(inputs, true)?;
         let names = model.modality_names();
@@ -374,10 +341,7 @@ impl Method for Mla {
     }
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let mut v = vec![(
-            "mla.half_steps".to_string(),
-            f64_tensor(&[self.half_steps as f64])?,
-        )];
+        let mut v = vec![("mla.half_steps".to_string(), f64_tensor(&[self.half_steps as f64])?)];
         if let Some(p) = &self.projection {
             let d = (p.len() as f64).sqrt().round() as usize;
             v.push(("mla.projection".into(), f64_tensor(p)?.reshape((d, d))?));
@@ -421,24 +385,15 @@ mod tests {
     fn projected_gradient_is_orthogonal_to_previous_means() {
         let d = 6;
         let mut rng = dgl_core::rng::Rng::new(3);
-        let mut p: Vec<f64> = (0..d * d)
-            .map(|i| if i % (d + 1) == 0 { 1.0 } else { 0.0 })
-            .collect();
-        let rs: Vec<Vec<f64>> = (0..3)
-            .map(|_| (0..d).map(|_| rng.normal()).collect())
-            .collect();
+        let mut p: Vec<f64> = (0..d * d).map(|i| if i % (d + 1) == 0 { 1.0 } else { 0.0 }).collect();
+        let rs: Vec<Vec<f64>> = (0..3).map(|_| (0..d).map(|_| rng.normal()).collect()).collect();
         for r in &rs {
             update_projection(&mut p, r, 1e-9);
         }
         let g: Vec<f64> = (0..4 * d).map(|_| rng.normal()).collect(); // [K=4, D]
         let gp = Tensor::from_vec(g.clone(), (4, d), &Device::Cpu)
             .unwrap()
-            .matmul(
-                &Tensor::from_vec(p.clone(), (d, d), &Device::Cpu)
-                    .unwrap()
-                    .t()
-                    .unwrap(),
-            )
+            .matmul(&Tensor::from_vec(p.clone(), (d, d), &Device::Cpu).unwrap().t().unwrap())
             .unwrap();
         let gnorm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
         for r in &rs {
@@ -458,10 +413,7 @@ mod tests {
     fn finds_the_head_weight_in_both_layouts() {
         let m = Toy::new(&[3, 2], 4, 3, 1);
         let h = find_head_weight(&m).unwrap();
-        assert_eq!(
-            (h.name.as_str(), h.layout, h.input_dim()),
-            ("head.weight", WeightLayout::OutIn, 8)
-        );
+        assert_eq!((h.name.as_str(), h.layout, h.input_dim()), ("head.weight", WeightLayout::OutIn, 8));
         let m = Toy::build(&[3, 2], 4, 3, 1, false, true);
         assert_eq!(find_head_weight(&m).unwrap().layout, WeightLayout::InOut);
     }
@@ -481,18 +433,12 @@ mod tests {
 
             let mut sgd2 = plain_sgd(0.5);
             let z = twin.encode_all(&x, true).unwrap();
-            let l0 = CrossEntropy
-                .loss(&twin.fuse_only(&z, 0, true).unwrap(), &y)
-                .unwrap();
+            let l0 = CrossEntropy.loss(&twin.fuse_only(&z, 0, true).unwrap(), &y).unwrap();
             let g0 = all_grads(&twin, &l0).unwrap();
             sgd2.step(&g0).unwrap();
-            let l1 = CrossEntropy
-                .loss(&twin.fuse_only(&z, 1, true).unwrap(), &y)
-                .unwrap();
+            let l1 = CrossEntropy.loss(&twin.fuse_only(&z, 1, true).unwrap(), &y).unwrap();
             let mut g1 = all_grads(&twin, &l1).unwrap();
-            let mut p: Vec<f64> = (0..64)
-                .map(|i| if i % 9 == 0 { 1.0 } else { 0.0 })
-                .collect();
+            let mut p: Vec<f64> = (0..64).map(|i| if i % 9 == 0 { 1.0 } else { 0.0 }).collect();
             let mut r = vec![0.0; 4];
             r.extend(batch_mean(&z[1]).unwrap());
             update_projection(&mut p, &r, 0.1);

@@ -21,10 +21,7 @@ use candle_core::{Tensor, Var};
 use dgl_core::grads::ParamGrads;
 use dgl_core::model::{detach_all, GroupKind};
 use dgl_core::rng::Rng;
-use dgl_core::{
-    Error, Method, MultimodalModel, NamedVar, ParamGroup, Prediction, Result, StepContext,
-    StepReport,
-};
+use dgl_core::{Error, Method, MultimodalModel, NamedVar, ParamGroup, Prediction, Result, StepContext, StepReport};
 use serde::{Deserialize, Serialize};
 
 use crate::util::{check_losses, find_state, flatten_rows, require_multimodal, scalar, upload};
@@ -75,11 +72,7 @@ pub fn rescale(g_mm: &Tensor, g_m: &Tensor, k: (f64, f64), gamma: f64) -> Result
     let new = ((g_mm * (2.0 * k.0))? + (g_m * (2.0 * k.1))?)?;
     let nn = scalar(&new.sqr()?.sum_all()?)?.sqrt();
     // The official n3/‖g_new‖ is 0/0 or x/0 when g_new vanishes; the result is then 0.
-    let factor = if nn > 0.0 && n3 / nn > 1.0 {
-        n3 / nn * gamma
-    } else {
-        gamma
-    };
+    let factor = if nn > 0.0 && n3 / nn > 1.0 { n3 / nn * gamma } else { gamma };
     Ok((new * factor)?)
 }
 
@@ -101,13 +94,7 @@ pub struct MmPareto {
 
 impl MmPareto {
     pub fn new(gamma: f64, cfg: MmParetoConfig, num_classes: usize, seed: u64) -> Self {
-        Self {
-            gamma,
-            cfg,
-            num_classes,
-            seed,
-            heads: None,
-        }
+        Self { gamma, cfg, num_classes, seed, heads: None }
     }
 
     fn head_group(&self, names: &[String]) -> Option<ParamGroup> {
@@ -144,12 +131,8 @@ impl MmPareto {
         for zm in z {
             let d = flatten_rows(zm)?.dim(1)?;
             let bound = 1.0 / (d as f64).sqrt();
-            let w: Vec<f64> = (0..self.num_classes * d)
-                .map(|_| rng.uniform_range(-bound, bound))
-                .collect();
-            let b: Vec<f64> = (0..self.num_classes)
-                .map(|_| rng.uniform_range(-bound, bound))
-                .collect();
+            let w: Vec<f64> = (0..self.num_classes * d).map(|_| rng.uniform_range(-bound, bound)).collect();
+            let b: Vec<f64> = (0..self.num_classes).map(|_| rng.uniform_range(-bound, bound)).collect();
             heads.push((
                 Var::from_tensor(&upload(w, &[self.num_classes, d], zm.dtype(), zm.device())?)?,
                 Var::from_tensor(&upload(b, &[self.num_classes], zm.dtype(), zm.device())?)?,
@@ -159,13 +142,7 @@ impl MmPareto {
         Ok(())
     }
 
-    fn unimodal_logits(
-        &self,
-        model: &dyn MultimodalModel,
-        z: &[Tensor],
-        m: usize,
-        train: bool,
-    ) -> Result<Tensor> {
+    fn unimodal_logits(&self, model: &dyn MultimodalModel, z: &[Tensor], m: usize, train: bool) -> Result<Tensor> {
         match (self.cfg.unimodal_heads, &self.heads) {
             (UnimodalHeads::ZeroMask, _) => Ok(model.fuse_only(z, m, train)?),
             (UnimodalHeads::Separate, Some(h)) => {
@@ -177,8 +154,7 @@ impl MmPareto {
                 Ok(zm.matmul(&w.t()?)?.broadcast_add(&b)?)
             }
             (UnimodalHeads::Separate, None) => Err(Error::InvalidInput(
-                "MMPareto's separate heads do not exist yet: train a step or load the method state"
-                    .into(),
+                "MMPareto's separate heads do not exist yet: train a step or load the method state".into(),
             )),
         }
     }
@@ -216,21 +192,13 @@ impl MmPareto {
         let mut k = Vec::new();
         for (m, gu) in g_uni.iter().enumerate() {
             let (mut v11, mut v12, mut v22) = (0.0, 0.0, 0.0);
-            for e in g_mm
-                .entries()
-                .iter()
-                .filter(|e| e.group == GroupKind::Encoder(m))
-            {
+            for e in g_mm.entries().iter().filter(|e| e.group == GroupKind::Encoder(m)) {
                 v11 += dot(&e.grad, &e.grad)?;
                 if let Some(b) = gu.get(&e.name) {
                     v12 += dot(&e.grad, b)?;
                 }
             }
-            for e in gu
-                .entries()
-                .iter()
-                .filter(|e| e.group == GroupKind::Encoder(m))
-            {
+            for e in gu.entries().iter().filter(|e| e.group == GroupKind::Encoder(m)) {
                 v22 += dot(&e.grad, &e.grad)?;
             }
             let (k_mm, k_m, cos) = pareto_weights(v11, v12, v22);
@@ -248,10 +216,7 @@ impl MmPareto {
         total.map(|e| match e.group {
             GroupKind::Encoder(m) if m < k.len() => {
                 let a = g_mm.get(&e.name).cloned().unwrap_or(e.grad.zeros_like()?);
-                let b = g_uni[m]
-                    .get(&e.name)
-                    .cloned()
-                    .unwrap_or(e.grad.zeros_like()?);
+                let b = g_uni[m].get(&e.name).cloned().unwrap_or(e.grad.zeros_like()?);
                 rescale(&a, &b, k[m], gamma).map_err(|x| candle_core::Error::Msg(x.to_string()))
             }
             _ => Ok(e.grad.clone()),
@@ -279,12 +244,7 @@ impl Method for MmPareto {
         require_multimodal(model, "mmpareto")
     }
 
-    fn train_step(
-        &mut self,
-        ctx: &mut StepContext<'_>,
-        inputs: &[Tensor],
-        targets: &Tensor,
-    ) -> Result<StepReport> {
+    fn train_step(&mut self, ctx: &mut StepContext<'_>, inputs: &[Tensor], targets: &Tensor) -> Result<StepReport> {
         let (mut grads, mut report) = self.gradients(ctx.model, inputs, targets, ctx.loss)?;
         check_losses(&report.losses, ctx)?;
         report.grad_norm = ctx.apply(&mut grads)?;
@@ -295,17 +255,9 @@ impl Method for MmPareto {
         let z = detach_all(&model.encode_all(inputs, false)?);
         let names = model.modality_names();
         let branches = (0..model.num_modalities())
-            .map(|m| {
-                Ok((
-                    names[m].clone(),
-                    self.unimodal_logits(model, &z, m, false)?.detach(),
-                ))
-            })
+            .map(|m| Ok((names[m].clone(), self.unimodal_logits(model, &z, m, false)?.detach())))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Prediction {
-            multimodal: model.fuse(&z, false)?.detach(),
-            branches,
-        })
+        Ok(Prediction { multimodal: model.fuse(&z, false)?.detach(), branches })
     }
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
@@ -378,36 +330,16 @@ mod tests {
         let a = Tensor::new(&[3.0f64, 0.0], &dev).unwrap();
         let b = Tensor::new(&[0.0f64, 4.0], &dev).unwrap();
         // k = (½, ½): g_new = a + b, n3 = ‖a + b‖ = 5 = ‖g_new‖ ⇒ ratio 1 ⇒ 1.5·g_new.
-        assert_close(
-            &vec(&rescale(&a, &b, (0.5, 0.5), 1.5).unwrap()),
-            &[4.5, 6.0],
-            1e-15,
-            "k=½",
-        );
+        assert_close(&vec(&rescale(&a, &b, (0.5, 0.5), 1.5).unwrap()), &[4.5, 6.0], 1e-15, "k=½");
         // k = (0.1, 0.9): g_new = (0.6, 7.2), ‖·‖ = √52.2; n3 = 5 < ‖g_new‖ ⇒ 1.5·g_new.
-        assert_close(
-            &vec(&rescale(&a, &b, (0.1, 0.9), 1.5).unwrap()),
-            &[0.9, 10.8],
-            1e-12,
-            "no boost",
-        );
+        assert_close(&vec(&rescale(&a, &b, (0.1, 0.9), 1.5).unwrap()), &[0.9, 10.8], 1e-12, "no boost");
         let a = Tensor::new(&[1.0f64, 0.0], &dev).unwrap();
         let b = Tensor::new(&[-1.0f64, 0.1], &dev).unwrap();
         // a = (1, 0), b = (−1, 0.1): n3 = ‖a + b‖ = 0.1.
         // k = (0.05, 0.05): g_new = (0, 0.01), n3 = 0.1 ⇒ ratio 10 ⇒ 10·1.5·g_new = (0, 0.15).
-        assert_close(
-            &vec(&rescale(&a, &b, (0.05, 0.05), 1.5).unwrap()),
-            &[0.0, 0.15],
-            1e-12,
-            "boost",
-        );
+        assert_close(&vec(&rescale(&a, &b, (0.05, 0.05), 1.5).unwrap()), &[0.0, 0.15], 1e-12, "boost");
         let z = Tensor::zeros(2, DType::F64, &dev).unwrap();
-        assert_close(
-            &vec(&rescale(&z, &z, (0.5, 0.5), 1.5).unwrap()),
-            &[0.0, 0.0],
-            0.0,
-            "zero",
-        );
+        assert_close(&vec(&rescale(&z, &z, (0.5, 0.5), 1.5).unwrap()), &[0.0, 0.0], 0.0, "zero");
     }
 
     /// The step's gradients against per-loss backward passes and the formulas.
@@ -417,56 +349,35 @@ mod tests {
             let model = Toy::new(&[3, 4], 5, 3, 21);
             let x = model.inputs(7, 22);
             let y = targets(7, 3);
-            let mut mp = MmPareto::new(
-                1.5,
-                MmParetoConfig {
-                    unimodal_heads: heads,
-                },
-                3,
-                0,
-            );
+            let mut mp = MmPareto::new(1.5, MmParetoConfig { unimodal_heads: heads }, 3, 0);
             let (g, rep) = mp.gradients(&model, &x, &y, &CrossEntropy).unwrap();
 
             let z = model.encode_all(&x, true).unwrap();
             let mut groups = model.param_groups();
             groups.extend(mp.head_group(&model.modality_names()));
-            let l_mm = CrossEntropy
-                .loss(&model.fuse(&z, true).unwrap(), &y)
-                .unwrap();
+            let l_mm = CrossEntropy.loss(&model.fuse(&z, true).unwrap(), &y).unwrap();
             let g_mm = ParamGrads::from_store(&l_mm.backward().unwrap(), &groups, |_| true);
             let g_u: Vec<ParamGrads> = (0..2)
                 .map(|m| {
-                    let l = CrossEntropy
-                        .loss(&mp.unimodal_logits(&model, &z, m, true).unwrap(), &y)
-                        .unwrap();
+                    let l = CrossEntropy.loss(&mp.unimodal_logits(&model, &z, m, true).unwrap(), &y).unwrap();
                     ParamGrads::from_store(&l.backward().unwrap(), &groups, |_| true)
                 })
                 .collect();
             for (m, gu_m) in g_u.iter().enumerate() {
                 let names = [format!("enc{m}.weight"), format!("enc{m}.bias")];
-                let flat = |g: &ParamGrads| -> Vec<f64> {
-                    names.iter().flat_map(|n| vec(g.get(n).unwrap())).collect()
-                };
+                let flat = |g: &ParamGrads| -> Vec<f64> { names.iter().flat_map(|n| vec(g.get(n).unwrap())).collect() };
                 let (a, b) = (flat(&g_mm), flat(gu_m));
                 let d = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f64>();
                 let k = pareto_weights(d(&a, &a), d(&a, &b), d(&b, &b));
                 for n in &names {
-                    let want = rescale(g_mm.get(n).unwrap(), gu_m.get(n).unwrap(), (k.0, k.1), 1.5)
-                        .unwrap();
+                    let want = rescale(g_mm.get(n).unwrap(), gu_m.get(n).unwrap(), (k.0, k.1), 1.5).unwrap();
                     assert_close(&vec(g.get(n).unwrap()), &vec(&want), 1e-10, n);
                 }
-                assert!(rep
-                    .scalars
-                    .iter()
-                    .any(|(n, v)| n.starts_with("k_mm_") && (*v - k.0).abs() < 1e-12));
+                assert!(rep.scalars.iter().any(|(n, v)| n.starts_with("k_mm_") && (*v - k.0).abs() < 1e-12));
             }
             // Head (and separate heads): the plain sum.
             for e in g.entries().iter().filter(|e| e.group == GroupKind::Head) {
-                let mut want = vec(g_mm
-                    .get(&e.name)
-                    .cloned()
-                    .unwrap_or(e.grad.zeros_like().unwrap())
-                    .as_ref());
+                let mut want = vec(g_mm.get(&e.name).cloned().unwrap_or(e.grad.zeros_like().unwrap()).as_ref());
                 for gu in &g_u {
                     if let Some(t) = gu.get(&e.name) {
                         for (w, v) in want.iter_mut().zip(vec(t)) {
@@ -477,32 +388,14 @@ mod tests {
                 assert_close(&vec(&e.grad), &want, 1e-10, &e.name);
             }
             if heads == UnimodalHeads::Separate {
-                assert_eq!(
-                    g.entries()
-                        .iter()
-                        .filter(|e| e.name.starts_with("mmpareto.head_"))
-                        .count(),
-                    4
-                );
+                assert_eq!(g.entries().iter().filter(|e| e.name.starts_with("mmpareto.head_")).count(), 4);
                 let st = mp.state().unwrap();
                 assert_eq!(st.len(), 4);
-                let mut other = MmPareto::new(
-                    1.5,
-                    MmParetoConfig {
-                        unimodal_heads: heads,
-                    },
-                    3,
-                    5,
-                );
+                let mut other = MmPareto::new(1.5, MmParetoConfig { unimodal_heads: heads }, 3, 5);
                 other.load_state(&st).unwrap();
                 let p = other.predict(&model, &x).unwrap();
                 let q = mp.predict(&model, &x).unwrap();
-                assert_close(
-                    &vec(&p.branches[1].1),
-                    &vec(&q.branches[1].1),
-                    0.0,
-                    "heads state",
-                );
+                assert_close(&vec(&p.branches[1].1), &vec(&q.branches[1].1), 0.0, "heads state");
             }
         }
     }

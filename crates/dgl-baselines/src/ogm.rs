@@ -22,8 +22,8 @@ use dgl_core::{Method, MultimodalModel, Result, StepContext, StepReport};
 use serde::{Deserialize, Serialize};
 
 use crate::util::{
-    all_grads, check_losses, check_window, gaussian, in_window, require_two_modalities,
-    rng_from_tensor, rng_tensor, scalar, std_unbiased, target_probs, upload,
+    all_grads, check_losses, check_window, gaussian, in_window, require_two_modalities, rng_from_tensor, rng_tensor,
+    scalar, std_unbiased, target_probs, upload,
 };
 
 /// How the per-modality logits of the ratio are formed.
@@ -104,21 +104,13 @@ pub fn coefficients(score_a: f64, score_v: f64, alpha: f64) -> OgmCoefficients {
 }
 
 /// The per-modality logits used by the ratio (no gradient).
-pub fn unimodal_logits(
-    model: &dyn MultimodalModel,
-    z: &[Tensor],
-    m: usize,
-    how: OgmUnimodalLogits,
-) -> Result<Tensor> {
+pub fn unimodal_logits(model: &dyn MultimodalModel, z: &[Tensor], m: usize, how: OgmUnimodalLogits) -> Result<Tensor> {
     let z = detach_all(z);
     let masked = model.fuse_only(&z, m, false)?;
     Ok(match how {
         OgmUnimodalLogits::ZeroMask => masked,
         OgmUnimodalLogits::HalfBias => {
-            let zeros: Vec<Tensor> = z
-                .iter()
-                .map(|t| t.zeros_like())
-                .collect::<candle_core::Result<_>>()?;
+            let zeros: Vec<Tensor> = z.iter().map(|t| t.zeros_like()).collect::<candle_core::Result<_>>()?;
             let offset = model.fuse(&zeros, false)?;
             (masked - (offset * 0.5)?)?
         }
@@ -127,10 +119,7 @@ pub fn unimodal_logits(
 
 /// Which gradients of encoder `m` are modulated under `sel`.
 fn selected(grads: &ParamGrads, m: usize, sel: OgmParams) -> impl Fn(usize) -> bool {
-    let has_conv = grads
-        .entries()
-        .iter()
-        .any(|e| e.group == GroupKind::Encoder(m) && e.grad.rank() == 4);
+    let has_conv = grads.entries().iter().any(|e| e.group == GroupKind::Encoder(m) && e.grad.rank() == 4);
     move |rank: usize| match sel {
         OgmParams::Conv => rank == 4,
         OgmParams::Matrices => rank >= 2,
@@ -145,12 +134,7 @@ fn selected(grads: &ParamGrads, m: usize, sel: OgmParams) -> impl Fn(usize) -> b
 }
 
 /// Applies g ← k_m·g (+ N(0, std(g)+1e-8) when `noise` is given) to the selected encoder grads.
-pub fn modulate(
-    grads: &mut ParamGrads,
-    k: &[f64],
-    sel: OgmParams,
-    mut noise: Option<&mut Rng>,
-) -> Result<()> {
+pub fn modulate(grads: &mut ParamGrads, k: &[f64], sel: OgmParams, mut noise: Option<&mut Rng>) -> Result<()> {
     let pick: Vec<_> = (0..k.len()).map(|m| selected(grads, m, sel)).collect();
     let mut err = None;
     grads.map(|e| {
@@ -197,12 +181,7 @@ pub struct Ogm {
 
 impl Ogm {
     pub fn new(alpha: f64, ge: bool, cfg: OgmConfig, seed: u64) -> Self {
-        Self {
-            alpha,
-            ge,
-            cfg,
-            rng: Rng::derive(seed, 0x0060_6E6E),
-        }
+        Self { alpha, ge, cfg, rng: Rng::derive(seed, 0x0060_6E6E) }
     }
 }
 
@@ -215,12 +194,7 @@ impl Method for Ogm {
         require_two_modalities(model, &self.name())
     }
 
-    fn train_step(
-        &mut self,
-        ctx: &mut StepContext<'_>,
-        inputs: &[Tensor],
-        targets: &Tensor,
-    ) -> Result<StepReport> {
+    fn train_step(&mut self, ctx: &mut StepContext<'_>, inputs: &[Tensor], targets: &Tensor) -> Result<StepReport> {
         self.check(ctx.model)?;
         let model = ctx.model;
         let z = model.encode_all(inputs, true)?;
@@ -231,17 +205,12 @@ impl Method for Ogm {
         let mut grads = all_grads(model, &loss)?;
 
         let y = crate::util::host_targets(targets)?;
-        let uni = (0..2)
-            .map(|m| unimodal_logits(model, &z, m, self.cfg.unimodal_logits))
-            .collect::<Result<Vec<_>>>()?;
+        let uni =
+            (0..2).map(|m| unimodal_logits(model, &z, m, self.cfg.unimodal_logits)).collect::<Result<Vec<_>>>()?;
         let s_a: f64 = target_probs(&uni[0], &y)?.iter().sum();
         let s_v: f64 = target_probs(&uni[1], &y)?.iter().sum();
         let c = coefficients(s_a, s_v, self.alpha);
-        let active = in_window(
-            ctx.epoch,
-            self.cfg.modulation_starts,
-            self.cfg.modulation_ends,
-        );
+        let active = in_window(ctx.epoch, self.cfg.modulation_starts, self.cfg.modulation_ends);
         if active {
             let rng = if self.ge { Some(&mut self.rng) } else { None };
             modulate(&mut grads, &c.k, self.cfg.params, rng)?;
@@ -257,14 +226,8 @@ impl Method for Ogm {
             grad_norm,
             scalars: vec![
                 (format!("ratio_{}", names[1]), c.ratio),
-                (
-                    format!("coeff_{}", names[0]),
-                    if active { c.k[0] } else { 1.0 },
-                ),
-                (
-                    format!("coeff_{}", names[1]),
-                    if active { c.k[1] } else { 1.0 },
-                ),
+                (format!("coeff_{}", names[0]), if active { c.k[0] } else { 1.0 }),
+                (format!("coeff_{}", names[1]), if active { c.k[1] } else { 1.0 }),
             ],
         })
     }
@@ -290,9 +253,7 @@ mod tests {
     /// The training-mode representations and the gradients of the unmodulated loss CE(h(z)).
     fn plain_grads(model: &Toy, x: &[Tensor], y: &Tensor) -> (Vec<Tensor>, ParamGrads) {
         let z = model.encode_all(x, true).unwrap();
-        let l = CrossEntropy
-            .loss(&model.fuse(&z, true).unwrap(), y)
-            .unwrap();
+        let l = CrossEntropy.loss(&model.fuse(&z, true).unwrap(), y).unwrap();
         let g = all_grads(model, &l).unwrap();
         (z, g)
     }
@@ -322,11 +283,7 @@ mod tests {
             let got = vec(&unimodal_logits(&model, &z, m, OgmUnimodalLogits::HalfBias).unwrap());
             let w = model.linear_head_block(m).unwrap();
             let b = model.head_b.as_tensor();
-            let want = z[m]
-                .matmul(&w.t().unwrap())
-                .unwrap()
-                .broadcast_add(&(b * 0.5).unwrap())
-                .unwrap();
+            let want = z[m].matmul(&w.t().unwrap()).unwrap().broadcast_add(&(b * 0.5).unwrap()).unwrap();
             assert_close(&got, &vec(&want), 1e-12, "W_m z_m + b/2");
         }
     }
@@ -362,10 +319,7 @@ mod tests {
             let want: Vec<f64> = want.iter().map(|v| v * factor).collect();
             assert_close(got, &want, 1e-9, name);
         }
-        assert!(rep
-            .scalars
-            .iter()
-            .any(|(n, v)| n == "ratio_visual" && (*v - c.ratio).abs() < 1e-12));
+        assert!(rep.scalars.iter().any(|(n, v)| n == "ratio_visual" && (*v - c.ratio).abs() < 1e-12));
 
         // Outside the window (epoch 51 > 50): plain gradients.
         let model = Toy::new(&[3, 4], 5, 3, 3);
@@ -387,25 +341,13 @@ mod tests {
         modulate(&mut g2, &[0.25, 1.0], OgmParams::Auto, None).unwrap();
         let w0 = vec(g.get("enc0.weight").unwrap());
         let w0s = vec(g2.get("enc0.weight").unwrap());
-        assert_close(
-            &w0s,
-            &w0.iter().map(|v| v * 0.25).collect::<Vec<_>>(),
-            1e-12,
-            "conv k·g",
-        );
-        assert_close(
-            &vec(g2.get("enc0.bias").unwrap()),
-            &vec(g.get("enc0.bias").unwrap()),
-            0.0,
-            "bias",
-        );
+        assert_close(&w0s, &w0.iter().map(|v| v * 0.25).collect::<Vec<_>>(), 1e-12, "conv k·g");
+        assert_close(&vec(g2.get("enc0.bias").unwrap()), &vec(g.get("enc0.bias").unwrap()), 0.0, "bias");
 
         // GE noise: N(0, std(g_orig) + 1e-8) with the unscaled gradient's (unbiased) std, both
         // modalities; reproducible from the seed.
         let big = Tensor::from_vec(
-            (0..40_000)
-                .map(|i| ((i % 97) as f64 - 48.0) * 0.01)
-                .collect::<Vec<_>>(),
+            (0..40_000).map(|i| ((i % 97) as f64 - 48.0) * 0.01).collect::<Vec<_>>(),
             (200, 200, 1, 1),
             &candle_core::Device::Cpu,
         )
@@ -428,10 +370,7 @@ mod tests {
         let mean = noise.iter().sum::<f64>() / n;
         let sd = (noise.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
         assert!(mean.abs() < 0.02 * std0, "noise mean {mean}");
-        assert!(
-            (sd / (std0 + 1e-8) - 1.0).abs() < 0.02,
-            "noise std {sd} vs {std0}"
-        );
+        assert!((sd / (std0 + 1e-8) - 1.0).abs() < 0.02, "noise std {sd} vs {std0}");
         // The noise is exactly the seeded host draws.
         let want = gaussian(&mut Rng::new(9), orig.len(), std0 + 1e-8);
         assert_close(&noise, &want, 1e-9, "seeded noise");

@@ -17,8 +17,8 @@ use dgl_core::{BatchSource, Method, MultimodalModel, Result, Split, StepContext,
 use serde::{Deserialize, Serialize};
 
 use crate::util::{
-    all_grads, check_hp, check_losses, check_window, find_state, flatten_rows, host_f64,
-    host_targets, in_window, one_hot, require_two_modalities, scalar, target_probs, upload,
+    all_grads, check_hp, check_losses, check_window, find_state, flatten_rows, host_f64, host_targets, in_window,
+    one_hot, require_two_modalities, scalar, target_probs, upload,
 };
 
 /// PMR hyper-parameters (α is [`crate::MethodConfig::alpha`]).
@@ -37,23 +37,13 @@ pub struct PmrConfig {
 
 impl Default for PmrConfig {
     fn default() -> Self {
-        Self {
-            momentum_coef: 0.2,
-            prototype_fraction: 0.1,
-            modulation_starts: 0,
-            modulation_ends: Some(70),
-        }
+        Self { momentum_coef: 0.2, prototype_fraction: 0.1, modulation_starts: 0, modulation_ends: Some(70) }
     }
 }
 
 impl PmrConfig {
     pub fn validate(&self) -> Result<()> {
-        check_hp(
-            (0.0..=1.0).contains(&self.momentum_coef),
-            "momentum_coef",
-            self.momentum_coef,
-            "must be in [0, 1]",
-        )?;
+        check_hp((0.0..=1.0).contains(&self.momentum_coef), "momentum_coef", self.momentum_coef, "must be in [0, 1]")?;
         check_hp(
             self.prototype_fraction > 0.0 && self.prototype_fraction <= 1.0,
             "prototype_fraction",
@@ -110,9 +100,7 @@ pub fn compute_prototypes(
     })?;
     let mut out = Vec::with_capacity(mm);
     for (m, s) in sums.into_iter().enumerate() {
-        let s = s.ok_or_else(|| {
-            dgl_core::Error::InvalidInput("PMR prototypes: the training split is empty".into())
-        })?;
+        let s = s.ok_or_else(|| dgl_core::Error::InvalidInput("PMR prototypes: the training split is empty".into()))?;
         let (k, d) = s.dims2()?;
         let sv = host_f64(&s)?;
         let ov = match old {
@@ -171,12 +159,7 @@ pub struct Pmr {
 
 impl Pmr {
     pub fn new(alpha: f64, cfg: PmrConfig, num_classes: usize) -> Self {
-        Self {
-            alpha,
-            cfg,
-            num_classes,
-            prototypes: None,
-        }
+        Self { alpha, cfg, num_classes, prototypes: None }
     }
 
     /// The current prototypes, one `[K, d_m]` tensor per modality.
@@ -184,12 +167,7 @@ impl Pmr {
         self.prototypes.as_deref()
     }
 
-    fn refresh(
-        &mut self,
-        model: &dyn MultimodalModel,
-        data: &dyn BatchSource,
-        ema: bool,
-    ) -> Result<()> {
+    fn refresh(&mut self, model: &dyn MultimodalModel, data: &dyn BatchSource, ema: bool) -> Result<()> {
         let limit = prototype_batches(data.num_batches(Split::Train), self.cfg.prototype_fraction);
         let old = self.prototypes.take();
         let p = compute_prototypes(
@@ -198,11 +176,7 @@ impl Pmr {
             self.num_classes,
             limit,
             old.as_deref(),
-            if ema {
-                Some(self.cfg.momentum_coef)
-            } else {
-                None
-            },
+            if ema { Some(self.cfg.momentum_coef) } else { None },
         )?;
         self.prototypes = Some(p);
         Ok(())
@@ -218,12 +192,7 @@ impl Method for Pmr {
         require_two_modalities(model, "pmr")
     }
 
-    fn on_epoch_start(
-        &mut self,
-        model: &dyn MultimodalModel,
-        _epoch: usize,
-        data: &dyn BatchSource,
-    ) -> Result<()> {
+    fn on_epoch_start(&mut self, model: &dyn MultimodalModel, _epoch: usize, data: &dyn BatchSource) -> Result<()> {
         // Before the first epoch (or when resuming without saved prototypes): no EMA.
         if self.prototypes.is_none() {
             self.refresh(model, data, false)?;
@@ -231,46 +200,25 @@ impl Method for Pmr {
         Ok(())
     }
 
-    fn train_step(
-        &mut self,
-        ctx: &mut StepContext<'_>,
-        inputs: &[Tensor],
-        targets: &Tensor,
-    ) -> Result<StepReport> {
+    fn train_step(&mut self, ctx: &mut StepContext<'_>, inputs: &[Tensor], targets: &Tensor) -> Result<StepReport> {
         self.check(ctx.model)?;
         let model = ctx.model;
         let protos = self.prototypes.as_ref().ok_or_else(|| {
             dgl_core::Error::InvalidInput(
-                "PMR needs its prototypes: the loop must call on_epoch_start before training"
-                    .into(),
+                "PMR needs its prototypes: the loop must call on_epoch_start before training".into(),
             )
         })?;
         let z = model.encode_all(inputs, true)?;
         let out = model.fuse(&z, true)?;
         let l_mm = ctx.loss.loss(&out, targets)?;
-        let sim: Vec<Tensor> = z
-            .iter()
-            .zip(protos)
-            .map(|(zm, p)| prototype_logits(zm, p))
-            .collect::<Result<_>>()?;
-        let l_p: Vec<Tensor> = sim
-            .iter()
-            .map(|s| ctx.loss.loss(s, targets))
-            .collect::<candle_core::Result<_>>()?;
+        let sim: Vec<Tensor> = z.iter().zip(protos).map(|(zm, p)| prototype_logits(zm, p)).collect::<Result<_>>()?;
+        let l_p: Vec<Tensor> = sim.iter().map(|s| ctx.loss.loss(s, targets)).collect::<candle_core::Result<_>>()?;
         let y = host_targets(targets)?;
         let s_a: f64 = target_probs(&sim[0], &y)?.iter().sum();
         let s_v: f64 = target_probs(&sim[1], &y)?.iter().sum();
         let ratio = s_a / s_v;
-        let active = in_window(
-            ctx.epoch,
-            self.cfg.modulation_starts,
-            self.cfg.modulation_ends,
-        );
-        let (beta, lam) = if active {
-            switch(ratio, self.alpha)
-        } else {
-            (0.0, 0.0)
-        };
+        let active = in_window(ctx.epoch, self.cfg.modulation_starts, self.cfg.modulation_ends);
+        let (beta, lam) = if active { switch(ratio, self.alpha) } else { (0.0, 0.0) };
         let names = model.modality_names();
         let losses = vec![
             ("loss_mm".to_string(), scalar(&l_mm)?),
@@ -293,11 +241,7 @@ impl Method for Pmr {
             logits_branches: Vec::new(),
             z: detach_all(&z),
             grad_norm,
-            scalars: vec![
-                ("ratio".into(), ratio),
-                ("beta".into(), beta),
-                ("lambda".into(), lam),
-            ],
+            scalars: vec![("ratio".into(), ratio), ("beta".into(), beta), ("lambda".into(), lam)],
         })
     }
 
@@ -312,12 +256,7 @@ impl Method for Pmr {
             Some(p) => p
                 .iter()
                 .enumerate()
-                .map(|(m, t)| {
-                    Ok((
-                        format!("pmr.prototypes.{m}"),
-                        t.to_device(&candle_core::Device::Cpu)?,
-                    ))
-                })
+                .map(|(m, t)| Ok((format!("pmr.prototypes.{m}"), t.to_device(&candle_core::Device::Cpu)?)))
                 .collect::<candle_core::Result<_>>()?,
         })
     }
@@ -385,23 +324,14 @@ mod tests {
                 counts[c] += 1.0;
             }
         }
-        let means: Vec<Vec<f64>> = sums
-            .iter()
-            .map(|s| {
-                s.iter()
-                    .enumerate()
-                    .map(|(i, v)| v / counts[i / 4])
-                    .collect()
-            })
-            .collect();
+        let means: Vec<Vec<f64>> =
+            sums.iter().map(|s| s.iter().enumerate().map(|(i, v)| v / counts[i / 4]).collect()).collect();
         let p = compute_prototypes(&model, &data, 3, 2, None, None).unwrap();
         for m in 0..2 {
             assert_close(&vec(&p[m]), &means[m], 1e-12, "class means");
         }
         // EMA with μ = 0.3 against an old prototype of ones.
-        let old: Vec<Tensor> = (0..2)
-            .map(|_| Tensor::ones((3, 4), DType::F64, &Device::Cpu).unwrap())
-            .collect();
+        let old: Vec<Tensor> = (0..2).map(|_| Tensor::ones((3, 4), DType::F64, &Device::Cpu).unwrap()).collect();
         let p = compute_prototypes(&model, &data, 3, 2, Some(&old), Some(0.3)).unwrap();
         for m in 0..2 {
             let want: Vec<f64> = means[m].iter().map(|v| 0.7 * v + 0.3).collect();
@@ -438,37 +368,18 @@ mod tests {
         let mut sgd = plain_sgd(0.1);
         let mut ctx = context(&model, &mut sgd, 0);
         pmr.on_epoch_end(&mut ctx, &data).unwrap(); // epoch 0: replaced
-        assert_close(
-            &vec(&pmr.prototypes().unwrap()[0]),
-            &vec(&new[0]),
-            0.0,
-            "after epoch 0",
-        );
+        assert_close(&vec(&pmr.prototypes().unwrap()[0]), &vec(&new[0]), 0.0, "after epoch 0");
         w.set(&(w.as_tensor() * 0.5).unwrap()).unwrap();
         let newer = compute_prototypes(&model, &data, 3, 1, None, None).unwrap();
         ctx.epoch = 1;
         pmr.on_epoch_end(&mut ctx, &data).unwrap(); // epoch 1: EMA μ = 0.2
-        let want: Vec<f64> = vec(&newer[0])
-            .iter()
-            .zip(vec(&new[0]))
-            .map(|(n, o)| 0.8 * n + 0.2 * o)
-            .collect();
-        assert_close(
-            &vec(&pmr.prototypes().unwrap()[0]),
-            &want,
-            1e-12,
-            "after epoch 1",
-        );
+        let want: Vec<f64> = vec(&newer[0]).iter().zip(vec(&new[0])).map(|(n, o)| 0.8 * n + 0.2 * o).collect();
+        assert_close(&vec(&pmr.prototypes().unwrap()[0]), &want, 1e-12, "after epoch 1");
         // State round trip.
         let st = pmr.state().unwrap();
         let mut other = Pmr::new(2.0, PmrConfig::default(), 3);
         other.load_state(&st).unwrap();
-        assert_close(
-            &vec(&other.prototypes().unwrap()[1]),
-            &vec(&pmr.prototypes().unwrap()[1]),
-            0.0,
-            "state",
-        );
+        assert_close(&vec(&other.prototypes().unwrap()[1]), &vec(&pmr.prototypes().unwrap()[1]), 0.0, "state");
     }
 
     #[test]
@@ -491,16 +402,12 @@ mod tests {
         let (x, y) = &data.train[1];
         let protos = pmr.prototypes().unwrap().to_vec();
         let z = model.encode_all(x, true).unwrap();
-        let sim: Vec<Tensor> = (0..2)
-            .map(|m| prototype_logits(&z[m], &protos[m]).unwrap())
-            .collect();
+        let sim: Vec<Tensor> = (0..2).map(|m| prototype_logits(&z[m], &protos[m]).unwrap()).collect();
         let yv = host_targets(y).unwrap();
         let ratio = target_probs(&sim[0], &yv).unwrap().iter().sum::<f64>()
             / target_probs(&sim[1], &yv).unwrap().iter().sum::<f64>();
         let (beta, lam) = switch(ratio, 2.0);
-        let total = ((CrossEntropy
-            .loss(&model.fuse(&z, true).unwrap(), y)
-            .unwrap()
+        let total = ((CrossEntropy.loss(&model.fuse(&z, true).unwrap(), y).unwrap()
             + (CrossEntropy.loss(&sim[0], y).unwrap() * beta).unwrap())
         .unwrap()
             + (CrossEntropy.loss(&sim[1], y).unwrap() * lam).unwrap())
@@ -510,9 +417,6 @@ mod tests {
         for (name, got) in &upd {
             assert_close(got, &vec(g.get(name).unwrap()), 1e-9, name);
         }
-        assert!(rep
-            .scalars
-            .iter()
-            .any(|(n, v)| n == "ratio" && (v - ratio).abs() < 1e-12));
+        assert!(rep.scalars.iter().any(|(n, v)| n == "ratio" && (v - ratio).abs() < 1e-12));
     }
 }

@@ -107,9 +107,7 @@ impl MethodKind {
     /// D&R: λ of w = tanh(λ·gap) (3).
     pub fn default_alpha(self) -> Option<f64> {
         match self {
-            MethodKind::Dgl | MethodKind::DglMt | MethodKind::DglUt | MethodKind::GBlending => {
-                Some(4.0)
-            }
+            MethodKind::Dgl | MethodKind::DglMt | MethodKind::DglUt | MethodKind::GBlending => Some(4.0),
             MethodKind::Ogm | MethodKind::OgmGe => Some(0.8),
             MethodKind::Pmr => Some(2.0),
             MethodKind::Agm => Some(1.5),
@@ -139,18 +137,11 @@ impl MethodKind {
 
     /// Methods written for exactly two modalities.
     pub fn two_modalities_only(self) -> bool {
-        matches!(
-            self,
-            MethodKind::Ogm | MethodKind::OgmGe | MethodKind::Pmr | MethodKind::Agm
-        )
+        matches!(self, MethodKind::Ogm | MethodKind::OgmGe | MethodKind::Pmr | MethodKind::Agm)
     }
 
     fn valid_names() -> String {
-        Self::ALL
-            .iter()
-            .map(|k| k.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        Self::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -172,12 +163,7 @@ impl FromStr for MethodKind {
             .iter()
             .copied()
             .find(|k| k.as_str() == t)
-            .ok_or_else(|| {
-                Error::InvalidInput(format!(
-                    "unknown method `{s}`; valid methods: {}",
-                    Self::valid_names()
-                ))
-            })
+            .ok_or_else(|| Error::InvalidInput(format!("unknown method `{s}`; valid methods: {}", Self::valid_names())))
     }
 }
 
@@ -231,10 +217,7 @@ impl MethodConfig {
 
     /// `kind` with α.
     pub fn with_alpha(kind: MethodKind, alpha: f64) -> Self {
-        Self {
-            alpha: Some(alpha),
-            ..Self::new(kind)
-        }
+        Self { alpha: Some(alpha), ..Self::new(kind) }
     }
 
     /// The α the method will use (`None` for a method without the knob).
@@ -252,12 +235,7 @@ impl MethodConfig {
                 )))
             }
             (Some(a), Some(_)) => {
-                check_hp(
-                    a.is_finite() && a >= 0.0,
-                    "alpha",
-                    a,
-                    "must be finite and >= 0",
-                )?;
+                check_hp(a.is_finite() && a >= 0.0, "alpha", a, "must be finite and >= 0")?;
                 if self.name == MethodKind::MmPareto && a == 0.0 {
                     return Err(hp_error("alpha", a, "MMPareto's γ_mag must be > 0"));
                 }
@@ -294,12 +272,7 @@ pub fn build_method(cfg: &MethodConfig, num_classes: usize, seed: u64) -> Result
         MethodKind::Pmr => Box::new(Pmr::new(alpha, cfg.pmr.clone(), num_classes)),
         MethodKind::Agm => Box::new(Agm::new(alpha, cfg.agm.clone())),
         MethodKind::Mla => Box::new(Mla::new(cfg.mla.clone())),
-        MethodKind::MmPareto => Box::new(MmPareto::new(
-            alpha,
-            cfg.mmpareto.clone(),
-            num_classes,
-            seed,
-        )),
+        MethodKind::MmPareto => Box::new(MmPareto::new(alpha, cfg.mmpareto.clone(), num_classes, seed)),
         MethodKind::Dnr => Box::new(Dnr::new(alpha, cfg.dnr.clone(), num_classes, seed)),
     })
 }
@@ -317,16 +290,12 @@ mod tests {
         }
         assert_eq!("Concat".parse::<MethodKind>().unwrap(), MethodKind::Vanilla);
         let e = "ogmge".parse::<MethodKind>().unwrap_err().to_string();
-        assert!(
-            e.contains("unknown method `ogmge`") && e.contains("ogm-ge") && e.contains("dnr"),
-            "{e}"
-        );
+        assert!(e.contains("unknown method `ogmge`") && e.contains("ogm-ge") && e.contains("dnr"), "{e}");
     }
 
     #[test]
     fn serde_defaults_and_unknown_fields() {
-        let c: MethodConfig =
-            toml::from_str("name = \"pmr\"\nalpha = 3.0\n[pmr]\nmomentum_coef = 0.0\n").unwrap();
+        let c: MethodConfig = toml::from_str("name = \"pmr\"\nalpha = 3.0\n[pmr]\nmomentum_coef = 0.0\n").unwrap();
         assert_eq!(c.name, MethodKind::Pmr);
         assert_eq!(c.effective_alpha(), Some(3.0));
         assert_eq!(c.pmr.momentum_coef, 0.0);
@@ -334,42 +303,25 @@ mod tests {
         let c: MethodConfig = toml::from_str("name = \"concat\"").unwrap();
         assert_eq!(c.name, MethodKind::Vanilla);
         assert!(toml::from_str::<MethodConfig>("name = \"dgl\"\nbeta = 1").is_err());
-        assert!(
-            toml::from_str::<MethodConfig>("name = \"ogm\"\n[ogm]\nmodulation_end = 3").is_err()
-        );
+        assert!(toml::from_str::<MethodConfig>("name = \"ogm\"\n[ogm]\nmodulation_end = 3").is_err());
         assert!(toml::from_str::<MethodConfig>("name = \"nope\"").is_err());
         let c = MethodConfig::default();
         let j = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<MethodConfig>(&j).unwrap(), c);
         let t = toml::to_string(&MethodConfig::with_alpha(MethodKind::OgmGe, 0.1)).unwrap();
-        assert_eq!(
-            toml::from_str::<MethodConfig>(&t).unwrap(),
-            MethodConfig::with_alpha(MethodKind::OgmGe, 0.1)
-        );
-        let c: MethodConfig = toml::from_str(
-            "name = \"mla\"\n[mla]\nprojection = \"off\"\nfusion = \"entropy-batch\"",
-        )
-        .unwrap();
+        assert_eq!(toml::from_str::<MethodConfig>(&t).unwrap(), MethodConfig::with_alpha(MethodKind::OgmGe, 0.1));
+        let c: MethodConfig =
+            toml::from_str("name = \"mla\"\n[mla]\nprojection = \"off\"\nfusion = \"entropy-batch\"").unwrap();
         assert_eq!(c.mla.projection, crate::mla::MlaProjection::Off);
     }
 
     #[test]
     fn validation() {
-        assert!(MethodConfig::with_alpha(MethodKind::Mla, 1.0)
-            .validate()
-            .is_err());
-        assert!(MethodConfig::with_alpha(MethodKind::Vanilla, 1.0)
-            .validate()
-            .is_err());
-        assert!(MethodConfig::with_alpha(MethodKind::Dgl, -1.0)
-            .validate()
-            .is_err());
-        assert!(MethodConfig::with_alpha(MethodKind::Dgl, f64::NAN)
-            .validate()
-            .is_err());
-        assert!(MethodConfig::with_alpha(MethodKind::MmPareto, 0.0)
-            .validate()
-            .is_err());
+        assert!(MethodConfig::with_alpha(MethodKind::Mla, 1.0).validate().is_err());
+        assert!(MethodConfig::with_alpha(MethodKind::Vanilla, 1.0).validate().is_err());
+        assert!(MethodConfig::with_alpha(MethodKind::Dgl, -1.0).validate().is_err());
+        assert!(MethodConfig::with_alpha(MethodKind::Dgl, f64::NAN).validate().is_err());
+        assert!(MethodConfig::with_alpha(MethodKind::MmPareto, 0.0).validate().is_err());
         let mut c = MethodConfig::new(MethodKind::Ogm);
         c.ogm.modulation_starts = 10;
         c.ogm.modulation_ends = Some(5);
@@ -388,11 +340,7 @@ mod tests {
     fn every_method_trains_and_predicts() {
         for k in MethodKind::ALL {
             let bimodal = k.unimodal_modality().is_none();
-            let model = if bimodal {
-                Toy::new(&[3, 2], 4, 3, 1)
-            } else {
-                Toy::new(&[3], 4, 3, 1)
-            };
+            let model = if bimodal { Toy::new(&[3, 2], 4, 3, 1) } else { Toy::new(&[3], 4, 3, 1) };
             let data = Data::random(&model, 2, 1, 6, 2);
             let mut cfg = MethodConfig::new(k);
             cfg.gblending.ogr_every = 1;
@@ -432,28 +380,11 @@ mod tests {
         }
         // Two-modality-only methods refuse three.
         let m3 = Toy::new(&[2, 2, 2], 3, 3, 0);
-        for k in MethodKind::ALL
-            .into_iter()
-            .filter(|k| k.two_modalities_only())
-        {
-            assert!(
-                build_method(&MethodConfig::new(k), 3, 0)
-                    .unwrap()
-                    .check(&m3)
-                    .is_err(),
-                "{k}"
-            );
+        for k in MethodKind::ALL.into_iter().filter(|k| k.two_modalities_only()) {
+            assert!(build_method(&MethodConfig::new(k), 3, 0).unwrap().check(&m3).is_err(), "{k}");
         }
-        for k in [
-            MethodKind::Mla,
-            MethodKind::MmPareto,
-            MethodKind::Dgl,
-            MethodKind::GBlendingOgr,
-        ] {
-            build_method(&MethodConfig::new(k), 3, 0)
-                .unwrap()
-                .check(&m3)
-                .unwrap();
+        for k in [MethodKind::Mla, MethodKind::MmPareto, MethodKind::Dgl, MethodKind::GBlendingOgr] {
+            build_method(&MethodConfig::new(k), 3, 0).unwrap().check(&m3).unwrap();
         }
     }
 }

@@ -4,9 +4,7 @@
 use candle_core::{DType, Device, Result, Tensor, Var};
 use dgl_core::loss::CrossEntropy;
 use dgl_core::rng::Rng;
-use dgl_core::{
-    BatchSource, Method, MultimodalModel, NamedVar, Sgd, SgdConfig, Split, StepContext, StepReport,
-};
+use dgl_core::{BatchSource, Method, MultimodalModel, NamedVar, Sgd, SgdConfig, Split, StepContext, StepReport};
 
 /// Toy model: tanh-linear encoders, concat linear head.
 pub struct Toy {
@@ -34,31 +32,17 @@ impl Toy {
         Self::build(input_dims, d, k, seed, false, false)
     }
 
-    pub fn build(
-        input_dims: &[usize],
-        d: usize,
-        k: usize,
-        seed: u64,
-        conv: bool,
-        transposed: bool,
-    ) -> Self {
+    pub fn build(input_dims: &[usize], d: usize, k: usize, seed: u64, conv: bool, transposed: bool) -> Self {
         let mut rng = Rng::new(seed);
         let enc = input_dims
             .iter()
             .map(|&i| {
                 let shape: Vec<usize> = if conv { vec![d, i, 1, 1] } else { vec![d, i] };
-                (
-                    randn(&mut rng, &shape, 0.7).unwrap(),
-                    randn(&mut rng, &[d], 0.3).unwrap(),
-                )
+                (randn(&mut rng, &shape, 0.7).unwrap(), randn(&mut rng, &[d], 0.3).unwrap())
             })
             .collect();
         let m = input_dims.len();
-        let wshape = if transposed {
-            vec![d * m, k]
-        } else {
-            vec![k, d * m]
-        };
+        let wshape = if transposed { vec![d * m, k] } else { vec![k, d * m] };
         Self {
             enc,
             conv,
@@ -74,15 +58,7 @@ impl Toy {
     /// Random inputs for a batch.
     pub fn inputs(&self, batch: usize, seed: u64) -> Vec<Tensor> {
         let mut rng = Rng::new(seed);
-        self.input_dims
-            .iter()
-            .map(|&i| {
-                randn(&mut rng, &[batch, i], 1.0)
-                    .unwrap()
-                    .as_tensor()
-                    .clone()
-            })
-            .collect()
+        self.input_dims.iter().map(|&i| randn(&mut rng, &[batch, i], 1.0).unwrap().as_tensor().clone()).collect()
     }
 
     fn weight(&self, m: usize) -> Result<Tensor> {
@@ -97,14 +73,7 @@ impl Toy {
 
 /// Targets `(i·7 + 1) mod K`.
 pub fn targets(b: usize, k: usize) -> Tensor {
-    Tensor::from_vec(
-        (0..b as u32)
-            .map(|i| (i * 7 + 1) % k as u32)
-            .collect::<Vec<_>>(),
-        b,
-        &Device::Cpu,
-    )
-    .unwrap()
+    Tensor::from_vec((0..b as u32).map(|i| (i * 7 + 1) % k as u32).collect::<Vec<_>>(), b, &Device::Cpu).unwrap()
 }
 
 impl MultimodalModel for Toy {
@@ -116,32 +85,20 @@ impl MultimodalModel for Toy {
         (0..self.enc.len()).map(|m| all[m].to_string()).collect()
     }
     fn encode(&self, m: usize, x: &Tensor, _train: bool) -> Result<Tensor> {
-        x.matmul(&self.weight(m)?.t()?)?
-            .broadcast_add(self.enc[m].1.as_tensor())?
-            .tanh()
+        x.matmul(&self.weight(m)?.t()?)?.broadcast_add(self.enc[m].1.as_tensor())?.tanh()
     }
     fn fuse(&self, z: &[Tensor], _train: bool) -> Result<Tensor> {
         let x = Tensor::cat(z, 1)?;
         let w = self.head_w.as_tensor();
-        let o = if self.transposed {
-            x.matmul(w)?
-        } else {
-            x.matmul(&w.t()?)?
-        };
+        let o = if self.transposed { x.matmul(w)? } else { x.matmul(&w.t()?)? };
         o.broadcast_add(self.head_b.as_tensor())
     }
     fn encoder_params(&self, m: usize) -> Vec<NamedVar> {
         let (w, b) = &self.enc[m];
-        vec![
-            NamedVar::new(format!("enc{m}.weight"), w.clone()),
-            NamedVar::new(format!("enc{m}.bias"), b.clone()),
-        ]
+        vec![NamedVar::new(format!("enc{m}.weight"), w.clone()), NamedVar::new(format!("enc{m}.bias"), b.clone())]
     }
     fn head_params(&self) -> Vec<NamedVar> {
-        vec![
-            NamedVar::new("head.weight", self.head_w.clone()),
-            NamedVar::new("head.bias", self.head_b.clone()),
-        ]
+        vec![NamedVar::new("head.weight", self.head_w.clone()), NamedVar::new("head.bias", self.head_b.clone())]
     }
     fn linear_head_block(&self, m: usize) -> Option<Tensor> {
         let w = self.head_w.as_tensor();
@@ -163,19 +120,9 @@ impl Data {
     /// `n_train` / `n_val` random batches of `batch` samples for `model`.
     pub fn random(model: &Toy, n_train: usize, n_val: usize, batch: usize, seed: u64) -> Self {
         let mk = |n: usize, off: u64| {
-            (0..n)
-                .map(|i| {
-                    (
-                        model.inputs(batch, seed + off + i as u64),
-                        targets(batch, model.k),
-                    )
-                })
-                .collect::<Vec<_>>()
+            (0..n).map(|i| (model.inputs(batch, seed + off + i as u64), targets(batch, model.k))).collect::<Vec<_>>()
         };
-        Self {
-            train: mk(n_train, 0),
-            val: mk(n_val, 1000),
-        }
+        Self { train: mk(n_train, 0), val: mk(n_val, 1000) }
     }
 }
 
@@ -205,22 +152,11 @@ impl BatchSource for Data {
 
 /// Plain SGD (no momentum, no weight decay) with learning rate `lr`.
 pub fn plain_sgd(lr: f64) -> Sgd {
-    Sgd::new(SgdConfig {
-        lr,
-        momentum: 0.0,
-        dampening: 0.0,
-        weight_decay: 0.0,
-        nesterov: false,
-    })
-    .unwrap()
+    Sgd::new(SgdConfig { lr, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false }).unwrap()
 }
 
 /// The context of the first step of a one-step `epoch`: cross-entropy, no clipping.
-pub fn context<'a>(
-    model: &'a dyn MultimodalModel,
-    sgd: &'a mut Sgd,
-    epoch: usize,
-) -> StepContext<'a> {
+pub fn context<'a>(model: &'a dyn MultimodalModel, sgd: &'a mut Sgd, epoch: usize) -> StepContext<'a> {
     StepContext {
         model,
         optimizer: sgd,
@@ -255,14 +191,7 @@ pub fn values(model: &dyn MultimodalModel) -> Vec<(String, Vec<f64>)> {
         .map(|p| {
             (
                 p.name.clone(),
-                p.var
-                    .as_tensor()
-                    .flatten_all()
-                    .unwrap()
-                    .to_dtype(DType::F64)
-                    .unwrap()
-                    .to_vec1::<f64>()
-                    .unwrap(),
+                p.var.as_tensor().flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap(),
             )
         })
         .collect()
@@ -270,22 +199,14 @@ pub fn values(model: &dyn MultimodalModel) -> Vec<(String, Vec<f64>)> {
 
 /// The flattened values of a tensor.
 pub fn vec(t: &Tensor) -> Vec<f64> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
+    t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap()
 }
 
 /// Asserts two vectors are element-wise close (absolute + relative tolerance).
 pub fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!(
-            (x - y).abs() <= tol * (1.0 + x.abs().max(y.abs())),
-            "{what}[{i}]: {x} vs {y}"
-        );
+        assert!((x - y).abs() <= tol * (1.0 + x.abs().max(y.abs())), "{what}[{i}]: {x} vs {y}");
     }
 }
 

@@ -7,20 +7,11 @@ use dgl_core::{Error, MultimodalModel, Result, StepContext};
 
 /// An invalid-hyper-parameter error.
 pub(crate) fn hp_error(name: &'static str, value: impl ToString, reason: &'static str) -> Error {
-    Error::InvalidHyperParameter {
-        name,
-        value: value.to_string(),
-        reason,
-    }
+    Error::InvalidHyperParameter { name, value: value.to_string(), reason }
 }
 
 /// `Ok(())` when `ok`, else an invalid-hyper-parameter error.
-pub(crate) fn check_hp(
-    ok: bool,
-    name: &'static str,
-    value: impl ToString,
-    reason: &'static str,
-) -> Result<()> {
+pub(crate) fn check_hp(ok: bool, name: &'static str, value: impl ToString, reason: &'static str) -> Result<()> {
     if ok {
         Ok(())
     } else {
@@ -29,19 +20,12 @@ pub(crate) fn check_hp(
 }
 
 /// Refuses a model whose modality count the method does not support.
-fn require_modalities(
-    model: &dyn MultimodalModel,
-    method: &str,
-    ok: impl Fn(usize) -> bool,
-    what: &str,
-) -> Result<()> {
+fn require_modalities(model: &dyn MultimodalModel, method: &str, ok: impl Fn(usize) -> bool, what: &str) -> Result<()> {
     let m = model.num_modalities();
     if ok(m) {
         Ok(())
     } else {
-        Err(Error::InvalidInput(format!(
-            "`{method}` supports {what}; the model has {m} modalities"
-        )))
+        Err(Error::InvalidInput(format!("`{method}` supports {what}; the model has {m} modalities")))
     }
 }
 
@@ -75,17 +59,11 @@ pub(crate) fn host_targets(t: &Tensor) -> Result<Vec<usize>> {
     let flat = t.flatten_all()?;
     let v: Vec<usize> = match flat.dtype() {
         DType::U8 => flat.to_vec1::<u8>()?.into_iter().map(usize::from).collect(),
-        DType::U32 => flat
-            .to_vec1::<u32>()?
-            .into_iter()
-            .map(|x| x as usize)
-            .collect(),
+        DType::U32 => flat.to_vec1::<u32>()?.into_iter().map(|x| x as usize).collect(),
         _ => {
             let v = flat.to_dtype(DType::F64)?.to_vec1::<f64>()?;
             if v.iter().any(|x| *x < 0.0 || x.fract() != 0.0) {
-                return Err(Error::InvalidInput(
-                    "targets must be non-negative class indices".into(),
-                ));
+                return Err(Error::InvalidInput("targets must be non-negative class indices".into()));
             }
             v.into_iter().map(|x| x as usize).collect()
         }
@@ -109,10 +87,7 @@ pub(crate) fn softmax_rows(logits: &[f64], k: usize) -> Vec<f64> {
 pub(crate) fn target_probs(logits: &Tensor, targets: &[usize]) -> Result<Vec<f64>> {
     let (b, k) = logits.dims2()?;
     if b != targets.len() {
-        return Err(Error::InvalidInput(format!(
-            "{b} logit rows for {} targets",
-            targets.len()
-        )));
+        return Err(Error::InvalidInput(format!("{b} logit rows for {} targets", targets.len())));
     }
     let p = softmax_rows(&host_f64(logits)?, k);
     targets
@@ -120,9 +95,7 @@ pub(crate) fn target_probs(logits: &Tensor, targets: &[usize]) -> Result<Vec<f64
         .enumerate()
         .map(|(i, &y)| {
             if y >= k {
-                Err(Error::InvalidInput(format!(
-                    "target {y} out of range for {k} classes"
-                )))
+                Err(Error::InvalidInput(format!("target {y} out of range for {k} classes")))
             } else {
                 Ok(p[i * k + y])
             }
@@ -150,10 +123,7 @@ pub(crate) fn check_losses(losses: &[(String, f64)], ctx: &StepContext<'_>) -> R
     if let Some((name, v)) = losses.iter().find(|(_, v)| !v.is_finite()) {
         return Err(Error::NonFinite {
             what: "loss",
-            detail: format!(
-                "{name} = {v} at epoch {} step {}",
-                ctx.epoch, ctx.step_in_epoch
-            ),
+            detail: format!("{name} = {v} at epoch {} step {}", ctx.epoch, ctx.step_in_epoch),
         });
     }
     Ok(())
@@ -161,11 +131,7 @@ pub(crate) fn check_losses(losses: &[(String, f64)], ctx: &StepContext<'_>) -> R
 
 /// The gradients of every trainable parameter of the model from one backward of `loss`.
 pub(crate) fn all_grads(model: &dyn MultimodalModel, loss: &Tensor) -> Result<ParamGrads> {
-    Ok(ParamGrads::from_store(
-        &loss.backward()?,
-        &model.param_groups(),
-        |_| true,
-    ))
+    Ok(ParamGrads::from_store(&loss.backward()?, &model.param_groups(), |_| true))
 }
 
 /// Unbiased standard deviation (`torch.Tensor.std()`, Bessel-corrected) of every element; 0 for
@@ -197,12 +163,7 @@ pub(crate) fn gaussian(rng: &mut Rng, n: usize, std: f64) -> Vec<f64> {
 }
 
 /// A tensor of host values with the given shape, dtype and device.
-pub(crate) fn upload(
-    values: Vec<f64>,
-    shape: &[usize],
-    dtype: DType,
-    dev: &Device,
-) -> Result<Tensor> {
+pub(crate) fn upload(values: Vec<f64>, shape: &[usize], dtype: DType, dev: &Device) -> Result<Tensor> {
     let t = match dtype {
         DType::F64 => Tensor::from_vec(values, shape, dev)?,
         _ => {
@@ -218,9 +179,7 @@ pub(crate) fn one_hot(targets: &[usize], k: usize, dtype: DType, dev: &Device) -
     let mut v = vec![0f64; targets.len() * k];
     for (i, &y) in targets.iter().enumerate() {
         if y >= k {
-            return Err(Error::InvalidInput(format!(
-                "target {y} out of range for {k} classes"
-            )));
+            return Err(Error::InvalidInput(format!("target {y} out of range for {k} classes")));
         }
         v[i * k + y] = 1.0;
     }
@@ -235,11 +194,7 @@ pub(crate) fn entropy(logits: &Tensor, dim: usize) -> Result<Tensor> {
 
 /// Flattens `[B, …]` to `[B, n]`.
 pub(crate) fn flatten_rows(t: &Tensor) -> Result<Tensor> {
-    Ok(if t.rank() == 2 {
-        t.clone()
-    } else {
-        t.flatten_from(1)?
-    })
+    Ok(if t.rank() == 2 { t.clone() } else { t.flatten_from(1)? })
 }
 
 /// `[B, d]` mean over the batch → host vector.
@@ -260,11 +215,7 @@ pub(crate) fn find_state<'a>(state: &'a [(String, Tensor)], name: &str) -> Optio
 }
 
 /// The f64 values of the state tensor `name`, checking its length.
-pub(crate) fn state_f64(
-    state: &[(String, Tensor)],
-    name: &str,
-    len: usize,
-) -> Result<Option<Vec<f64>>> {
+pub(crate) fn state_f64(state: &[(String, Tensor)], name: &str, len: usize) -> Result<Option<Vec<f64>>> {
     match find_state(state, name) {
         None => Ok(None),
         Some(t) => {
@@ -282,11 +233,7 @@ pub(crate) fn state_f64(
 
 /// An [`Rng`]'s state as a `[8]` u32 tensor.
 pub(crate) fn rng_tensor(rng: &Rng) -> Result<Tensor> {
-    let v: Vec<u32> = rng
-        .state()
-        .iter()
-        .flat_map(|x| [(*x >> 32) as u32, *x as u32])
-        .collect();
+    let v: Vec<u32> = rng.state().iter().flat_map(|x| [(*x >> 32) as u32, *x as u32]).collect();
     Ok(Tensor::from_vec(v, 8, &Device::Cpu)?)
 }
 
@@ -294,10 +241,7 @@ pub(crate) fn rng_tensor(rng: &Rng) -> Result<Tensor> {
 pub(crate) fn rng_from_tensor(t: &Tensor) -> Result<Rng> {
     let v = t.flatten_all()?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
     if v.len() != 8 {
-        return Err(Error::InvalidInput(format!(
-            "an rng state has 8 words, got {}",
-            v.len()
-        )));
+        return Err(Error::InvalidInput(format!("an rng state has 8 words, got {}", v.len())));
     }
     let mut s = [0u64; 4];
     for (i, w) in s.iter_mut().enumerate() {

@@ -280,9 +280,11 @@ impl DatasetKind {
     /// built dataset agrees).
     pub fn modality_names(self) -> Option<Vec<&'static str>> {
         match self {
-            DatasetKind::Synthetic | DatasetKind::Cremad | DatasetKind::Ks | DatasetKind::Vggsound | DatasetKind::AvDigits => {
-                Some(vec!["audio", "visual"])
-            }
+            DatasetKind::Synthetic
+            | DatasetKind::Cremad
+            | DatasetKind::Ks
+            | DatasetKind::Vggsound
+            | DatasetKind::AvDigits => Some(vec!["audio", "visual"]),
             DatasetKind::Generic | DatasetKind::Cached => None,
         }
     }

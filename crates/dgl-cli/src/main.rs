@@ -249,10 +249,18 @@ fn run_plot(dirs: &[PathBuf]) -> dgl_cli::Result<()> {
     Ok(())
 }
 
-fn run_prepare(dataset: DatasetKind, root: &std::path::Path, out: &std::path::Path, skip_bad: bool) -> dgl_cli::Result<()> {
+fn run_prepare(
+    dataset: DatasetKind,
+    root: &std::path::Path,
+    out: &std::path::Path,
+    skip_bad: bool,
+) -> dgl_cli::Result<()> {
     use dgl_data::datasets::{prepare, DatasetOptions, PrepareError};
     if matches!(dataset, DatasetKind::Synthetic | DatasetKind::Cached) {
-        return Err(dgl_cli::CliError::Config(format!("`dgl prepare` is for on-disk datasets, not {}", dataset.as_str())));
+        return Err(dgl_cli::CliError::Config(format!(
+            "`dgl prepare` is for on-disk datasets, not {}",
+            dataset.as_str()
+        )));
     }
     let opts = DatasetOptions { skip_bad, ..DatasetOptions::default() };
     for split in [dgl_data::Split::Train, dgl_data::Split::Test] {

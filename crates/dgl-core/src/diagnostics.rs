@@ -59,10 +59,7 @@ pub struct SStats {
 /// of the *other* modality and `z_other` ∈ R^{B×d} its representation; summarised over k ≠ y and
 /// the batch. s = 1 for a unimodal model; s < 1 shrinks the multimodal gradient (Eq. 4-7).
 pub fn s_statistic(w_other: &Tensor, z_other: &Tensor, targets: &Tensor) -> Result<SStats> {
-    let logits = z_other
-        .detach()
-        .to_dtype(DType::F64)?
-        .matmul(&w_other.detach().to_dtype(DType::F64)?.t()?)?; // B×K
+    let logits = z_other.detach().to_dtype(DType::F64)?.matmul(&w_other.detach().to_dtype(DType::F64)?.t()?)?; // B×K
     let y = targets.to_dtype(DType::U32)?;
     let ly = logits.gather(&y.unsqueeze(D::Minus1)?, D::Minus1)?; // B×1
     let s = logits.broadcast_sub(&ly)?.exp()?;
@@ -77,18 +74,10 @@ pub fn s_statistic(w_other: &Tensor, z_other: &Tensor, targets: &Tensor) -> Resu
         }
     }
     if vals.is_empty() {
-        return Ok(SStats {
-            mean: f64::NAN,
-            median: f64::NAN,
-            min: f64::NAN,
-        });
+        return Ok(SStats { mean: f64::NAN, median: f64::NAN, min: f64::NAN });
     }
     let mean = vals.iter().sum::<f64>() / vals.len() as f64;
     vals.sort_by(|a, b| a.total_cmp(b));
     let median = vals[vals.len() / 2];
-    Ok(SStats {
-        mean,
-        median,
-        min: vals[0],
-    })
+    Ok(SStats { mean, median, min: vals[0] })
 }

@@ -8,11 +8,7 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
     /// A hyper-parameter outside its valid range, caught before any work is done.
     #[error("invalid hyper-parameter `{name}` = {value}: {reason}")]
-    InvalidHyperParameter {
-        name: &'static str,
-        value: String,
-        reason: &'static str,
-    },
+    InvalidHyperParameter { name: &'static str, value: String, reason: &'static str },
     /// The inputs do not match the model (wrong number of modalities, empty batch, …).
     #[error("invalid input: {0}")]
     InvalidInput(String),
@@ -24,19 +20,10 @@ pub enum Error {
 /// `Result` with dgl-core's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
-pub(crate) fn check_hp(
-    ok: bool,
-    name: &'static str,
-    value: impl ToString,
-    reason: &'static str,
-) -> Result<()> {
+pub(crate) fn check_hp(ok: bool, name: &'static str, value: impl ToString, reason: &'static str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidHyperParameter {
-            name,
-            value: value.to_string(),
-            reason,
-        })
+        Err(Error::InvalidHyperParameter { name, value: value.to_string(), reason })
     }
 }

@@ -29,11 +29,7 @@ pub struct ParamGrads {
 
 impl ParamGrads {
     /// Collects (detached) the gradients of the parameters of `groups` for which `keep(kind)` holds.
-    pub fn from_store(
-        store: &GradStore,
-        groups: &[ParamGroup],
-        keep: impl Fn(GroupKind) -> bool,
-    ) -> Self {
+    pub fn from_store(store: &GradStore, groups: &[ParamGroup], keep: impl Fn(GroupKind) -> bool) -> Self {
         let mut entries = Vec::new();
         for g in groups.iter().filter(|g| keep(g.kind)) {
             for p in &g.params {
@@ -64,10 +60,7 @@ impl ParamGrads {
 
     /// The gradient of the parameter called `name`.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
-        self.entries
-            .iter()
-            .find(|e| e.name == name)
-            .map(|e| &e.grad)
+        self.entries.iter().find(|e| e.name == name).map(|e| &e.grad)
     }
 
     /// Adds `other` into `self` (summing gradients of the same parameter).
@@ -87,10 +80,7 @@ impl ParamGrads {
     }
 
     /// Replaces each gradient by `f(entry)`.
-    pub fn map(
-        &mut self,
-        mut f: impl FnMut(&GradEntry) -> candle_core::Result<Tensor>,
-    ) -> Result<()> {
+    pub fn map(&mut self, mut f: impl FnMut(&GradEntry) -> candle_core::Result<Tensor>) -> Result<()> {
         for e in &mut self.entries {
             e.grad = f(e)?.detach();
         }
@@ -109,12 +99,7 @@ impl ParamGrads {
     pub fn global_norm(&self) -> Result<f64> {
         let mut total = 0f64;
         for e in &self.entries {
-            total += e
-                .grad
-                .sqr()?
-                .sum_all()?
-                .to_dtype(candle_core::DType::F64)?
-                .to_scalar::<f64>()?;
+            total += e.grad.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
         }
         Ok(total.sqrt())
     }
@@ -137,12 +122,7 @@ impl ParamGrads {
     pub fn magnitude(&self, group: GroupKind) -> Result<f64> {
         let mut total = 0f64;
         for e in self.entries.iter().filter(|e| e.group == group) {
-            total += e
-                .grad
-                .abs()?
-                .mean_all()?
-                .to_dtype(candle_core::DType::F64)?
-                .to_scalar::<f64>()?;
+            total += e.grad.abs()?.mean_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
         }
         Ok(total)
     }
@@ -150,11 +130,7 @@ impl ParamGrads {
     /// Whether every gradient is finite; otherwise the name of the first bad parameter.
     pub fn first_non_finite(&self) -> Result<Option<String>> {
         for e in &self.entries {
-            let s = e
-                .grad
-                .sum_all()?
-                .to_dtype(candle_core::DType::F64)?
-                .to_scalar::<f64>()?;
+            let s = e.grad.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
             if !s.is_finite() {
                 return Ok(Some(e.name.clone()));
             }

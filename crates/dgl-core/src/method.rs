@@ -115,11 +115,7 @@ pub trait Method {
     fn train_step(&mut self, ctx: &mut StepContext<'_>, inputs: &[Tensor], targets: &Tensor) -> Result<StepReport>;
 
     /// Called after the last step of every epoch.
-    fn on_epoch_end(
-        &mut self,
-        _ctx: &mut StepContext<'_>,
-        _data: &dyn BatchSource,
-    ) -> Result<()> {
+    fn on_epoch_end(&mut self, _ctx: &mut StepContext<'_>, _data: &dyn BatchSource) -> Result<()> {
         Ok(())
     }
 

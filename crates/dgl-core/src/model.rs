@@ -19,10 +19,7 @@ pub struct NamedVar {
 
 impl NamedVar {
     pub fn new(name: impl Into<String>, var: Var) -> Self {
-        Self {
-            name: name.into(),
-            var,
-        }
+        Self { name: name.into(), var }
     }
 }
 
@@ -53,9 +50,7 @@ pub trait MultimodalModel {
 
     /// Human-readable modality names (`audio`, `visual`, …), used in logs and metrics.
     fn modality_names(&self) -> Vec<String> {
-        (0..self.num_modalities())
-            .map(|m| format!("m{m}"))
-            .collect()
+        (0..self.num_modalities()).map(|m| format!("m{m}")).collect()
     }
 
     /// z_m = φ_m(x_m). `train` selects training behaviour (BatchNorm batch statistics, dropout).
@@ -85,15 +80,9 @@ pub trait MultimodalModel {
     /// All parameter groups: encoders 0..M, then the head.
     fn param_groups(&self) -> Vec<ParamGroup> {
         let mut groups: Vec<ParamGroup> = (0..self.num_modalities())
-            .map(|m| ParamGroup {
-                kind: GroupKind::Encoder(m),
-                params: self.encoder_params(m),
-            })
+            .map(|m| ParamGroup { kind: GroupKind::Encoder(m), params: self.encoder_params(m) })
             .collect();
-        groups.push(ParamGroup {
-            kind: GroupKind::Head,
-            params: self.head_params(),
-        });
+        groups.push(ParamGroup { kind: GroupKind::Head, params: self.head_params() });
         groups
     }
 
@@ -106,11 +95,7 @@ pub trait MultimodalModel {
                 inputs.len()
             )
         }
-        inputs
-            .iter()
-            .enumerate()
-            .map(|(m, x)| self.encode(m, x, train))
-            .collect()
+        inputs.iter().enumerate().map(|(m, x)| self.encode(m, x, train)).collect()
     }
 
     /// The modality-dropout forward h(0, …, z_m, …, 0): every representation but z_m is zeroed.
@@ -121,16 +106,7 @@ pub trait MultimodalModel {
 
 /// (0, …, z_m, …, 0): every representation but `modality` replaced by zeros of the same shape.
 pub fn keep_only(z: &[Tensor], modality: usize) -> Result<Vec<Tensor>> {
-    z.iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if i == modality {
-                Ok(t.clone())
-            } else {
-                t.zeros_like()
-            }
-        })
-        .collect()
+    z.iter().enumerate().map(|(i, t)| if i == modality { Ok(t.clone()) } else { t.zeros_like() }).collect()
 }
 
 /// (sg z_1, …, sg z_M).

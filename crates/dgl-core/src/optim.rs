@@ -16,11 +16,7 @@ use crate::Result;
 /// `torch.optim.SGD` hyper-parameters. Defaults are the paper's: lr 2e-3, momentum 0.9, weight
 /// decay 1e-4.
 #[derive(Clone, Debug, PartialEq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Serialize, serde::Deserialize),
-    serde(deny_unknown_fields, default)
-)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(deny_unknown_fields, default))]
 pub struct SgdConfig {
     pub lr: f64,
     pub momentum: f64,
@@ -31,43 +27,22 @@ pub struct SgdConfig {
 
 impl Default for SgdConfig {
     fn default() -> Self {
-        Self {
-            lr: 2e-3,
-            momentum: 0.9,
-            dampening: 0.0,
-            weight_decay: 1e-4,
-            nesterov: false,
-        }
+        Self { lr: 2e-3, momentum: 0.9, dampening: 0.0, weight_decay: 1e-4, nesterov: false }
     }
 }
 
 impl SgdConfig {
     /// The checks `torch.optim.SGD.__init__` makes, plus finiteness.
     pub fn validate(&self) -> Result<()> {
-        check_hp(
-            self.lr.is_finite() && self.lr > 0.0,
-            "lr",
-            self.lr,
-            "must be finite and > 0",
-        )?;
-        check_hp(
-            self.momentum.is_finite() && self.momentum >= 0.0,
-            "momentum",
-            self.momentum,
-            "must be >= 0",
-        )?;
+        check_hp(self.lr.is_finite() && self.lr > 0.0, "lr", self.lr, "must be finite and > 0")?;
+        check_hp(self.momentum.is_finite() && self.momentum >= 0.0, "momentum", self.momentum, "must be >= 0")?;
         check_hp(
             self.weight_decay.is_finite() && self.weight_decay >= 0.0,
             "weight_decay",
             self.weight_decay,
             "must be >= 0",
         )?;
-        check_hp(
-            (0.0..=1.0).contains(&self.dampening),
-            "dampening",
-            self.dampening,
-            "must be in [0, 1]",
-        )?;
+        check_hp((0.0..=1.0).contains(&self.dampening), "dampening", self.dampening, "must be in [0, 1]")?;
         check_hp(
             !self.nesterov || (self.momentum > 0.0 && self.dampening == 0.0),
             "nesterov",
@@ -88,11 +63,7 @@ pub struct Sgd {
 impl Sgd {
     pub fn new(cfg: SgdConfig) -> Result<Self> {
         cfg.validate()?;
-        Ok(Self {
-            lr: cfg.lr,
-            cfg,
-            buffers: HashMap::new(),
-        })
+        Ok(Self { lr: cfg.lr, cfg, buffers: HashMap::new() })
     }
 
     pub fn config(&self) -> &SgdConfig {
@@ -125,11 +96,7 @@ impl Sgd {
                     Some(b) => ((b * c.momentum)? + (&d * (1.0 - c.dampening))?)?,
                 };
                 let buf = buf.detach();
-                d = if c.nesterov {
-                    (d + (&buf * c.momentum)?)?
-                } else {
-                    buf.clone()
-                };
+                d = if c.nesterov { (d + (&buf * c.momentum)?)? } else { buf.clone() };
                 self.buffers.insert(e.name.clone(), buf);
             }
             let updated = (p.detach() - (d * self.lr)?)?;
@@ -140,11 +107,7 @@ impl Sgd {
 
     /// Momentum buffers by parameter name (for checkpoints).
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        let mut v: Vec<_> = self
-            .buffers
-            .iter()
-            .map(|(k, t)| (k.clone(), t.clone()))
-            .collect();
+        let mut v: Vec<_> = self.buffers.iter().map(|(k, t)| (k.clone(), t.clone())).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -157,11 +120,7 @@ impl Sgd {
 
 /// `torch.optim.lr_scheduler.MultiStepLR`: lr = base · γ^(number of milestones ≤ epoch).
 #[derive(Clone, Debug, PartialEq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Serialize, serde::Deserialize),
-    serde(deny_unknown_fields, default)
-)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(deny_unknown_fields, default))]
 pub struct MultiStepLr {
     pub milestones: Vec<usize>,
     pub gamma: f64,
@@ -173,22 +132,13 @@ pub struct MultiStepLr {
 impl Default for MultiStepLr {
     /// The paper's schedule: ×0.1 at epoch 70.
     fn default() -> Self {
-        Self {
-            milestones: vec![70],
-            gamma: 0.1,
-            official_off_by_one: false,
-        }
+        Self { milestones: vec![70], gamma: 0.1, official_off_by_one: false }
     }
 }
 
 impl MultiStepLr {
     pub fn validate(&self) -> Result<()> {
-        check_hp(
-            self.gamma.is_finite() && self.gamma > 0.0,
-            "gamma",
-            self.gamma,
-            "must be finite and > 0",
-        )?;
+        check_hp(self.gamma.is_finite() && self.gamma > 0.0, "gamma", self.gamma, "must be finite and > 0")?;
         check_hp(
             self.milestones.windows(2).all(|w| w[0] < w[1]),
             "milestones",
@@ -199,11 +149,7 @@ impl MultiStepLr {
 
     /// The learning rate during 0-based `epoch`.
     pub fn lr_at(&self, base_lr: f64, epoch: usize) -> f64 {
-        let e = if self.official_off_by_one {
-            epoch + 1
-        } else {
-            epoch
-        };
+        let e = if self.official_off_by_one { epoch + 1 } else { epoch };
         let n = self.milestones.iter().filter(|&&m| m <= e).count();
         base_lr * self.gamma.powi(n as i32)
     }

@@ -22,14 +22,7 @@ impl Rng {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Self {
         let mut x = seed;
-        Self {
-            s: [
-                splitmix64(&mut x),
-                splitmix64(&mut x),
-                splitmix64(&mut x),
-                splitmix64(&mut x),
-            ],
-        }
+        Self { s: [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)] }
     }
 
     /// An independent stream derived from this seed and a label (e.g. a sample index or an epoch).
@@ -50,10 +43,7 @@ impl Rng {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        let result = self.s[0]
-            .wrapping_add(self.s[3])
-            .rotate_left(23)
-            .wrapping_add(self.s[0]);
+        let result = self.s[0].wrapping_add(self.s[3]).rotate_left(23).wrapping_add(self.s[0]);
         let t = self.s[1] << 17;
         self.s[2] ^= self.s[0];
         self.s[3] ^= self.s[1];
@@ -118,10 +108,7 @@ mod tests {
         for _ in 0..50_000 {
             counts[r.below(5)] += 1;
         }
-        assert!(
-            counts.iter().all(|&c| (c as f64 - 10_000.0).abs() < 500.0),
-            "{counts:?}"
-        );
+        assert!(counts.iter().all(|&c| (c as f64 - 10_000.0).abs() < 500.0), "{counts:?}");
     }
 
     #[test]

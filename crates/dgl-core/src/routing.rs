@@ -45,54 +45,29 @@ pub struct Routing {
 impl Routing {
     /// Plain joint training: L_mm only.
     pub fn plain() -> Self {
-        Self {
-            multimodal_to_encoders: true,
-            unimodal_to_head: true,
-            alpha: 0.0,
-        }
+        Self { multimodal_to_encoders: true, unimodal_to_head: true, alpha: 0.0 }
     }
     /// DGL: MT + UT (Eq. 15).
     pub fn dgl(alpha: f64) -> Self {
-        Self {
-            multimodal_to_encoders: false,
-            unimodal_to_head: false,
-            alpha,
-        }
+        Self { multimodal_to_encoders: false, unimodal_to_head: false, alpha }
     }
     /// Ablation "MT only" (Table 3).
     pub fn mt_only(alpha: f64) -> Self {
-        Self {
-            multimodal_to_encoders: false,
-            unimodal_to_head: true,
-            alpha,
-        }
+        Self { multimodal_to_encoders: false, unimodal_to_head: true, alpha }
     }
     /// Ablation "UT only" (Table 3).
     pub fn ut_only(alpha: f64) -> Self {
-        Self {
-            multimodal_to_encoders: true,
-            unimodal_to_head: false,
-            alpha,
-        }
+        Self { multimodal_to_encoders: true, unimodal_to_head: false, alpha }
     }
     /// Fixed-weight blending L_mm + α Σ L_m, every gradient everywhere (G-Blending as the DGL paper
     /// ran it, Table 4).
     pub fn blend(alpha: f64) -> Self {
-        Self {
-            multimodal_to_encoders: true,
-            unimodal_to_head: true,
-            alpha,
-        }
+        Self { multimodal_to_encoders: true, unimodal_to_head: true, alpha }
     }
 
     /// Checks α and the modality count before any work.
     pub fn validate(&self, num_modalities: usize) -> Result<()> {
-        check_hp(
-            self.alpha.is_finite() && self.alpha >= 0.0,
-            "alpha",
-            self.alpha,
-            "must be finite and >= 0",
-        )?;
+        check_hp(self.alpha.is_finite() && self.alpha >= 0.0, "alpha", self.alpha, "must be finite and >= 0")?;
         if self.alpha > 0.0 && num_modalities < 2 {
             return Err(Error::InvalidInput(format!(
                 "unimodal losses by modality dropout need at least 2 modalities, the model has {num_modalities}"
@@ -113,10 +88,7 @@ pub struct LossWeights {
 impl LossWeights {
     /// (1, [α; M]).
     pub fn from_alpha(alpha: f64, num_modalities: usize) -> Self {
-        Self {
-            multimodal: 1.0,
-            unimodal: vec![alpha; num_modalities],
-        }
+        Self { multimodal: 1.0, unimodal: vec![alpha; num_modalities] }
     }
 }
 
@@ -172,14 +144,7 @@ pub fn routed_step_weighted(
 
     let z = model.encode_all(inputs, true)?;
     let z_sg = detach_all(&z);
-    let logits_mm = model.fuse(
-        if routing.multimodal_to_encoders {
-            &z
-        } else {
-            &z_sg
-        },
-        true,
-    )?;
+    let logits_mm = model.fuse(if routing.multimodal_to_encoders { &z } else { &z_sg }, true)?;
     let loss_mm = loss.loss(&logits_mm, targets)?;
 
     let mut logits_uni = Vec::new();
@@ -202,11 +167,7 @@ pub fn routed_step_weighted(
     }
 
     let groups = model.param_groups();
-    let weighted_mm = if weights.multimodal == 1.0 {
-        loss_mm.clone()
-    } else {
-        (&loss_mm * weights.multimodal)?
-    };
+    let weighted_mm = if weights.multimodal == 1.0 { loss_mm.clone() } else { (&loss_mm * weights.multimodal)? };
     let grads = match (&weighted_uni, routing.unimodal_to_head) {
         (None, _) | (Some(_), true) => {
             // One backward: every gradient goes everywhere the graph allows.
@@ -218,13 +179,8 @@ pub fn routed_step_weighted(
         }
         (Some(uni), false) => {
             // Encoders: (L_mm if it reaches them) + α Σ L_m, restricted to the encoder groups.
-            let enc_loss = if routing.multimodal_to_encoders {
-                (&weighted_mm + uni)?
-            } else {
-                uni.clone()
-            };
-            let mut g =
-                ParamGrads::from_store(&enc_loss.backward()?, &groups, |k| k != GroupKind::Head);
+            let enc_loss = if routing.multimodal_to_encoders { (&weighted_mm + uni)? } else { uni.clone() };
+            let mut g = ParamGrads::from_store(&enc_loss.backward()?, &groups, |k| k != GroupKind::Head);
             // Head: the multimodal loss on detached features, restricted to the head.
             let head_loss = if routing.multimodal_to_encoders {
                 let l = loss.loss(&model.fuse(&z_sg, true)?, targets)?;
@@ -236,11 +192,7 @@ pub fn routed_step_weighted(
             } else {
                 weighted_mm.clone()
             };
-            g.merge(ParamGrads::from_store(
-                &head_loss.backward()?,
-                &groups,
-                |k| k == GroupKind::Head,
-            ))?;
+            g.merge(ParamGrads::from_store(&head_loss.backward()?, &groups, |k| k == GroupKind::Head))?;
             g
         }
     };
@@ -257,10 +209,7 @@ pub fn routed_step_weighted(
 
 /// Evaluation forward (eval mode, no gradients kept): multimodal logits h(z) and, per modality m,
 /// h(0, …, z_m, …, 0) — the accuracy of modality m inside the model (method.md, Evaluation).
-pub fn evaluate_logits(
-    model: &dyn MultimodalModel,
-    inputs: &[Tensor],
-) -> Result<(Tensor, Vec<Tensor>)> {
+pub fn evaluate_logits(model: &dyn MultimodalModel, inputs: &[Tensor]) -> Result<(Tensor, Vec<Tensor>)> {
     let z = detach_all(&model.encode_all(inputs, false)?);
     let mm = model.fuse(&z, false)?.detach();
     let uni = if model.num_modalities() >= 2 {

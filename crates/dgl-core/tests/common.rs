@@ -28,63 +28,25 @@ fn randn(rng: &mut Rng, shape: &[usize], scale: f64, dtype: DType) -> Result<Var
 }
 
 impl ToyModel {
-    pub fn new(
-        input_dims: &[usize],
-        d: usize,
-        k: usize,
-        head: Head,
-        seed: u64,
-        dtype: DType,
-    ) -> Result<Self> {
+    pub fn new(input_dims: &[usize], d: usize, k: usize, head: Head, seed: u64, dtype: DType) -> Result<Self> {
         let mut rng = Rng::new(seed);
         let enc = input_dims
             .iter()
-            .map(|&i| {
-                Ok((
-                    randn(&mut rng, &[d, i], 0.7, dtype)?,
-                    randn(&mut rng, &[d], 0.3, dtype)?,
-                ))
-            })
+            .map(|&i| Ok((randn(&mut rng, &[d, i], 0.7, dtype)?, randn(&mut rng, &[d], 0.3, dtype)?)))
             .collect::<Result<Vec<_>>>()?;
         let m = input_dims.len();
         let head_params = match head {
-            Head::Concat => vec![(
-                randn(&mut rng, &[d * m, k], 0.7, dtype)?,
-                randn(&mut rng, &[k], 0.3, dtype)?,
-            )],
+            Head::Concat => vec![(randn(&mut rng, &[d * m, k], 0.7, dtype)?, randn(&mut rng, &[k], 0.3, dtype)?)],
             Head::Sum => (0..m)
-                .map(|_| {
-                    Ok((
-                        randn(&mut rng, &[d, k], 0.7, dtype)?,
-                        randn(&mut rng, &[k], 0.3, dtype)?,
-                    ))
-                })
+                .map(|_| Ok((randn(&mut rng, &[d, k], 0.7, dtype)?, randn(&mut rng, &[k], 0.3, dtype)?)))
                 .collect::<Result<Vec<_>>>()?,
         };
-        Ok(Self {
-            enc,
-            head,
-            head_params,
-            dims: vec![d; m],
-        })
+        Ok(Self { enc, head, head_params, dims: vec![d; m] })
     }
 
-    pub fn inputs(
-        &self,
-        input_dims: &[usize],
-        batch: usize,
-        seed: u64,
-        dtype: DType,
-    ) -> Result<Vec<Tensor>> {
+    pub fn inputs(&self, input_dims: &[usize], batch: usize, seed: u64, dtype: DType) -> Result<Vec<Tensor>> {
         let mut rng = Rng::new(seed);
-        input_dims
-            .iter()
-            .map(|&i| {
-                Ok(randn(&mut rng, &[batch, i], 1.0, dtype)?
-                    .as_tensor()
-                    .clone())
-            })
-            .collect()
+        input_dims.iter().map(|&i| Ok(randn(&mut rng, &[batch, i], 1.0, dtype)?.as_tensor().clone())).collect()
     }
 }
 
@@ -94,17 +56,13 @@ impl MultimodalModel for ToyModel {
     }
     fn encode(&self, m: usize, x: &Tensor, _train: bool) -> Result<Tensor> {
         let (w, b) = &self.enc[m];
-        x.matmul(&w.as_tensor().t()?)?
-            .broadcast_add(b.as_tensor())?
-            .tanh()
+        x.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?.tanh()
     }
     fn fuse(&self, z: &[Tensor], _train: bool) -> Result<Tensor> {
         match self.head {
             Head::Concat => {
                 let (w, b) = &self.head_params[0];
-                Tensor::cat(z, 1)?
-                    .matmul(w.as_tensor())?
-                    .broadcast_add(b.as_tensor())
+                Tensor::cat(z, 1)?.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())
             }
             Head::Sum => {
                 let mut acc: Option<Tensor> = None;
@@ -121,20 +79,14 @@ impl MultimodalModel for ToyModel {
     }
     fn encoder_params(&self, m: usize) -> Vec<NamedVar> {
         let (w, b) = &self.enc[m];
-        vec![
-            NamedVar::new(format!("enc{m}.weight"), w.clone()),
-            NamedVar::new(format!("enc{m}.bias"), b.clone()),
-        ]
+        vec![NamedVar::new(format!("enc{m}.weight"), w.clone()), NamedVar::new(format!("enc{m}.bias"), b.clone())]
     }
     fn head_params(&self) -> Vec<NamedVar> {
         self.head_params
             .iter()
             .enumerate()
             .flat_map(|(i, (w, b))| {
-                [
-                    NamedVar::new(format!("head{i}.weight"), w.clone()),
-                    NamedVar::new(format!("head{i}.bias"), b.clone()),
-                ]
+                [NamedVar::new(format!("head{i}.weight"), w.clone()), NamedVar::new(format!("head{i}.bias"), b.clone())]
             })
             .collect()
     }
@@ -142,12 +94,7 @@ impl MultimodalModel for ToyModel {
         match self.head {
             Head::Concat => {
                 let off: usize = self.dims[..m].iter().sum();
-                self.head_params[0]
-                    .0
-                    .as_tensor()
-                    .narrow(0, off, self.dims[m])
-                    .and_then(|t| t.t())
-                    .ok()
+                self.head_params[0].0.as_tensor().narrow(0, off, self.dims[m]).and_then(|t| t.t()).ok()
             }
             Head::Sum => self.head_params[m].0.as_tensor().t().ok(),
         }

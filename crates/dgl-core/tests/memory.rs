@@ -20,17 +20,9 @@ fn check_flat(routing: Routing) {
     let dims = [512, 512];
     let model = ToyModel::new(&dims, 512, 8, Head::Concat, 1, DType::F32).unwrap();
     let x = model.inputs(&dims, 64, 2, DType::F32).unwrap();
-    let y = candle_core::Tensor::from_vec(
-        (0..64u32).map(|i| i % 8).collect::<Vec<_>>(),
-        64,
-        &candle_core::Device::Cpu,
-    )
-    .unwrap();
-    let mut opt = Sgd::new(SgdConfig {
-        lr: 1e-3,
-        ..SgdConfig::default()
-    })
-    .unwrap();
+    let y = candle_core::Tensor::from_vec((0..64u32).map(|i| i % 8).collect::<Vec<_>>(), 64, &candle_core::Device::Cpu)
+        .unwrap();
+    let mut opt = Sgd::new(SgdConfig { lr: 1e-3, ..SgdConfig::default() }).unwrap();
     let mut rss_after_warmup = 0;
     for step in 0..250 {
         let mut out = routed_step(&model, &x, &y, &routing, &CrossEntropy).unwrap();
@@ -42,11 +34,7 @@ fn check_flat(routing: Routing) {
     }
     let growth = rss_bytes() as i64 - rss_after_warmup as i64;
     // A leaked graph keeps the fused 64×1024 features and the encoders' activations of every step.
-    assert!(
-        growth < 40 << 20,
-        "{routing:?}: host memory grew by {} MB over 200 steps",
-        growth >> 20
-    );
+    assert!(growth < 40 << 20, "{routing:?}: host memory grew by {} MB over 200 steps", growth >> 20);
 }
 
 /// Plain training is where the head weight's raw gradient references the (attached) fused features:

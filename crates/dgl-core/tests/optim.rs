@@ -9,16 +9,9 @@ use dgl_core::{MultiStepLr, Sgd, SgdConfig};
 
 /// Gradient of L = ½ Σ a_i p_i² (g = a ⊙ p), through candle's autograd.
 fn grads_of(var: &Var, a: &Tensor) -> ParamGrads {
-    let loss = (var.as_tensor().sqr().unwrap() * a)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        * 0.5;
+    let loss = (var.as_tensor().sqr().unwrap() * a).unwrap().sum_all().unwrap() * 0.5;
     let store = loss.unwrap().backward().unwrap();
-    let groups = [ParamGroup {
-        kind: GroupKind::Head,
-        params: vec![NamedVar::new("p", var.clone())],
-    }];
+    let groups = [ParamGroup { kind: GroupKind::Head, params: vec![NamedVar::new("p", var.clone())] }];
     ParamGrads::from_store(&store, &groups, |_| true)
 }
 
@@ -28,28 +21,13 @@ fn reference(cfg: &SgdConfig, p0: &[f64], a: &[f64], steps: usize) -> Vec<Vec<f6
     let mut buf: Option<Vec<f64>> = None;
     let mut traj = Vec::new();
     for _ in 0..steps {
-        let mut d: Vec<f64> = p
-            .iter()
-            .zip(a)
-            .map(|(p, a)| a * p + cfg.weight_decay * p)
-            .collect();
+        let mut d: Vec<f64> = p.iter().zip(a).map(|(p, a)| a * p + cfg.weight_decay * p).collect();
         if cfg.momentum != 0.0 {
             let b = match &buf {
                 None => d.clone(),
-                Some(b) => b
-                    .iter()
-                    .zip(&d)
-                    .map(|(b, d)| cfg.momentum * b + (1.0 - cfg.dampening) * d)
-                    .collect(),
+                Some(b) => b.iter().zip(&d).map(|(b, d)| cfg.momentum * b + (1.0 - cfg.dampening) * d).collect(),
             };
-            d = if cfg.nesterov {
-                d.iter()
-                    .zip(&b)
-                    .map(|(d, b)| d + cfg.momentum * b)
-                    .collect()
-            } else {
-                b.clone()
-            };
+            d = if cfg.nesterov { d.iter().zip(&b).map(|(d, b)| d + cfg.momentum * b).collect() } else { b.clone() };
             buf = Some(b);
         }
         p = p.iter().zip(&d).map(|(p, d)| p - cfg.lr * d).collect();
@@ -72,10 +50,7 @@ fn run(cfg: SgdConfig, steps: usize) -> Vec<Vec<f64>> {
     let expected = reference(&cfg, &p0, &a, steps);
     for (s, (g, e)) in traj.iter().zip(&expected).enumerate() {
         for (x, y) in g.iter().zip(e) {
-            assert!(
-                (x - y).abs() <= 1e-12 * (1.0 + y.abs()),
-                "{cfg:?} step {s}: {x} vs {y}"
-            );
+            assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{cfg:?} step {s}: {x} vs {y}");
         }
     }
     traj
@@ -86,13 +61,7 @@ fn sgd_hand_computed_first_steps() {
     // p0 = 1, a = 1, lr 0.1, momentum 0.9, wd 0.1 (by hand):
     // step 1: d = 1 + 0.1 = 1.1, buf = 1.1, p = 1 − 0.11 = 0.89
     // step 2: d = 0.89 + 0.089 = 0.979, buf = 0.99 + 0.979 = 1.969, p = 0.89 − 0.1969 = 0.6931
-    let cfg = SgdConfig {
-        lr: 0.1,
-        momentum: 0.9,
-        dampening: 0.0,
-        weight_decay: 0.1,
-        nesterov: false,
-    };
+    let cfg = SgdConfig { lr: 0.1, momentum: 0.9, dampening: 0.0, weight_decay: 0.1, nesterov: false };
     let traj = run(cfg, 2);
     assert!((traj[0][0] - 0.89).abs() < 1e-12);
     assert!((traj[1][0] - 0.6931).abs() < 1e-12);
@@ -101,34 +70,10 @@ fn sgd_hand_computed_first_steps() {
 #[test]
 fn sgd_trajectories_match_pytorch_semantics() {
     for cfg in [
-        SgdConfig {
-            lr: 0.05,
-            momentum: 0.0,
-            dampening: 0.0,
-            weight_decay: 0.0,
-            nesterov: false,
-        },
-        SgdConfig {
-            lr: 0.05,
-            momentum: 0.9,
-            dampening: 0.0,
-            weight_decay: 1e-2,
-            nesterov: false,
-        },
-        SgdConfig {
-            lr: 0.05,
-            momentum: 0.9,
-            dampening: 0.3,
-            weight_decay: 1e-2,
-            nesterov: false,
-        },
-        SgdConfig {
-            lr: 0.02,
-            momentum: 0.8,
-            dampening: 0.0,
-            weight_decay: 1e-3,
-            nesterov: true,
-        },
+        SgdConfig { lr: 0.05, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false },
+        SgdConfig { lr: 0.05, momentum: 0.9, dampening: 0.0, weight_decay: 1e-2, nesterov: false },
+        SgdConfig { lr: 0.05, momentum: 0.9, dampening: 0.3, weight_decay: 1e-2, nesterov: false },
+        SgdConfig { lr: 0.02, momentum: 0.8, dampening: 0.0, weight_decay: 1e-3, nesterov: true },
     ] {
         run(cfg, 12);
     }
@@ -142,104 +87,43 @@ fn parameters_without_gradient_and_buffers_are_never_touched() {
     let store = loss.backward().unwrap();
     let groups = [ParamGroup {
         kind: GroupKind::Head,
-        params: vec![
-            NamedVar::new("p", p.clone()),
-            NamedVar::new("frozen", frozen.clone()),
-        ],
+        params: vec![NamedVar::new("p", p.clone()), NamedVar::new("frozen", frozen.clone())],
     }];
     let g = ParamGrads::from_store(&store, &groups, |_| true);
-    assert_eq!(
-        g.len(),
-        1,
-        "a parameter without gradient is absent, like grad=None"
-    );
-    let mut opt = Sgd::new(SgdConfig {
-        weight_decay: 0.5,
-        ..SgdConfig::default()
-    })
-    .unwrap();
+    assert_eq!(g.len(), 1, "a parameter without gradient is absent, like grad=None");
+    let mut opt = Sgd::new(SgdConfig { weight_decay: 0.5, ..SgdConfig::default() }).unwrap();
     opt.step(&g).unwrap();
-    assert_eq!(
-        frozen.as_tensor().to_vec1::<f64>().unwrap(),
-        vec![3.0],
-        "weight decay never reaches it"
-    );
+    assert_eq!(frozen.as_tensor().to_vec1::<f64>().unwrap(), vec![3.0], "weight decay never reaches it");
     assert_eq!(opt.state().len(), 1);
 }
 
 #[test]
 fn invalid_hyper_parameters_are_refused() {
     for (cfg, key) in [
-        (
-            SgdConfig {
-                lr: 0.0,
-                ..SgdConfig::default()
-            },
-            "lr",
-        ),
-        (
-            SgdConfig {
-                lr: f64::NAN,
-                ..SgdConfig::default()
-            },
-            "lr",
-        ),
-        (
-            SgdConfig {
-                momentum: -0.1,
-                ..SgdConfig::default()
-            },
-            "momentum",
-        ),
-        (
-            SgdConfig {
-                weight_decay: -1.0,
-                ..SgdConfig::default()
-            },
-            "weight_decay",
-        ),
-        (
-            SgdConfig {
-                nesterov: true,
-                dampening: 0.5,
-                ..SgdConfig::default()
-            },
-            "nesterov",
-        ),
+        (SgdConfig { lr: 0.0, ..SgdConfig::default() }, "lr"),
+        (SgdConfig { lr: f64::NAN, ..SgdConfig::default() }, "lr"),
+        (SgdConfig { momentum: -0.1, ..SgdConfig::default() }, "momentum"),
+        (SgdConfig { weight_decay: -1.0, ..SgdConfig::default() }, "weight_decay"),
+        (SgdConfig { nesterov: true, dampening: 0.5, ..SgdConfig::default() }, "nesterov"),
     ] {
         let e = Sgd::new(cfg).unwrap_err().to_string();
         assert!(e.contains(key), "{e}");
     }
-    let e = MultiStepLr {
-        milestones: vec![5, 3],
-        ..Default::default()
-    }
-    .validate()
-    .unwrap_err();
+    let e = MultiStepLr { milestones: vec![5, 3], ..Default::default() }.validate().unwrap_err();
     assert!(e.to_string().contains("milestones"));
 }
 
 #[test]
 fn multistep_lr_matches_pytorch_and_official_off_by_one() {
-    let s = MultiStepLr {
-        milestones: vec![3, 5],
-        gamma: 0.1,
-        official_off_by_one: false,
-    };
+    let s = MultiStepLr { milestones: vec![3, 5], gamma: 0.1, official_off_by_one: false };
     let lrs: Vec<f64> = (0..7).map(|e| s.lr_at(1.0, e)).collect();
     // torch: epochs 0-2 → 1, 3-4 → 0.1, 5+ → 0.01
     let want = [1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01];
     for (a, b) in lrs.iter().zip(want) {
         assert!((a - b).abs() < 1e-15, "{lrs:?}");
     }
-    let o = MultiStepLr {
-        official_off_by_one: true,
-        ..s
-    };
-    assert!(
-        (o.lr_at(1.0, 2) - 0.1).abs() < 1e-15,
-        "official code decays one epoch early"
-    );
+    let o = MultiStepLr { official_off_by_one: true, ..s };
+    assert!((o.lr_at(1.0, 2) - 0.1).abs() < 1e-15, "official code decays one epoch early");
     assert!((o.lr_at(1.0, 1) - 1.0).abs() < 1e-15);
 }
 
@@ -248,9 +132,8 @@ fn clip_grad_norm_matches_torch() {
     let a = Var::from_tensor(&Tensor::new(&[3.0f64, 0.0], &Device::Cpu).unwrap()).unwrap();
     let b = Var::from_tensor(&Tensor::new(&[4.0f64], &Device::Cpu).unwrap()).unwrap();
     // L = ½(‖a‖² + ‖b‖²) → grads (3,0), (4); global norm 5.
-    let loss = ((a.as_tensor().sqr().unwrap().sum_all().unwrap()
-        + b.as_tensor().sqr().unwrap().sum_all().unwrap())
-    .unwrap()
+    let loss = ((a.as_tensor().sqr().unwrap().sum_all().unwrap() + b.as_tensor().sqr().unwrap().sum_all().unwrap())
+        .unwrap()
         * 0.5)
         .unwrap();
     let groups = [ParamGroup {
@@ -260,11 +143,7 @@ fn clip_grad_norm_matches_torch() {
     let mut g = ParamGrads::from_store(&loss.backward().unwrap(), &groups, |_| true);
     let norm = g.clip_global_norm(10.0).unwrap();
     assert!((norm - 5.0).abs() < 1e-12);
-    assert_eq!(
-        g.get("b").unwrap().to_vec1::<f64>().unwrap(),
-        vec![4.0],
-        "below max_norm: untouched"
-    );
+    assert_eq!(g.get("b").unwrap().to_vec1::<f64>().unwrap(), vec![4.0], "below max_norm: untouched");
     let norm = g.clip_global_norm(1.0).unwrap();
     assert!((norm - 5.0).abs() < 1e-12);
     let coef = 1.0 / (5.0 + 1e-6);

@@ -12,32 +12,16 @@ use dgl_core::{routed_step, MultimodalModel, ParamGrads, Routing};
 const K: usize = 4;
 
 fn targets(b: usize) -> Tensor {
-    Tensor::from_vec(
-        (0..b as u32)
-            .map(|i| (i * 7 + 1) % K as u32)
-            .collect::<Vec<_>>(),
-        b,
-        &candle_core::Device::Cpu,
-    )
-    .unwrap()
+    Tensor::from_vec((0..b as u32).map(|i| (i * 7 + 1) % K as u32).collect::<Vec<_>>(), b, &candle_core::Device::Cpu)
+        .unwrap()
 }
 
 /// L_mm on non-detached features and each L_m, as plain scalars.
 fn losses(model: &ToyModel, x: &[Tensor], y: &Tensor) -> (f64, Vec<f64>) {
     let z = model.encode_all(x, true).unwrap();
-    let l_mm = CrossEntropy
-        .loss(&model.fuse(&z, true).unwrap(), y)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
+    let l_mm = CrossEntropy.loss(&model.fuse(&z, true).unwrap(), y).unwrap().to_scalar::<f64>().unwrap();
     let l_m = (0..z.len())
-        .map(|m| {
-            CrossEntropy
-                .loss(&model.fuse_only(&z, m, true).unwrap(), y)
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap()
-        })
+        .map(|m| CrossEntropy.loss(&model.fuse_only(&z, m, true).unwrap(), y).unwrap().to_scalar::<f64>().unwrap())
         .collect();
     (l_mm, l_m)
 }
@@ -52,38 +36,19 @@ fn objective(r: &Routing, group: GroupKind, l_mm: f64, l_m: &[f64]) -> f64 {
 }
 
 /// Expected gradients from separate backward passes of each loss (no routing code involved).
-fn separate_backward(
-    model: &ToyModel,
-    x: &[Tensor],
-    y: &Tensor,
-    r: &Routing,
-) -> Vec<(String, Tensor)> {
+fn separate_backward(model: &ToyModel, x: &[Tensor], y: &Tensor, r: &Routing) -> Vec<(String, Tensor)> {
     let z = model.encode_all(x, true).unwrap();
-    let g_mm = CrossEntropy
-        .loss(&model.fuse(&z, true).unwrap(), y)
-        .unwrap()
-        .backward()
-        .unwrap();
+    let g_mm = CrossEntropy.loss(&model.fuse(&z, true).unwrap(), y).unwrap().backward().unwrap();
     let g_m: Vec<_> = (0..z.len())
-        .map(|m| {
-            CrossEntropy
-                .loss(&model.fuse_only(&z, m, true).unwrap(), y)
-                .unwrap()
-                .backward()
-                .unwrap()
-        })
+        .map(|m| CrossEntropy.loss(&model.fuse_only(&z, m, true).unwrap(), y).unwrap().backward().unwrap())
         .collect();
     let mut out = Vec::new();
     for g in model.param_groups() {
         for p in &g.params {
             let t = p.var.as_tensor();
             let zeros = t.zeros_like().unwrap();
-            let get = |s: &candle_core::backprop::GradStore| {
-                s.get(t).cloned().unwrap_or_else(|| zeros.clone())
-            };
-            let uni = g_m
-                .iter()
-                .fold(zeros.clone(), |acc, s| (acc + get(s)).unwrap());
+            let get = |s: &candle_core::backprop::GradStore| s.get(t).cloned().unwrap_or_else(|| zeros.clone());
+            let uni = g_m.iter().fold(zeros.clone(), |acc, s| (acc + get(s)).unwrap());
             let uni = (uni * r.alpha).unwrap();
             let mm = get(&g_mm);
             let e = match g.kind {
@@ -109,31 +74,13 @@ fn separate_backward(
 }
 
 fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
-    let d = (a - b)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-        .sqrt();
-    let n = b
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-        .sqrt();
+    let d = (a - b).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap().sqrt();
+    let n = b.sqr().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap().sqrt();
     d / n.max(1e-12)
 }
 
 fn got(grads: &ParamGrads, name: &str, like: &Tensor) -> Tensor {
-    grads
-        .get(name)
-        .cloned()
-        .unwrap_or_else(|| like.zeros_like().unwrap())
+    grads.get(name).cloned().unwrap_or_else(|| like.zeros_like().unwrap())
 }
 
 fn check(m: usize, head: Head, r: Routing) {
@@ -147,10 +94,7 @@ fn check(m: usize, head: Head, r: Routing) {
     for (name, expected) in separate_backward(&model, &x, &y, &r) {
         let g = got(&out.grads, &name, &expected);
         let e = rel_err(&g, &expected);
-        assert!(
-            e <= 1e-5,
-            "{r:?} M={m} {head:?} {name}: rel err vs separate backward {e}"
-        );
+        assert!(e <= 1e-5, "{r:?} M={m} {head:?} {name}: rel err vs separate backward {e}");
     }
 
     // 2. Against central finite differences of the objective each group must follow.
@@ -164,9 +108,7 @@ fn check(m: usize, head: Head, r: Routing) {
                 let eval = |delta: f64| {
                     let mut v = flat.clone();
                     v[i] += delta;
-                    p.var
-                        .set(&Tensor::from_vec(v, t0.shape(), t0.device()).unwrap())
-                        .unwrap();
+                    p.var.set(&Tensor::from_vec(v, t0.shape(), t0.device()).unwrap()).unwrap();
                     let (l_mm, l_m) = losses(&model, &x, &y);
                     objective(&r, group.kind, l_mm, &l_m)
                 };
@@ -176,11 +118,7 @@ fn check(m: usize, head: Head, r: Routing) {
             let fd = Tensor::from_vec(fd, t0.shape(), t0.device()).unwrap();
             let g = got(&out.grads, &p.name, &fd);
             let e = rel_err(&g, &fd);
-            assert!(
-                e <= 1e-5,
-                "{r:?} M={m} {head:?} {}: rel err vs finite differences {e}",
-                p.name
-            );
+            assert!(e <= 1e-5, "{r:?} M={m} {head:?} {}: rel err vs finite differences {e}", p.name);
         }
     }
 
@@ -195,41 +133,27 @@ fn check(m: usize, head: Head, r: Routing) {
 }
 
 fn all_routings() -> Vec<Routing> {
-    vec![
-        Routing::plain(),
-        Routing::dgl(4.0),
-        Routing::mt_only(2.0),
-        Routing::ut_only(3.0),
-        Routing::blend(1.5),
-    ]
+    vec![Routing::plain(), Routing::dgl(4.0), Routing::mt_only(2.0), Routing::ut_only(3.0), Routing::blend(1.5)]
 }
 
 #[test]
 fn routing_m2_concat() {
-    all_routings()
-        .into_iter()
-        .for_each(|r| check(2, Head::Concat, r));
+    all_routings().into_iter().for_each(|r| check(2, Head::Concat, r));
 }
 
 #[test]
 fn routing_m2_sum() {
-    all_routings()
-        .into_iter()
-        .for_each(|r| check(2, Head::Sum, r));
+    all_routings().into_iter().for_each(|r| check(2, Head::Sum, r));
 }
 
 #[test]
 fn routing_m3_concat() {
-    all_routings()
-        .into_iter()
-        .for_each(|r| check(3, Head::Concat, r));
+    all_routings().into_iter().for_each(|r| check(3, Head::Concat, r));
 }
 
 #[test]
 fn routing_m3_sum() {
-    all_routings()
-        .into_iter()
-        .for_each(|r| check(3, Head::Sum, r));
+    all_routings().into_iter().for_each(|r| check(3, Head::Sum, r));
 }
 
 /// DGL's defining property, stated directly: the head gets nothing from the unimodal losses and the

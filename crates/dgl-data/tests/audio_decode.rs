@@ -32,9 +32,7 @@ fn wav_bytes(format_tag: u16, channels: u16, rate: u32, bits: u16, data: &[u8]) 
         let mask: u32 = (1u32 << channels) - 1;
         fmt.extend_from_slice(&mask.to_le_bytes());
         // KSDATAFORMAT_SUBTYPE_PCM {00000001-0000-0010-8000-00aa00389b71}
-        fmt.extend_from_slice(&[
-            1, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa, 0, 0x38, 0x9b, 0x71,
-        ]);
+        fmt.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa, 0, 0x38, 0x9b, 0x71]);
     }
     let mut out = Vec::new();
     out.extend_from_slice(b"RIFF");
@@ -79,10 +77,7 @@ fn pcm_wav_flavours() {
 
     // 24-bit.
     let v24: [i32; 4] = [0, 4_194_304, -8_388_608, 8_388_607];
-    let data: Vec<u8> = v24
-        .iter()
-        .flat_map(|s| s.to_le_bytes()[..3].to_vec())
-        .collect();
+    let data: Vec<u8> = v24.iter().flat_map(|s| s.to_le_bytes()[..3].to_vec()).collect();
     let d = decode_file(&write("i24.wav", &wav_bytes(1, 1, 16000, 24, &data))).unwrap();
     assert_close(&d.samples, &v24.map(|s| s as f32 / 8_388_608.0), 1e-7);
 
@@ -107,30 +102,17 @@ fn pcm_wav_flavours() {
 
     // WAVE_FORMAT_EXTENSIBLE, 3 channels, 24-bit.
     let v: [i32; 6] = [8_388_607, 0, -8_388_608, 3, 3, 3];
-    let data: Vec<u8> = v
-        .iter()
-        .flat_map(|s| s.to_le_bytes()[..3].to_vec())
-        .collect();
+    let data: Vec<u8> = v.iter().flat_map(|s| s.to_le_bytes()[..3].to_vec()).collect();
     let d = decode_file(&write("ext.wav", &wav_bytes(0xFFFE, 3, 48000, 24, &data))).unwrap();
     assert_eq!((d.channels, d.sample_rate), (3, 48000));
-    assert_close(
-        &d.samples,
-        &[
-            (8_388_607.0 - 8_388_608.0) / 3.0 / 8_388_608.0,
-            3.0 / 8_388_608.0,
-        ],
-        1e-7,
-    );
+    assert_close(&d.samples, &[(8_388_607.0 - 8_388_608.0) / 3.0 / 8_388_608.0, 3.0 / 8_388_608.0], 1e-7);
 }
 
 /// A float32 .npy vector.
 fn read_npy_vec(name: &str) -> Vec<f32> {
     let b = std::fs::read(fixtures().join(name)).unwrap();
     let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
-    b[10 + hlen..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    b[10 + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 #[test]
@@ -147,21 +129,9 @@ fn compressed_codecs() {
         let mid = &d.samples[500..1500];
         let rms = (mid.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / mid.len() as f64).sqrt();
         let sf = read_npy_vec(&format!("codec_tone.{ext}.ref.npy"));
-        assert_eq!(
-            d.samples.len(),
-            sf.len(),
-            "{ext}: length differs from libsndfile's"
-        );
-        let diff = d
-            .samples
-            .iter()
-            .zip(&sf)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        println!(
-            "{ext}: {} samples, rms {rms:.3}, max abs difference to libsndfile {diff:.2e}",
-            d.samples.len()
-        );
+        assert_eq!(d.samples.len(), sf.len(), "{ext}: length differs from libsndfile's");
+        let diff = d.samples.iter().zip(&sf).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        println!("{ext}: {} samples, rms {rms:.3}, max abs difference to libsndfile {diff:.2e}", d.samples.len());
         assert!(diff < 1e-5, "{ext}: {diff}");
         assert!((rms - 0.265).abs() < 0.05, "{ext}: rms {rms}");
         // Dominant frequency 440 Hz: correlate with quadrature sines.
@@ -180,18 +150,9 @@ fn compressed_codecs() {
 
 fn expect_bad_file(path: &Path, what: &str) {
     match decode_file(path) {
-        Err(DataError::BadFile {
-            path: p, reason, ..
-        }) => {
+        Err(DataError::BadFile { path: p, reason, .. }) => {
             assert_eq!(p, path, "{what}");
-            let msg = format!(
-                "{}",
-                DataError::BadFile {
-                    path: p,
-                    line: None,
-                    reason: reason.clone()
-                }
-            );
+            let msg = format!("{}", DataError::BadFile { path: p, line: None, reason: reason.clone() });
             assert!(msg.contains(&*path.to_string_lossy()), "{what}: {msg}");
             println!("{what}: {msg}");
         }
@@ -206,15 +167,9 @@ fn broken_files_are_named_errors() {
         wav_bytes(1, 1, 8000, 16, &data)
     };
     expect_bad_file(&write("empty.wav", &[]), "zero-length");
-    expect_bad_file(
-        &write("trunc_data.wav", &good[..good.len() - 3001]),
-        "truncated data",
-    );
+    expect_bad_file(&write("trunc_data.wav", &good[..good.len() - 3001]), "truncated data");
     expect_bad_file(&write("trunc_header.wav", &good[..20]), "truncated header");
-    expect_bad_file(
-        &write("text.wav", b"hello, this is not audio at all\n"),
-        "non-audio",
-    );
+    expect_bad_file(&write("text.wav", b"hello, this is not audio at all\n"), "non-audio");
     let mut wrong = good.clone();
     wrong[20] = 0x34; // format tag 0x1234: unknown codec
     wrong[21] = 0x12;
@@ -223,9 +178,7 @@ fn broken_files_are_named_errors() {
     nodata.extend_from_slice(b"data");
     nodata.extend_from_slice(&0u32.to_le_bytes());
     expect_bad_file(&write("nodata.wav", &nodata), "no samples");
-    let junk: Vec<u8> = (0..5000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let junk: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     expect_bad_file(&write("junk.mp3", &junk), "random bytes as mp3");
     expect_bad_file(&write("junk.flac", &junk), "random bytes as flac");
     // A missing file is an I/O error naming it.
@@ -238,9 +191,7 @@ fn broken_files_are_named_errors() {
 
 #[test]
 fn load_resamples() {
-    let data: Vec<u8> = (0..8000i32)
-        .flat_map(|i| (((i as f32 * 0.05).sin() * 10000.0) as i16).to_le_bytes())
-        .collect();
+    let data: Vec<u8> = (0..8000i32).flat_map(|i| (((i as f32 * 0.05).sin() * 10000.0) as i16).to_le_bytes()).collect();
     let p = write("load.wav", &wav_bytes(1, 1, 8000, 16, &data));
     let (y, sr) = load(&p, Some(22050)).unwrap();
     assert_eq!((y.len(), sr), (22050, 22050));

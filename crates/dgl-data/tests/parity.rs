@@ -27,27 +27,13 @@ fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
         (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
     };
     let header = std::str::from_utf8(&b[start..start + hlen]).unwrap();
-    assert!(
-        header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"),
-        "{header}"
-    );
+    assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"), "{header}");
     let sh = &header[header.find("'shape': (").unwrap() + 10..];
     let sh = &sh[..sh.find(')').unwrap()];
-    let shape: Vec<usize> = sh
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().unwrap())
-        .collect();
-    let data: Vec<f32> = b[start + hlen..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    assert_eq!(
-        data.len(),
-        shape.iter().product::<usize>(),
-        "{}",
-        path.display()
-    );
+    let shape: Vec<usize> = sh.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+    let data: Vec<f32> =
+        b[start + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    assert_eq!(data.len(), shape.iter().product::<usize>(), "{}", path.display());
     (shape, data)
 }
 
@@ -59,20 +45,10 @@ impl Manifest {
         Self(serde_json::from_str(&s).unwrap())
     }
     fn clips(&self) -> Vec<String> {
-        self.0["clips"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
+        self.0["clips"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
     }
     fn columns(&self, recipe: &str) -> Vec<usize> {
-        self.0["recipes"][recipe]["columns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect()
+        self.0["recipes"][recipe]["columns"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()
     }
 }
 
@@ -87,13 +63,8 @@ fn select(full: &[f64], f: usize, t: usize, cols: &[usize]) -> Vec<f64> {
 
 fn max_rel(ours: &[f64], reference: &[f32]) -> f64 {
     assert_eq!(ours.len(), reference.len());
-    let m = reference
-        .iter()
-        .fold(0.0f64, |a, &b| a.max((b as f64).abs()));
-    ours.iter()
-        .zip(reference)
-        .fold(0.0f64, |a, (&x, &y)| a.max((x - y as f64).abs()))
-        / m
+    let m = reference.iter().fold(0.0f64, |a, &b| a.max((b as f64).abs()));
+    ours.iter().zip(reference).fold(0.0f64, |a, (&x, &y)| a.max((x - y as f64).abs())) / m
 }
 
 /// Max abs difference of log outputs on bins whose linear reference is ≥ 1e-3 · max.
@@ -108,9 +79,7 @@ fn max_abs_significant(ours: &[f64], reference: &[f32], linear_ref: &[f32]) -> f
 
 fn waveform_errors(ours: &[f32], reference: &[f32]) -> (f64, f64) {
     assert_eq!(ours.len(), reference.len());
-    let m = reference
-        .iter()
-        .fold(0.0f64, |a, &b| a.max((b as f64).abs()));
+    let m = reference.iter().fold(0.0f64, |a, &b| a.max((b as f64).abs()));
     let (mut e2, mut s2, mut emax) = (0.0f64, 0.0f64, 0.0f64);
     for (&a, &b) in ours.iter().zip(reference) {
         let d = (a - b) as f64;
@@ -138,27 +107,21 @@ fn spectrograms_match_librosa_and_scipy() {
             let (_, x) = read_npy(&fixtures().join(format!("{clip}.input.npy")));
             let y = fit_clip(&x, r.n_samples, 0, None).unwrap();
             let lin = select(&r.linear(&y).unwrap(), f, t, &cols);
-            let out: Vec<f64> = r
-                .compute(&y)
-                .unwrap()
-                .into_iter()
-                .map(|v| v as f64)
-                .collect();
+            let out: Vec<f64> = r.compute(&y).unwrap().into_iter().map(|v| v as f64).collect();
             let out = select(&out, f, t, &cols);
             let (sh, lin_ref) = read_npy(&fixtures().join(format!("{clip}.{name}.mag.npy")));
             assert_eq!(sh, vec![f, cols.len()]);
             let (_, out_ref) = read_npy(&fixtures().join(format!("{clip}.{name}.out.npy")));
             let e_lin = max_rel(&lin, &lin_ref);
             let e_log = max_abs_significant(&out, &out_ref, &lin_ref);
-            println!("{name} {clip}: linear max rel err {e_lin:.2e}, output max abs err (significant bins) {e_log:.2e}");
+            println!(
+                "{name} {clip}: linear max rel err {e_lin:.2e}, output max abs err (significant bins) {e_log:.2e}"
+            );
             worst_lin = worst_lin.max(e_lin);
             worst_log = worst_log.max(e_log);
         }
         println!("{name}: worst linear {worst_lin:.2e}, worst output {worst_log:.2e}");
-        assert!(
-            worst_lin < 1e-4,
-            "{name}: linear relative error {worst_lin}"
-        );
+        assert!(worst_lin < 1e-4, "{name}: linear relative error {worst_lin}");
         assert!(worst_log < 1e-3, "{name}: output error {worst_log}");
     }
 }
@@ -178,22 +141,19 @@ fn resampler_close_to_soxr_hq() {
             let (rel, snr) = waveform_errors(&got, &want);
             let n = got.len();
             let peak = want.iter().fold(0.0f32, |a, &b| a.max(b.abs())) as f64;
-            let inner = got[8..n - 8]
-                .iter()
-                .zip(&want[8..n - 8])
-                .fold(0.0f64, |a, (&p, &q)| a.max((p - q).abs() as f64))
-                / peak;
+            let inner =
+                got[8..n - 8].iter().zip(&want[8..n - 8]).fold(0.0f64, |a, (&p, &q)| a.max((p - q).abs() as f64))
+                    / peak;
             println!("8000->{rate} {clip}: max rel err {rel:.2e} (interior {inner:.2e}), SNR {snr:.1} dB");
             worst_rel = worst_rel.max(rel);
             worst_snr = worst_snr.min(snr);
             worst_inner = worst_inner.max(inner);
         }
-        println!("8000->{rate}: worst max rel err {worst_rel:.2e}, interior {worst_inner:.2e}, worst SNR {worst_snr:.1} dB");
-        assert!(worst_rel < RESAMPLE_MAX_REL, "{rate}: {worst_rel}");
-        assert!(
-            worst_inner < RESAMPLE_MAX_REL_INTERIOR,
-            "{rate}: {worst_inner}"
+        println!(
+            "8000->{rate}: worst max rel err {worst_rel:.2e}, interior {worst_inner:.2e}, worst SNR {worst_snr:.1} dB"
         );
+        assert!(worst_rel < RESAMPLE_MAX_REL, "{rate}: {worst_rel}");
+        assert!(worst_inner < RESAMPLE_MAX_REL_INTERIOR, "{rate}: {worst_inner}");
         assert!(worst_snr > RESAMPLE_MIN_SNR_DB, "{rate}: {worst_snr}");
     }
 }
@@ -218,12 +178,7 @@ fn pipelines_close_to_reference() {
         for clip in man.clips() {
             let (_, x) = read_npy(&fixtures().join(format!("{clip}.input.npy")));
             let y = fit_clip(&resample(&x, 8000, rate).unwrap(), r.n_samples, 0, None).unwrap();
-            let out: Vec<f64> = r
-                .compute(&y)
-                .unwrap()
-                .into_iter()
-                .map(|v| v as f64)
-                .collect();
+            let out: Vec<f64> = r.compute(&y).unwrap().into_iter().map(|v| v as f64).collect();
             let out = select(&out, f, t, &cols);
             let (_, out_ref) = read_npy(&fixtures().join(format!("{clip}.{name}.pipeline.npy")));
             // Mean over the pass-band of the 8 kHz source (< 3.6 kHz): above the source's Nyquist both
@@ -231,12 +186,9 @@ fn pipelines_close_to_reference() {
             // arbitrary.
             let k_max = (3600.0 / (rate as f64 / r.n_fft as f64)) as usize;
             let nc = cols.len();
-            let mean_abs = out[..k_max * nc]
-                .iter()
-                .zip(&out_ref[..k_max * nc])
-                .map(|(&o, &y)| (o - y as f64).abs())
-                .sum::<f64>()
-                / (k_max * nc) as f64;
+            let mean_abs =
+                out[..k_max * nc].iter().zip(&out_ref[..k_max * nc]).map(|(&o, &y)| (o - y as f64).abs()).sum::<f64>()
+                    / (k_max * nc) as f64;
             let e = if name == "librosa-cremad" {
                 let lin: Vec<f64> = out.iter().map(|v| v.exp()).collect();
                 let lin_ref: Vec<f32> = out_ref.iter().map(|v| v.exp()).collect();
@@ -247,20 +199,15 @@ fn pipelines_close_to_reference() {
                     .filter(|(_, &y)| y >= 0.0)
                     .fold(0.0f64, |a, (&o, &y)| a.max((o - y as f64).abs()))
             };
-            println!("pipeline {name} {clip}: max err {e:.2e}, mean abs err of the output below 3.6 kHz {mean_abs:.2e}");
+            println!(
+                "pipeline {name} {clip}: max err {e:.2e}, mean abs err of the output below 3.6 kHz {mean_abs:.2e}"
+            );
             worst = worst.max(e);
             worst_mean = worst_mean.max(mean_abs);
         }
         println!("pipeline {name}: worst max err {worst:.2e}, worst mean abs err {worst_mean:.2e}");
-        let (tol, tol_mean) = if name == "librosa-cremad" {
-            PIPELINE_CREMAD
-        } else {
-            PIPELINE_SCIPY
-        };
-        assert!(
-            worst < tol && worst_mean < tol_mean,
-            "{name}: {worst} {worst_mean}"
-        );
+        let (tol, tol_mean) = if name == "librosa-cremad" { PIPELINE_CREMAD } else { PIPELINE_SCIPY };
+        assert!(worst < tol && worst_mean < tol_mean, "{name}: {worst} {worst_mean}");
     }
 }
 
@@ -273,10 +220,7 @@ const PIPELINE_SCIPY: (f64, f64) = (5e-3, 1e-4);
 fn decode_matches_soundfile() {
     let dir = Path::new("/work/shared/data/fsdd/recordings");
     if !dir.exists() {
-        println!(
-            "SKIPPED decode_matches_soundfile: {} is absent",
-            dir.display()
-        );
+        println!("SKIPPED decode_matches_soundfile: {} is absent", dir.display());
         return;
     }
     for clip in Manifest::load().clips() {
@@ -305,19 +249,11 @@ fn resize_matches_pillow() {
             None => img.clone(),
         };
         let size = case["size"].as_array().unwrap();
-        let (w, h) = (
-            size[0].as_u64().unwrap() as usize,
-            size[1].as_u64().unwrap() as usize,
-        );
+        let (w, h) = (size[0].as_u64().unwrap() as usize, size[1].as_u64().unwrap() as usize);
         let ours = resize_bilinear(&src, w, h);
         let (shape, want) = read_npy(&fixtures().join(format!("image.{name}.npy")));
         assert_eq!(shape, vec![h, w, 3]);
-        let max = ours
-            .as_raw()
-            .iter()
-            .zip(&want)
-            .map(|(&a, &b)| (a as f32 - b).abs())
-            .fold(0.0f32, f32::max);
+        let max = ours.as_raw().iter().zip(&want).map(|(&a, &b)| (a as f32 - b).abs()).fold(0.0f32, f32::max);
         println!("resize {name}: max abs difference to Pillow {max} (u8 levels)");
         assert_eq!(max, 0.0, "{name}");
     }

@@ -3,12 +3,7 @@
 use dgl_data::{load_batch, Dataset, Mode, Split, SyntheticAv, SyntheticConfig, SyntheticPreset};
 
 fn tiny(n_train: usize, n_test: usize, seed: u64) -> SyntheticConfig {
-    SyntheticConfig {
-        n_train,
-        n_test,
-        seed,
-        ..SyntheticConfig::tiny()
-    }
+    SyntheticConfig { n_train, n_test, seed, ..SyntheticConfig::tiny() }
 }
 
 #[test]
@@ -19,20 +14,11 @@ fn deterministic_from_seed_split_index() {
     let t = SyntheticAv::new(tiny(60, 30, 7), Split::Test).unwrap();
     for i in [0, 17, 59] {
         assert_eq!(a.get(i, Mode::Eval).unwrap(), b.get(i, Mode::Eval).unwrap());
-        assert_eq!(
-            a.get(i, Mode::Train { seed: 3 }).unwrap(),
-            b.get(i, Mode::Train { seed: 3 }).unwrap()
-        );
+        assert_eq!(a.get(i, Mode::Train { seed: 3 }).unwrap(), b.get(i, Mode::Train { seed: 3 }).unwrap());
         assert_ne!(a.get(i, Mode::Eval).unwrap(), c.get(i, Mode::Eval).unwrap());
-        assert_ne!(
-            a.get(i, Mode::Train { seed: 3 }).unwrap(),
-            a.get(i, Mode::Train { seed: 4 }).unwrap()
-        );
+        assert_ne!(a.get(i, Mode::Train { seed: 3 }).unwrap(), a.get(i, Mode::Train { seed: 4 }).unwrap());
     }
-    assert_ne!(
-        a.get(0, Mode::Eval).unwrap().modalities[0],
-        t.get(0, Mode::Eval).unwrap().modalities[0]
-    );
+    assert_ne!(a.get(0, Mode::Eval).unwrap().modalities[0], t.get(0, Mode::Eval).unwrap().modalities[0]);
     // A sample does not depend on the split size (generated from (seed, split, index)) beyond its label
     // order: the same index in a larger split with the same label has the same waveform generator.
     let big = SyntheticAv::new(tiny(120, 30, 7), Split::Train).unwrap();
@@ -43,14 +29,8 @@ fn deterministic_from_seed_split_index() {
 fn shapes_and_labels() {
     let ds = SyntheticAv::new(tiny(61, 13, 1), Split::Train).unwrap();
     assert_eq!(ds.num_classes(), 6);
-    assert_eq!(
-        ds.modality_names(),
-        vec!["audio".to_string(), "visual".to_string()]
-    );
-    assert_eq!(
-        ds.modality_shapes(),
-        vec![vec![1, 65, 63], vec![3, 1, 32, 32]]
-    );
+    assert_eq!(ds.modality_names(), vec!["audio".to_string(), "visual".to_string()]);
+    assert_eq!(ds.modality_shapes(), vec![vec![1, 65, 63], vec![3, 1, 32, 32]]);
     let mut counts = [0usize; 6];
     for i in 0..ds.len() {
         counts[ds.label(i).unwrap() as usize] += 1;
@@ -61,30 +41,17 @@ fn shapes_and_labels() {
     assert_eq!(e.modalities[1].len(), 3 * 32 * 32);
     assert!(e.modalities.iter().flatten().all(|v| v.is_finite()));
     assert!(ds.get(61, Mode::Eval).is_err());
-    let b = load_batch(
-        &ds,
-        &[0, 1, 2, 3],
-        Mode::Train { seed: 0 },
-        &candle_core::Device::Cpu,
-    )
-    .unwrap();
+    let b = load_batch(&ds, &[0, 1, 2, 3], Mode::Train { seed: 0 }, &candle_core::Device::Cpu).unwrap();
     assert_eq!(b.inputs[0].dims(), &[4, 1, 65, 63]);
     assert_eq!(b.inputs[1].dims(), &[4, 3, 1, 32, 32]);
 }
 
 #[test]
 fn paper_preset_geometry_lazily() {
-    let cfg = SyntheticConfig {
-        n_train: 6,
-        n_test: 6,
-        ..SyntheticConfig::paper()
-    };
+    let cfg = SyntheticConfig { n_train: 6, n_test: 6, ..SyntheticConfig::paper() };
     assert_eq!(cfg.preset, SyntheticPreset::Paper);
     let ds = SyntheticAv::new(cfg, Split::Test).unwrap();
-    assert_eq!(
-        ds.modality_shapes(),
-        vec![vec![1, 257, 188], vec![3, 1, 224, 224]]
-    );
+    assert_eq!(ds.modality_shapes(), vec![vec![1, 257, 188], vec![3, 1, 224, 224]]);
     let e = ds.get(2, Mode::Eval).unwrap();
     assert_eq!(e.modalities[0].len(), 257 * 188);
     assert_eq!(e.modalities[1].len(), 3 * 224 * 224);
@@ -109,18 +76,11 @@ fn class_means(xs: &[Vec<f32>], ys: &[u32], k: usize) -> Vec<Vec<f64>> {
 }
 
 fn dists(x: &[f32], means: &[Vec<f64>]) -> Vec<f64> {
-    means
-        .iter()
-        .map(|m| m.iter().zip(x).map(|(a, &b)| (a - b as f64).powi(2)).sum())
-        .collect()
+    means.iter().map(|m| m.iter().zip(x).map(|(a, &b)| (a - b as f64).powi(2)).sum()).collect()
 }
 
 fn argmin(v: &[f64]) -> usize {
-    v.iter()
-        .enumerate()
-        .min_by(|a, b| a.1.total_cmp(b.1))
-        .unwrap()
-        .0
+    v.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).unwrap().0
 }
 
 /// Nearest-class-mean accuracy per modality (train means, test accuracy).
@@ -130,9 +90,7 @@ fn each_modality_carries_partial_signal() {
     let tr = SyntheticAv::new(cfg.clone(), Split::Train).unwrap();
     let te = SyntheticAv::new(cfg, Split::Test).unwrap();
     let get = |ds: &SyntheticAv, m: usize| -> Vec<Vec<f32>> {
-        (0..ds.len())
-            .map(|i| ds.get(i, Mode::Eval).unwrap().modalities[m].clone())
-            .collect()
+        (0..ds.len()).map(|i| ds.get(i, Mode::Eval).unwrap().modalities[m].clone()).collect()
     };
     let (ytr, yte) = (tr.labels().to_vec(), te.labels().to_vec());
     let mut acc = [0.0f64; 2];
@@ -141,51 +99,28 @@ fn each_modality_carries_partial_signal() {
         let means = class_means(&get(&tr, m), &ytr, 6);
         let xte = get(&te, m);
         let d: Vec<Vec<f64>> = xte.iter().map(|x| dists(x, &means)).collect();
-        let correct = d
-            .iter()
-            .zip(&yte)
-            .filter(|(d, &y)| argmin(d) == y as usize)
-            .count();
+        let correct = d.iter().zip(&yte).filter(|(d, &y)| argmin(d) == y as usize).count();
         *acc_m = correct as f64 / yte.len() as f64;
         all_d.push(d);
     }
     // Pair accuracy of audio (class / 2).
-    let pair_ok = all_d[0]
-        .iter()
-        .zip(&yte)
-        .filter(|(d, &y)| argmin(d) / 2 == y as usize / 2)
-        .count();
+    let pair_ok = all_d[0].iter().zip(&yte).filter(|(d, &y)| argmin(d) / 2 == y as usize / 2).count();
     println!(
         "nearest-class-mean test accuracy: audio {:.3} (pair {:.3}), visual {:.3} (chance 0.167)",
         acc[0],
         pair_ok as f64 / yte.len() as f64,
         acc[1]
     );
-    assert!(
-        acc[0] > 0.45 && acc[0] < 0.9,
-        "audio NCM accuracy {}",
-        acc[0]
-    );
-    assert!(
-        acc[1] > 0.22 && acc[1] < 0.9,
-        "visual NCM accuracy {}",
-        acc[1]
-    );
-    assert!(
-        acc[0] > acc[1],
-        "audio {} should beat visual {}",
-        acc[0],
-        acc[1]
-    );
+    assert!(acc[0] > 0.45 && acc[0] < 0.9, "audio NCM accuracy {}", acc[0]);
+    assert!(acc[1] > 0.22 && acc[1] < 0.9, "visual NCM accuracy {}", acc[1]);
+    assert!(acc[0] > acc[1], "audio {} should beat visual {}", acc[0], acc[1]);
 }
 
 /// Translation/phase-invariant orientation energy of the luminance (a stand-in for what a CNN
 /// learns): |DFT|² at 3–5 cycles per image in 24 orientation bins, log, 24 values.
 fn orientation_energy(img: &[f32], s: usize) -> Vec<f32> {
     let plane = s * s;
-    let lum: Vec<f64> = (0..plane)
-        .map(|p| (img[p] + img[plane + p] + img[2 * plane + p]) as f64 / 3.0)
-        .collect();
+    let lum: Vec<f64> = (0..plane).map(|p| (img[p] + img[plane + p] + img[2 * plane + p]) as f64 / 3.0).collect();
     let mean = lum.iter().sum::<f64>() / plane as f64;
     let mut out = Vec::new();
     for a in 0..24 {
@@ -195,9 +130,8 @@ fn orientation_energy(img: &[f32], s: usize) -> Vec<f32> {
             let k = 2.0 * std::f64::consts::PI * r / s as f64;
             let (kx, ky) = (k * th.cos(), k * th.sin());
             // e^{-i(kx x + ky y)} = e^{-i kx x} e^{-i ky y}: separable sums.
-            let cx: Vec<(f64, f64)> = (0..s)
-                .map(|x| ((kx * (x as f64 + 0.5)).cos(), (kx * (x as f64 + 0.5)).sin()))
-                .collect();
+            let cx: Vec<(f64, f64)> =
+                (0..s).map(|x| ((kx * (x as f64 + 0.5)).cos(), (kx * (x as f64 + 0.5)).sin())).collect();
             let (mut re, mut im) = (0.0, 0.0);
             for y in 0..s {
                 let (cy, sy) = ((ky * (y as f64 + 0.5)).cos(), (ky * (y as f64 + 0.5)).sin());
@@ -229,10 +163,7 @@ fn visual_information_and_fusion_headroom() {
         (0..ds.len())
             .map(|i| {
                 let e = ds.get(i, Mode::Eval).unwrap();
-                (
-                    e.modalities[0].clone(),
-                    orientation_energy(&e.modalities[1], 32),
-                )
+                (e.modalities[0].clone(), orientation_energy(&e.modalities[1], 32))
             })
             .unzip()
     };
@@ -259,8 +190,5 @@ fn visual_information_and_fusion_headroom() {
     let (acc_a, acc_v, acc_f) = (ca as f64 / n, cv as f64 / n, cf as f64 / n);
     println!("NCM with invariant features: audio {acc_a:.3}, visual orientation-energy {acc_v:.3}, fused {acc_f:.3}");
     assert!(acc_v > 0.5, "visual orientation probe {acc_v}");
-    assert!(
-        acc_f > acc_a + 0.1 && acc_f > acc_v + 0.05,
-        "fusion headroom: {acc_a} {acc_v} {acc_f}"
-    );
+    assert!(acc_f > acc_a + 0.1 && acc_f > acc_v + 0.05, "fusion headroom: {acc_a} {acc_v} {acc_f}");
 }

@@ -23,10 +23,7 @@ fn corrupt_images_are_bad_files() {
     let png = std::fs::read(fixtures().join("image.png")).unwrap();
     let mut jpeg = Vec::new();
     image::RgbImage::from_pixel(16, 16, image::Rgb([1, 2, 3]))
-        .write_to(
-            &mut std::io::Cursor::new(&mut jpeg),
-            image::ImageFormat::Jpeg,
-        )
+        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
         .unwrap();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty.jpg", vec![]),
@@ -46,14 +43,8 @@ fn corrupt_images_are_bad_files() {
             other => panic!("{name}: expected BadFile, got {other:?}"),
         }
     }
-    assert!(matches!(
-        load_rgb(Path::new("/nonexistent/frame.jpg")),
-        Err(DataError::Io { .. })
-    ));
-    assert_eq!(
-        load_rgb(&tmp("ok.jpg", &jpeg)).unwrap().dimensions(),
-        (16, 16)
-    );
+    assert!(matches!(load_rgb(Path::new("/nonexistent/frame.jpg")), Err(DataError::Io { .. })));
+    assert_eq!(load_rgb(&tmp("ok.jpg", &jpeg)).unwrap().dimensions(), (16, 16));
 }
 
 #[test]
@@ -68,14 +59,7 @@ fn frames_to_model_layout() {
     let mut rng = Rng::new(11);
     let train = load_frames(&[&p, &p], &t, Some(&mut rng)).unwrap();
     assert_eq!(train.len(), 3 * 2 * plane);
-    assert_ne!(
-        train[..plane],
-        train[plane..2 * plane],
-        "independent random crops per frame"
-    );
+    assert_ne!(train[..plane], train[plane..2 * plane], "independent random crops per frame");
     let names: Vec<String> = (0..7).rev().map(|i| format!("{i:05}.jpg")).collect();
-    assert_eq!(
-        choose_frames(&names, 1, None),
-        vec!["00003.jpg".to_string()]
-    );
+    assert_eq!(choose_frames(&names, 1, None), vec!["00003.jpg".to_string()]);
 }

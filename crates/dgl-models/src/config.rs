@@ -12,9 +12,7 @@ use crate::encoder::{AudioEncoder, Encoder, MlpEncoder, VisualEncoder};
 use crate::error::config_err;
 use crate::fusion::{build_head, FusionKind, HeadOptions};
 use crate::init::InitCtx;
-use crate::multimodal::{
-    encoder_prefix, FusionModel, ModelState, UnimodalClassifier, FUSION_PREFIX,
-};
+use crate::multimodal::{encoder_prefix, FusionModel, ModelState, UnimodalClassifier, FUSION_PREFIX};
 use crate::Result;
 
 /// Which encoder a modality uses.
@@ -42,11 +40,7 @@ pub struct ModalityConfig {
 
 impl ModalityConfig {
     pub fn new(name: impl Into<String>, encoder: EncoderKind) -> Self {
-        Self {
-            name: name.into(),
-            encoder,
-            in_channels: None,
-        }
+        Self { name: name.into(), encoder, in_channels: None }
     }
 }
 
@@ -89,10 +83,7 @@ impl ModelConfig {
     /// The same configuration restricted to one modality (for the unimodal baselines).
     pub fn unimodal(&self, modality: &str) -> Option<Self> {
         let m = self.modalities.iter().find(|m| m.name == modality)?.clone();
-        Some(Self {
-            modalities: vec![m],
-            ..self.clone()
-        })
+        Some(Self { modalities: vec![m], ..self.clone() })
     }
 }
 
@@ -169,9 +160,9 @@ pub fn build_encoder(
     let name = &modality.name;
     let check_channels = |c: usize| -> Result<usize> {
         match modality.in_channels {
-            Some(want) if want != c => config_err(format!(
-                "modality `{name}`: in_channels {want} but the input shape {shape:?} has {c}"
-            )),
+            Some(want) if want != c => {
+                config_err(format!("modality `{name}`: in_channels {want} but the input shape {shape:?} has {c}"))
+            }
             _ => Ok(c),
         }
     };
@@ -180,7 +171,11 @@ pub fn build_encoder(
             let c = match shape.len() {
                 2 => 1,
                 3 => shape[0],
-                _ => return config_err(format!("modality `{name}` (audio ResNet) needs a (C, F, T) or (F, T) shape, got {shape:?}")),
+                _ => {
+                    return config_err(format!(
+                        "modality `{name}` (audio ResNet) needs a (C, F, T) or (F, T) shape, got {shape:?}"
+                    ))
+                }
             };
             Box::new(AudioEncoder::new(ctx, check_channels(c)?, base_width)?)
         }
@@ -198,17 +193,15 @@ pub fn build_encoder(
                 3 if frames == 1 => shape[0],
                 _ => {
                     return config_err(format!(
-                    "modality `{name}` (visual ResNet) needs a (C, T, H, W) shape, got {shape:?}"
-                ))
+                        "modality `{name}` (visual ResNet) needs a (C, T, H, W) shape, got {shape:?}"
+                    ))
                 }
             };
             Box::new(VisualEncoder::new(ctx, check_channels(c)?, base_width)?)
         }
         EncoderKind::Mlp { hidden } => {
             if shape.len() != 1 {
-                return config_err(format!(
-                    "modality `{name}` (MLP) needs a (D,) shape, got {shape:?}"
-                ));
+                return config_err(format!("modality `{name}` (MLP) needs a (D,) shape, got {shape:?}"));
             }
             Box::new(MlpEncoder::new(ctx, shape[0], hidden)?)
         }
@@ -216,12 +209,7 @@ pub fn build_encoder(
 }
 
 /// Builds the model of `cfg` in f32; see [`build_model_dtype`].
-pub fn build_model(
-    cfg: &ModelConfig,
-    modality_shapes: &[Vec<usize>],
-    device: &Device,
-    seed: u64,
-) -> Result<Model> {
+pub fn build_model(cfg: &ModelConfig, modality_shapes: &[Vec<usize>], device: &Device, seed: u64) -> Result<Model> {
     build_model_dtype(cfg, modality_shapes, device, DType::F32, seed)
 }
 
@@ -256,27 +244,13 @@ pub fn build_model_dtype(
     let mut encoders = Vec::with_capacity(cfg.modalities.len());
     for (m, shape) in cfg.modalities.iter().zip(modality_shapes) {
         let ctx = root.sub(&encoder_prefix(&m.name));
-        encoders.push((
-            m.name.clone(),
-            build_encoder(&ctx, m, shape, cfg.base_width, cfg.frames)?,
-        ));
+        encoders.push((m.name.clone(), build_encoder(&ctx, m, shape, cfg.base_width, cfg.frames)?));
     }
     if encoders.len() == 1 {
         let (name, enc) = encoders.pop().expect("one encoder");
-        return Ok(Model::Unimodal(UnimodalClassifier::new(
-            &root,
-            name,
-            enc,
-            cfg.num_classes,
-        )?));
+        return Ok(Model::Unimodal(UnimodalClassifier::new(&root, name, enc, cfg.num_classes)?));
     }
     let dims: Vec<usize> = encoders.iter().map(|(_, e)| e.out_dim()).collect();
-    let head = build_head(
-        &root.sub(FUSION_PREFIX),
-        cfg.fusion,
-        &dims,
-        cfg.num_classes,
-        cfg.head,
-    )?;
+    let head = build_head(&root.sub(FUSION_PREFIX), cfg.fusion, &dims, cfg.num_classes, cfg.head)?;
     Ok(Model::Fusion(FusionModel::new(encoders, head)?))
 }

@@ -71,10 +71,7 @@ pub type VisualEncoder = ResNetEncoder<FramesInput>;
 impl<I: ResNetInput> ResNetEncoder<I> {
     /// `in_channels` is 1 for the paper's single spectrogram, 3 for RGB frames.
     pub fn new(ctx: &InitCtx, in_channels: usize, base_width: usize) -> crate::Result<Self> {
-        Ok(Self {
-            net: ResNet::new(ctx, ResNetConfig::resnet18(in_channels, base_width))?,
-            input: PhantomData,
-        })
+        Ok(Self { net: ResNet::new(ctx, ResNetConfig::resnet18(in_channels, base_width))?, input: PhantomData })
     }
 
     pub fn resnet(&self) -> &ResNet {
@@ -101,12 +98,7 @@ impl<I: ResNetInput> Encoder for ResNetEncoder<I> {
 
     fn describe(&self) -> String {
         let c = self.net.config();
-        format!(
-            "resnet18-{}(in {}, base {})",
-            I::KIND,
-            c.in_channels,
-            c.base_width
-        )
+        format!("resnet18-{}(in {}, base {})", I::KIND, c.in_channels, c.base_width)
     }
 }
 
@@ -122,11 +114,7 @@ impl ResNetInput for SpectrogramInput {
         let x = match x.rank() {
             3 if net.config().in_channels == 1 => x.unsqueeze(1)?,
             4 => x.clone(),
-            _ => bail!(
-                "AudioEncoder expects (B, {}, F, T), got {:?}",
-                net.config().in_channels,
-                x.shape()
-            ),
+            _ => bail!("AudioEncoder expects (B, {}, F, T), got {:?}", net.config().in_channels, x.shape()),
         };
         global_avg_pool(&net.forward_t(&x, train)?)
     }
@@ -153,11 +141,7 @@ impl ResNetInput for FramesInput {
                 (b, t, f)
             }
             4 => (x.dim(0)?, 1, x.clone()),
-            _ => bail!(
-                "VisualEncoder expects (B, {}, T, H, W), got {:?}",
-                net.config().in_channels,
-                x.shape()
-            ),
+            _ => bail!("VisualEncoder expects (B, {}, T, H, W), got {:?}", net.config().in_channels, x.shape()),
         };
         let y = net.forward_t(&frames, train)?; // (B·T, C, h, w)
         let (_, c, h, w) = y.dims4()?;
@@ -180,9 +164,7 @@ pub struct MlpEncoder {
 impl MlpEncoder {
     pub fn new(ctx: &InitCtx, in_dim: usize, hidden: &[usize]) -> crate::Result<Self> {
         if in_dim == 0 || hidden.contains(&0) {
-            return config_err(format!(
-                "MlpEncoder needs positive sizes, got in {in_dim}, hidden {hidden:?}"
-            ));
+            return config_err(format!("MlpEncoder needs positive sizes, got in {in_dim}, hidden {hidden:?}"));
         }
         let mut layers = Vec::with_capacity(hidden.len());
         let mut d = in_dim;
@@ -197,11 +179,7 @@ impl MlpEncoder {
 impl Encoder for MlpEncoder {
     fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
         if x.rank() != 2 || x.dim(1)? != self.in_dim {
-            bail!(
-                "MlpEncoder expects (B, {}), got {:?}",
-                self.in_dim,
-                x.shape()
-            )
+            bail!("MlpEncoder expects (B, {}), got {:?}", self.in_dim, x.shape())
         }
         let mut y = x.clone();
         for layer in &self.layers {
@@ -215,19 +193,11 @@ impl Encoder for MlpEncoder {
     }
 
     fn params(&self) -> Vec<NamedVar> {
-        self.layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| prefixed(&format!("net.{}", 2 * i), l.params()))
-            .collect()
+        self.layers.iter().enumerate().flat_map(|(i, l)| prefixed(&format!("net.{}", 2 * i), l.params())).collect()
     }
 
     fn describe(&self) -> String {
-        let dims: Vec<String> = self
-            .layers
-            .iter()
-            .map(|l| l.out_dim().to_string())
-            .collect();
+        let dims: Vec<String> = self.layers.iter().map(|l| l.out_dim().to_string()).collect();
         format!("mlp({} -> [{}])", self.in_dim, dims.join(", "))
     }
 }

@@ -20,14 +20,8 @@ pub enum ModelError {
     #[error("checkpoint has tensor `{0}` that the model does not have")]
     UnexpectedTensor(String),
     /// A checkpoint tensor whose shape differs from the model's.
-    #[error(
-        "tensor `{name}` has shape {found:?} in the checkpoint, the model expects {expected:?}"
-    )]
-    ShapeMismatch {
-        name: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
+    #[error("tensor `{name}` has shape {found:?} in the checkpoint, the model expects {expected:?}")]
+    ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize> },
 }
 
 /// `Result` with dgl-models' [`ModelError`].

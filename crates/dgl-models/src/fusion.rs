@@ -69,19 +69,12 @@ pub trait FusionHead: Send + Sync {
 /// Checks that `z` holds one (B, d_m) tensor per modality with a common B.
 pub fn check_inputs(z: &[Tensor], dims: &[usize], head: &str) -> Result<()> {
     if z.len() != dims.len() {
-        bail!(
-            "{head} fusion expects {} representations, got {}",
-            dims.len(),
-            z.len()
-        )
+        bail!("{head} fusion expects {} representations, got {}", dims.len(), z.len())
     }
     let b = z[0].dim(0)?;
     for (m, (t, &d)) in z.iter().zip(dims).enumerate() {
         if t.rank() != 2 || t.dim(0)? != b || t.dim(1)? != d {
-            bail!(
-                "{head} fusion: z_{m} has shape {:?}, expected ({b}, {d})",
-                t.shape()
-            )
+            bail!("{head} fusion: z_{m} has shape {:?}, expected ({b}, {d})", t.shape())
         }
     }
     Ok(())
@@ -101,10 +94,7 @@ impl ConcatFusion {
     pub fn new(ctx: &InitCtx, dims: &[usize], num_classes: usize) -> crate::Result<Self> {
         check_dims(dims, 2, None, "concat")?;
         let total: usize = dims.iter().sum();
-        Ok(Self {
-            dims: dims.to_vec(),
-            fc_out: Linear::new(ctx, "fc_out", total, num_classes)?,
-        })
+        Ok(Self { dims: dims.to_vec(), fc_out: Linear::new(ctx, "fc_out", total, num_classes)? })
     }
 
     pub fn fc_out(&self) -> &Linear {
@@ -137,11 +127,7 @@ impl FusionHead for ConcatFusion {
 
     fn linear_block(&self, modality: usize) -> Option<Tensor> {
         let d = *self.dims.get(modality)?;
-        self.fc_out
-            .weight()
-            .as_tensor()
-            .narrow(1, self.block_offset(modality), d)
-            .ok()
+        self.fc_out.weight().as_tensor().narrow(1, self.block_offset(modality), d).ok()
     }
 
     fn describe(&self) -> String {
@@ -180,10 +166,7 @@ impl SumFusion {
                 Ok((name, l))
             })
             .collect::<crate::Result<Vec<_>>>()?;
-        Ok(Self {
-            dims: dims.to_vec(),
-            fcs,
-        })
+        Ok(Self { dims: dims.to_vec(), fcs })
     }
 
     pub fn layer(&self, m: usize) -> &Linear {
@@ -210,16 +193,11 @@ impl FusionHead for SumFusion {
     }
 
     fn params(&self) -> Vec<NamedVar> {
-        self.fcs
-            .iter()
-            .flat_map(|(name, l)| prefixed(name, l.params()))
-            .collect()
+        self.fcs.iter().flat_map(|(name, l)| prefixed(name, l.params())).collect()
     }
 
     fn linear_block(&self, modality: usize) -> Option<Tensor> {
-        self.fcs
-            .get(modality)
-            .map(|(_, l)| l.weight().as_tensor().clone())
+        self.fcs.get(modality).map(|(_, l)| l.weight().as_tensor().clone())
     }
 
     fn describe(&self) -> String {
@@ -242,13 +220,7 @@ pub struct GatedFusion {
 }
 
 impl GatedFusion {
-    pub fn new(
-        ctx: &InitCtx,
-        dims: &[usize],
-        hidden: usize,
-        num_classes: usize,
-        x_gate: bool,
-    ) -> crate::Result<Self> {
+    pub fn new(ctx: &InitCtx, dims: &[usize], hidden: usize, num_classes: usize, x_gate: bool) -> crate::Result<Self> {
         check_dims(dims, 2, Some(2), "gated")?;
         if hidden == 0 {
             return config_err("gated fusion: hidden size must be > 0");
@@ -268,11 +240,8 @@ impl FusionHead for GatedFusion {
         check_inputs(z, &self.dims, "gated")?;
         let ox = self.fc_x.forward(&z[0])?;
         let oy = self.fc_y.forward(&z[1])?;
-        let fused = if self.x_gate {
-            candle_nn::ops::sigmoid(&ox)?.mul(&oy)?
-        } else {
-            ox.mul(&candle_nn::ops::sigmoid(&oy)?)?
-        };
+        let fused =
+            if self.x_gate { candle_nn::ops::sigmoid(&ox)?.mul(&oy)? } else { ox.mul(&candle_nn::ops::sigmoid(&oy)?)? };
         self.fc_out.forward(&fused)
     }
 
@@ -317,18 +286,9 @@ pub struct FilmFusion {
 }
 
 impl FilmFusion {
-    pub fn new(
-        ctx: &InitCtx,
-        dims: &[usize],
-        num_classes: usize,
-        x_film: bool,
-    ) -> crate::Result<Self> {
+    pub fn new(ctx: &InitCtx, dims: &[usize], num_classes: usize, x_film: bool) -> crate::Result<Self> {
         check_dims(dims, 2, Some(2), "film")?;
-        let (d_film, d_target) = if x_film {
-            (dims[0], dims[1])
-        } else {
-            (dims[1], dims[0])
-        };
+        let (d_film, d_target) = if x_film { (dims[0], dims[1]) } else { (dims[1], dims[0]) };
         Ok(Self {
             dims: dims.to_vec(),
             fc: Linear::new(ctx, "fc", d_film, 2 * d_target)?,
@@ -341,11 +301,7 @@ impl FilmFusion {
 impl FusionHead for FilmFusion {
     fn forward_t(&self, z: &[Tensor], _train: bool) -> Result<Tensor> {
         check_inputs(z, &self.dims, "film")?;
-        let (film, target) = if self.x_film {
-            (&z[0], &z[1])
-        } else {
-            (&z[1], &z[0])
-        };
+        let (film, target) = if self.x_film { (&z[0], &z[1]) } else { (&z[1], &z[0]) };
         let d = target.dim(1)?;
         let gb = self.fc.forward(film)?;
         let gamma = gb.narrow(1, 0, d)?;
@@ -384,10 +340,7 @@ fn check_dims(dims: &[usize], min: usize, max: Option<usize>, head: &str) -> cra
             Some(mx) if mx == min => format!("exactly {min}"),
             _ => format!("at least {min}"),
         };
-        return config_err(format!(
-            "{head} fusion needs {want} modalities, got {}",
-            dims.len()
-        ));
+        return config_err(format!("{head} fusion needs {want} modalities, got {}", dims.len()));
     }
     if dims.contains(&0) {
         return config_err(format!("{head} fusion: zero input size in {dims:?}"));
@@ -407,10 +360,7 @@ pub struct HeadOptions {
 
 impl Default for HeadOptions {
     fn default() -> Self {
-        Self {
-            hidden: None,
-            condition_on_first: true,
-        }
+        Self { hidden: None, condition_on_first: true }
     }
 }
 
@@ -429,22 +379,9 @@ pub fn build_head(
         FusionKind::Concat => Box::new(ConcatFusion::new(ctx, dims, num_classes)?),
         FusionKind::Sum => Box::new(SumFusion::new(ctx, dims, num_classes)?),
         FusionKind::Gated => {
-            let hidden = options
-                .hidden
-                .unwrap_or_else(|| dims.first().copied().unwrap_or(0));
-            Box::new(GatedFusion::new(
-                ctx,
-                dims,
-                hidden,
-                num_classes,
-                options.condition_on_first,
-            )?)
+            let hidden = options.hidden.unwrap_or_else(|| dims.first().copied().unwrap_or(0));
+            Box::new(GatedFusion::new(ctx, dims, hidden, num_classes, options.condition_on_first)?)
         }
-        FusionKind::Film => Box::new(FilmFusion::new(
-            ctx,
-            dims,
-            num_classes,
-            options.condition_on_first,
-        )?),
+        FusionKind::Film => Box::new(FilmFusion::new(ctx, dims, num_classes, options.condition_on_first)?),
     })
 }

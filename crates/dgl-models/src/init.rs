@@ -77,20 +77,12 @@ pub struct InitCtx {
 
 impl InitCtx {
     pub fn new(seed: u64, dtype: DType, device: &Device) -> Self {
-        Self {
-            seed,
-            dtype,
-            device: device.clone(),
-        }
+        Self { seed, dtype, device: device.clone() }
     }
 
     /// The context of a sub-module: same dtype and device, seed derived from `label`.
     pub fn sub(&self, label: &str) -> Self {
-        Self {
-            seed: sub_seed(self.seed, label),
-            dtype: self.dtype,
-            device: self.device.clone(),
-        }
+        Self { seed: sub_seed(self.seed, label), dtype: self.dtype, device: self.device.clone() }
     }
 
     /// A new variable named `name` (relative to this context), drawn from the stream
@@ -98,9 +90,7 @@ impl InitCtx {
     pub fn var(&self, name: &str, shape: &[usize], kind: InitKind) -> Result<Var> {
         let mut rng = Rng::derive(self.seed, name_hash(name));
         let values = host_values(shape, kind, &mut rng);
-        let t = Tensor::from_vec(values, shape, &Device::Cpu)?
-            .to_dtype(self.dtype)?
-            .to_device(&self.device)?;
+        let t = Tensor::from_vec(values, shape, &Device::Cpu)?.to_dtype(self.dtype)?.to_device(&self.device)?;
         Ok(Var::from_tensor(&t)?)
     }
 }

@@ -22,9 +22,7 @@ pub fn join(prefix: &str, name: &str) -> String {
 
 /// Prepends `prefix` to the names of `vars`.
 pub fn prefixed(prefix: &str, vars: Vec<NamedVar>) -> Vec<NamedVar> {
-    vars.into_iter()
-        .map(|v| NamedVar::new(join(prefix, &v.name), v.var))
-        .collect()
+    vars.into_iter().map(|v| NamedVar::new(join(prefix, &v.name), v.var)).collect()
 }
 
 /// A 2-D convolution without bias (`nn.Conv2d(..., bias=False)`), weight (C_out, C_in, k, k)
@@ -52,11 +50,7 @@ impl Conv2d {
             &[out_channels, in_channels, kernel, kernel],
             InitKind::KaimingNormalFanOutRelu,
         )?;
-        Ok(Self {
-            weight,
-            stride,
-            padding,
-        })
+        Ok(Self { weight, stride, padding })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -98,16 +92,8 @@ impl BatchNorm2d {
         Ok(Self {
             weight: ctx.var(&join(name, "weight"), &[channels], InitKind::Const(1.0))?,
             bias: ctx.var(&join(name, "bias"), &[channels], InitKind::Const(0.0))?,
-            running_mean: ctx.var(
-                &join(name, "running_mean"),
-                &[channels],
-                InitKind::Const(0.0),
-            )?,
-            running_var: ctx.var(
-                &join(name, "running_var"),
-                &[channels],
-                InitKind::Const(1.0),
-            )?,
+            running_mean: ctx.var(&join(name, "running_mean"), &[channels], InitKind::Const(0.0))?,
+            running_var: ctx.var(&join(name, "running_var"), &[channels], InitKind::Const(1.0))?,
             eps: 1e-5,
             momentum: 0.1,
         })
@@ -157,13 +143,8 @@ impl BatchNorm2d {
         let mean = (x3.sum_keepdim(2)?.sum_keepdim(0)? / n as f64)?; // (1, C, 1)
         let xc = x3.broadcast_sub(&mean)?;
         let var = (xc.sqr()?.sum_keepdim(2)?.sum_keepdim(0)? / n as f64)?; // biased
-        let scale = (&var + self.eps)?
-            .sqrt()?
-            .recip()?
-            .broadcast_mul(&self.weight.as_tensor().reshape((1, c, 1))?)?;
-        let y = xc
-            .broadcast_mul(&scale)?
-            .broadcast_add(&self.bias.as_tensor().reshape((1, c, 1))?)?;
+        let scale = (&var + self.eps)?.sqrt()?.recip()?.broadcast_mul(&self.weight.as_tensor().reshape((1, c, 1))?)?;
+        let y = xc.broadcast_mul(&scale)?.broadcast_add(&self.bias.as_tensor().reshape((1, c, 1))?)?;
         // Running statistics, outside the graph.
         let m = self.momentum;
         let mean_d = mean.detach().flatten_all()?;
@@ -176,10 +157,7 @@ impl BatchNorm2d {
     }
 
     pub fn params(&self) -> Vec<NamedVar> {
-        vec![
-            NamedVar::new("weight", self.weight.clone()),
-            NamedVar::new("bias", self.bias.clone()),
-        ]
+        vec![NamedVar::new("weight", self.weight.clone()), NamedVar::new("bias", self.bias.clone())]
     }
 
     pub fn buffers(&self) -> Vec<NamedVar> {
@@ -200,11 +178,7 @@ pub struct Linear {
 impl Linear {
     pub fn new(ctx: &InitCtx, name: &str, in_dim: usize, out_dim: usize) -> crate::Result<Self> {
         Ok(Self {
-            weight: ctx.var(
-                &join(name, "weight"),
-                &[out_dim, in_dim],
-                InitKind::XavierNormal,
-            )?,
+            weight: ctx.var(&join(name, "weight"), &[out_dim, in_dim], InitKind::XavierNormal)?,
             bias: ctx.var(&join(name, "bias"), &[out_dim], InitKind::Const(0.0))?,
         })
     }
@@ -234,11 +208,7 @@ impl Linear {
     pub fn apply(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         let in_dim = w.dim(1)?;
         if x.dim(D::Minus1)? != in_dim {
-            bail!(
-                "Linear({in_dim} -> {}) got input of shape {:?}",
-                w.dim(0)?,
-                x.shape()
-            )
+            bail!("Linear({in_dim} -> {}) got input of shape {:?}", w.dim(0)?, x.shape())
         }
         if x.rank() == 2 {
             x.matmul(&w.t()?)?.broadcast_add(b)
@@ -248,9 +218,6 @@ impl Linear {
     }
 
     pub fn params(&self) -> Vec<NamedVar> {
-        vec![
-            NamedVar::new("weight", self.weight.clone()),
-            NamedVar::new("bias", self.bias.clone()),
-        ]
+        vec![NamedVar::new("weight", self.weight.clone()), NamedVar::new("bias", self.bias.clone())]
     }
 }

@@ -28,15 +28,10 @@ pub mod ops;
 pub mod resnet;
 pub mod state;
 
-pub use config::{
-    build_encoder, build_model, build_model_dtype, EncoderKind, ModalityConfig, Model, ModelConfig,
-};
+pub use config::{build_encoder, build_model, build_model_dtype, EncoderKind, ModalityConfig, Model, ModelConfig};
 pub use encoder::{AudioEncoder, Encoder, MlpEncoder, VisualEncoder};
 pub use error::{ModelError, Result};
-pub use fusion::{
-    build_head, ConcatFusion, FilmFusion, FusionHead, FusionKind, GatedFusion, HeadOptions,
-    SumFusion,
-};
+pub use fusion::{build_head, ConcatFusion, FilmFusion, FusionHead, FusionKind, GatedFusion, HeadOptions, SumFusion};
 pub use init::InitCtx;
 pub use multimodal::{encoder_prefix, FusionModel, ModelState, UnimodalClassifier};
 pub use ops::{conv2d_any, max_pool2d_padded};

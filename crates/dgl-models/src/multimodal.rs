@@ -50,22 +50,14 @@ pub struct FusionModel {
 impl FusionModel {
     /// `encoders` in modality order, each with its modality name. Checks M ≥ 2, distinct names,
     /// and that the head's input sizes are the encoders' output sizes.
-    pub fn new(
-        encoders: Vec<(String, Box<dyn Encoder>)>,
-        head: Box<dyn FusionHead>,
-    ) -> crate::Result<Self> {
+    pub fn new(encoders: Vec<(String, Box<dyn Encoder>)>, head: Box<dyn FusionHead>) -> crate::Result<Self> {
         if encoders.len() < 2 {
-            return config_err(format!(
-                "a FusionModel needs at least 2 modalities, got {}",
-                encoders.len()
-            ));
+            return config_err(format!("a FusionModel needs at least 2 modalities, got {}", encoders.len()));
         }
         let (names, encoders): (Vec<String>, Vec<Box<dyn Encoder>>) = encoders.into_iter().unzip();
         for (i, n) in names.iter().enumerate() {
             if n.is_empty() || names[..i].contains(n) {
-                return config_err(format!(
-                    "modality names must be non-empty and distinct, got {names:?}"
-                ));
+                return config_err(format!("modality names must be non-empty and distinct, got {names:?}"));
             }
         }
         let dims: Vec<usize> = encoders.iter().map(|e| e.out_dim()).collect();
@@ -75,11 +67,7 @@ impl FusionModel {
                 head.input_dims()
             ));
         }
-        Ok(Self {
-            names,
-            encoders,
-            head,
-        })
+        Ok(Self { names, encoders, head })
     }
 
     pub fn encoder(&self, modality: usize) -> &dyn Encoder {
@@ -98,16 +86,9 @@ impl FusionModel {
 
 impl std::fmt::Debug for FusionModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let enc: Vec<String> = self
-            .names
-            .iter()
-            .zip(&self.encoders)
-            .map(|(n, e)| format!("{n}: {}", e.describe()))
-            .collect();
-        f.debug_struct("FusionModel")
-            .field("encoders", &enc)
-            .field("head", &self.head.describe())
-            .finish()
+        let enc: Vec<String> =
+            self.names.iter().zip(&self.encoders).map(|(n, e)| format!("{n}: {}", e.describe())).collect();
+        f.debug_struct("FusionModel").field("encoders", &enc).field("head", &self.head.describe()).finish()
     }
 }
 
@@ -123,10 +104,7 @@ impl MultimodalModel for FusionModel {
     fn encode(&self, modality: usize, x: &Tensor, train: bool) -> Result<Tensor> {
         match self.encoders.get(modality) {
             Some(e) => e.forward_t(x, train),
-            None => bail!(
-                "modality {modality} out of range (the model has {})",
-                self.encoders.len()
-            ),
+            None => bail!("modality {modality} out of range (the model has {})", self.encoders.len()),
         }
     }
 
@@ -135,10 +113,7 @@ impl MultimodalModel for FusionModel {
     }
 
     fn encoder_params(&self, modality: usize) -> Vec<NamedVar> {
-        prefixed(
-            &encoder_prefix(&self.names[modality]),
-            self.encoders[modality].params(),
-        )
+        prefixed(&encoder_prefix(&self.names[modality]), self.encoders[modality].params())
     }
 
     fn state_vars(&self) -> Vec<NamedVar> {
@@ -156,9 +131,7 @@ impl MultimodalModel for FusionModel {
 
 impl ModelState for FusionModel {
     fn named_params(&self) -> Vec<NamedVar> {
-        let mut v: Vec<NamedVar> = (0..self.encoders.len())
-            .flat_map(|m| self.encoder_params(m))
-            .collect();
+        let mut v: Vec<NamedVar> = (0..self.encoders.len()).flat_map(|m| self.encoder_params(m)).collect();
         v.extend(self.head_params());
         v
     }
@@ -197,17 +170,8 @@ impl UnimodalClassifier {
         if name.is_empty() || num_classes == 0 {
             return config_err("UnimodalClassifier needs a modality name and num_classes > 0");
         }
-        let head = Linear::new(
-            &ctx.sub(UNIMODAL_HEAD_PREFIX),
-            "",
-            encoder.out_dim(),
-            num_classes,
-        )?;
-        Ok(Self {
-            name,
-            encoder,
-            head,
-        })
+        let head = Linear::new(&ctx.sub(UNIMODAL_HEAD_PREFIX), "", encoder.out_dim(), num_classes)?;
+        Ok(Self { name, encoder, head })
     }
 
     pub fn encoder(&self) -> &dyn Encoder {
@@ -247,10 +211,7 @@ impl MultimodalModel for UnimodalClassifier {
 
     fn fuse(&self, z: &[Tensor], _train: bool) -> Result<Tensor> {
         if z.len() != 1 {
-            bail!(
-                "a UnimodalClassifier fuses one representation, got {}",
-                z.len()
-            )
+            bail!("a UnimodalClassifier fuses one representation, got {}", z.len())
         }
         self.head.forward(&z[0])
     }

@@ -42,14 +42,7 @@ fn neg_inf_like(x: &Tensor, dim: usize, len: usize) -> Result<Tensor> {
 /// The axis is padded (with −∞) or cropped to `q·stride` entries, q = (kernel−1)/stride + out, and
 /// viewed as (q, stride); window offset j = a·stride + r is then the view `[a..a+out, r]`, so every
 /// offset is a strided view (no gather) and the max is a chain of `maximum`s.
-fn max_pool_axis(
-    x: &Tensor,
-    dim: usize,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
-    out: usize,
-) -> Result<Tensor> {
+fn max_pool_axis(x: &Tensor, dim: usize, kernel: usize, stride: usize, padding: usize, out: usize) -> Result<Tensor> {
     let n = x.dim(dim)?;
     let q = (kernel - 1) / stride + out;
     let len = q * stride;
@@ -61,16 +54,8 @@ fn max_pool_axis(
     if len > padding + n {
         parts.push(neg_inf_like(x, dim, len - padding - n)?);
     }
-    let xp = if parts.len() == 1 {
-        x.clone()
-    } else {
-        Tensor::cat(&parts, dim)?
-    };
-    let xp = if xp.dim(dim)? > len {
-        xp.narrow(dim, 0, len)?
-    } else {
-        xp
-    };
+    let xp = if parts.len() == 1 { x.clone() } else { Tensor::cat(&parts, dim)? };
+    let xp = if xp.dim(dim)? > len { xp.narrow(dim, 0, len)? } else { xp };
     let mut split = xp.dims()[..dim].to_vec();
     split.extend([q, stride]);
     split.extend(&xp.dims()[dim + 1..]);
@@ -78,10 +63,7 @@ fn max_pool_axis(
     let mut acc: Option<Tensor> = None;
     for j in 0..kernel {
         let (a, r) = (j / stride, j % stride);
-        let view = xs
-            .narrow(dim, a, out)?
-            .narrow(dim + 1, r, 1)?
-            .squeeze(dim + 1)?;
+        let view = xs.narrow(dim, a, out)?.narrow(dim + 1, r, 1)?.squeeze(dim + 1)?;
         acc = Some(match acc {
             None => view,
             Some(m) => m.maximum(&view)?,
@@ -107,12 +89,7 @@ fn max_pool_axis(
 /// whereas PyTorch gives all of it to the first maximum in scan order. In the ResNet stem the pool
 /// follows a ReLU, so ties happen mostly between zeros, whose upstream ReLU gradient is (almost
 /// surely) zero anyway.
-pub fn max_pool2d_padded(
-    x: &Tensor,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
-) -> Result<Tensor> {
+pub fn max_pool2d_padded(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     if padding * 2 > kernel {
         bail!("max_pool2d_padded: padding {padding} must be at most half the kernel {kernel}")

@@ -29,11 +29,7 @@ pub struct ResNetConfig {
 impl ResNetConfig {
     /// ResNet-18 with the given input channels and base width.
     pub fn resnet18(in_channels: usize, base_width: usize) -> Self {
-        Self {
-            in_channels,
-            base_width,
-            blocks: [2, 2, 2, 2],
-        }
+        Self { in_channels, base_width, blocks: [2, 2, 2, 2] }
     }
 
     /// Channels of the returned feature map, 8·base.
@@ -54,24 +50,10 @@ pub struct BasicBlock {
 }
 
 impl BasicBlock {
-    pub fn new(
-        ctx: &InitCtx,
-        name: &str,
-        in_ch: usize,
-        out_ch: usize,
-        stride: usize,
-    ) -> crate::Result<Self> {
+    pub fn new(ctx: &InitCtx, name: &str, in_ch: usize, out_ch: usize, stride: usize) -> crate::Result<Self> {
         let downsample = if stride != 1 || in_ch != out_ch {
             Some((
-                Conv2d::new(
-                    ctx,
-                    &join(name, "downsample.0"),
-                    in_ch,
-                    out_ch,
-                    1,
-                    stride,
-                    0,
-                )?,
+                Conv2d::new(ctx, &join(name, "downsample.0"), in_ch, out_ch, 1, stride, 0)?,
                 BatchNorm2d::new(ctx, &join(name, "downsample.1"), out_ch)?,
             ))
         } else {
@@ -133,9 +115,7 @@ pub struct ResNet {
 impl ResNet {
     pub fn new(ctx: &InitCtx, config: ResNetConfig) -> crate::Result<Self> {
         if config.in_channels == 0 || config.base_width == 0 || config.blocks.contains(&0) {
-            return config_err(format!(
-                "ResNet needs in_channels, base_width and blocks > 0, got {config:?}"
-            ));
+            return config_err(format!("ResNet needs in_channels, base_width and blocks > 0, got {config:?}"));
         }
         let base = config.base_width;
         let conv1 = Conv2d::new(ctx, "conv1", config.in_channels, base, 7, 2, 3)?;
@@ -147,22 +127,11 @@ impl ResNet {
             let stride = if stage == 0 { 1 } else { 2 };
             for b in 0..config.blocks[stage] {
                 let name = format!("layer{}.{b}", stage + 1);
-                layer.push(BasicBlock::new(
-                    ctx,
-                    &name,
-                    in_ch,
-                    out_ch,
-                    if b == 0 { stride } else { 1 },
-                )?);
+                layer.push(BasicBlock::new(ctx, &name, in_ch, out_ch, if b == 0 { stride } else { 1 })?);
                 in_ch = out_ch;
             }
         }
-        Ok(Self {
-            config,
-            conv1,
-            bn1,
-            layers,
-        })
+        Ok(Self { config, conv1, bn1, layers })
     }
 
     pub fn config(&self) -> &ResNetConfig {
@@ -198,10 +167,7 @@ impl ResNet {
         let mut v = prefixed("bn1", self.bn1.buffers());
         for (stage, layer) in self.layers.iter().enumerate() {
             for (b, block) in layer.iter().enumerate() {
-                v.extend(prefixed(
-                    &format!("layer{}.{b}", stage + 1),
-                    block.buffers(),
-                ));
+                v.extend(prefixed(&format!("layer{}.{b}", stage + 1), block.buffers()));
             }
         }
         v

@@ -20,11 +20,7 @@ pub fn is_ignored_key(name: &str) -> bool {
 /// a copy on the model's device and dtype, detached from the graph: later optimizer steps do not
 /// change it.
 pub fn export_state<S: ModelState + ?Sized>(model: &S) -> Result<Vec<(String, Tensor)>> {
-    model
-        .named_state()
-        .into_iter()
-        .map(|nv| Ok((nv.name, nv.var.as_detached_tensor().copy()?)))
-        .collect()
+    model.named_state().into_iter().map(|nv| Ok((nv.name, nv.var.as_detached_tensor().copy()?))).collect()
 }
 
 /// [`export_state`] as a map.
@@ -48,10 +44,8 @@ pub fn import_state<S: ModelState + ?Sized>(
     if strict {
         let mut known: Vec<&str> = state.iter().map(|nv| nv.name.as_str()).collect();
         known.sort_unstable();
-        let mut extra: Vec<&String> = tensors
-            .keys()
-            .filter(|k| !is_ignored_key(k) && known.binary_search(&k.as_str()).is_err())
-            .collect();
+        let mut extra: Vec<&String> =
+            tensors.keys().filter(|k| !is_ignored_key(k) && known.binary_search(&k.as_str()).is_err()).collect();
         extra.sort();
         if let Some(k) = extra.first() {
             return Err(ModelError::UnexpectedTensor((*k).clone()));

@@ -20,10 +20,7 @@ fn naive_max_pool(x: &Tensor, k: usize, s: usize, p: usize) -> Vec<f64> {
                 let mut m = f64::NEG_INFINITY;
                 for di in 0..k {
                     for dj in 0..k {
-                        let (y, xx) = (
-                            (i * s + di) as isize - p as isize,
-                            (j * s + dj) as isize - p as isize,
-                        );
+                        let (y, xx) = ((i * s + di) as isize - p as isize, (j * s + dj) as isize - p as isize);
                         if y >= 0 && xx >= 0 && (y as usize) < h && (xx as usize) < w {
                             m = m.max(v[bc * h * w + y as usize * w + xx as usize]);
                         }
@@ -75,15 +72,7 @@ const SIZES: [(usize, usize); 5] = [(7, 8), (9, 6), (11, 13), (8, 8), (6, 9)];
 fn max_pool_forward_matches_naive() {
     let mut rng = Rng::new(1);
     for &(h, w) in &SIZES {
-        for &(k, s, p) in &[
-            (3, 2, 1),
-            (2, 2, 0),
-            (3, 1, 1),
-            (3, 3, 0),
-            (5, 2, 2),
-            (4, 3, 2),
-            (1, 1, 0),
-        ] {
+        for &(k, s, p) in &[(3, 2, 1), (2, 2, 0), (3, 1, 1), (3, 3, 0), (5, 2, 2), (4, 3, 2), (1, 1, 0)] {
             let x = randn(&mut rng, &[2, 3, h, w], DType::F64);
             let y = max_pool2d_padded(&x, k, s, p).unwrap();
             let want = naive_max_pool(&x, k, s, p);
@@ -115,11 +104,7 @@ fn max_pool_backward_matches_finite_differences() {
             let y = max_pool2d_padded(x.as_tensor(), k, s, p).unwrap();
             let r = randn(&mut rng, y.dims(), DType::F64);
             let g = analytic_grad(&x, &y, &r);
-            let f = |t: &Tensor| {
-                (max_pool2d_padded(t, k, s, p)? * &r)?
-                    .sum_all()?
-                    .to_scalar::<f64>()
-            };
+            let f = |t: &Tensor| (max_pool2d_padded(t, k, s, p)? * &r)?.sum_all()?.to_scalar::<f64>();
             let num = fd_grad(&x0, 1e-6, &f);
             assert_close(&g, &num, 1e-6, &format!("maxpool k{k} s{s} p{p} {h}x{w}"));
         }
@@ -130,8 +115,7 @@ fn max_pool_backward_matches_finite_differences() {
 fn max_pool_tie_gradient_is_conserved() {
     // A constant input: every window is a tie. candle splits, PyTorch picks the first; the total
     // gradient per window is the same.
-    let x =
-        Var::from_tensor(&Tensor::ones((1, 1, 4, 4), DType::F64, &Device::Cpu).unwrap()).unwrap();
+    let x = Var::from_tensor(&Tensor::ones((1, 1, 4, 4), DType::F64, &Device::Cpu).unwrap()).unwrap();
     let y = max_pool2d_padded(x.as_tensor(), 2, 2, 0).unwrap();
     let g = y.sum_all().unwrap().backward().unwrap();
     let gx = to_vec(g.get(x.as_tensor()).unwrap());
@@ -143,25 +127,13 @@ fn max_pool_tie_gradient_is_conserved() {
 fn conv_forward_matches_naive() {
     let mut rng = Rng::new(3);
     for &(h, w) in &SIZES {
-        for &(k, s, p) in &[
-            (3, 2, 1),
-            (7, 2, 3),
-            (1, 2, 0),
-            (3, 1, 1),
-            (3, 2, 0),
-            (2, 2, 1),
-        ] {
+        for &(k, s, p) in &[(3, 2, 1), (7, 2, 3), (1, 2, 0), (3, 1, 1), (3, 2, 0), (2, 2, 1)] {
             let x = randn(&mut rng, &[2, 3, h, w], DType::F64);
             let wt = randn(&mut rng, &[4, 3, k, k], DType::F64);
             let y = conv2d_any(&x, &wt, p, s).unwrap();
             let (want, dims) = naive_conv(&x, &wt, p, s);
             assert_eq!(y.dims(), &dims);
-            assert_close(
-                &to_vec(&y),
-                &want,
-                1e-12,
-                &format!("conv k{k} s{s} p{p} {h}x{w}"),
-            );
+            assert_close(&to_vec(&y), &want, 1e-12, &format!("conv k{k} s{s} p{p} {h}x{w}"));
         }
     }
 }
@@ -182,17 +154,9 @@ fn conv_backward_matches_finite_differences() {
             let gx = to_vec(grads.get(x.as_tensor()).unwrap());
             let gw = to_vec(grads.get(wt.as_tensor()).unwrap());
             let what = format!("conv k{k} s{s} p{p} {h}x{w}");
-            let fx = |t: &Tensor| {
-                (conv2d_any(t, &w0, p, s)? * &r)?
-                    .sum_all()?
-                    .to_scalar::<f64>()
-            };
+            let fx = |t: &Tensor| (conv2d_any(t, &w0, p, s)? * &r)?.sum_all()?.to_scalar::<f64>();
             assert_close(&gx, &fd_grad(&x0, 1e-6, &fx), 1e-6, &format!("{what} dx"));
-            let fw = |t: &Tensor| {
-                (conv2d_any(&x0, t, p, s)? * &r)?
-                    .sum_all()?
-                    .to_scalar::<f64>()
-            };
+            let fw = |t: &Tensor| (conv2d_any(&x0, t, p, s)? * &r)?.sum_all()?.to_scalar::<f64>();
             assert_close(&gw, &fd_grad(&w0, 1e-6, &fw), 1e-6, &format!("{what} dw"));
         }
     }
@@ -201,10 +165,8 @@ fn conv_backward_matches_finite_differences() {
 #[test]
 fn candle_native_conv_backward_fails_where_conv2d_any_works() {
     // Documents the pitfall: a 33x38 map through a 3x3/s2/p1 conv.
-    let x =
-        Var::from_tensor(&Tensor::ones((1, 1, 33, 38), DType::F32, &Device::Cpu).unwrap()).unwrap();
-    let w =
-        Var::from_tensor(&Tensor::ones((1, 1, 3, 3), DType::F32, &Device::Cpu).unwrap()).unwrap();
+    let x = Var::from_tensor(&Tensor::ones((1, 1, 33, 38), DType::F32, &Device::Cpu).unwrap()).unwrap();
+    let w = Var::from_tensor(&Tensor::ones((1, 1, 3, 3), DType::F32, &Device::Cpu).unwrap()).unwrap();
     let native = x.as_tensor().conv2d(w.as_tensor(), 1, 2, 1, 1).unwrap();
     assert!(native.sum_all().unwrap().backward().is_err());
     let fixed = conv2d_any(x.as_tensor(), w.as_tensor(), 1, 2).unwrap();
@@ -218,12 +180,6 @@ fn global_avg_pool_is_mean() {
     let mut rng = Rng::new(5);
     let x = randn(&mut rng, &[2, 3, 4, 5], DType::F64);
     let y = global_avg_pool(&x).unwrap();
-    let want = x
-        .mean_keepdim(3)
-        .unwrap()
-        .mean_keepdim(2)
-        .unwrap()
-        .flatten_from(1)
-        .unwrap();
+    let want = x.mean_keepdim(3).unwrap().mean_keepdim(2).unwrap().flatten_from(1).unwrap();
     assert_close(&to_vec(&y), &to_vec(&want), 1e-12, "gap");
 }

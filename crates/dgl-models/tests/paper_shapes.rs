@@ -12,13 +12,7 @@ use dgl_models::{build_model, ModelConfig, ModelState};
 fn paper_shapes_forward_backward_every_param_gets_a_finite_gradient() {
     let t0 = std::time::Instant::now();
     let cfg = ModelConfig::default();
-    let model = build_model(
-        &cfg,
-        &[vec![1, 257, 188], vec![3, 1, 224, 224]],
-        &Device::Cpu,
-        0,
-    )
-    .unwrap();
+    let model = build_model(&cfg, &[vec![1, 257, 188], vec![3, 1, 224, 224]], &Device::Cpu, 0).unwrap();
     let t_build = t0.elapsed();
     let mut rng = Rng::new(9);
     let audio = randn(&mut rng, &[2, 1, 257, 188], DType::F32);
@@ -35,32 +29,14 @@ fn paper_shapes_forward_backward_every_param_gets_a_finite_gradient() {
     let params = model.named_params();
     assert_eq!(params.len(), 2 * 60 + 2);
     for nv in &params {
-        let g = grads
-            .get(nv.var.as_tensor())
-            .unwrap_or_else(|| panic!("no gradient for {}", nv.name));
+        let g = grads.get(nv.var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {}", nv.name));
         assert_eq!(g.dims(), nv.var.as_tensor().dims(), "{}", nv.name);
         let v = to_vec(g);
-        assert!(
-            v.iter().all(|x| x.is_finite()),
-            "non-finite gradient for {}",
-            nv.name
-        );
-        assert!(
-            v.iter().any(|&x| x != 0.0),
-            "all-zero gradient for {}",
-            nv.name
-        );
+        assert!(v.iter().all(|x| x.is_finite()), "non-finite gradient for {}", nv.name);
+        assert!(v.iter().any(|&x| x != 0.0), "all-zero gradient for {}", nv.name);
     }
     for nv in model.named_buffers() {
-        assert!(
-            grads.get(nv.var.as_tensor()).is_none(),
-            "buffer {} got a gradient",
-            nv.name
-        );
+        assert!(grads.get(nv.var.as_tensor()).is_none(), "buffer {} got a gradient", nv.name);
     }
-    eprintln!(
-        "build {t_build:?}, forward {:?}, backward {:?}",
-        t_fwd - t_build,
-        t_bwd - t_fwd
-    );
+    eprintln!("build {t_build:?}, forward {:?}, backward {:?}", t_fwd - t_build, t_bwd - t_fwd);
 }

@@ -36,23 +36,12 @@ fn torchvision_names_and_counts() {
     ] {
         assert!(names.contains(&want), "missing {want}");
     }
-    assert!(!names
-        .iter()
-        .any(|n| n.contains("running") || n.starts_with("fc")));
+    assert!(!names.iter().any(|n| n.contains("running") || n.starts_with("fc")));
     assert!(!names.contains(&"layer1.0.downsample.0.weight"));
     let bnames: Vec<&str> = buffers.iter().map(|p| p.name.as_str()).collect();
     assert!(bnames.contains(&"layer1.0.bn1.running_mean"));
     assert!(bnames.contains(&"layer3.0.downsample.1.running_var"));
-    let shape = |n: &str| {
-        params
-            .iter()
-            .find(|p| p.name == n)
-            .unwrap()
-            .var
-            .as_tensor()
-            .dims()
-            .to_vec()
-    };
+    let shape = |n: &str| params.iter().find(|p| p.name == n).unwrap().var.as_tensor().dims().to_vec();
     assert_eq!(shape("conv1.weight"), vec![64, 3, 7, 7]);
     assert_eq!(shape("layer2.0.downsample.0.weight"), vec![128, 64, 1, 1]);
     assert_eq!(shape("layer4.1.conv2.weight"), vec![512, 512, 3, 3]);
@@ -74,16 +63,8 @@ fn official_init_statistics() {
             let (_, fan_out) = fans(t.dims());
             let want = (2.0 / fan_out as f64).sqrt();
             let tol = 4.0 / (2.0 * n).sqrt() + 0.01;
-            assert!(
-                (std / want - 1.0).abs() < tol,
-                "{}: std {std} vs kaiming fan_out {want}",
-                nv.name
-            );
-            assert!(
-                mean.abs() < 4.0 * want / n.sqrt(),
-                "{}: mean {mean}",
-                nv.name
-            );
+            assert!((std / want - 1.0).abs() < tol, "{}: std {std} vs kaiming fan_out {want}", nv.name);
+            assert!(mean.abs() < 4.0 * want / n.sqrt(), "{}: mean {mean}", nv.name);
         } else if nv.name.ends_with("weight") {
             assert!(v.iter().all(|&x| x == 1.0), "{}", nv.name);
         } else {
@@ -91,16 +72,8 @@ fn official_init_statistics() {
         }
     }
     for nv in net.buffers() {
-        let want = if nv.name.ends_with("running_mean") {
-            0.0
-        } else {
-            1.0
-        };
-        assert!(
-            to_vec(nv.var.as_tensor()).iter().all(|&x| x == want),
-            "{}",
-            nv.name
-        );
+        let want = if nv.name.ends_with("running_mean") { 0.0 } else { 1.0 };
+        assert!(to_vec(nv.var.as_tensor()).iter().all(|&x| x == want), "{}", nv.name);
     }
     // Same seed, same weights; another seed, other weights.
     let again = AudioEncoder::new(&ctx(7), 1, 64).unwrap();
@@ -115,29 +88,19 @@ fn mlp_encoder_xavier_and_shapes() {
     let mlp = MlpEncoder::new(&ctx(1), 300, &[256, 128]).unwrap();
     assert_eq!(mlp.out_dim(), 128);
     let names: Vec<String> = mlp.params().iter().map(|p| p.name.clone()).collect();
-    assert_eq!(
-        names,
-        ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"]
-    );
+    assert_eq!(names, ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"]);
     let w = to_vec(mlp.params()[0].var.as_tensor());
     let std = (w.iter().map(|x| x * x).sum::<f64>() / w.len() as f64).sqrt();
     let want = (2.0 / (300.0 + 256.0f64)).sqrt();
-    assert!(
-        (std / want - 1.0).abs() < 0.03,
-        "xavier std {std} vs {want}"
-    );
+    assert!((std / want - 1.0).abs() < 0.03, "xavier std {std} vs {want}");
     let mut rng = Rng::new(0);
-    let y = mlp
-        .forward_t(&randn(&mut rng, &[4, 300], DType::F32), true)
-        .unwrap();
+    let y = mlp.forward_t(&randn(&mut rng, &[4, 300], DType::F32), true).unwrap();
     assert_eq!(y.dims(), &[4, 128]);
     assert!(to_vec(&y).iter().all(|&v| v >= 0.0));
     let id = MlpEncoder::new(&ctx(1), 10, &[]).unwrap();
     assert_eq!(id.out_dim(), 10);
     assert!(id.params().is_empty());
-    assert!(mlp
-        .forward_t(&randn(&mut rng, &[4, 30], DType::F32), true)
-        .is_err());
+    assert!(mlp.forward_t(&randn(&mut rng, &[4, 30], DType::F32), true).is_err());
 }
 
 #[test]
@@ -149,19 +112,11 @@ fn audio_and_visual_shapes() {
     assert_eq!(fmap.dims(), &[2, 64, 9, 6]); // official: 512 x 9 x 6 at base 64
     let z = audio.forward_t(&x, false).unwrap();
     assert_eq!(z.dims(), &[2, 64]);
-    assert_close(
-        &to_vec(&z),
-        &to_vec(&fmap.mean_keepdim(3).unwrap().mean_keepdim(2).unwrap()),
-        1e-5,
-        "gap",
-    );
+    assert_close(&to_vec(&z), &to_vec(&fmap.mean_keepdim(3).unwrap().mean_keepdim(2).unwrap()), 1e-5, "gap");
     // (B, F, T) is accepted for 1 channel
     let z3 = audio.forward_t(&x.squeeze(1).unwrap(), false).unwrap();
     assert_eq!(to_vec(&z3), to_vec(&z));
-    let ks = audio
-        .resnet()
-        .forward_t(&randn(&mut rng, &[1, 1, 129, 626], DType::F32), false)
-        .unwrap();
+    let ks = audio.resnet().forward_t(&randn(&mut rng, &[1, 1, 129, 626], DType::F32), false).unwrap();
     assert_eq!(ks.dims(), &[1, 64, 5, 20]); // official KS / VGGSound: 512 x 5 x 20
 
     // Visual: T frames share the CNN; z = mean over frames of the per-frame pooled features
@@ -175,23 +130,11 @@ fn audio_and_visual_shapes() {
         let f = frames.narrow(2, t, 1).unwrap();
         acc = (acc + visual.forward_t(&f, false).unwrap()).unwrap();
     }
-    assert_close(
-        &to_vec(&z),
-        &to_vec(&(acc / 3.0).unwrap()),
-        1e-5,
-        "frame mean",
-    );
-    let single = visual
-        .forward_t(&frames.narrow(2, 0, 1).unwrap().squeeze(2).unwrap(), false)
-        .unwrap();
-    let single5 = visual
-        .forward_t(&frames.narrow(2, 0, 1).unwrap(), false)
-        .unwrap();
+    assert_close(&to_vec(&z), &to_vec(&(acc / 3.0).unwrap()), 1e-5, "frame mean");
+    let single = visual.forward_t(&frames.narrow(2, 0, 1).unwrap().squeeze(2).unwrap(), false).unwrap();
+    let single5 = visual.forward_t(&frames.narrow(2, 0, 1).unwrap(), false).unwrap();
     assert_eq!(to_vec(&single), to_vec(&single5));
-    let fmap = visual
-        .resnet()
-        .forward_t(&randn(&mut rng, &[1, 3, 224, 224], DType::F32), false)
-        .unwrap();
+    let fmap = visual.resnet().forward_t(&randn(&mut rng, &[1, 3, 224, 224], DType::F32), false).unwrap();
     assert_eq!(fmap.dims(), &[1, 64, 7, 7]);
 }
 
@@ -207,9 +150,7 @@ fn audio_257x299_backward_works() {
     let grads = z.sqr().unwrap().sum_all().unwrap().backward().unwrap();
     assert_eq!(grads.get(x.as_tensor()).unwrap().dims(), &[1, 1, 257, 299]);
     for nv in audio.params() {
-        let g = grads
-            .get(nv.var.as_tensor())
-            .unwrap_or_else(|| panic!("no grad for {}", nv.name));
+        let g = grads.get(nv.var.as_tensor()).unwrap_or_else(|| panic!("no grad for {}", nv.name));
         assert!(to_vec(g).iter().all(|v| v.is_finite()), "{}", nv.name);
     }
 }
@@ -221,12 +162,7 @@ fn batchnorm_train_eval_and_running_stats() {
     let mut rng = Rng::new(5);
     let x = (randn(&mut rng, &[4, 3, 5, 6], DType::F64) * 2.0)
         .unwrap()
-        .broadcast_add(
-            &Tensor::new(&[1.0f64, -3.0, 0.5], &Device::Cpu)
-                .unwrap()
-                .reshape((1, 3, 1, 1))
-                .unwrap(),
-        )
+        .broadcast_add(&Tensor::new(&[1.0f64, -3.0, 0.5], &Device::Cpu).unwrap().reshape((1, 3, 1, 1)).unwrap())
         .unwrap();
     // train: per-channel batch statistics (biased variance), PyTorch formula
     let y = bn.forward_t(&x, true).unwrap();
@@ -235,10 +171,8 @@ fn batchnorm_train_eval_and_running_stats() {
     let mut means = [0.0; 3];
     let mut vars = [0.0; 3];
     for ch in 0..3 {
-        let vals: Vec<f64> = (0..4)
-            .flat_map(|b| (0..30).map(move |i| (b, i)))
-            .map(|(b, i)| xv[(b * 3 + ch) * 30 + i])
-            .collect();
+        let vals: Vec<f64> =
+            (0..4).flat_map(|b| (0..30).map(move |i| (b, i))).map(|(b, i)| xv[(b * 3 + ch) * 30 + i]).collect();
         let m = vals.iter().sum::<f64>() / n as f64;
         means[ch] = m;
         vars[ch] = vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n as f64;
@@ -274,28 +208,12 @@ fn batchnorm_train_eval_and_running_stats() {
     assert!(yev.iter().zip(&yv).any(|(a, b)| (a - b).abs() > 1e-3));
     // gradients: weight/bias in both modes, never the running stats
     for train in [true, false] {
-        let g = bn
-            .forward_t(&x, train)
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let g = bn.forward_t(&x, train).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
         for p in bn.params() {
-            assert!(
-                g.get(p.var.as_tensor()).is_some(),
-                "{} train={train}",
-                p.name
-            );
+            assert!(g.get(p.var.as_tensor()).is_some(), "{} train={train}", p.name);
         }
         for b in bn.buffers() {
-            assert!(
-                g.get(b.var.as_tensor()).is_none(),
-                "{} train={train}",
-                b.name
-            );
+            assert!(g.get(b.var.as_tensor()).is_none(), "{} train={train}", b.name);
         }
     }
 }
@@ -319,32 +237,16 @@ fn resnet_running_stats_change_in_train_mode_only() {
     let audio = AudioEncoder::new(&ctx(0), 1, 4).unwrap();
     let mut rng = Rng::new(7);
     let x = randn(&mut rng, &[2, 1, 64, 48], DType::F32);
-    let snapshot = |e: &AudioEncoder| {
-        e.buffers()
-            .iter()
-            .map(|b| to_vec(b.var.as_tensor()))
-            .collect::<Vec<_>>()
-    };
+    let snapshot = |e: &AudioEncoder| e.buffers().iter().map(|b| to_vec(b.var.as_tensor())).collect::<Vec<_>>();
     let before = snapshot(&audio);
     let z_eval = audio.forward_t(&x, false).unwrap();
     assert_eq!(snapshot(&audio), before, "eval changed running stats");
     let z_train = audio.forward_t(&x, true).unwrap();
     let after = snapshot(&audio);
-    assert!(
-        before.iter().zip(&after).all(|(a, b)| a != b),
-        "every BN must update in train mode"
-    );
-    assert!(to_vec(&z_eval)
-        .iter()
-        .zip(to_vec(&z_train))
-        .any(|(a, b)| (a - b).abs() > 1e-4));
+    assert!(before.iter().zip(&after).all(|(a, b)| a != b), "every BN must update in train mode");
+    assert!(to_vec(&z_eval).iter().zip(to_vec(&z_train)).any(|(a, b)| (a - b).abs() > 1e-4));
     // eval output is deterministic and batch-independent
     let z1 = audio.forward_t(&x.narrow(0, 0, 1).unwrap(), false).unwrap();
     let z2 = audio.forward_t(&x, false).unwrap();
-    assert_close(
-        &to_vec(&z1),
-        &to_vec(&z2.narrow(0, 0, 1).unwrap()),
-        1e-5,
-        "eval batch independence",
-    );
+    assert_close(&to_vec(&z1), &to_vec(&z2.narrow(0, 0, 1).unwrap()), 1e-5, "eval batch independence");
 }

@@ -7,19 +7,11 @@ use dgl_core::rng::Rng;
 pub fn randn(rng: &mut Rng, shape: &[usize], dtype: DType) -> Tensor {
     let n: usize = shape.iter().product();
     let v: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
-    Tensor::from_vec(v, shape, &Device::Cpu)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap()
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
 }
 
 pub fn to_vec(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
+    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
 }
 
 /// Central finite-difference gradient of the scalar `f(x)` w.r.t. every entry of `x` (f64).
@@ -30,8 +22,7 @@ pub fn fd_grad(x: &Tensor, eps: f64, f: &dyn Fn(&Tensor) -> Result<f64>) -> Vec<
         .map(|i| {
             let mut p = base.clone();
             p[i] += eps;
-            let fp =
-                f(&Tensor::from_vec(p.clone(), shape.as_slice(), &Device::Cpu).unwrap()).unwrap();
+            let fp = f(&Tensor::from_vec(p.clone(), shape.as_slice(), &Device::Cpu).unwrap()).unwrap();
             p[i] -= 2.0 * eps;
             let fm = f(&Tensor::from_vec(p, shape.as_slice(), &Device::Cpu).unwrap()).unwrap();
             (fp - fm) / (2.0 * eps)
@@ -43,10 +34,7 @@ pub fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths differ");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         let scale = 1.0f64.max(x.abs()).max(y.abs());
-        assert!(
-            (x - y).abs() <= tol * scale,
-            "{what}: entry {i}: {x} vs {y}"
-        );
+        assert!((x - y).abs() <= tol * scale, "{what}: entry {i}: {x} vs {y}");
     }
 }
 
