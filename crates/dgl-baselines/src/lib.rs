@@ -18,7 +18,7 @@
 //! | `dnr` | [`dnr::Dnr`] | diagnosing (k-means purity gap) and partial re-initialisation |
 //!
 //! Build one with [`build_method`] from a [`MethodConfig`]. Equations, defaults and every
-//! deviation from the official code: `METHODS.md`.
+//! deviation from the official code: `docs/methods.md`.
 
 pub mod agm;
 pub mod dnr;

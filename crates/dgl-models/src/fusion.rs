@@ -11,7 +11,7 @@
 //! Every head is a plain function of its inputs: modality dropout h(0, …, z_m, …, 0) is simply the
 //! forward on zero tensors, and stop-gradients (DGL's sg z, sg head) are applied by the caller
 //! (`dgl_core::routing`). None of the official DGL-specific variants (`*_DGL` classes) is copied;
-//! see `FUSION_NOTES.md` for why and what differs.
+//! see `docs/fusion.md` for why and what differs.
 
 use candle_core::{bail, Result, Tensor};
 use dgl_core::NamedVar;
@@ -138,7 +138,7 @@ impl FusionHead for ConcatFusion {
 /// Sum fusion: logits = Σ_m (W_m z_m + b_m) (official `SumFusion`: `fc_x(x) + fc_y(y)`).
 ///
 /// With every z_j = 0 but z_m: W_m z_m + Σ_j b_j (all biases; the official `SumFusion_DGL` uses
-/// `fc_x(a)` alone, i.e. only b_m — see `FUSION_NOTES.md`).
+/// `fc_x(a)` alone, i.e. only b_m — see `docs/fusion.md`).
 #[derive(Clone, Debug)]
 pub struct SumFusion {
     dims: Vec<usize>,
@@ -276,7 +276,7 @@ impl FusionHead for GatedFusion {
 /// logits = fc_out(γ ⊙ z_2 + β) (fc_out: d_2 → K); otherwise the roles are swapped.
 ///
 /// Not the official GDL `FiLM` / `FiLM_DGL` (a 512·512 → 512 bilinear outer product, with a
-/// self-outer-product "unimodal" path): see `FUSION_NOTES.md`.
+/// self-outer-product "unimodal" path): see `docs/fusion.md`.
 #[derive(Clone, Debug)]
 pub struct FilmFusion {
     dims: Vec<usize>,

@@ -27,7 +27,7 @@
 //!   and the recording's file name), so evaluation is deterministic and a cache stays valid;
 //!   `Mode::Train` only moves the recording inside its window.
 //!
-//! DATASETS.md gives the measured per-modality and concatenation accuracies of the defaults.
+//! docs/datasets.md gives the measured per-modality and concatenation accuracies of the defaults.
 
 use std::path::{Path, PathBuf};
 

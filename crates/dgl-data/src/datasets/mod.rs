@@ -8,7 +8,7 @@
 //! that disagrees with the folders are errors naming the file (and line); a missing or corrupt
 //! item is an error naming its file unless `skip_bad` is set, in which case it is left out and
 //! counted in the loader's [`Report`] (ok / missing / corrupt per split and class). See
-//! `DATASETS.md` in the crate root for layouts, defaults and deviations from the official code.
+//! `docs/datasets.md` in the repository for layouts, defaults and deviations from the official code.
 
 pub mod av;
 pub mod avdigits;

@@ -1,5 +1,5 @@
 //! The embedded default dataset: a seeded, generated audio-visual classification task with
-//! K = 6 classes that needs no files (see `SYNTHETIC.md` in the crate root).
+//! K = 6 classes that needs no files (see `docs/data.md` in the repository).
 //!
 //! - `audio`: a real waveform (class-pair tone + unreliable within-pair noise burst + noise) passed
 //!   through the same spectrogram front-end as real audio → `[1, F, T]`.
