@@ -254,3 +254,35 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A finished run (DONE marker + the same configuration) is kept; any other configuration, or a
+    /// run without the marker (interrupted), is redone.
+    #[test]
+    fn finished_runs_are_recognised_and_kept() {
+        let mut cfg = TrainConfig::preset(Preset::Tiny);
+        cfg.method = MethodConfig::new(MethodKind::Dgl);
+        cfg.data.synthetic.n_train = 48;
+        cfg.data.synthetic.n_test = 16;
+        cfg.model.base_width = 2;
+        cfg.train.epochs = 1;
+        cfg.train.batch_size = 16;
+        cfg.train.diagnostics_every = 0;
+        let dir = std::env::temp_dir().join(format!("xtask-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        train(&cfg, &dir, &RunOptions { overwrite: true, ..RunOptions::default() }).unwrap();
+        assert!(!is_finished(&dir, &cfg), "no DONE marker yet: an interrupted run is redone");
+        std::fs::write(dir.join("DONE"), "").unwrap();
+        assert!(is_finished(&dir, &cfg));
+        let mut other = cfg.clone();
+        other.seed = 1;
+        assert!(!is_finished(&dir, &other), "another configuration is not this run");
+        let rows = read_metrics(&dir.join(RunDir::METRICS_JSONL)).unwrap();
+        let cell = Cell::select(&rows, Protocol::BestTest).unwrap();
+        assert_eq!(cell.epoch, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
