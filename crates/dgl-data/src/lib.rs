@@ -9,11 +9,13 @@
 //! - [`visual`]: JPEG/PNG frames, RandomResizedCrop/flip/normalise, frame choice.
 //! - [`synthetic`]: the embedded 6-class audio-visual dataset ([`SyntheticAv`]).
 //! - [`dataset`]: the [`Dataset`] trait and batching.
+//! - [`fixtures`]: tiny fixture trees in the CREMA-D, Kinetics-Sounds and VGGSound layouts.
 
 pub mod audio;
 pub mod dataset;
 pub mod datasets;
 pub mod error;
+pub mod fixtures;
 pub mod spectrogram;
 pub mod synthetic;
 pub mod visual;

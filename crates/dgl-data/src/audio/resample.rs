@@ -167,8 +167,24 @@ impl Resampler {
 }
 
 /// Resamples `x` from `from` Hz to `to` Hz with the default quality.
+///
+/// The filter table of each (from, to) pair is built once per process and shared (building it
+/// costs more than filtering a short clip).
 pub fn resample(x: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
-    Ok(Resampler::new(from, to)?.process(x))
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<(u32, u32), Arc<Resampler>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let cached = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&(from, to)).cloned();
+    let r = match cached {
+        Some(r) => r,
+        None => {
+            let r = Arc::new(Resampler::new(from, to)?);
+            cache.lock().unwrap_or_else(|e| e.into_inner()).insert((from, to), r.clone());
+            r
+        }
+    };
+    Ok(r.process(x))
 }
 
 #[cfg(test)]

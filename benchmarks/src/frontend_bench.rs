@@ -1,0 +1,124 @@
+//! Audio front-end throughput: decode → resample → tile/crop/clip → STFT → log, per clip, with the
+//! `librosa-cremad` recipe (22050 Hz, 3 s, n_fft 512, hop 353, `log(|S| + 1e-7)`).
+//!
+//! `cargo run --release -p dgl-benchmarks --bin frontend-bench -- [--dir DIR] [--clips N] [--reps R]`
+//!
+//! Takes the first N files (sorted by name) of DIR, runs the pipeline once untimed (warm the page
+//! cache), then R timed passes single-threaded and R with all rayon threads (the real loader
+//! parallelises across clips with rayon), and prints clips/s (best pass) and total seconds.
+//! Compare with `benchmarks/frontend_librosa.py`; `benchmarks/frontend.sh` runs both.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use dgl_data::{audio, SpectrogramRecipe};
+use rayon::prelude::*;
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn one(path: &Path, recipe: &SpectrogramRecipe) -> f64 {
+    let (x, _) = audio::load(path, Some(recipe.sample_rate)).expect("decode");
+    let clip = audio::fit_clip(&x, recipe.n_samples, 0, None).expect("fit");
+    let s = recipe.compute(&clip).expect("stft");
+    s[0] as f64 // keep the result alive
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = arg(&args, "--dir").unwrap_or_else(|| "/work/shared/data/fsdd/recordings".into());
+    let n: usize = arg(&args, "--clips").map(|s| s.parse()).transpose()?.unwrap_or(200);
+    let reps: usize = arg(&args, "--reps").map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .collect();
+    files.sort();
+    files.truncate(n);
+    let recipe = SpectrogramRecipe::librosa_cremad();
+    let (f, t) = recipe.shape();
+    println!("frontend-bench: {} clips from {dir}, recipe {} ({f}x{t})", files.len(), recipe.name);
+
+    // Untimed warm-up pass (page cache, allocator).
+    let _: f64 = files.iter().map(|p| one(p, &recipe)).sum();
+
+    // Per-stage breakdown (single-threaded, one pass).
+    let (mut t_dec, mut t_res, mut t_fit, mut t_spec) = (0.0, 0.0, 0.0, 0.0);
+    for p in &files {
+        let t0 = Instant::now();
+        let d = audio::decode_file(p).expect("decode");
+        let t1 = Instant::now();
+        let x = if d.sample_rate != recipe.sample_rate {
+            audio::resample(&d.samples, d.sample_rate, recipe.sample_rate).expect("resample")
+        } else {
+            d.samples
+        };
+        let t2 = Instant::now();
+        let clip = audio::fit_clip(&x, recipe.n_samples, 0, None).expect("fit");
+        let t3 = Instant::now();
+        let s = recipe.compute(&clip).expect("stft");
+        let t4 = Instant::now();
+        std::hint::black_box(s);
+        t_dec += (t1 - t0).as_secs_f64();
+        t_res += (t2 - t1).as_secs_f64();
+        t_fit += (t3 - t2).as_secs_f64();
+        t_spec += (t4 - t3).as_secs_f64();
+    }
+    let ms = |t: f64| 1e3 * t / files.len() as f64;
+    println!(
+        "per clip (1 thread): decode {:.3} ms, resample {:.3} ms, tile/crop/clip {:.3} ms, STFT+log {:.3} ms",
+        ms(t_dec),
+        ms(t_res),
+        ms(t_fit),
+        ms(t_spec)
+    );
+
+    // Where the resampling time goes: building the filter table vs filtering (diagnostic only;
+    // `audio::load` builds a new `Resampler` per call).
+    let d0 = audio::decode_file(&files[0]).expect("decode");
+    let t0 = Instant::now();
+    let rs = audio::Resampler::new(d0.sample_rate, recipe.sample_rate).expect("resampler");
+    let t_new = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    for p in &files {
+        let d = audio::decode_file(p).expect("decode");
+        std::hint::black_box(rs.process(&d.samples));
+    }
+    let t_proc = t0.elapsed().as_secs_f64() - t_dec;
+    println!(
+        "resample split ({} -> {} Hz): Resampler::new {:.3} ms once, process {:.3} ms per clip",
+        d0.sample_rate,
+        recipe.sample_rate,
+        1e3 * t_new,
+        ms(t_proc)
+    );
+
+    let threads = rayon::current_num_threads();
+    let mut best_1 = f64::INFINITY;
+    let mut best_n = f64::INFINITY;
+    let (mut total_1, mut total_n) = (0.0, 0.0);
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        let a: f64 = files.iter().map(|p| one(p, &recipe)).sum();
+        let s1 = t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        let b: f64 = files.par_iter().map(|p| one(p, &recipe)).sum();
+        let sn = t0.elapsed().as_secs_f64();
+        assert!((a - b).abs() < 1e-3 * a.abs().max(1.0), "single/multi results differ");
+        best_1 = best_1.min(s1);
+        best_n = best_n.min(sn);
+        total_1 += s1;
+        total_n += sn;
+    }
+    let c = files.len() as f64;
+    println!("single-thread: {:.1} clips/s (best of {reps}: {:.3} s; total {:.3} s)", c / best_1, best_1, total_1);
+    println!(
+        "all threads ({threads}): {:.1} clips/s (best of {reps}: {:.3} s; total {:.3} s)",
+        c / best_n,
+        best_n,
+        total_n
+    );
+    println!("RESULT ours_single={:.3} ours_multi={:.3} threads={threads}", c / best_1, c / best_n);
+    Ok(())
+}
