@@ -377,16 +377,7 @@ impl Loop<'_> {
                 x = x.iter().map(|t| t.affine(f64::NAN, 0.0)).collect::<candle_core::Result<_>>()?;
             }
             let saved = if cfg.train.skip_non_finite { Some(Saved::take(self.model, opt, method)?) } else { None };
-            let mut ctx = StepContext {
-                model: self.model,
-                optimizer: opt,
-                clip_norm: cfg.train.clip_norm,
-                loss: &CrossEntropy,
-                epoch,
-                step_in_epoch: i,
-                steps_per_epoch,
-                global_step: self.step,
-            };
+            let mut ctx = step_context(self.model, opt, cfg, epoch, i, steps_per_epoch, self.step);
             let outcome = match method.train_step(&mut ctx, &x, &y) {
                 Ok(report) => check_report(&report).map(|()| report),
                 Err(dgl_core::Error::NonFinite { what, detail }) => {
@@ -475,16 +466,7 @@ impl Loop<'_> {
             }
         }
         pb.finish_and_clear();
-        let mut ctx = StepContext {
-            model: self.model,
-            optimizer: opt,
-            clip_norm: cfg.train.clip_norm,
-            loss: &CrossEntropy,
-            epoch,
-            step_in_epoch: steps_per_epoch,
-            steps_per_epoch,
-            global_step: self.step,
-        };
+        let mut ctx = step_context(self.model, opt, cfg, epoch, steps_per_epoch, steps_per_epoch, self.step);
         method.on_epoch_end(&mut ctx, self.data)?;
 
         let mut row = Row::default();
@@ -585,6 +567,28 @@ impl Loop<'_> {
         Checkpoint { meta, tensors: t }.save(&self.run.file(RunDir::CHECKPOINT))?;
         self.last_checkpoint = Some(position);
         Ok(())
+    }
+}
+
+/// What a method sees of the loop at one step (or at the end of an epoch: step = steps per epoch).
+fn step_context<'a>(
+    model: &'a Model,
+    optimizer: &'a mut Sgd,
+    cfg: &TrainConfig,
+    epoch: usize,
+    step_in_epoch: usize,
+    steps_per_epoch: usize,
+    global_step: u64,
+) -> StepContext<'a> {
+    StepContext {
+        model,
+        optimizer,
+        clip_norm: cfg.train.clip_norm,
+        loss: &CrossEntropy,
+        epoch,
+        step_in_epoch,
+        steps_per_epoch,
+        global_step,
     }
 }
 

@@ -1,36 +1,24 @@
 //! Every method of the registry trains end to end through the one loop on a micro version of the
 //! embedded dataset, writing config, metrics and a checkpoint; bad options are clear errors.
 
-use std::path::PathBuf;
+mod common;
 
-use dgl_baselines::{MethodConfig, MethodKind};
+use dgl_baselines::MethodKind;
 use dgl_cli::config::{DeviceKind, Preset, TrainConfig};
 use dgl_cli::run_dir::{read_metrics, RunDir};
 use dgl_cli::{train, RunOptions};
 
+/// The shared micro configuration, with the gradient-source diagnostics on every 2nd step.
 fn micro(kind: MethodKind) -> TrainConfig {
-    let mut cfg = TrainConfig::preset(Preset::Tiny);
-    cfg.method = MethodConfig::new(kind);
-    cfg.data.synthetic.n_train = 64;
-    cfg.data.synthetic.n_test = 24;
-    cfg.data.validation_fraction = 0.25;
-    cfg.model.base_width = 2;
-    cfg.train.epochs = 2;
-    cfg.train.batch_size = 16;
+    let mut cfg = common::micro(kind);
     cfg.train.diagnostics_every = 2;
     cfg
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dgl-cli-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
 }
 
 #[test]
 fn every_method_trains_and_writes_a_run_directory() {
     for kind in MethodKind::ALL {
-        let out = tmp(kind.as_str());
+        let out = common::tmp(kind.as_str());
         let outcome = train(&micro(kind), &out, &RunOptions::default()).unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(outcome.epochs.len(), 2, "{kind}");
         let last = outcome.last();
@@ -56,8 +44,8 @@ fn every_method_trains_and_writes_a_run_directory() {
 
 #[test]
 fn same_seed_same_numbers() {
-    let a = train(&micro(MethodKind::Dgl), &tmp("det-a"), &RunOptions::default()).unwrap();
-    let b = train(&micro(MethodKind::Dgl), &tmp("det-b"), &RunOptions::default()).unwrap();
+    let a = train(&micro(MethodKind::Dgl), &common::tmp("det-a"), &RunOptions::default()).unwrap();
+    let b = train(&micro(MethodKind::Dgl), &common::tmp("det-b"), &RunOptions::default()).unwrap();
     for (ra, rb) in a.epochs.iter().zip(&b.epochs) {
         for ((ka, va), (kb, vb)) in ra.0.iter().zip(&rb.0) {
             assert_eq!(ka, kb);
@@ -75,7 +63,7 @@ fn bad_options_are_clear_errors() {
 
     let mut cfg = micro(MethodKind::Dgl);
     cfg.method.alpha = Some(-1.0);
-    let e = train(&cfg, &tmp("alpha"), &RunOptions::default()).unwrap_err().to_string();
+    let e = train(&cfg, &common::tmp("alpha"), &RunOptions::default()).unwrap_err().to_string();
     assert!(e.contains("alpha"), "{e}");
 
     let mut cfg = micro(MethodKind::Dgl);
@@ -101,7 +89,7 @@ fn bad_options_are_clear_errors() {
 
 #[test]
 fn a_non_empty_run_directory_is_not_overwritten_by_accident() {
-    let out = tmp("exists");
+    let out = common::tmp("exists");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("precious.txt"), "x").unwrap();
     let e = train(&micro(MethodKind::Vanilla), &out, &RunOptions::default()).unwrap_err().to_string();
