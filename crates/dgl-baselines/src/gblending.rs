@@ -22,7 +22,7 @@ use dgl_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::util::{all_grads, check_hp, check_losses, f64_tensor, require_multimodal, scalar, state_f64};
+use crate::util::{all_grads, check_hp, f64_tensor, require_multimodal, scalar, state_f64};
 
 /// G-Blending as the DGL paper ran it: fixed-weight blending L_mm + α Σ_m L_m.
 pub fn fixed(alpha: f64) -> RoutedMethod {
@@ -199,24 +199,11 @@ impl Method for GBlendingOgr {
             )
         })?;
         let weights = LossWeights { multimodal: w[mm], unimodal: w[..mm].to_vec() };
-        let mut out = routed_step_weighted(model, inputs, targets, &Routing::blend(1.0), &weights, ctx.loss)?;
+        let out = routed_step_weighted(model, inputs, targets, &Routing::blend(1.0), &weights, ctx.loss)?;
         let names = model.modality_names();
-        let mut losses = vec![("loss_mm".to_string(), scalar(&out.loss_mm)?)];
-        for (n, l) in names.iter().zip(&out.loss_uni) {
-            losses.push((format!("loss_{n}"), scalar(l)?));
-        }
-        check_losses(&losses, ctx)?;
-        let grad_norm = ctx.apply(&mut out.grads)?;
         let mut scalars: Vec<(String, f64)> = names.iter().zip(w).map(|(n, w)| (format!("weight_{n}"), *w)).collect();
         scalars.push(("weight_mm".into(), w[mm]));
-        Ok(StepReport {
-            losses,
-            logits_mm: Some(out.logits_mm),
-            logits_branches: names.into_iter().zip(out.logits_uni).collect(),
-            z: out.z,
-            grad_norm,
-            scalars,
-        })
+        ctx.apply_routed(out, scalars)
     }
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {

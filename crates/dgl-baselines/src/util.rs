@@ -120,13 +120,7 @@ pub(crate) fn check_window(start: usize, end: Option<usize>) -> Result<()> {
 
 /// Errors on a non-finite loss, as the routed step does.
 pub(crate) fn check_losses(losses: &[(String, f64)], ctx: &StepContext<'_>) -> Result<()> {
-    if let Some((name, v)) = losses.iter().find(|(_, v)| !v.is_finite()) {
-        return Err(Error::NonFinite {
-            what: "loss",
-            detail: format!("{name} = {v} at epoch {} step {}", ctx.epoch, ctx.step_in_epoch),
-        });
-    }
-    Ok(())
+    ctx.check_losses(losses)
 }
 
 /// The gradients of every trainable parameter of the model from one backward of `loss`.

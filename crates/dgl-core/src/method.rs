@@ -10,7 +10,7 @@ use crate::grads::ParamGrads;
 use crate::loss::Loss;
 use crate::model::{MultimodalModel, NamedVar};
 use crate::optim::Sgd;
-use crate::routing::{evaluate_logits, routed_step, Routing};
+use crate::routing::{evaluate_logits, routed_step, Routing, StepOutput};
 use crate::{Error, Result};
 
 /// What a method may use during a training step.
@@ -28,6 +28,37 @@ pub struct StepContext<'a> {
 }
 
 impl StepContext<'_> {
+    /// Refuses a non-finite loss, naming the term, the epoch and the step.
+    pub fn check_losses(&self, losses: &[(String, f64)]) -> Result<()> {
+        if let Some((name, v)) = losses.iter().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                what: "loss",
+                detail: format!("{name} = {v} at epoch {} step {}", self.epoch, self.step_in_epoch),
+            });
+        }
+        Ok(())
+    }
+
+    /// Finishes a routed step: names its losses (`loss_mm`, `loss_<modality>`), refuses non-finite
+    /// ones, applies the gradients ([`StepContext::apply`]) and reports.
+    pub fn apply_routed(&mut self, mut out: StepOutput, scalars: Vec<(String, f64)>) -> Result<StepReport> {
+        let names = self.model.modality_names();
+        let mut losses = vec![("loss_mm".to_string(), scalar(&out.loss_mm)?)];
+        for (n, l) in names.iter().zip(&out.loss_uni) {
+            losses.push((format!("loss_{n}"), scalar(l)?));
+        }
+        self.check_losses(&losses)?;
+        let grad_norm = self.apply(&mut out.grads)?;
+        Ok(StepReport {
+            losses,
+            logits_mm: Some(out.logits_mm),
+            logits_branches: names.into_iter().zip(out.logits_uni).collect(),
+            z: out.z,
+            grad_norm,
+            scalars,
+        })
+    }
+
     /// Checks the gradients are finite, clips them, and takes one optimizer step. Returns the
     /// global gradient norm before clipping.
     pub fn apply(&mut self, grads: &mut ParamGrads) -> Result<f64> {
@@ -161,27 +192,8 @@ impl Method for RoutedMethod {
     }
 
     fn train_step(&mut self, ctx: &mut StepContext<'_>, inputs: &[Tensor], targets: &Tensor) -> Result<StepReport> {
-        let mut out = routed_step(ctx.model, inputs, targets, &self.routing, ctx.loss)?;
-        let names = ctx.model.modality_names();
-        let mut losses = vec![("loss_mm".to_string(), scalar(&out.loss_mm)?)];
-        for (n, l) in names.iter().zip(&out.loss_uni) {
-            losses.push((format!("loss_{n}"), scalar(l)?));
-        }
-        if let Some((name, v)) = losses.iter().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                what: "loss",
-                detail: format!("{name} = {v} at epoch {} step {}", ctx.epoch, ctx.step_in_epoch),
-            });
-        }
-        let grad_norm = ctx.apply(&mut out.grads)?;
-        Ok(StepReport {
-            losses,
-            logits_mm: Some(out.logits_mm),
-            logits_branches: names.into_iter().zip(out.logits_uni).collect(),
-            z: out.z,
-            grad_norm,
-            scalars: Vec::new(),
-        })
+        let out = routed_step(ctx.model, inputs, targets, &self.routing, ctx.loss)?;
+        ctx.apply_routed(out, Vec::new())
     }
 }
 
