@@ -18,8 +18,14 @@ pub fn tile_crop(x: &[f32], n: usize, start: usize) -> Result<Vec<f32>> {
     if x.is_empty() {
         return Err(DataError::Invalid("cannot tile an empty clip".into()));
     }
-    let len = x.len();
-    Ok((0..n).map(|i| x[(start + i) % len]).collect())
+    let mut out = Vec::with_capacity(n);
+    let mut pos = start % x.len();
+    while out.len() < n {
+        let take = (x.len() - pos).min(n - out.len());
+        out.extend_from_slice(&x[pos..pos + take]);
+        pos = 0;
+    }
+    Ok(out)
 }
 
 /// Clamps every sample to [-1, 1] (`x[x > 1] = 1; x[x < -1] = -1`).
