@@ -139,16 +139,22 @@ impl BatchNorm2d {
         if n < 2 {
             bail!("BatchNorm2d in training mode needs more than one value per channel, got input {:?}", x.shape())
         }
-        let x3 = x.reshape((bsz, c, ()))?;
-        let mean = (x3.sum_keepdim(2)?.sum_keepdim(0)? / n as f64)?; // (1, C, 1)
-        let xc = x3.broadcast_sub(&mean)?;
-        let var = (xc.sqr()?.sum_keepdim(2)?.sum_keepdim(0)? / n as f64)?; // biased
-        let scale = (&var + self.eps)?.sqrt()?.recip()?.broadcast_mul(&self.weight.as_tensor().reshape((1, c, 1))?)?;
-        let y = xc.broadcast_mul(&scale)?.broadcast_add(&self.bias.as_tensor().reshape((1, c, 1))?)?;
+        let (y, mean_d, var_d) = if crate::cpu::supports(&[x, self.weight.as_tensor()]) {
+            // One fused op with a closed-form backward (same function, see `cpu::batch_norm`).
+            crate::cpu::batch_norm::batch_norm_train(x, self.weight.as_tensor(), self.bias.as_tensor(), self.eps)?
+        } else {
+            let x3 = x.reshape((bsz, c, ()))?;
+            let mean = (x3.sum_keepdim(2)?.sum_keepdim(0)? / n as f64)?; // (1, C, 1)
+            let xc = x3.broadcast_sub(&mean)?;
+            let var = (xc.sqr()?.sum_keepdim(2)?.sum_keepdim(0)? / n as f64)?; // biased
+            let scale =
+                (&var + self.eps)?.sqrt()?.recip()?.broadcast_mul(&self.weight.as_tensor().reshape((1, c, 1))?)?;
+            let y = xc.broadcast_mul(&scale)?.broadcast_add(&self.bias.as_tensor().reshape((1, c, 1))?)?;
+            (y, mean.detach().flatten_all()?, var.detach().flatten_all()?)
+        };
         // Running statistics, outside the graph.
         let m = self.momentum;
-        let mean_d = mean.detach().flatten_all()?;
-        let var_d = (var.detach().flatten_all()? * (n as f64 / (n - 1) as f64))?;
+        let var_d = (var_d * (n as f64 / (n - 1) as f64))?;
         let new_mean = ((self.running_mean.as_detached_tensor() * (1.0 - m))? + (mean_d * m)?)?;
         let new_var = ((self.running_var.as_detached_tensor() * (1.0 - m))? + (var_d * m)?)?;
         self.running_mean.set(&new_mean)?;

@@ -18,6 +18,7 @@
 //! `visual_net.layer2.0.downsample.0.weight`, `fusion_module.fc_out.weight`, …).
 
 pub mod config;
+pub mod cpu;
 pub mod encoder;
 pub mod error;
 pub mod fusion;

@@ -124,7 +124,20 @@ fn pad_crop(x: &Tensor, dim: usize, padding: usize, keep: usize) -> Result<Tenso
 /// columns the convolution never reads) and convolves with padding 0, so both remainders are 0. When
 /// the remainders agree, candle's own padded convolution is already correct and is used directly
 /// (no copies). Both paths give PyTorch's output.
+///
+/// On the CPU with f32/f64 tensors it runs [`crate::cpu::conv::conv2d_cpu`] (im2col + gemm with its own
+/// backward, several times faster than candle's CPU convolution backward); elsewhere candle's
+/// convolution, as described above ([`conv2d_candle`]).
 pub fn conv2d_any(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
+    if crate::cpu::supports(&[x, w]) {
+        return crate::cpu::conv::conv2d_cpu(x, w, padding, stride);
+    }
+    conv2d_candle(x, w, padding, stride)
+}
+
+/// [`conv2d_any`] through candle's own `conv2d` on every device (the path taken off the CPU; kept
+/// callable to compare the two).
+pub fn conv2d_candle(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
     let (_, _, h, wd) = x.dims4()?;
     let (_, _, kh, kw) = w.dims4()?;
     let ho = out_len(h, kh, stride, padding)?;

@@ -1,12 +1,13 @@
 //! `max_pool2d_padded` and `conv2d_any` against naive references (forward) and finite
-//! differences (backward), f64 on CPU, with odd/even H/W mixes.
+//! differences (backward), f64 on CPU, with odd/even H/W mixes; the fast CPU convolution against
+//! candle's own (f32, forward and both gradients).
 
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::*;
 use dgl_core::rng::Rng;
-use dgl_models::ops::{conv2d_any, global_avg_pool, max_pool2d_padded};
+use dgl_models::ops::{conv2d_any, conv2d_candle, global_avg_pool, max_pool2d_padded};
 
 fn naive_max_pool(x: &Tensor, k: usize, s: usize, p: usize) -> Vec<f64> {
     let (b, c, h, w) = x.dims4().unwrap();
@@ -182,4 +183,39 @@ fn global_avg_pool_is_mean() {
     let y = global_avg_pool(&x).unwrap();
     let want = x.mean_keepdim(3).unwrap().mean_keepdim(2).unwrap().flatten_from(1).unwrap();
     assert_close(&to_vec(&y), &to_vec(&want), 1e-12, "gap");
+}
+
+/// The fast CPU convolution (`conv2d_any` on CPU) gives candle's result, forward and backward, in
+/// f32 on the ResNet-18 layer geometries (batch larger than the thread count, so the batch-parallel
+/// weight-gradient reduction is exercised).
+#[test]
+fn fast_cpu_conv_matches_candle_conv_f32() {
+    let mut rng = Rng::new(5);
+    let cases = [
+        // (b, c_in, c_out, h, w, k, s, p)
+        (9, 1, 8, 65, 63, 7, 2, 3),
+        (9, 3, 8, 32, 32, 7, 2, 3),
+        (9, 8, 8, 17, 16, 3, 1, 1),
+        (9, 8, 16, 17, 16, 3, 2, 1),
+        (9, 8, 16, 17, 16, 1, 2, 0),
+        (5, 16, 4, 6, 9, 3, 2, 1),
+    ];
+    for (b, ci, co, h, w, k, s, p) in cases {
+        let x0 = randn(&mut rng, &[b, ci, h, w], DType::F32);
+        let w0 = randn(&mut rng, &[co, ci, k, k], DType::F32);
+        let run = |conv: fn(&Tensor, &Tensor, usize, usize) -> candle_core::Result<Tensor>| {
+            let x = Var::from_tensor(&x0).unwrap();
+            let wt = Var::from_tensor(&w0).unwrap();
+            let y = conv(x.as_tensor(), wt.as_tensor(), p, s).unwrap();
+            let r = Tensor::ones(y.dims(), DType::F32, &Device::Cpu).unwrap().cumsum(3).unwrap().cos().unwrap();
+            let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            (to_vec(&y), to_vec(g.get(x.as_tensor()).unwrap()), to_vec(g.get(wt.as_tensor()).unwrap()))
+        };
+        let (y, gx, gw) = run(conv2d_any);
+        let (y_ref, gx_ref, gw_ref) = run(conv2d_candle);
+        let what = format!("b{b} {ci}->{co} {h}x{w} k{k} s{s} p{p}");
+        assert_close(&y, &y_ref, 1e-4, &format!("{what} y"));
+        assert_close(&gx, &gx_ref, 1e-4, &format!("{what} dx"));
+        assert_close(&gw, &gw_ref, 1e-4, &format!("{what} dw"));
+    }
 }

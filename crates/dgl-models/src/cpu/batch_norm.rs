@@ -1,0 +1,280 @@
+//! Training-mode batch normalisation on the CPU as one custom op with a closed-form backward.
+//!
+//! For `x` viewed as (B, C, R) and per-channel batch statistics over the `n = B·R` values of
+//! channel c, `μ_c` and the biased `σ²_c`, with `x̂ = (x − μ_c)/√(σ²_c + ε)`:
+//!
+//! * forward: `y = γ_c·x̂ + β_c`;
+//! * backward (the standard result, e.g. Ioffe & Szegedy 2015, §3):
+//!   `∂β_c = Σ dy`, `∂γ_c = Σ dy·x̂`,
+//!   `∂x = γ_c/√(σ²_c + ε) · (dy − ∂β_c/n − x̂·∂γ_c/n)`.
+//!
+//! Statistics and sums are accumulated in f64 for both f32 and f64 inputs. candle's generic ops
+//! need about ten graph nodes for the same function, each a full pass, and their backward reduces
+//! the broadcast gradients with strided reductions; this op makes four passes (statistics,
+//! normalise; sums, input gradient).
+
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::{dispatch2, slice, Elem};
+
+/// (B, C, R) geometry of a contiguous (B, C, …) tensor.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    b: usize,
+    c: usize,
+    r: usize,
+}
+
+impl Geom {
+    fn of(shape: &Shape) -> Result<Self> {
+        let d = shape.dims();
+        if d.len() < 2 {
+            bail!("batch_norm: expected (B, C, ...), got {shape:?}")
+        }
+        Ok(Self { b: d[0], c: d[1], r: d[2..].iter().product() })
+    }
+    fn n(&self) -> usize {
+        self.b * self.r
+    }
+    /// The B segments (each R long) of channel `c`.
+    fn segments<'a, T>(&self, v: &'a [T], c: usize) -> impl Iterator<Item = &'a [T]> + 'a {
+        let (cc, r) = (self.c, self.r);
+        (0..self.b).map(move |b| &v[(b * cc + c) * r..(b * cc + c + 1) * r])
+    }
+}
+
+/// Per channel: (Σ f(x) over the channel's values) for `f` applied to each segment.
+fn per_channel<T: Elem>(g: &Geom, v: &[T], f: impl Fn(usize, &[T]) -> [f64; 2] + Sync) -> Vec<[f64; 2]> {
+    (0..g.c)
+        .into_par_iter()
+        .map(|c| {
+            g.segments(v, c).fold([0.0, 0.0], |acc, seg| {
+                let s = f(c, seg);
+                [acc[0] + s[0], acc[1] + s[1]]
+            })
+        })
+        .collect()
+}
+
+/// `[mean_c, biased var_c]` (two passes, f64).
+fn stats<T: Elem>(g: &Geom, x: &[T]) -> Vec<[f64; 2]> {
+    let n = g.n() as f64;
+    let means: Vec<f64> =
+        per_channel(g, x, |_, s| [s.iter().map(|&v| v.into()).sum::<f64>(), 0.0]).iter().map(|s| s[0] / n).collect();
+    let vars = per_channel(g, x, |c, s| {
+        let m = means[c];
+        [s.iter().map(|&v| (v.into() - m).powi(2)).sum::<f64>(), 0.0]
+    });
+    means.iter().zip(vars).map(|(&m, v)| [m, v[0] / n]).collect()
+}
+
+/// `out[b, c, r] = f(c, in1[b, c, r], in2[b, c, r])` over R-long segments, parallel.
+fn map_segments<T: Elem>(g: &Geom, a: &[T], b: &[T], f: impl Fn(usize, T, T) -> T + Sync) -> Vec<T> {
+    let mut out = vec![T::ZERO; a.len()];
+    out.par_chunks_mut(g.r.max(1)).zip(a.par_chunks(g.r.max(1))).zip(b.par_chunks(g.r.max(1))).enumerate().for_each(
+        |(i, ((o, a), b))| {
+            let c = i % g.c;
+            for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                *o = f(c, a, b);
+            }
+        },
+    );
+    out
+}
+
+fn to_storage_f64(v: Vec<f64>) -> CpuStorage {
+    CpuStorage::F64(v)
+}
+
+/// `x → (2, C)` f64: rows mean and biased variance.
+struct Stats;
+
+impl CustomOp1 for Stats {
+    fn name(&self) -> &'static str {
+        "dgl-batch-norm-stats"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::of(l.shape())?;
+        let st = match s {
+            CpuStorage::F32(v) => stats(&g, slice(v, l, "x")?),
+            CpuStorage::F64(v) => stats(&g, slice(v, l, "x")?),
+            _ => bail!("batch_norm: f32 or f64 expected"),
+        };
+        let flat = st.iter().map(|s| s[0]).chain(st.iter().map(|s| s[1])).collect();
+        Ok((to_storage_f64(flat), Shape::from((2, g.c))))
+    }
+}
+
+/// Per-channel constants of one normalisation.
+#[derive(Clone, Debug)]
+struct Norm {
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+}
+
+/// `(x, γ, β) → y`.
+struct Forward {
+    norm: Norm,
+}
+
+impl CustomOp3 for Forward {
+    fn name(&self) -> &'static str {
+        "dgl-batch-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::of(l1.shape())?;
+        // Per-channel affine map y = a_c·x + b_c with a_c = γ_c/σ_c, b_c = β_c − a_c·μ_c.
+        let affine = |gamma: Vec<f64>, beta: Vec<f64>| -> Vec<(f64, f64)> {
+            (0..g.c)
+                .map(|c| {
+                    let a = gamma[c] * self.norm.inv_std[c];
+                    (a, beta[c] - a * self.norm.mean[c])
+                })
+                .collect()
+        };
+        fn run<T: Elem>(g: &Geom, x: &[T], ab: &[(f64, f64)]) -> Vec<T> {
+            map_segments(g, x, x, |c, v, _| T::from_f64(ab[c].0 * v.into() + ab[c].1))
+        }
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                let to64 = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<_>>();
+                let ab = affine(to64(slice(w, l2, "weight")?), to64(slice(b, l3, "bias")?));
+                CpuStorage::F32(run(&g, slice(x, l1, "x")?, &ab))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                let ab = affine(slice(w, l2, "weight")?.to_vec(), slice(b, l3, "bias")?.to_vec());
+                CpuStorage::F64(run(&g, slice(x, l1, "x")?, &ab))
+            }
+            _ => bail!("batch_norm: x, weight and bias must all be f32 or all f64"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let sums = x.apply_op2_no_bwd(&dy, &ParamGrads { norm: self.norm.clone() })?; // (2, C) f64
+        let d_gamma = sums.get(0)?.to_dtype(gamma.dtype())?;
+        let d_beta = sums.get(1)?.to_dtype(gamma.dtype())?;
+        let sums = sums.to_vec2::<f64>()?;
+        let gamma = gamma.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
+        let n = Geom::of(x.shape())?.n() as f64;
+        let op = InputGrad {
+            norm: self.norm.clone(),
+            scale: gamma.iter().zip(&self.norm.inv_std).map(|(g, s)| g * s).collect(),
+            mean_dy: sums[1].iter().map(|s| s / n).collect(),
+            mean_dy_xhat: sums[0].iter().map(|s| s / n).collect(),
+        };
+        let dx = dy.apply_op2_no_bwd(x, &op)?;
+        Ok((Some(dx), Some(d_gamma), Some(d_beta)))
+    }
+}
+
+/// `(x, dy) → (2, C)` f64: rows `Σ dy·x̂` (∂γ) and `Σ dy` (∂β).
+struct ParamGrads {
+    norm: Norm,
+}
+
+impl CustomOp2 for ParamGrads {
+    fn name(&self) -> &'static str {
+        "dgl-batch-norm-param-grads"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::of(l1.shape())?;
+        fn run<T: Elem>(g: &Geom, norm: &Norm, x: &[T], dy: &[T]) -> Vec<[f64; 2]> {
+            (0..g.c)
+                .into_par_iter()
+                .map(|c| {
+                    let (m, s) = (norm.mean[c], norm.inv_std[c]);
+                    g.segments(x, c).zip(g.segments(dy, c)).fold([0.0, 0.0], |acc, (xs, ds)| {
+                        let (mut a, mut b) = (0.0, 0.0);
+                        for (&x, &d) in xs.iter().zip(ds) {
+                            let d: f64 = d.into();
+                            a += d * (x.into() - m) * s;
+                            b += d;
+                        }
+                        [acc[0] + a, acc[1] + b]
+                    })
+                })
+                .collect()
+        }
+        let sums = match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(dy)) => run(&g, &self.norm, slice(x, l1, "x")?, slice(dy, l2, "dy")?),
+            (CpuStorage::F64(x), CpuStorage::F64(dy)) => run(&g, &self.norm, slice(x, l1, "x")?, slice(dy, l2, "dy")?),
+            _ => bail!("batch_norm backward: x and dy must both be f32 or f64"),
+        };
+        let flat = sums.iter().map(|s| s[0]).chain(sums.iter().map(|s| s[1])).collect();
+        Ok((to_storage_f64(flat), Shape::from((2, g.c))))
+    }
+}
+
+/// `(dy, x) → dx`.
+struct InputGrad {
+    norm: Norm,
+    /// γ_c/σ_c.
+    scale: Vec<f64>,
+    /// `Σ dy / n`.
+    mean_dy: Vec<f64>,
+    /// `Σ dy·x̂ / n`.
+    mean_dy_xhat: Vec<f64>,
+}
+
+impl CustomOp2 for InputGrad {
+    fn name(&self) -> &'static str {
+        "dgl-batch-norm-input-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::of(l1.shape())?;
+        let f = |c: usize, dy: f64, x: f64| {
+            let xhat = (x - self.norm.mean[c]) * self.norm.inv_std[c];
+            self.scale[c] * (dy - self.mean_dy[c] - xhat * self.mean_dy_xhat[c])
+        };
+        let out = dispatch2(
+            s1,
+            l1,
+            s2,
+            l2,
+            |dy, x| map_segments(&g, dy, x, |c, d, x| f32::from_f64(f(c, d.into(), x.into()))),
+            |dy, x| map_segments(&g, dy, x, |c, d, x| f(c, d, x)),
+        )?;
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// Training-mode batch normalisation of `x` (B, C, …) with affine `weight` and `bias` (C):
+/// returns `y` (differentiable in `x`, `weight`, `bias`) and the batch statistics `mean` and biased
+/// `var` (C, detached, dtype of `x`) for the running averages. CPU f32/f64 only
+/// ([`super::supports`]).
+pub fn batch_norm_train(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Tensor)> {
+    if !super::supports(&[x, weight, bias]) {
+        bail!("batch_norm_train: CPU f32/f64 tensors of one dtype expected")
+    }
+    let g = Geom::of(x.shape())?;
+    if weight.dims() != [g.c] || bias.dims() != [g.c] {
+        bail!("batch_norm_train: weight/bias of shape ({},) expected, got {:?}/{:?}", g.c, weight.shape(), bias.shape())
+    }
+    let x = x.contiguous()?;
+    let st = x.apply_op1_no_bwd(&Stats)?; // (2, C) f64
+    let rows = st.to_vec2::<f64>()?;
+    let norm = Norm { mean: rows[0].clone(), inv_std: rows[1].iter().map(|v| 1.0 / (v + eps).sqrt()).collect() };
+    let y = x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Forward { norm })?;
+    Ok((y, st.get(0)?.to_dtype(x.dtype())?, st.get(1)?.to_dtype(x.dtype())?))
+}
