@@ -25,6 +25,34 @@ fn one(path: &Path, recipe: &SpectrogramRecipe) -> f64 {
     s[0] as f64 // keep the result alive
 }
 
+/// `--only STAGE`: runs one stage over all clips `reps` times (inputs prepared beforehand) and prints
+/// the best pass per clip; for profiling (`perf stat`) one stage at a time.
+fn only(stage: &str, files: &[PathBuf], recipe: &SpectrogramRecipe, reps: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let decoded: Vec<_> = files.iter().map(|p| audio::decode_file(p).expect("decode")).collect();
+    let resampled: Vec<Vec<f32>> =
+        decoded.iter().map(|d| audio::resample(&d.samples, d.sample_rate, recipe.sample_rate).expect("rs")).collect();
+    let clips: Vec<Vec<f32>> =
+        resampled.iter().map(|x| audio::fit_clip(x, recipe.n_samples, 0, None).expect("fit")).collect();
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        for i in 0..files.len() {
+            match stage {
+                "decode" => drop(std::hint::black_box(audio::decode_file(&files[i]).expect("decode"))),
+                "resample" => drop(std::hint::black_box(
+                    audio::resample(&decoded[i].samples, decoded[i].sample_rate, recipe.sample_rate).expect("rs"),
+                )),
+                "fit" => drop(std::hint::black_box(audio::fit_clip(&resampled[i], recipe.n_samples, 0, None))),
+                "stft" => drop(std::hint::black_box(recipe.compute(&clips[i]).expect("stft"))),
+                other => return Err(format!("unknown stage {other} (decode, resample, fit, stft)").into()),
+            }
+        }
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    println!("{stage}: {:.4} ms per clip (best of {reps} passes)", 1e3 * best / files.len() as f64);
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let dir = arg(&args, "--dir").unwrap_or_else(|| "/work/shared/data/fsdd/recordings".into());
@@ -39,6 +67,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let recipe = SpectrogramRecipe::librosa_cremad();
     let (f, t) = recipe.shape();
     println!("frontend-bench: {} clips from {dir}, recipe {} ({f}x{t})", files.len(), recipe.name);
+    if let Some(stage) = arg(&args, "--only") {
+        return only(&stage, &files, &recipe, reps);
+    }
 
     // Untimed warm-up pass (page cache, allocator).
     let _: f64 = files.iter().map(|p| one(p, &recipe)).sum();

@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::stft::{Padding, Stft};
+use std::cell::RefCell;
+
+use super::stft::{Padding, Post, Stft, StftBuffers};
 use super::window::Window;
 use crate::error::{DataError, Result};
 
@@ -166,43 +168,91 @@ impl SpectrogramRecipe {
         self.compute_any_length(clip)
     }
 
-    /// The linear quantity before the log, row-major `[F, T]` (f64), for any clip length:
-    /// `|S|` for [`SpectrogramOutput::LogMagnitude`], the one-sided PSD for
-    /// [`SpectrogramOutput::LogPsdDensity`].
+    /// The linear quantity before the log, row-major `[F, T]` (computed in `f32`, returned as
+    /// `f64`), for any clip length: `|S|` for [`SpectrogramOutput::LogMagnitude`], the one-sided PSD
+    /// for [`SpectrogramOutput::LogPsdDensity`].
     pub fn linear(&self, clip: &[f32]) -> Result<Vec<f64>> {
-        let stft = self.stft()?;
-        match self.output {
-            SpectrogramOutput::LogMagnitude { .. } => stft.magnitude(clip),
-            SpectrogramOutput::LogPsdDensity { .. } => {
-                let mut p = stft.power(clip)?;
-                let w2: f64 = stft.window().iter().map(|w| w * w).sum();
-                let scale = 1.0 / (self.sample_rate as f64 * w2);
-                let nb = stft.n_bins();
-                let nt = stft.n_frames(clip.len());
-                let last_doubled = if self.n_fft % 2 == 0 { nb - 1 } else { nb };
-                for k in 0..nb {
-                    let s = if k >= 1 && k < last_doubled { 2.0 * scale } else { scale };
-                    p[k * nt..(k + 1) * nt].iter_mut().for_each(|x| *x *= s);
+        let out = self.with_stft(|stft, bufs| {
+            let mut out = vec![0.0f32; stft.n_bins() * stft.n_frames(clip.len())];
+            match self.output {
+                SpectrogramOutput::LogMagnitude { .. } => stft.compute_into(clip, bufs, Post::Magnitude, &mut out)?,
+                SpectrogramOutput::LogPsdDensity { .. } => {
+                    let scale = self.psd_scale(stft);
+                    stft.compute_into(clip, bufs, Post::ScaledPower { scale: &scale }, &mut out)?
                 }
-                Ok(p)
             }
-        }
+            Ok(out)
+        })?;
+        Ok(out.into_iter().map(|v| v as f64).collect())
     }
 
     /// Like [`compute`](Self::compute) for any clip length (the frame count follows the length).
+    ///
+    /// Runs in `f32` throughout (the STFT, `|S|`, `log` — a vectorised polynomial logarithm accurate
+    /// to about 1 ulp), except the z-score's mean and standard deviation (`f64` sums). The planned
+    /// STFT and its buffers are kept per thread and reused across calls.
     pub fn compute_any_length(&self, clip: &[f32]) -> Result<Vec<f32>> {
-        let eps = match self.output {
-            SpectrogramOutput::LogMagnitude { eps } | SpectrogramOutput::LogPsdDensity { eps } => eps,
-        };
-        let mut v = self.linear(clip)?;
-        v.iter_mut().for_each(|x| *x = (*x + eps).ln());
-        if self.zscore && !v.is_empty() {
-            let n = v.len() as f64;
-            let mean = v.iter().sum::<f64>() / n;
-            let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
-            v.iter_mut().for_each(|x| *x = (*x - mean) / (std + 1e-9));
+        let mut out = self.with_stft(|stft, bufs| {
+            let mut out = vec![0.0f32; stft.n_bins() * stft.n_frames(clip.len())];
+            let post = match self.output {
+                SpectrogramOutput::LogMagnitude { eps } => Post::LogMagnitude { eps: eps as f32 },
+                SpectrogramOutput::LogPsdDensity { eps } => {
+                    let scale = self.psd_scale(stft);
+                    return stft
+                        .compute_into(clip, bufs, Post::LogScaledPower { scale: &scale, eps: eps as f32 }, &mut out)
+                        .map(|_| out);
+                }
+            };
+            stft.compute_into(clip, bufs, post, &mut out)?;
+            Ok(out)
+        })?;
+        if self.zscore && !out.is_empty() {
+            let n = out.len() as f64;
+            let mean = out.iter().map(|&x| x as f64).sum::<f64>() / n;
+            let std = (out.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+            out.iter_mut().for_each(|x| *x = ((*x as f64 - mean) / (std + 1e-9)) as f32);
         }
-        Ok(v.into_iter().map(|x| x as f32).collect())
+        Ok(out)
+    }
+
+    /// Per-bin PSD scale: `1 / (fs · Σ w²)`, doubled except at DC (and Nyquist for even `n_fft`).
+    fn psd_scale(&self, stft: &Stft) -> Vec<f32> {
+        let w2: f64 = stft.window().iter().map(|w| w * w).sum();
+        let scale = 1.0 / (self.sample_rate as f64 * w2);
+        let nb = stft.n_bins();
+        let last_doubled = if self.n_fft % 2 == 0 { nb - 1 } else { nb };
+        (0..nb).map(|k| if k >= 1 && k < last_doubled { 2.0 * scale } else { scale } as f32).collect()
+    }
+
+    /// Runs `f` with this recipe's planned STFT and work buffers, cached per thread (a few recipes
+    /// at most; a re-entrant call gets fresh ones).
+    fn with_stft<T>(&self, f: impl FnOnce(&Stft, &mut StftBuffers) -> Result<T>) -> Result<T> {
+        type Key = (usize, usize, Window, Option<Padding>, bool);
+        thread_local! {
+            static CACHE: RefCell<Vec<(Key, Stft, StftBuffers)>> = const { RefCell::new(Vec::new()) };
+        }
+        let key: Key = (self.n_fft, self.hop, self.window, self.center, self.detrend);
+        CACHE.with(|cache| {
+            let Ok(mut cache) = cache.try_borrow_mut() else {
+                let stft = self.stft()?;
+                let mut bufs = stft.buffers();
+                return f(&stft, &mut bufs);
+            };
+            let i = match cache.iter().position(|(k, _, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    let stft = self.stft()?;
+                    let bufs = stft.buffers();
+                    if cache.len() >= 8 {
+                        cache.remove(0);
+                    }
+                    cache.push((key, stft, bufs));
+                    cache.len() - 1
+                }
+            };
+            let (_, stft, bufs) = &mut cache[i];
+            f(stft, bufs)
+        })
     }
 }
 
