@@ -230,6 +230,7 @@ fn interleave(x: &[f32], m: usize, k: usize, span: usize, groups: usize) -> Vec<
     let mut xt = vec![[0.0f32; LANES]; groups * span];
     for g in 0..groups {
         let block = &mut xt[g * span..(g + 1) * span];
+        #[allow(clippy::needless_range_loop)]
         for lane in 0..LANES {
             let first = ((g * LANES + lane) * m) as i64 - (k as i64 - 1);
             let s_lo = (-first).max(0) as usize;
@@ -395,7 +396,8 @@ fn cached_resampler(from: u32, to: u32) -> Result<std::sync::Arc<Resampler>> {
     if let Some(r) = LOCAL.with(|c| c.borrow().iter().find(|r| r.from == from && r.to == to).cloned()) {
         return Ok(r);
     }
-    static CACHE: OnceLock<Mutex<HashMap<(u32, u32), Arc<Resampler>>>> = OnceLock::new();
+    type Shared = Mutex<HashMap<(u32, u32), Arc<Resampler>>>;
+    static CACHE: OnceLock<Shared> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let cached = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&(from, to)).cloned();
     let r = match cached {

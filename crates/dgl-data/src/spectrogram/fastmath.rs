@@ -15,15 +15,15 @@ pub(crate) fn ln_approx(x: f32) -> f32 {
     e -= small as i32;
     let m = if small { m + m } else { m } - 1.0;
     let z = m * m;
-    let mut y = 7.037_683_6e-2f32;
-    y = y * m - 1.151_461_1e-1;
-    y = y * m + 1.167_699_9e-1;
-    y = y * m - 1.242_014_1e-1;
-    y = y * m + 1.424_932_3e-1;
-    y = y * m - 1.666_805_8e-1;
-    y = y * m + 2.000_071_5e-1;
-    y = y * m - 2.499_999_4e-1;
-    y = y * m + 3.333_333_1e-1;
+    let mut y = 0.070_376_836f32;
+    y = y * m - 0.115_146_1;
+    y = y * m + 0.116_769_984;
+    y = y * m - 0.124_201_41;
+    y = y * m + 0.142_493_23;
+    y = y * m - 0.166_680_57;
+    y = y * m + 0.200_007_14;
+    y = y * m - 0.249_999_94;
+    y = y * m + 0.333_333_3;
     y = y * m * z;
     let ef = e as f32;
     y += -2.121_944_4e-4 * ef;
@@ -35,7 +35,7 @@ pub(crate) fn ln_approx(x: f32) -> f32 {
 /// without early exit so that it vectorises.
 #[inline(always)]
 pub(crate) fn all_normal(v: &[f32]) -> bool {
-    v.iter().fold(true, |ok, &x| ok & (x >= f32::MIN_POSITIVE) & (x <= f32::MAX))
+    v.iter().fold(true, |ok, &x| ok & (f32::MIN_POSITIVE..=f32::MAX).contains(&x))
 }
 
 #[cfg(test)]
