@@ -55,6 +55,19 @@ pub struct RunControl {
     /// Testing: feed NaN inputs to the steps whose global index lies in this range.
     #[doc(hidden)]
     pub inject_non_finite: Option<Range<u64>>,
+    /// Called after every training step with the number of steps taken so far (progress
+    /// reporting, resource monitoring; the host-memory test samples RSS here).
+    pub on_step: Option<StepHook>,
+}
+
+/// A callback run after every training step ([`RunControl::on_step`]).
+#[derive(Clone)]
+pub struct StepHook(pub Arc<dyn Fn(u64) + Send + Sync>);
+
+impl std::fmt::Debug for StepHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepHook(..)")
+    }
 }
 
 impl RunControl {
@@ -453,6 +466,9 @@ impl Loop<'_> {
             }
             self.step += 1;
             pb.inc(1);
+            if let Some(hook) = &self.control.on_step {
+                (hook.0)(self.step);
+            }
             if i + 1 < steps_per_epoch && self.control.stop_requested(self.step) {
                 pb.finish_and_clear();
                 return Ok(EpochEnd::Interrupted(EpochProgress {
