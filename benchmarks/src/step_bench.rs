@@ -1,7 +1,7 @@
 //! The DGL step against the plain step, same model, same batches, interleaved in one run.
 //!
 //! `cargo run --release -p dgl-benchmarks --bin step-bench -- [--preset tiny|paper] [--steps N]
-//! [--batch B] [--base-width W] [--audio FxT] [--device cpu|cuda]`
+//! [--batch B] [--base-width W] [--audio FxT] [--device cpu|cuda] [--kernels ours|candle|both]`
 //!
 //! Prints ms/step for each routing and the ratio DGL / plain. Steps are interleaved (plain, DGL,
 //! plain, DGL, …) so that machine noise hits both equally; the first `warmup` steps are not timed.
@@ -46,10 +46,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Tensor::randn(0f32, 1.0, (b.inputs[0].dim(0)?, 1, f.parse::<usize>()?, t.parse::<usize>()?), &device)?;
     }
     let mut opt = Sgd::new(SgdConfig::default())?;
-    let routings = [("plain", Routing::plain()), ("dgl", Routing::dgl(4.0))];
-    let mut totals = [0f64; 2];
+    // `--kernels ours|candle|both`: the project's CPU convolution / batch-norm kernels, candle's
+    // generic ops, or both interleaved in the same run (the A/B reported in docs/performance.md).
+    let kernels = arg(&args, "--kernels").unwrap_or_else(|| "ours".into());
+    let variants: Vec<bool> = match kernels.as_str() {
+        "ours" => vec![true],
+        "candle" => vec![false],
+        "both" => vec![true, false],
+        k => return Err(format!("--kernels expects ours, candle or both, got {k}").into()),
+    };
+    let mut routings = Vec::new();
+    for &ours in &variants {
+        for (name, routing) in [("plain", Routing::plain()), ("dgl", Routing::dgl(4.0))] {
+            let tag = if variants.len() > 1 {
+                format!("{name}/{}", if ours { "ours" } else { "candle" })
+            } else {
+                name.into()
+            };
+            routings.push((tag, routing, ours));
+        }
+    }
+    let mut totals = vec![0f64; routings.len()];
     for s in 0..warmup + steps {
-        for (r, (_, routing)) in routings.iter().enumerate() {
+        for (r, (_, routing, ours)) in routings.iter().enumerate() {
+            dgl_models::cpu::set_enabled(*ours);
             let t = Instant::now();
             let mut out = routed_step(&model, &b.inputs, &b.labels, routing, &CrossEntropy)?;
             out.grads.clip_global_norm(40.0)?;
@@ -65,10 +85,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "preset {preset}, device {device:?}, batch {batch}, inputs {}, {steps} timed steps each (interleaved)",
         shapes.join(" + ")
     );
-    for (r, (name, _)) in routings.iter().enumerate() {
+    for (r, (name, _, _)) in routings.iter().enumerate() {
         let ms = 1e3 * totals[r] / steps as f64;
-        println!("{name:>6}: {ms:8.1} ms/step  {:8.1} samples/s", batch as f64 / (ms / 1e3));
+        println!("{name:>12}: {ms:8.1} ms/step  {:8.1} samples/s", batch as f64 / (ms / 1e3));
     }
     println!("ratio dgl/plain: {:.3}", totals[1] / totals[0]);
+    if variants.len() > 1 {
+        println!(
+            "speed-up of our CPU kernels over candle's ops: plain {:.2}x, dgl {:.2}x",
+            totals[2] / totals[0],
+            totals[3] / totals[1]
+        );
+    }
     Ok(())
 }

@@ -10,11 +10,30 @@ pub mod batch_norm;
 pub mod conv;
 
 use candle_core::backend::BackendStorage;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use candle_core::{bail, CpuStorage, DType, Layout, Result, Tensor};
 
-/// Whether the CPU kernels handle these tensors: all on the CPU, all f32 or all f64.
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the CPU kernels on (the default) or off for the whole process; off, the layers use
+/// candle's generic ops on the CPU too (for A/B benchmarks such as `step-bench --kernels both`,
+/// and to rule the kernels out when debugging).
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether the CPU kernels are on ([`set_enabled`]).
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Whether the CPU kernels handle these tensors: enabled, all on the CPU, all f32 or all f64.
 pub fn supports(ts: &[&Tensor]) -> bool {
     let Some(first) = ts.first() else { return false };
+    if !enabled() {
+        return false;
+    }
     let dtype = first.dtype();
     matches!(dtype, DType::F32 | DType::F64) && ts.iter().all(|t| t.device().is_cpu() && t.dtype() == dtype)
 }
