@@ -43,11 +43,20 @@ pub fn choose_start(max_start: usize, rng: Option<&mut Rng>) -> usize {
     }
 }
 
-/// Tile → crop `n` samples from a start in `[0, max_start]` → clip to [-1, 1].
+/// Tile → crop `n` samples from a start in `[0, max_start]` → clip to [-1, 1] (one pass: clipping
+/// commutes with tiling, so each period is clipped while it is copied).
 pub fn fit_clip(x: &[f32], n: usize, max_start: usize, rng: Option<&mut Rng>) -> Result<Vec<f32>> {
     let start = choose_start(max_start, rng);
-    let mut out = tile_crop(x, n, start)?;
-    clip_unit(&mut out);
+    if x.is_empty() {
+        return Err(DataError::Invalid("cannot tile an empty clip".into()));
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut pos = start % x.len();
+    while out.len() < n {
+        let take = (x.len() - pos).min(n - out.len());
+        out.extend(x[pos..pos + take].iter().map(|v| v.clamp(-1.0, 1.0)));
+        pos = 0;
+    }
     Ok(out)
 }
 
@@ -67,6 +76,15 @@ mod tests {
     fn clips_and_chooses_starts() {
         let y = fit_clip(&[2.0, -3.0, 0.5], 4, 0, None).unwrap();
         assert_eq!(y, vec![1.0, -1.0, 0.5, 1.0]);
+        // Same as tile_crop + clip_unit, for any start.
+        let x: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).sin() * 1.5).collect();
+        for max_start in [0, 5, 36, 40, 100] {
+            let got = fit_clip(&x, 200, max_start, Some(&mut Rng::new(0))).unwrap();
+            let mut want = tile_crop(&x, 200, choose_start(max_start, Some(&mut Rng::new(0)))).unwrap();
+            clip_unit(&mut want);
+            assert_eq!(got, want);
+        }
+        assert!(fit_clip(&[], 4, 0, None).is_err());
         assert_eq!(choose_start(10, None), 5);
         let mut r = Rng::new(1);
         let s: Vec<usize> = (0..200).map(|_| choose_start(3, Some(&mut r))).collect();
