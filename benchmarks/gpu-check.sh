@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One device call: candle-CUDA vs PyTorch eager on the same card, memory flatness over 500 steps,
+# One device call: CPU/CUDA op parity, candle-CUDA vs PyTorch eager on the same card, memory flatness over 500 steps,
 # and a short paper-preset training run. Needs gpu-bundle/ (cargo xtask cuda-build) carried along.
 # Results go to $OUT (or ./gpu-results). Usage on the GPU machine: bash benchmarks/gpu-check.sh
 set -uo pipefail
@@ -8,6 +8,8 @@ B=gpu-bundle/run.sh
 PY=$(ls /opt/torch/.venv/bin/python 2>/dev/null || command -v python3)
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  echo "== CPU vs CUDA parity of the project's ops (crates/dgl-models/tests/cuda_parity.rs)"
+  timeout 120 $B cuda-parity --nocapture --test-threads 1
   for audio in 257x188 257x299; do
     echo "== candle fp32, audio 1x$audio"
     timeout 150 $B step-bench --preset paper --device cuda --batch 64 --steps 20 --audio $audio

@@ -1,6 +1,6 @@
 //! `cargo xtask cuda-build [--cudnn]`: the project's CUDA build on a machine without a GPU
 //! (docs/gpu.md). Installs the CUDA 13.0 toolchain from PyPI wheels into `.cuda/` (once), builds
-//! `dgl` and `step-bench` with `--features cuda` into `target-cuda/` (so CPU builds and CI never see
+//! `dgl`, `step-bench` and the CPU/CUDA parity test with `--features cuda` into `target-cuda/` (so CPU builds and CI never see
 //! the CUDA environment), and gathers them with a launcher in `gpu-bundle/`.
 
 use std::path::Path;
@@ -30,7 +30,13 @@ pub fn cuda_build(cudnn: bool) -> Result<(), String> {
     sh(&format!(
         "source .cuda/env.sh && cargo build --release --target-dir target-cuda -p dgl-cli -p dgl-benchmarks --features {features}"
     ))?;
+    // The CPU/CUDA parity test (crates/dgl-models/tests/cuda_parity.rs) as a binary of its own.
+    sh(&format!(
+        "source .cuda/env.sh && cargo test --release --target-dir target-cuda -p dgl-models --features {features} \
+         --test cuda_parity --no-run 2>&1 | tee target-cuda/cuda-parity-build.txt"
+    ))?;
     sh("rm -rf gpu-bundle && mkdir -p gpu-bundle && cp target-cuda/release/dgl target-cuda/release/step-bench gpu-bundle/ && \
+        cp \"$(grep -o 'target-cuda/release/deps/cuda_parity-[0-9a-f]*' target-cuda/cuda-parity-build.txt | tail -1)\" gpu-bundle/cuda-parity && \
         cp xtask/cuda/run-on-gpu.sh gpu-bundle/run.sh && chmod +x gpu-bundle/run.sh && \
         objdump -p gpu-bundle/dgl | grep NEEDED && ls -la gpu-bundle")?;
     println!("gpu-bundle/ is ready: on the GPU machine run `gpu-bundle/run.sh dgl train --device cuda …`");
