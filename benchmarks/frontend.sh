@@ -3,6 +3,8 @@
 # Runs each side ROUNDS times interleaved (ours, librosa, librosa full-length, ours, ...) and
 # reports the best clips/s of each and the ratios ours/librosa.
 #   benchmarks/frontend.sh [DIR] [CLIPS] [ROUNDS]
+# MALLOC_TUNED=1 runs both sides with glibc's malloc told not to hand freed memory back to the OS
+# after every clip (MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_; see docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${1:-/work/shared/data/fsdd/recordings}
@@ -10,11 +12,16 @@ CLIPS=${2:-200}
 ROUNDS=${3:-2}
 REPS=${REPS:-2}
 cargo build --release -p dgl-benchmarks --bin frontend-bench >&2
+BIN=${CARGO_TARGET_DIR:-target}/release/frontend-bench
+if [ "${MALLOC_TUNED:-0}" = 1 ]; then
+  export MALLOC_MMAP_THRESHOLD_=4000000 MALLOC_TRIM_THRESHOLD_=100000000
+  echo "glibc malloc tuned: MALLOC_MMAP_THRESHOLD_=$MALLOC_MMAP_THRESHOLD_ MALLOC_TRIM_THRESHOLD_=$MALLOC_TRIM_THRESHOLD_ (both sides)"
+fi
 log=$(mktemp)
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 for r in $(seq "$ROUNDS"); do
   echo "== round $r"
-  ./target/release/frontend-bench --dir "$DIR" --clips "$CLIPS" --reps "$REPS" | tee -a "$log"
+  "$BIN" --dir "$DIR" --clips "$CLIPS" --reps "$REPS" | tee -a "$log"
   python3 benchmarks/frontend_librosa.py --dir "$DIR" --clips "$CLIPS" --reps "$REPS" --pool 2 | tee -a "$log"
   python3 benchmarks/frontend_librosa.py --dir "$DIR" --clips "$CLIPS" --reps "$REPS" --pool 2 --full-length | tee -a "$log"
 done
