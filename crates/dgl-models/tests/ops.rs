@@ -219,3 +219,31 @@ fn fast_cpu_conv_matches_candle_conv_f32() {
         assert_close(&gw, &gw_ref, 1e-4, &format!("{what} dw"));
     }
 }
+
+/// The CPU kernels are bit-reproducible whatever the thread count (fixed reduction order).
+#[test]
+fn fast_cpu_kernels_do_not_depend_on_the_thread_count() {
+    let mut rng = Rng::new(6);
+    let x0 = randn(&mut rng, &[13, 3, 20, 17], DType::F32);
+    let w0 = randn(&mut rng, &[8, 3, 3, 3], DType::F32);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let x = Var::from_tensor(&x0).unwrap();
+            let w = Var::from_tensor(&w0).unwrap();
+            let bn =
+                dgl_models::layers::BatchNorm2d::new(&dgl_models::InitCtx::new(0, DType::F32, &Device::Cpu), "bn", 8)
+                    .unwrap();
+            let y = bn.forward_t(&conv2d_any(x.as_tensor(), w.as_tensor(), 1, 2).unwrap(), true).unwrap();
+            let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let bits = |t: &Tensor| {
+                t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            (bits(&y), bits(g.get(x.as_tensor()).unwrap()), bits(g.get(w.as_tensor()).unwrap()))
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3, 5] {
+        assert!(run(threads) == one, "results differ between 1 and {threads} threads");
+    }
+}

@@ -216,25 +216,33 @@ fn input_grad<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     dx
 }
 
+/// Samples are split into at most this many fixed chunks for the weight gradient: each chunk's
+/// partial sum is computed in parallel and the partials are added in chunk order, so the result
+/// does not depend on the number of threads or on scheduling (runs are bit-reproducible).
+const WEIGHT_GRAD_CHUNKS: usize = 8;
+
 fn weight_grad<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     let (ck, p, o) = (g.ck(), g.p(), g.o);
-    x.par_chunks(g.x_len())
-        .zip(dy.par_chunks(o * p))
-        .fold(
-            || (vec![T::ZERO; o * ck], vec![T::ZERO; ck * p], false),
-            |(mut acc, mut col, started), (xb, dyb)| {
-                im2col(g, xb, &mut col);
+    let per = g.b.div_ceil(WEIGHT_GRAD_CHUNKS).max(1);
+    let partials: Vec<Vec<T>> = (0..g.b.div_ceil(per))
+        .into_par_iter()
+        .map(|chunk| {
+            let mut acc = vec![T::ZERO; o * ck];
+            let mut col = vec![T::ZERO; ck * p];
+            for b in chunk * per..((chunk + 1) * per).min(g.b) {
+                im2col(g, &x[b * g.x_len()..(b + 1) * g.x_len()], &mut col);
                 // dW (O × CK) += dY_b (O × P) · col_bᵀ (P × CK)
-                matmul(o, ck, p, &mut acc, started, dyb, (p, 1), &col, (1, p));
-                (acc, col, true)
-            },
-        )
-        .map(|(acc, _, _)| acc)
-        .reduce_with(|mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(x, y)| *x += *y);
-            a
+                matmul(o, ck, p, &mut acc, b > chunk * per, &dy[b * o * p..(b + 1) * o * p], (p, 1), &col, (1, p));
+            }
+            acc
         })
-        .unwrap_or_else(|| vec![T::ZERO; o * ck])
+        .collect();
+    let mut parts = partials.into_iter();
+    let mut total = parts.next().unwrap_or_else(|| vec![T::ZERO; o * ck]);
+    for part in parts {
+        total.iter_mut().zip(&part).for_each(|(a, b)| *a += *b);
+    }
+    total
 }
 
 fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
