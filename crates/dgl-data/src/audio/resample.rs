@@ -176,7 +176,7 @@ impl Resampler {
     ///
     /// With a polyphase table (`L ≤ 4096`): output `j = q·L + r` (block `q`, phase row
     /// `p = r·M mod L`) is `Σ_t h_p[t] · x[q·M + ⌊r·M/L⌋ − k + 1 + t]` (`x` zero outside the clip), so
-    /// for a fixed `r` the outputs of [`LANES`] consecutive blocks use the same coefficients at
+    /// for a fixed `r` the outputs of 8 consecutive blocks use the same coefficients at
     /// input offsets `M` apart. The input is copied once into that lane-interleaved, zero-padded
     /// layout; then each vector of 8 inputs loaded is multiplied into up to 3 × 8 lanes of outputs for
     /// each of up to 4 neighbouring phases (one broadcast coefficient each), in `f32` with up to 12
