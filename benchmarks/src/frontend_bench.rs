@@ -16,6 +16,12 @@ use std::time::Instant;
 use dgl_data::{audio, SpectrogramRecipe};
 use rayon::prelude::*;
 
+/// mimalloc instead of glibc malloc: the per-item buffers (spectrograms, activations) are large
+/// enough that glibc returns them to the OS after every item and page-faults them back in.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
 }

@@ -14,6 +14,12 @@ use dgl_core::{routed_step, Routing, Sgd, SgdConfig};
 use dgl_data::{load_batch, Dataset, Mode, SyntheticAv, SyntheticConfig};
 use dgl_models::{build_model, ModelConfig};
 
+/// mimalloc instead of glibc malloc: the per-item buffers (spectrograms, activations) are large
+/// enough that glibc returns them to the OS after every item and page-faults them back in.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
 }

@@ -20,6 +20,11 @@ use dgl_cli::{train, RunOptions};
 
 use table::{Cell, Protocol, Table, TableRow};
 
+/// mimalloc instead of glibc malloc: the per-item buffers (spectrograms, activations) are large
+/// enough that glibc returns them to the OS after every item and page-faults them back in.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "xtask")]
 struct Cli {

@@ -16,6 +16,11 @@ use dgl_cli::run_dir::RunDir;
 use dgl_cli::train::{resume, train_with, RunControl, RunOptions};
 use dgl_cli::CliError;
 
+/// mimalloc instead of glibc malloc: the per-item buffers (spectrograms, activations) are large
+/// enough that glibc returns them to the OS after every item and page-faults them back in.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "dgl", version, about = "Disentangled Gradient Learning (ICCV 2025) and its baselines on candle")]
 struct Cli {
