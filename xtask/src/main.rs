@@ -261,7 +261,12 @@ fn run(cmd: Cmd) -> Result<(), String> {
 
 /// A run counts as finished when it wrote its DONE marker and its configuration is the one asked.
 fn is_finished(dir: &std::path::Path, cfg: &TrainConfig) -> bool {
-    dir.join("DONE").is_file() && TrainConfig::from_toml_file(&dir.join(RunDir::CONFIG)).is_ok_and(|c| &c == cfg)
+    // The saved configuration records the dataset's number of classes (set when the run starts).
+    dir.join("DONE").is_file()
+        && TrainConfig::from_toml_file(&dir.join(RunDir::CONFIG)).is_ok_and(|mut c| {
+            c.model.num_classes = cfg.model.num_classes;
+            c == *cfg
+        })
 }
 
 fn main() -> ExitCode {

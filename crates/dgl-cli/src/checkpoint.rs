@@ -48,6 +48,10 @@ pub const META_PREFIX: &str = "meta.";
 /// number of epochs (to extend a run) and what to do on a non-finite step.
 pub const RESUMABLE_CHANGES: [&str; 2] = ["train.epochs", "train.skip_non_finite"];
 
+/// Set from the dataset when a run starts (the saved configuration records the effective value), so
+/// a configuration that still carries the preset's value is not a change.
+pub const DATA_DERIVED: &str = "model.num_classes";
+
 /// The position inside an epoch and the epoch's statistics so far (checkpoints written mid-epoch,
 /// e.g. on Ctrl-C). Floating-point sums are stored as their bit patterns, so a resumed epoch
 /// reports exactly what an uninterrupted one would.
@@ -360,7 +364,7 @@ pub fn check_compatible(saved: &TrainConfig, now: &TrainConfig) -> Result<()> {
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     let diffs: Vec<String> = keys
         .into_iter()
-        .filter(|k| !RESUMABLE_CHANGES.contains(&k.as_str()) && a.get(*k) != b.get(*k))
+        .filter(|k| !RESUMABLE_CHANGES.contains(&k.as_str()) && k.as_str() != DATA_DERIVED && a.get(*k) != b.get(*k))
         .map(|k| {
             format!(
                 "`{k}`: {} in the checkpoint, {} now",

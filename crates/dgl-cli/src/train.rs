@@ -159,8 +159,13 @@ fn run(
     cfg.validate()?;
     let device = device(cfg.device)?;
     let mut data = RunData::build(cfg, needs_validation(cfg), &device)?;
+    // The number of classes comes from the dataset; the configuration saved with the run (and in
+    // its checkpoints) records the effective value.
+    let mut effective = cfg.clone();
+    effective.model.num_classes = data.train.num_classes();
+    let cfg = &effective;
     let BuiltMethod { mut method, unimodal } = build_method(cfg, data.train.num_classes())?;
-    let mut model_cfg = match unimodal {
+    let model_cfg = match unimodal {
         Some(i) => {
             let name = data
                 .train
@@ -173,7 +178,6 @@ fn run(
         }
         None => cfg.model.clone(),
     };
-    model_cfg.num_classes = data.train.num_classes();
     if model_cfg.modalities.iter().map(|m| &m.name).ne(data.modality_names().iter()) {
         return Err(CliError::Config(format!(
             "model modalities {:?} do not match the dataset's {:?}",

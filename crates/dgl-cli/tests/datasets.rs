@@ -42,7 +42,15 @@ fn av_digits_prepare_then_train_from_the_cache() {
         let v = last.get(k).unwrap_or_else(|| panic!("no {k}"));
         assert!((0.0..=1.0).contains(&v), "{k} = {v}");
     }
-    // 10 classes, from the cache's own metadata.
+    // 10 classes, from the cache's own metadata: the model and the saved configuration have them
+    // (the tiny preset says 6, the embedded dataset's count).
+    let saved = TrainConfig::from_toml_file(&out.join(dgl_cli::run_dir::RunDir::CONFIG)).unwrap();
+    assert_eq!(saved.model.num_classes, 10);
+    assert_eq!(cfg.model.num_classes, 6);
+    // Resuming with the preset's configuration is not refused over the data-derived class count.
+    let mut more = cfg.clone();
+    more.train.epochs = 2;
+    dgl_cli::resume(&out, Some(&more), &RunOptions::default(), &dgl_cli::RunControl::default()).unwrap();
     let _ = std::fs::remove_dir_all(&cache);
     let _ = std::fs::remove_dir_all(&out);
 }
