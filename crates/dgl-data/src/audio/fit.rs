@@ -15,6 +15,12 @@ use crate::error::{DataError, Result};
 
 /// `n` samples of the periodic extension of `x`, starting at `start`: `x[(start + i) mod len]`.
 pub fn tile_crop(x: &[f32], n: usize, start: usize) -> Result<Vec<f32>> {
+    tile_map(x, n, start, |v| v)
+}
+
+/// `f` of each of the `n` samples of the periodic extension of `x` from `start`, copied period by
+/// period.
+fn tile_map(x: &[f32], n: usize, start: usize, f: impl Fn(f32) -> f32) -> Result<Vec<f32>> {
     if x.is_empty() {
         return Err(DataError::Invalid("cannot tile an empty clip".into()));
     }
@@ -22,7 +28,7 @@ pub fn tile_crop(x: &[f32], n: usize, start: usize) -> Result<Vec<f32>> {
     let mut pos = start % x.len();
     while out.len() < n {
         let take = (x.len() - pos).min(n - out.len());
-        out.extend_from_slice(&x[pos..pos + take]);
+        out.extend(x[pos..pos + take].iter().map(|&v| f(v)));
         pos = 0;
     }
     Ok(out)
@@ -46,18 +52,7 @@ pub fn choose_start(max_start: usize, rng: Option<&mut Rng>) -> usize {
 /// Tile → crop `n` samples from a start in `[0, max_start]` → clip to [-1, 1] (one pass: clipping
 /// commutes with tiling, so each period is clipped while it is copied).
 pub fn fit_clip(x: &[f32], n: usize, max_start: usize, rng: Option<&mut Rng>) -> Result<Vec<f32>> {
-    let start = choose_start(max_start, rng);
-    if x.is_empty() {
-        return Err(DataError::Invalid("cannot tile an empty clip".into()));
-    }
-    let mut out = Vec::with_capacity(n);
-    let mut pos = start % x.len();
-    while out.len() < n {
-        let take = (x.len() - pos).min(n - out.len());
-        out.extend(x[pos..pos + take].iter().map(|v| v.clamp(-1.0, 1.0)));
-        pos = 0;
-    }
-    Ok(out)
+    tile_map(x, n, choose_start(max_start, rng), |v| v.clamp(-1.0, 1.0))
 }
 
 #[cfg(test)]
