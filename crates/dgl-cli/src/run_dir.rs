@@ -22,7 +22,10 @@ impl RunDir {
     pub const STEPS_CSV: &'static str = "steps.csv";
 
     /// The metrics files a checkpoint records the length of (truncated back to it on resume).
-    pub const APPENDED: [&'static str; 3] = [Self::METRICS_CSV, Self::METRICS_JSONL, Self::STEPS_CSV];
+    /// `metrics.csv` is not one of them: it is rewritten from `metrics.jsonl` after every epoch
+    /// ([`metrics_csv`]), because its columns can grow (a method may report a value from some epoch
+    /// on, e.g. D&R after its first re-learning).
+    pub const APPENDED: [&'static str; 2] = [Self::METRICS_JSONL, Self::STEPS_CSV];
 
     /// Creates a fresh run directory. A non-empty existing directory is refused unless `overwrite`.
     pub fn create(path: &Path, overwrite: bool) -> Result<Self> {
@@ -109,6 +112,16 @@ impl RunDir {
         write_atomic(&self.file(name), bytes)
     }
 
+    /// Rewrites `metrics.csv` (atomically) from the rows of `metrics.jsonl`, the run's record.
+    pub fn write_metrics_csv(&self) -> Result<()> {
+        let jsonl = self.file(Self::METRICS_JSONL);
+        let rows = if jsonl.is_file() { read_metrics(&jsonl)? } else { Vec::new() };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.write_atomic(Self::METRICS_CSV, metrics_csv(&rows).as_bytes())
+    }
+
     /// Appends one line to a text file (metrics).
     pub fn append_line(&self, name: &str, line: &str) -> Result<()> {
         let p = self.file(name);
@@ -178,6 +191,38 @@ impl Row {
     }
 }
 
+/// The epoch rows as one CSV table: the union of their columns as the header (`epoch` first,
+/// `seconds` — the only wall-time column — last, the others in order of first appearance), an
+/// empty field where a row lacks a column.
+pub fn metrics_csv(rows: &[Row]) -> String {
+    let mut cols: Vec<&str> = Vec::new();
+    for r in rows {
+        for (k, _) in &r.0 {
+            if !cols.contains(&k.as_str()) {
+                cols.push(k);
+            }
+        }
+    }
+    for (name, first) in [("epoch", true), ("seconds", false)] {
+        if let Some(i) = cols.iter().position(|c| *c == name) {
+            let c = cols.remove(i);
+            if first {
+                cols.insert(0, c);
+            } else {
+                cols.push(c);
+            }
+        }
+    }
+    let mut out = cols.join(",");
+    out.push('\n');
+    for r in rows {
+        let line: Vec<String> = cols.iter().map(|c| r.get(c).map(fmt_num).unwrap_or_default()).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}
+
 fn fmt_num(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
@@ -202,4 +247,20 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Row>> {
         rows.push(row);
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_csv_keeps_columns_aligned_when_rows_gain_keys() {
+        let r1 = Row(vec![("acc".into(), 0.5), ("epoch".into(), 1.0), ("seconds".into(), 3.5)]);
+        let r2 = Row(vec![("acc".into(), 0.25), ("epoch".into(), 2.0), ("extra".into(), 7.0), ("seconds".into(), 4.0)]);
+        let csv = metrics_csv(&[r1, r2]);
+        assert_eq!(csv, "epoch,acc,extra,seconds\n1,0.5,,3.5\n2,0.25,7,4\n");
+        for line in csv.lines() {
+            assert_eq!(line.split(',').count(), 4, "{line}");
+        }
+    }
 }

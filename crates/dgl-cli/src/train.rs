@@ -206,6 +206,7 @@ fn run(
             } else {
                 Vec::new()
             };
+            run.write_metrics_csv()?;
             run.write_atomic(RunDir::CONFIG, cfg.to_toml()?.as_bytes())?;
             if opts.verbose {
                 println!("resuming {} {} (global step {})", out.display(), c.meta.position(), c.meta.global_step);
@@ -508,11 +509,8 @@ impl Loop<'_> {
             row.push(format!("test_{k}"), v);
         }
         row.push("seconds", elapsed_before + t0.elapsed().as_secs_f64());
-        if epoch == 0 {
-            self.run.append_line(RunDir::METRICS_CSV, &row.header())?;
-        }
-        self.run.append_line(RunDir::METRICS_CSV, &row.csv())?;
         self.run.append_line(RunDir::METRICS_JSONL, &row.json())?;
+        self.run.write_metrics_csv()?;
         if self.opts.verbose {
             println!("{}", epoch_line(&row, cfg.train.epochs));
         }
