@@ -5,6 +5,11 @@
 set -uo pipefail
 OUT="${OUT:-gpu-results}"; mkdir -p "$OUT"
 B=gpu-bundle/run.sh
+# The device tool carries gpu-bundle.tar.xz (stripped, xz: ~20 MB) rather than gpu-bundle/ (~175 MB).
+if [ ! -x "$B" ] && [ -f gpu-bundle.tar.xz ]; then
+  mkdir -p gpu-bundle && (tar -C gpu-bundle -xJf gpu-bundle.tar.xz || python3 -c \
+    "import tarfile; tarfile.open('gpu-bundle.tar.xz').extractall('gpu-bundle')") && chmod +x gpu-bundle/*
+fi
 PY=$(ls /opt/torch/.venv/bin/python 2>/dev/null || command -v python3)
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
