@@ -44,29 +44,18 @@ impl Geom {
     }
 }
 
-/// Per channel: (Σ f(x) over the channel's values) for `f` applied to each segment.
-fn per_channel<T: Elem>(g: &Geom, v: &[T], f: impl Fn(usize, &[T]) -> [f64; 2] + Sync) -> Vec<[f64; 2]> {
-    (0..g.c)
-        .into_par_iter()
-        .map(|c| {
-            g.segments(v, c).fold([0.0, 0.0], |acc, seg| {
-                let s = f(c, seg);
-                [acc[0] + s[0], acc[1] + s[1]]
-            })
-        })
-        .collect()
+/// Per channel c: `Σ f(c, segment)` over the channel's B segments.
+fn per_channel<T: Elem>(g: &Geom, v: &[T], f: impl Fn(usize, &[T]) -> f64 + Sync) -> Vec<f64> {
+    (0..g.c).into_par_iter().map(|c| g.segments(v, c).map(|seg| f(c, seg)).sum()).collect()
 }
 
 /// `[mean_c, biased var_c]` (two passes, f64).
 fn stats<T: Elem>(g: &Geom, x: &[T]) -> Vec<[f64; 2]> {
     let n = g.n() as f64;
     let means: Vec<f64> =
-        per_channel(g, x, |_, s| [s.iter().map(|&v| v.into()).sum::<f64>(), 0.0]).iter().map(|s| s[0] / n).collect();
-    let vars = per_channel(g, x, |c, s| {
-        let m = means[c];
-        [s.iter().map(|&v| (v.into() - m).powi(2)).sum::<f64>(), 0.0]
-    });
-    means.iter().zip(vars).map(|(&m, v)| [m, v[0] / n]).collect()
+        per_channel(g, x, |_, s| s.iter().map(|&v| v.into()).sum::<f64>()).iter().map(|s| s / n).collect();
+    let vars = per_channel(g, x, |c, s| s.iter().map(|&v| (v.into() - means[c]).powi(2)).sum::<f64>());
+    means.iter().zip(vars).map(|(&m, v)| [m, v / n]).collect()
 }
 
 /// `out[b, c, r] = f(c, in1[b, c, r], in2[b, c, r])` over R-long segments, parallel.
@@ -81,10 +70,6 @@ fn map_segments<T: Elem>(g: &Geom, a: &[T], b: &[T], f: impl Fn(usize, T, T) -> 
         },
     );
     out
-}
-
-fn to_storage_f64(v: Vec<f64>) -> CpuStorage {
-    CpuStorage::F64(v)
 }
 
 /// `x → (2, C)` f64: rows mean and biased variance.
@@ -102,7 +87,7 @@ impl CustomOp1 for Stats {
             _ => bail!("batch_norm: f32 or f64 expected"),
         };
         let flat = st.iter().map(|s| s[0]).chain(st.iter().map(|s| s[1])).collect();
-        Ok((to_storage_f64(flat), Shape::from((2, g.c))))
+        Ok((CpuStorage::F64(flat), Shape::from((2, g.c))))
     }
 }
 
@@ -221,7 +206,7 @@ impl CustomOp2 for ParamGrads {
             _ => bail!("batch_norm backward: x and dy must both be f32 or f64"),
         };
         let flat = sums.iter().map(|s| s[0]).chain(sums.iter().map(|s| s[1])).collect();
-        Ok((to_storage_f64(flat), Shape::from((2, g.c))))
+        Ok((CpuStorage::F64(flat), Shape::from((2, g.c))))
     }
 }
 
@@ -262,9 +247,9 @@ impl CustomOp2 for InputGrad {
 /// Training-mode batch normalisation of `x` (B, C, …) with affine `weight` and `bias` (C):
 /// returns `y` (differentiable in `x`, `weight`, `bias`) and the batch statistics `mean` and biased
 /// `var` (C, detached, dtype of `x`) for the running averages. CPU f32/f64 only
-/// ([`super::supports`]).
+/// ([`super::cpu_f32_or_f64`]).
 pub fn batch_norm_train(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Tensor)> {
-    if ![weight, bias].iter().all(|t| t.device().is_cpu() && t.dtype() == x.dtype()) || !x.device().is_cpu() {
+    if !super::cpu_f32_or_f64(&[x, weight, bias]) {
         bail!("batch_norm_train: CPU f32/f64 tensors of one dtype expected")
     }
     let g = Geom::of(x.shape())?;

@@ -311,9 +311,9 @@ impl CustomOp2 for Conv2dCpuWeightGrad {
 
 /// `F.conv2d(x, w, stride=stride, padding=padding)` on the CPU (see the module doc), with a
 /// backward for `x` and `w`. Errors for devices or dtypes other than CPU f32/f64
-/// ([`super::supports`]).
+/// ([`super::cpu_f32_or_f64`]).
 pub fn conv2d_cpu(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
-    if !(x.device().is_cpu() && w.device().is_cpu() && x.dtype() == w.dtype()) {
+    if !super::cpu_f32_or_f64(&[x, w]) {
         bail!("conv2d_cpu: CPU f32/f64 tensors of one dtype expected, got {:?}/{:?}", x.dtype(), w.dtype())
     }
     x.contiguous()?.apply_op2(&w.contiguous()?, Conv2dCpu { stride, padding })

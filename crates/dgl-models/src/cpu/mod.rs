@@ -28,12 +28,14 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Whether the CPU kernels handle these tensors: enabled, all on the CPU, all f32 or all f64.
+/// Whether the CPU kernels handle these tensors: enabled ([`set_enabled`]) and [`cpu_f32_or_f64`].
 pub fn supports(ts: &[&Tensor]) -> bool {
+    enabled() && cpu_f32_or_f64(ts)
+}
+
+/// All on the CPU, all f32 or all f64 (what the kernels can compute, whether enabled or not).
+pub fn cpu_f32_or_f64(ts: &[&Tensor]) -> bool {
     let Some(first) = ts.first() else { return false };
-    if !enabled() {
-        return false;
-    }
     let dtype = first.dtype();
     matches!(dtype, DType::F32 | DType::F64) && ts.iter().all(|t| t.device().is_cpu() && t.dtype() == dtype)
 }
