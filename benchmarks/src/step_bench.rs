@@ -1,9 +1,11 @@
 //! The DGL step against the plain step, same model, same batches, interleaved in one run.
 //!
 //! `cargo run --release -p dgl-benchmarks --bin step-bench -- [--preset tiny|paper] [--steps N]
-//! [--batch B] [--base-width W] [--audio FxT] [--device cpu|cuda] [--kernels ours|candle|both]`
+//! [--batch B] [--base-width W] [--audio FxT] [--device cpu|cuda] [--kernels ours|candle|both] [--tf32]`
 //!
-//! Prints ms/step for each routing and the ratio DGL / plain. Steps are interleaved (plain, DGL,
+//! Prints ms/step for each routing and the ratio DGL / plain; on CUDA also the peak of the device
+//! memory pool candle allocates from (cudarc's stream-ordered allocator). `--tf32` turns on candle's
+//! TF32 f32 matmuls (and TF32 in the cuDNN convolution of a `cudnn` build). Steps are interleaved (plain, DGL,
 //! plain, DGL, …) so that machine noise hits both equally; the first `warmup` steps are not timed.
 
 use std::time::Instant;
@@ -29,6 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let preset = arg(&args, "--preset").unwrap_or_else(|| "tiny".into());
     let steps: usize = arg(&args, "--steps").map(|s| s.parse()).transpose()?.unwrap_or(20);
     let warmup = 3;
+    if args.iter().any(|a| a == "--tf32") {
+        candle_core::cuda::set_gemm_reduced_precision_f32(true);
+    }
     let device = match arg(&args, "--device").as_deref() {
         Some("cuda") => Device::new_cuda(0)?,
         _ => Device::Cpu,
@@ -52,7 +57,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Tensor::randn(0f32, 1.0, (b.inputs[0].dim(0)?, 1, f.parse::<usize>()?, t.parse::<usize>()?), &device)?;
     }
     let mut opt = Sgd::new(SgdConfig::default())?;
-    // `--kernels ours|candle|both`: the project's CPU convolution / batch-norm kernels, candle's
+    // `--kernels ours|candle|both`: the project's convolution / batch-norm kernels (CPU; cuDNN
+    // convolution with cuDNN backward in a `cudnn` build), candle's
     // generic ops, or both interleaved in the same run (the A/B reported in docs/performance.md).
     let kernels = arg(&args, "--kernels").unwrap_or_else(|| "ours".into());
     let variants: Vec<bool> = match kernels.as_str() {
@@ -72,10 +78,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             routings.push((tag, routing, ours));
         }
     }
+    pool_peak::reset(&device);
     let mut totals = vec![0f64; routings.len()];
     for s in 0..warmup + steps {
         for (r, (_, routing, ours)) in routings.iter().enumerate() {
-            dgl_models::cpu::set_enabled(*ours);
+            dgl_models::kernels::set_enabled(*ours);
             let t = Instant::now();
             let mut out = routed_step(&model, &b.inputs, &b.labels, routing, &CrossEntropy)?;
             out.grads.clip_global_norm(40.0)?;
@@ -96,12 +103,59 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{name:>12}: {ms:8.1} ms/step  {:8.1} samples/s", batch as f64 / (ms / 1e3));
     }
     println!("ratio dgl/plain: {:.3}", totals[1] / totals[0]);
+    if let Some(bytes) = pool_peak::get(&device) {
+        println!(
+            "peak device memory (pool high-water mark, all variants): {:.2} GiB",
+            bytes as f64 / (1u64 << 30) as f64
+        );
+    }
     if variants.len() > 1 {
         println!(
-            "speed-up of our CPU kernels over candle's ops: plain {:.2}x, dgl {:.2}x",
+            "speed-up of our kernels over candle's ops: plain {:.2}x, dgl {:.2}x",
             totals[2] / totals[0],
             totals[3] / totals[1]
         );
     }
     Ok(())
+}
+
+/// The high-water mark of the CUDA device's current memory pool (`CU_MEMPOOL_ATTR_USED_MEM_HIGH`),
+/// which cudarc's stream-ordered allocations come from: the peak bytes held by tensors, comparable
+/// with PyTorch's `torch.cuda.max_memory_allocated()`. `None` on the CPU or where the driver reports
+/// nothing (a device without stream-ordered allocation).
+mod pool_peak {
+    use candle_core::Device;
+
+    #[cfg(feature = "cuda")]
+    fn attr(device: &Device, set: Option<u64>) -> Option<u64> {
+        use candle_core::cuda_backend::cudarc::driver::{result, sys};
+        let Device::Cuda(d) = device else { return None };
+        let ctx = d.cuda_stream().context().clone();
+        ctx.bind_to_thread().ok()?;
+        let high = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH;
+        // SAFETY: the pool is the device's current one; the attribute is a u64 (cuuint64_t).
+        unsafe {
+            let pool = result::device::get_mem_pool(ctx.cu_device()).ok()?;
+            let mut v: u64 = set.unwrap_or(0);
+            match set {
+                Some(_) => result::mem_pool::set_attribute(pool, high, &mut v as *mut u64 as *mut _).ok()?,
+                None => result::mem_pool::get_attribute(pool, high, &mut v as *mut u64 as *mut _).ok()?,
+            }
+            (v > 0 || set.is_some()).then_some(v)
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn attr(_: &Device, _: Option<u64>) -> Option<u64> {
+        None
+    }
+
+    /// Starts a new high-water mark.
+    pub fn reset(device: &Device) {
+        let _ = attr(device, Some(0));
+    }
+
+    pub fn get(device: &Device) -> Option<u64> {
+        attr(device, None)
+    }
 }

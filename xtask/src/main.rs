@@ -159,20 +159,13 @@ fn run(cmd: Cmd) -> Result<(), String> {
     let stem = if c.rows.is_empty() {
         "table".to_string()
     } else {
-        format!(
-            "table-{}",
-            c.rows.join("-").to_lowercase().replace(|ch: char| !ch.is_ascii_alphanumeric() && ch != '-', "")
-        )
+        format!("table-{}", c.rows.iter().map(|r| slug(r)).collect::<Vec<_>>().join("-"))
     };
     let jobs: Vec<Job> = table_rows
         .iter()
         .flat_map(|(row, m)| (0..c.seeds).map(move |seed| Job { row: row.clone(), method: m.clone(), seed }))
         .collect();
-    let run_dir = |j: &Job| {
-        let slug: String =
-            j.row.chars().map(|ch| if ch.is_ascii_alphanumeric() { ch.to_ascii_lowercase() } else { '-' }).collect();
-        out.join("runs").join(format!("{slug}-s{}", j.seed))
-    };
+    let run_dir = |j: &Job| out.join("runs").join(format!("{}-s{}", slug(&j.row), j.seed));
     let config_of = |j: &Job| {
         let mut cfg = base.clone();
         cfg.method = j.method.clone();
@@ -283,6 +276,22 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
+    #[test]
+    fn row_labels_become_readable_distinct_names() {
+        let cases = [
+            ("+MT", "plus-mt"),
+            ("+UT", "plus-ut"),
+            ("DGL α=1", "dgl-alpha-1"),
+            ("G-Blending α=5", "g-blending-alpha-5"),
+            ("D&R", "d-and-r"),
+            ("Audio-only", "audio-only"),
+            ("OGM-GE", "ogm-ge"),
+        ];
+        for (label, want) in cases {
+            assert_eq!(slug(label), want, "{label}");
+        }
+    }
+
     /// A finished run (DONE marker + the same configuration) is kept; any other configuration, or a
     /// run without the marker (interrupted), is redone.
     #[test]
@@ -309,4 +318,13 @@ mod tests {
         assert_eq!(cell.epoch, 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// A table row's label as a file-name part: `+MT` → `plus-mt`, `DGL α=1` → `dgl-alpha-1`,
+/// `D&R` → `d-and-r`, `Audio-only` → `audio-only` (lower-case ASCII, words joined by one `-`).
+fn slug(label: &str) -> String {
+    let spelled = label.replace('+', " plus ").replace('α', " alpha ").replace('&', " and ");
+    let lower = spelled.to_lowercase();
+    let words: Vec<&str> = lower.split(|ch: char| !ch.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    words.join("-")
 }

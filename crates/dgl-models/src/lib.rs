@@ -5,6 +5,8 @@
 //!
 //! * [`ops`]: a padded max-pool with a backward for kernel ≠ stride and a strided convolution whose
 //!   backward works for any H, W (both missing / broken in candle 0.11.1);
+//! * [`cpu`] (and `cudnn` in a `cudnn` build): the project's own convolution / batch-norm kernels
+//!   with their own backward, switched by [`kernels::set_enabled`];
 //! * [`layers`]: Conv2d, BatchNorm2d (train / eval, running statistics as buffers), Linear;
 //! * [`resnet`]: torchvision-topology ResNet-18 trunk (official `models/backbone.py`);
 //! * [`encoder`]: the [`Encoder`] trait and the audio / visual ResNet-18 encoders and an MLP;
@@ -19,10 +21,13 @@
 
 pub mod config;
 pub mod cpu;
+#[cfg(feature = "cudnn")]
+pub mod cudnn;
 pub mod encoder;
 pub mod error;
 pub mod fusion;
 pub mod init;
+pub mod kernels;
 pub mod layers;
 pub mod multimodal;
 pub mod ops;

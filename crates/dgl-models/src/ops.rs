@@ -126,11 +126,16 @@ fn pad_crop(x: &Tensor, dim: usize, padding: usize, keep: usize) -> Result<Tenso
 /// (no copies). Both paths give PyTorch's output.
 ///
 /// On the CPU with f32/f64 tensors it runs [`crate::cpu::conv::conv2d_cpu`] (im2col + gemm with its own
-/// backward, several times faster than candle's CPU convolution backward); elsewhere candle's
+/// backward, several times faster than candle's CPU convolution backward); on CUDA f32/f64 in a
+/// `cudnn` build, `crate::cudnn::conv2d_cudnn` (cuDNN forward and backward); elsewhere candle's
 /// convolution, as described above ([`conv2d_candle`]).
 pub fn conv2d_any(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
     if crate::cpu::supports(&[x, w]) {
         return crate::cpu::conv::conv2d_cpu(x, w, padding, stride);
+    }
+    #[cfg(feature = "cudnn")]
+    if crate::cudnn::supports(&[x, w]) {
+        return crate::cudnn::conv2d_cudnn(x, w, padding, stride);
     }
     conv2d_candle(x, w, padding, stride)
 }

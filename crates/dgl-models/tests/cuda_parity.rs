@@ -1,7 +1,10 @@
 //! The project's ops give the same result on CUDA as on the CPU, forward and backward: the padded
 //! max-pool, the convolution (our CPU kernel vs candle's CUDA convolution, including the
 //! mismatched-remainder case that `conv2d_any` fixes), the training-mode batch norm (our fused CPU
-//! op vs candle's generic ops on CUDA) and a whole ResNet-18 audio encoder.
+//! op vs candle's generic ops on CUDA) and a whole ResNet-18 audio encoder. In a `cudnn` build the
+//! CUDA side of the convolution is the project's cuDNN op (forward, backward data, backward
+//! filter), compared besides with candle's own CUDA convolution, and in f64 with the CPU kernel
+//! to 1e-9.
 //!
 //! Built only with `--features cuda`; on a machine without a usable GPU it says so and passes.
 //! `cargo xtask cuda-build` bundles this test as `gpu-bundle/cuda-parity`, and
@@ -94,4 +97,36 @@ fn resnet_encoder_matches_on_cpu_and_cuda() {
         let enc = AudioEncoder::new(&InitCtx::new(0, DType::F32, t[0].device()), 1, 8).unwrap();
         enc.forward_t(&t[0], true).unwrap()
     });
+}
+
+#[cfg(feature = "cudnn")]
+#[test]
+fn cudnn_conv_matches_candle_on_cuda_and_the_cpu_kernel() {
+    use dgl_models::cpu::conv::conv2d_cpu;
+    use dgl_models::cudnn::conv2d_cudnn;
+    use dgl_models::ops::conv2d_candle;
+    let Some(cuda) = gpu() else { return };
+    let mut rng = Rng::new(5);
+    for (h, w, k, s, p) in [(33, 38, 3, 2, 1), (65, 63, 7, 2, 3), (17, 16, 3, 1, 1), (17, 16, 1, 2, 0)] {
+        for (dtype, tol) in [(DType::F32, 1e-3), (DType::F64, 1e-9)] {
+            let x = randn(&mut rng, &[4, 3, h, w], dtype);
+            let wt = randn(&mut rng, &[5, 3, k, k], dtype);
+            let y = conv2d_cpu(&x, &wt, p, s).unwrap();
+            let r = randn(&mut rng, y.dims(), dtype);
+            let inputs = [x, wt];
+            let ours = run(&cuda, &inputs, &r, &|t| conv2d_cudnn(&t[0], &t[1], p, s).unwrap());
+            let cpu = run(&Device::Cpu, &inputs, &r, &|t| conv2d_cpu(&t[0], &t[1], p, s).unwrap());
+            let name = format!("cuDNN conv {h}x{w} k{k} s{s} p{p} {dtype:?}");
+            for (i, what) in ["output", "dx", "dw"].iter().enumerate() {
+                assert_close(&cpu[i], &ours[i], tol, &format!("{name}: {what} (CPU kernel vs cuDNN)"));
+            }
+            if dtype == DType::F32 {
+                let candle = run(&cuda, &inputs, &r, &|t| conv2d_candle(&t[0], &t[1], p, s).unwrap());
+                for (i, what) in ["output", "dx", "dw"].iter().enumerate() {
+                    assert_close(&candle[i], &ours[i], tol, &format!("{name}: {what} (candle CUDA vs cuDNN)"));
+                }
+            }
+            println!("{name}: cuDNN agrees with the CPU kernel (and candle's CUDA conv) within {tol:e}");
+        }
+    }
 }

@@ -21,24 +21,25 @@ use rayon::prelude::*;
 
 use super::{dispatch2, Elem};
 
-/// Geometry of one convolution.
+/// Geometry of one convolution (shared with the cuDNN op, `crate::cudnn`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Geom {
-    b: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    o: usize,
-    kh: usize,
-    kw: usize,
-    stride: usize,
-    padding: usize,
-    ho: usize,
-    wo: usize,
+pub(crate) struct Geom {
+    pub(crate) b: usize,
+    pub(crate) c: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) o: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) stride: usize,
+    pub(crate) padding: usize,
+    pub(crate) ho: usize,
+    pub(crate) wo: usize,
 }
 
 impl Geom {
-    fn new(
+    /// Validates the shapes (channels agree, stride ≥ 1, kernel fits the padded input).
+    pub(crate) fn new(
         x: (usize, usize, usize, usize),
         k: (usize, usize, usize, usize),
         stride: usize,

@@ -4,33 +4,19 @@
 //! ops (naive transposed convolution for the input gradient, strided reductions for the
 //! per-channel statistics and the broadcast gradients), which made a CPU step several times slower
 //! than its arithmetic requires. f32 and f64 on the CPU only; [`supports`] says when they apply, and
-//! the layers fall back to candle's ops everywhere else (CUDA included).
+//! the layers fall back to candle's ops everywhere else (on CUDA, to `crate::cudnn` in a `cudnn`
+//! build). [`crate::kernels::set_enabled`] turns them off.
 
 pub mod batch_norm;
 pub mod conv;
 
 use candle_core::backend::BackendStorage;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use candle_core::{bail, CpuStorage, DType, Layout, Result, Tensor};
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
-
-/// Turns the CPU kernels on (the default) or off for the whole process; off, the layers use
-/// candle's generic ops on the CPU too (for A/B benchmarks such as `step-bench --kernels both`,
-/// and to rule the kernels out when debugging).
-pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
-}
-
-/// Whether the CPU kernels are on ([`set_enabled`]).
-pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
-}
-
-/// Whether the CPU kernels handle these tensors: enabled ([`set_enabled`]) and [`cpu_f32_or_f64`].
+/// Whether the CPU kernels handle these tensors: enabled ([`crate::kernels::enabled`]) and
+/// [`cpu_f32_or_f64`].
 pub fn supports(ts: &[&Tensor]) -> bool {
-    enabled() && cpu_f32_or_f64(ts)
+    crate::kernels::enabled() && cpu_f32_or_f64(ts)
 }
 
 /// All on the CPU, all f32 or all f64 (what the kernels can compute, whether enabled or not).
