@@ -272,6 +272,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// A table row's label as a file-name part: `+MT` → `plus-mt`, `DGL α=1` → `dgl-alpha-1`,
+/// `D&R` → `d-and-r`, `Audio-only` → `audio-only` (lower-case ASCII, words joined by one `-`).
+fn slug(label: &str) -> String {
+    let spelled = label.replace('+', " plus ").replace('α', " alpha ").replace('&', " and ");
+    let lower = spelled.to_lowercase();
+    let words: Vec<&str> = lower.split(|ch: char| !ch.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    words.join("-")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,13 +327,4 @@ mod tests {
         assert_eq!(cell.epoch, 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
-
-/// A table row's label as a file-name part: `+MT` → `plus-mt`, `DGL α=1` → `dgl-alpha-1`,
-/// `D&R` → `d-and-r`, `Audio-only` → `audio-only` (lower-case ASCII, words joined by one `-`).
-fn slug(label: &str) -> String {
-    let spelled = label.replace('+', " plus ").replace('α', " alpha ").replace('&', " and ");
-    let lower = spelled.to_lowercase();
-    let words: Vec<&str> = lower.split(|ch: char| !ch.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
-    words.join("-")
 }

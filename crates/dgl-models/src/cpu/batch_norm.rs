@@ -238,7 +238,7 @@ impl CustomOp2 for InputGrad {
             s2,
             l2,
             |dy, x| map_segments(&g, dy, x, |c, d, x| f32::from_f64(f(c, d.into(), x.into()))),
-            |dy, x| map_segments(&g, dy, x, |c, d, x| f(c, d, x)),
+            |dy, x| map_segments(&g, dy, x, f),
         )?;
         Ok((out, l1.shape().clone()))
     }
