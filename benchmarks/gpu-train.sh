@@ -4,7 +4,8 @@
 # gpu-data.tar.xz, made by benchmarks/pack-gpu-data.sh). EPOCHS (default 100, the paper's) and the
 # per-run seconds (SYN_S, AVD_S) bound each run; a run that hits its limit is stopped by SIGTERM, which
 # `dgl` answers with a checkpoint after the current step (exit 130), and its metrics.csv/jsonl keep every
-# finished epoch. Checkpoints (~200 MB) are not brought back. Device tool:
+# finished epoch. Checkpoints (~200 MB) are not brought back. TF32 is on (`--tf32`): PyTorch's default
+# for convolutions (`cudnn.allow_tf32 = True`), so what the official code ran with on an Ampere+ GPU. Device tool:
 #   run(command="bash benchmarks/gpu-train.sh", carry=["gpu-bundle.tar.xz","gpu-data.tar.xz"], timeout_s=580)
 set -uo pipefail
 OUT="${OUT:-gpu-results}"; mkdir -p "$OUT"
@@ -16,7 +17,7 @@ if [ ! -d gpu-data/data ] && [ -f gpu-data.tar.xz ]; then unpack gpu-data.tar.xz
 train() { # train NAME SECONDS DGL-TRAIN-ARGS...
   local name=$1 secs=$2; shift 2
   local t0=$SECONDS
-  stage "$secs" $B dgl train --method dgl --device cuda --preset paper --epochs "$EPOCHS" \
+  stage "$secs" $B dgl train --method dgl --device cuda --preset paper --epochs "$EPOCHS" --tf32 \
     --out "$OUT/$name" --overwrite --quiet "$@" 2>&1 | tail -15
   local rc=${PIPESTATUS[0]} csv="$OUT/$name/metrics.csv" epochs=0
   [ -f "$csv" ] && epochs=$(($(wc -l < "$csv") - 1))

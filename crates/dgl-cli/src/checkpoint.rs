@@ -45,8 +45,9 @@ pub const METHOD_PREFIX: &str = "method.";
 pub const META_PREFIX: &str = "meta.";
 
 /// Configuration keys that may differ between a checkpoint and the run that continues it: the
-/// number of epochs (to extend a run) and what to do on a non-finite step.
-pub const RESUMABLE_CHANGES: [&str; 2] = ["train.epochs", "train.skip_non_finite"];
+/// number of epochs (to extend a run), what to do on a non-finite step, and TF32 on CUDA (a precision
+/// setting of the hardware, not of the method).
+pub const RESUMABLE_CHANGES: [&str; 3] = ["train.epochs", "train.skip_non_finite", "train.tf32"];
 
 /// Set from the dataset when a run starts (the saved configuration records the effective value), so
 /// a configuration that still carries the preset's value is not a change.
@@ -377,8 +378,30 @@ pub fn check_compatible(saved: &TrainConfig, now: &TrainConfig) -> Result<()> {
         return Err(CliError::Config(format!(
             "the checkpoint was written with another configuration ({}); only {} may change when resuming",
             diffs.join("; "),
-            RESUMABLE_CHANGES.join(" and ")
+            RESUMABLE_CHANGES.join(", ")
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Preset;
+
+    #[test]
+    fn only_the_resumable_keys_may_change() {
+        let saved = TrainConfig::preset(Preset::Tiny);
+        let mut now = saved.clone();
+        now.train.epochs += 5;
+        now.train.skip_non_finite = true;
+        now.train.tf32 = true;
+        now.model.num_classes = 10; // data-derived
+        check_compatible(&saved, &now).unwrap();
+        now.train.optimizer.lr *= 2.0;
+        now.seed += 1;
+        let msg = check_compatible(&saved, &now).unwrap_err().to_string();
+        assert!(msg.contains("`train.optimizer.lr`") && msg.contains("`seed`"), "{msg}");
+        assert!(!msg.contains("tf32`:") && !msg.contains("`train.epochs`"), "{msg}");
+    }
 }

@@ -99,6 +99,10 @@ pub struct TrainSection {
     /// restored to what they were before it) and count it in the `skipped_steps` metric, instead
     /// of stopping the run.
     pub skip_non_finite: bool,
+    /// On CUDA, let f32 matrix products and cuDNN convolutions use TF32 tensor cores (PyTorch's
+    /// `allow_tf32`; about 10 mantissa bits in the products, f32 accumulation). Off: strict fp32.
+    /// No effect on the CPU.
+    pub tf32: bool,
 }
 
 impl Default for TrainSection {
@@ -112,6 +116,7 @@ impl Default for TrainSection {
             diagnostics_every: 50,
             drop_last: true,
             skip_non_finite: false,
+            tf32: false,
         }
     }
 }

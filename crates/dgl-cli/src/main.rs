@@ -92,13 +92,16 @@ struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
     /// Continue the run in RUN_DIR from its checkpoint, with its own configuration (flags may only
-    /// raise --epochs or add --skip-non-finite).
+    /// raise --epochs or add --skip-non-finite / --tf32).
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
     /// Skip (and count in `skipped_steps`) steps with a NaN / infinite loss or gradient instead of
     /// stopping the run.
     #[arg(long)]
     skip_non_finite: bool,
+    /// On CUDA, TF32 tensor cores for f32 matrix products and convolutions (train.tf32).
+    #[arg(long)]
+    tf32: bool,
     /// No progress bar and no per-epoch lines.
     #[arg(long)]
     quiet: bool,
@@ -172,6 +175,9 @@ fn resolve(a: &TrainArgs) -> dgl_cli::Result<TrainConfig> {
     }
     if a.skip_non_finite {
         cfg.train.skip_non_finite = true;
+    }
+    if a.tf32 {
+        cfg.train.tf32 = true;
     }
     Ok(cfg)
 }

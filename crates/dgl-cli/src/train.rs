@@ -112,7 +112,7 @@ pub fn train_with(cfg: &TrainConfig, out: &Path, opts: &RunOptions, control: &Ru
 }
 
 /// Continues the run in `dir` from its checkpoint, with the checkpoint's configuration or `cfg`,
-/// which may differ from it only in `train.epochs` (to extend a run) and `train.skip_non_finite`.
+/// which may differ from it only in `train.epochs` (to extend a run), `train.skip_non_finite` and `train.tf32`.
 /// Rows the metrics files gained after the checkpoint are dropped first, so none is duplicated.
 pub fn resume(dir: &Path, cfg: Option<&TrainConfig>, opts: &RunOptions, control: &RunControl) -> Result<RunOutcome> {
     if !dir.is_dir() {
@@ -158,6 +158,8 @@ fn run(
 ) -> Result<RunOutcome> {
     cfg.validate()?;
     let device = device(cfg.device)?;
+    // Process-wide in candle (matmuls) and read by the cuDNN convolution; a no-op on the CPU.
+    candle_core::cuda::set_gemm_reduced_precision_f32(cfg.train.tf32);
     let mut data = RunData::build(cfg, needs_validation(cfg), &device)?;
     // The number of classes comes from the dataset; the configuration saved with the run (and in
     // its checkpoints) records the effective value.
