@@ -39,6 +39,21 @@ enum Command {
         #[arg(required = true)]
         run_dirs: Vec<PathBuf>,
     },
+    /// The evaluation report of a run's checkpoint on the test split: accuracy and macro-F1 of every
+    /// head, modality contributions (Shapley values), robustness to a zeroed or noisy modality, and
+    /// (--probe) linear probes of the frozen encoders. Writes RUN_DIR/eval.json and eval.md.
+    Eval {
+        run_dir: PathBuf,
+        /// Noise levels σ, in units of the input's standard deviation.
+        #[arg(long, value_delimiter = ',', default_value = "0.5,1,2")]
+        noise: Vec<f64>,
+        /// Also fit linear probes on the frozen encoders' features.
+        #[arg(long)]
+        probe: bool,
+        /// Evaluate on this device instead of the run's.
+        #[arg(long, value_enum)]
+        device: Option<DeviceKind>,
+    },
     /// Decode and transform an on-disk dataset once into a cache (train and test splits, in
     /// parallel); train from it with `--dataset cached --root OUT`. Fails with a report of missing /
     /// corrupt items per split and class unless --skip-bad.
@@ -299,6 +314,13 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Command::Train(a) => run_train(a, install_stop_handler()),
         Command::Plot { run_dirs } => run_plot(&run_dirs),
+        Command::Eval { run_dir, noise, probe, device } => {
+            let opts = dgl_cli::eval::EvalOptions { noise, probe, device };
+            dgl_cli::eval::eval_run(&run_dir, &opts).map(|r| {
+                print!("{}", r.markdown());
+                println!("\nwritten: {}, {}", run_dir.join("eval.json").display(), run_dir.join("eval.md").display());
+            })
+        }
         Command::Prepare { dataset, root, out, skip_bad } => run_prepare(dataset, &root, &out, skip_bad),
     };
     match r {

@@ -166,29 +166,7 @@ fn run(
     let mut effective = cfg.clone();
     effective.model.num_classes = data.train.num_classes();
     let cfg = &effective;
-    let BuiltMethod { mut method, unimodal } = build_method(cfg, data.train.num_classes())?;
-    let model_cfg = match unimodal {
-        Some(i) => {
-            let name = data
-                .train
-                .modality_names()
-                .get(i)
-                .cloned()
-                .ok_or_else(|| CliError::Config(format!("the dataset has no modality #{i}")))?;
-            data.select_modality(&name)?;
-            cfg.model.unimodal(&name).ok_or_else(|| CliError::Config(format!("the model has no `{name}` modality")))?
-        }
-        None => cfg.model.clone(),
-    };
-    if model_cfg.modalities.iter().map(|m| &m.name).ne(data.modality_names().iter()) {
-        return Err(CliError::Config(format!(
-            "model modalities {:?} do not match the dataset's {:?}",
-            model_cfg.modalities.iter().map(|m| &m.name).collect::<Vec<_>>(),
-            data.modality_names()
-        )));
-    }
-    let model = build_model(&model_cfg, &data.modality_shapes(), &device, cfg.seed)?;
-    method.check(&model)?;
+    let (mut method, model) = build_method_and_model(cfg, &mut data, &device)?;
 
     let mut opt = Sgd::new(cfg.train.optimizer.clone())?;
     let (run, start_epoch, mut progress, mut epochs, step, last_checkpoint) = match ckpt {
@@ -239,6 +217,39 @@ fn run(
         .map(|r| r.0.iter().filter(|(k, _)| k.starts_with("test_acc_")).map(|(k, _)| k.clone()).collect())
         .unwrap_or_default();
     Ok(RunOutcome { epochs, branch_columns })
+}
+
+/// The method and the model of a configuration, for its data (a unimodal method keeps only its
+/// modality in `data`); the model freshly initialised from `cfg.seed`.
+pub(crate) fn build_method_and_model(
+    cfg: &TrainConfig,
+    data: &mut RunData,
+    device: &Device,
+) -> Result<(Box<dyn Method>, Model)> {
+    let BuiltMethod { method, unimodal } = build_method(cfg, data.train.num_classes())?;
+    let model_cfg = match unimodal {
+        Some(i) => {
+            let name = data
+                .train
+                .modality_names()
+                .get(i)
+                .cloned()
+                .ok_or_else(|| CliError::Config(format!("the dataset has no modality #{i}")))?;
+            data.select_modality(&name)?;
+            cfg.model.unimodal(&name).ok_or_else(|| CliError::Config(format!("the model has no `{name}` modality")))?
+        }
+        None => cfg.model.clone(),
+    };
+    if model_cfg.modalities.iter().map(|m| &m.name).ne(data.modality_names().iter()) {
+        return Err(CliError::Config(format!(
+            "model modalities {:?} do not match the dataset's {:?}",
+            model_cfg.modalities.iter().map(|m| &m.name).collect::<Vec<_>>(),
+            data.modality_names()
+        )));
+    }
+    let model = build_model(&model_cfg, &data.modality_shapes(), device, cfg.seed)?;
+    method.check(&model)?;
+    Ok((method, model))
 }
 
 /// Puts a checkpoint's model, optimizer and method state in place (shapes checked first).

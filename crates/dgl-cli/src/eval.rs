@@ -1,0 +1,544 @@
+//! `dgl eval RUN_DIR`: the evaluation report of a trained run, beyond the per-epoch accuracies.
+//!
+//! On the test split, from the run's checkpoint:
+//!
+//! * **accuracy and macro-F1** of the multimodal prediction and of every branch (the method's own
+//!   `predict`; for the fusion methods a branch is the shared head with the other modalities zeroed);
+//! * **modality contributions**: the accuracy `v(S)` of the fusion head with the features of the
+//!   modalities outside `S` zeroed, for every subset `S`, and the Shapley value of each modality,
+//!   `φ_m = Σ_{S ∌ m} |S|!(M−|S|−1)!/M! · (v(S ∪ {m}) − v(S))` — the imbalance axis of BalanceMM
+//!   (arXiv 2502.10816); the values add up to `v(all) − v(∅)`;
+//! * **robustness** (MultiBench-style): the multimodal accuracy when one modality's input is zeroed or
+//!   gets Gaussian noise of `σ` times that input's standard deviation over the batch (seeded);
+//! * **linear probes** (`--probe`): for each encoder, and for all features concatenated, a linear
+//!   classifier fitted on the frozen, standardised training-split features (ridge least squares on
+//!   one-hot targets, λ = 1e-3 · mean eigenvalue, solved exactly by Cholesky) and scored on the test
+//!   split — how much class information each encoder carries, whatever the head does with it. A
+//!   least-squares probe ranks encoders like the usual logistic-regression probe but its absolute
+//!   accuracy is typically a little lower.
+//!
+//! Writes `RUN_DIR/eval.json` and `RUN_DIR/eval.md`.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, D};
+use dgl_core::rng::Rng;
+use dgl_core::MultimodalModel;
+use dgl_data::{epoch_batches, Dataset, Mode};
+use serde::Serialize;
+
+use crate::checkpoint::{Checkpoint, METHOD_PREFIX};
+use crate::config::DeviceKind;
+use crate::data::RunData;
+use crate::run_dir::RunDir;
+use crate::train::{build_method_and_model, device};
+use crate::{CliError, Result};
+
+/// What `dgl eval` computes besides accuracy and F1.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Noise levels σ (in units of the input's standard deviation) for the robustness table.
+    pub noise: Vec<f64>,
+    /// Fit linear probes on the frozen encoders.
+    pub probe: bool,
+    /// Device override (default: the run's).
+    pub device: Option<DeviceKind>,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self { noise: vec![0.5, 1.0, 2.0], probe: false, device: None }
+    }
+}
+
+/// Accuracy and macro-F1 of one prediction head.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Scores {
+    pub name: String,
+    pub accuracy: f64,
+    /// Mean over the classes present in the labels or the predictions of 2TP / (2TP + FP + FN)
+    /// (scikit-learn's `f1_score(average="macro")`).
+    pub macro_f1: f64,
+}
+
+/// The fusion head's accuracy with only `modalities` present.
+#[derive(Clone, Debug, Serialize)]
+pub struct Subset {
+    pub modalities: Vec<String>,
+    pub accuracy: f64,
+}
+
+/// One modality's Shapley value (accuracy points) and its share of the total.
+#[derive(Clone, Debug, Serialize)]
+pub struct Contribution {
+    pub modality: String,
+    pub shapley: f64,
+    pub share: f64,
+}
+
+/// Multimodal accuracy under one corruption of one modality.
+#[derive(Clone, Debug, Serialize)]
+pub struct Robustness {
+    pub modality: String,
+    /// `zeroed` or `noise σ=…`.
+    pub corruption: String,
+    pub accuracy: f64,
+}
+
+/// One linear probe.
+#[derive(Clone, Debug, Serialize)]
+pub struct Probe {
+    /// A modality, or `all` (the features concatenated).
+    pub features: String,
+    pub dim: usize,
+    pub train_accuracy: f64,
+    pub test_accuracy: f64,
+}
+
+/// The report `dgl eval` writes.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub run: String,
+    pub method: String,
+    pub dataset: String,
+    /// Where the checkpoint stands (`after epoch 12`, …).
+    pub checkpoint: String,
+    pub test_samples: usize,
+    pub scores: Vec<Scores>,
+    pub subsets: Vec<Subset>,
+    pub contributions: Vec<Contribution>,
+    pub robustness: Vec<Robustness>,
+    pub probes: Vec<Probe>,
+}
+
+/// Accuracy and macro-F1 of `pred` against `labels` (`classes` classes).
+pub fn scores(name: &str, pred: &[u32], labels: &[u32], classes: usize) -> Scores {
+    let mut tp = vec![0usize; classes];
+    let mut fp = vec![0usize; classes];
+    let mut fn_ = vec![0usize; classes];
+    for (&p, &y) in pred.iter().zip(labels) {
+        let (p, y) = (p as usize, y as usize);
+        if p == y {
+            tp[y] += 1;
+        } else {
+            fp[p] += 1;
+            fn_[y] += 1;
+        }
+    }
+    let present: Vec<usize> = (0..classes).filter(|&c| tp[c] + fp[c] + fn_[c] > 0).collect();
+    let f1 = present.iter().map(|&c| 2.0 * tp[c] as f64 / (2 * tp[c] + fp[c] + fn_[c]) as f64).sum::<f64>()
+        / present.len().max(1) as f64;
+    let correct: usize = tp.iter().sum();
+    Scores { name: name.into(), accuracy: correct as f64 / labels.len().max(1) as f64, macro_f1: f1 }
+}
+
+/// Shapley values from the accuracies `v[mask]` of every subset (bit m set = modality m present).
+pub fn shapley(v: &[f64], m: usize) -> Vec<f64> {
+    let fact = |n: usize| (1..=n).map(|k| k as f64).product::<f64>();
+    (0..m)
+        .map(|i| {
+            (0..1usize << m)
+                .filter(|s| s & (1 << i) == 0)
+                .map(|s| {
+                    let k = s.count_ones() as usize;
+                    fact(k) * fact(m - k - 1) / fact(m) * (v[s | (1 << i)] - v[s])
+                })
+                .sum()
+        })
+        .collect()
+}
+
+fn argmax(logits: &Tensor) -> Result<Vec<u32>> {
+    Ok(logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?)
+}
+
+/// `x + σ·std(x)·ε`, ε ~ N(0, 1) from `rng`.
+fn with_noise(x: &Tensor, sigma: f64, rng: &mut Rng) -> Result<Tensor> {
+    let xf = x.to_dtype(DType::F64)?;
+    let n = x.elem_count() as f64;
+    let mean = xf.sum_all()?.to_scalar::<f64>()? / n;
+    let var = (xf.sqr()?.sum_all()?.to_scalar::<f64>()? / n - mean * mean).max(0.0);
+    let scale = sigma * var.sqrt();
+    let eps: Vec<f32> = (0..x.elem_count()).map(|_| (scale * rng.normal()) as f32).collect();
+    let eps = Tensor::from_vec(eps, x.shape(), &Device::Cpu)?.to_dtype(x.dtype())?.to_device(x.device())?;
+    Ok((x + eps)?)
+}
+
+/// Evaluates the run in `dir` (see the module doc) and writes `eval.json` / `eval.md` there.
+pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
+    let path = dir.join(RunDir::CHECKPOINT);
+    if !path.is_file() {
+        return Err(CliError::Run(format!("dgl eval {}: no checkpoint ({}) in it", dir.display(), RunDir::CHECKPOINT)));
+    }
+    if let Some(bad) = opts.noise.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return Err(CliError::Config(format!("--noise levels must be positive numbers, got {bad}")));
+    }
+    let ckpt = Checkpoint::load(&path)?;
+    let cfg = ckpt.meta.config()?;
+    let device = device(opts.device.unwrap_or(cfg.device))?;
+    candle_core::cuda::set_gemm_reduced_precision_f32(cfg.train.tf32);
+    let mut data = RunData::build(&cfg, false, &device)?;
+    let (mut method, model) = build_method_and_model(&cfg, &mut data, &device)?;
+    dgl_models::import_state(&model, &ckpt.model_tensors(), true)
+        .map_err(|e| CliError::Config(format!("the checkpoint does not fit the run's model: {e}")))?;
+    let state: Vec<(String, Tensor)> =
+        ckpt.prefixed(METHOD_PREFIX).into_iter().map(|(k, t)| Ok((k, t.to_device(&device)?))).collect::<Result<_>>()?;
+    method.load_state(&state)?;
+    let classes = data.test.num_classes();
+    let names = model.modality_names();
+    let m = model.num_modalities();
+
+    // One pass over the test split: predictions, subset accuracies, corrupted predictions.
+    let corruptions: Vec<Option<f64>> = std::iter::once(None).chain(opts.noise.iter().map(|&s| Some(s))).collect();
+    let mut labels: Vec<u32> = Vec::new();
+    let mut heads: Vec<(String, Vec<u32>)> = Vec::new();
+    let fusion = m >= 2;
+    let mut subset_correct = vec![0usize; if fusion { 1 << m } else { 0 }];
+    let mut robust_correct = vec![0usize; if fusion { m * corruptions.len() } else { 0 }];
+    let mut rng = Rng::new(cfg.seed ^ 0x5eed_e7a1);
+    for idx in epoch_batches(data.test.len(), data.batch_size, None, false) {
+        let (x, y) = data.batch(data.test.as_ref(), &idx, Mode::Eval)?;
+        let y = y.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+        let p = method.predict(&model, &x)?;
+        let mut push = |name: &str, pred: Vec<u32>| match heads.iter_mut().find(|(n, _)| n == name) {
+            Some(h) => h.1.extend(pred),
+            None => heads.push((name.to_string(), pred)),
+        };
+        // A unimodal model's only prediction is named after its modality.
+        push(if fusion { "multimodal" } else { names[0].as_str() }, argmax(&p.multimodal)?);
+        for (n, l) in &p.branches {
+            push(n, argmax(l)?);
+        }
+        if fusion {
+            let z: Vec<Tensor> =
+                (0..m).map(|i| Ok(model.encode(i, &x[i], false)?.detach())).collect::<Result<Vec<_>>>()?;
+            for (mask, c) in subset_correct.iter_mut().enumerate() {
+                let zs: Vec<Tensor> = (0..m)
+                    .map(|i| if mask & (1 << i) != 0 { Ok(z[i].clone()) } else { Ok(z[i].zeros_like()?) })
+                    .collect::<Result<_>>()?;
+                let pred = argmax(&model.fuse(&zs, false)?)?;
+                *c += pred.iter().zip(&y).filter(|(a, b)| a == b).count();
+            }
+            for i in 0..m {
+                for (k, corr) in corruptions.iter().enumerate() {
+                    let mut xc = x.clone();
+                    xc[i] = match corr {
+                        None => x[i].zeros_like()?,
+                        Some(s) => with_noise(&x[i], *s, &mut rng)?,
+                    };
+                    let pred = argmax(&method.predict(&model, &xc)?.multimodal)?;
+                    robust_correct[i * corruptions.len() + k] += pred.iter().zip(&y).filter(|(a, b)| a == b).count();
+                }
+            }
+        }
+        labels.extend(y);
+    }
+    let n = labels.len().max(1) as f64;
+    let scores: Vec<Scores> = heads.iter().map(|(name, pred)| scores(name, pred, &labels, classes)).collect();
+    let v: Vec<f64> = subset_correct.iter().map(|&c| c as f64 / n).collect();
+    let subsets = v
+        .iter()
+        .enumerate()
+        .map(|(mask, &acc)| Subset {
+            modalities: (0..m).filter(|i| mask & (1 << i) != 0).map(|i| names[i].clone()).collect(),
+            accuracy: acc,
+        })
+        .collect();
+    let contributions = if fusion {
+        let phi = shapley(&v, m);
+        let total: f64 = phi.iter().map(|p| p.abs()).sum();
+        phi.iter()
+            .zip(&names)
+            .map(|(&p, name)| Contribution {
+                modality: name.clone(),
+                shapley: p,
+                share: if total > 0.0 { p / total } else { f64::NAN },
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let robustness = (0..robust_correct.len())
+        .map(|j| {
+            let (i, k) = (j / corruptions.len(), j % corruptions.len());
+            Robustness {
+                modality: names[i].clone(),
+                corruption: match corruptions[k] {
+                    None => "zeroed".into(),
+                    Some(s) => format!("noise σ={s}"),
+                },
+                accuracy: robust_correct[j] as f64 / n,
+            }
+        })
+        .collect();
+    let probes = if opts.probe { probes(&model, &data, &names)? } else { Vec::new() };
+    let report = EvalReport {
+        run: dir.display().to_string(),
+        method: cfg.method.name.to_string(),
+        dataset: cfg.data.dataset.as_str().to_string(),
+        checkpoint: ckpt.meta.position(),
+        test_samples: labels.len(),
+        scores,
+        subsets,
+        contributions,
+        robustness,
+        probes,
+    };
+    let run = RunDir::open(dir)?;
+    let json = serde_json::to_string_pretty(&report).map_err(|e| CliError::Run(format!("eval.json: {e}")))?;
+    run.write_atomic("eval.json", json.as_bytes())?;
+    run.write_atomic("eval.md", report.markdown().as_bytes())?;
+    Ok(report)
+}
+
+/// Feature rows (one `Vec<f64>` per sample).
+type Rows = Vec<Vec<f64>>;
+
+/// Frozen features of every modality for a whole split (eval mode), as host f64 rows.
+fn features(model: &dyn MultimodalModel, data: &RunData, ds: &dyn Dataset) -> Result<(Vec<Rows>, Vec<u32>)> {
+    let m = model.num_modalities();
+    let mut feats: Vec<Rows> = vec![Vec::new(); m];
+    let mut labels = Vec::new();
+    for idx in epoch_batches(ds.len(), data.batch_size, None, false) {
+        let (x, y) = data.batch(ds, &idx, Mode::Eval)?;
+        for (i, f) in feats.iter_mut().enumerate() {
+            let z = model.encode(i, &x[i], false)?.flatten_from(1)?.to_dtype(DType::F64)?;
+            f.extend(z.to_vec2::<f64>()?);
+        }
+        labels.extend(y.to_dtype(DType::U32)?.to_vec1::<u32>()?);
+    }
+    Ok((feats, labels))
+}
+
+fn probes(model: &dyn MultimodalModel, data: &RunData, names: &[String]) -> Result<Vec<Probe>> {
+    let classes = data.test.num_classes();
+    let (train, y_train) = features(model, data, data.train.as_ref())?;
+    let (test, y_test) = features(model, data, data.test.as_ref())?;
+    let mut sets: Vec<(String, Rows, Rows)> = names
+        .iter()
+        .cloned()
+        .zip(train.iter().cloned().zip(test.iter().cloned()))
+        .map(|(n, (a, b))| (n, a, b))
+        .collect();
+    if names.len() >= 2 {
+        let cat = |f: &[Rows]| -> Rows {
+            (0..f[0].len()).map(|r| f.iter().flat_map(|m| m[r].iter().copied()).collect()).collect()
+        };
+        sets.push(("all".into(), cat(&train), cat(&test)));
+    }
+    sets.into_iter()
+        .map(|(name, tr, te)| {
+            let dim = tr.first().map_or(0, Vec::len);
+            let probe = RidgeProbe::fit(&tr, &y_train, classes)
+                .ok_or_else(|| CliError::Run(format!("linear probe on `{name}`: the normal equations are singular")))?;
+            let acc = |x: &[Vec<f64>], y: &[u32]| {
+                x.iter().zip(y).filter(|(r, &c)| probe.predict(r) == c).count() as f64 / y.len().max(1) as f64
+            };
+            Ok(Probe { features: name, dim, train_accuracy: acc(&tr, &y_train), test_accuracy: acc(&te, &y_test) })
+        })
+        .collect()
+}
+
+/// A least-squares linear classifier on standardised features (see the module doc).
+pub struct RidgeProbe {
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+    /// (D + 1) × C, the last row the bias.
+    w: Vec<Vec<f64>>,
+}
+
+impl RidgeProbe {
+    /// Fits `argmax_c (x̃ W)_c` to `labels`; `None` if the system cannot be solved.
+    pub fn fit(x: &[Vec<f64>], labels: &[u32], classes: usize) -> Option<Self> {
+        let n = x.len();
+        let d = x.first()?.len();
+        let mean: Vec<f64> = (0..d).map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n as f64).collect();
+        let inv_std: Vec<f64> = (0..d)
+            .map(|j| {
+                let v = x.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n as f64;
+                if v > 1e-12 {
+                    1.0 / v.sqrt()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let row = |r: &[f64]| -> Vec<f64> {
+            r.iter().zip(&mean).zip(&inv_std).map(|((v, m), s)| (v - m) * s).chain(std::iter::once(1.0)).collect()
+        };
+        let rows: Vec<Vec<f64>> = x.iter().map(|r| row(r)).collect();
+        let p = d + 1;
+        // A = X̃ᵀX̃ + λI (no penalty on the bias), B = X̃ᵀY.
+        let mut a = vec![vec![0.0; p]; p];
+        let mut b = vec![vec![0.0; classes]; p];
+        for (r, &y) in rows.iter().zip(labels) {
+            for i in 0..p {
+                for j in 0..=i {
+                    a[i][j] += r[i] * r[j];
+                }
+                b[i][y as usize] += r[i];
+            }
+        }
+        let lambda = 1e-3 * (0..d).map(|i| a[i][i]).sum::<f64>() / d.max(1) as f64 + 1e-9;
+        for (i, row) in a.iter_mut().enumerate().take(d) {
+            row[i] += lambda;
+        }
+        let l = cholesky(&a)?;
+        let w =
+            (0..classes).map(|c| solve_cholesky(&l, &(0..p).map(|i| b[i][c]).collect::<Vec<_>>())).collect::<Vec<_>>();
+        // w is C × P; store P × C.
+        let w = (0..p).map(|i| (0..classes).map(|c| w[c][i]).collect()).collect();
+        Some(Self { mean, inv_std, w })
+    }
+
+    /// The predicted class of one feature row.
+    pub fn predict(&self, x: &[f64]) -> u32 {
+        let classes = self.w[0].len();
+        let mut best = (0usize, f64::NEG_INFINITY);
+        for c in 0..classes {
+            let mut s = self.w[x.len()][c];
+            for (j, v) in x.iter().enumerate() {
+                s += (v - self.mean[j]) * self.inv_std[j] * self.w[j][c];
+            }
+            if s > best.1 {
+                best = (c, s);
+            }
+        }
+        best.0 as u32
+    }
+}
+
+/// Lower-triangular L with A = L·Lᵀ (A symmetric positive definite, lower half read).
+fn cholesky(a: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
+    let p = a.len();
+    let mut l = vec![vec![0.0; p]; p];
+    for i in 0..p {
+        for j in 0..=i {
+            let s: f64 = a[i][j] - (0..j).map(|k| l[i][k] * l[j][k]).sum::<f64>();
+            if i == j {
+                if s <= 0.0 || !s.is_finite() {
+                    return None;
+                }
+                l[i][i] = s.sqrt();
+            } else {
+                l[i][j] = s / l[j][j];
+            }
+        }
+    }
+    Some(l)
+}
+
+/// Solves L·Lᵀ·x = b.
+fn solve_cholesky(l: &[Vec<f64>], b: &[f64]) -> Vec<f64> {
+    let p = l.len();
+    let mut y = vec![0.0; p];
+    for i in 0..p {
+        y[i] = (b[i] - (0..i).map(|k| l[i][k] * y[k]).sum::<f64>()) / l[i][i];
+    }
+    let mut x = vec![0.0; p];
+    for i in (0..p).rev() {
+        x[i] = (y[i] - (i + 1..p).map(|k| l[k][i] * x[k]).sum::<f64>()) / l[i][i];
+    }
+    x
+}
+
+impl EvalReport {
+    /// The report as Markdown tables.
+    pub fn markdown(&self) -> String {
+        let pct = |v: f64| format!("{:.2}", 100.0 * v);
+        let mut s = format!(
+            "# Evaluation of {}\n\nmethod `{}`, dataset `{}`, checkpoint {}, {} test samples.\n\n",
+            self.run, self.method, self.dataset, self.checkpoint, self.test_samples
+        );
+        s += "| head | accuracy % | macro-F1 % |\n|---|---:|---:|\n";
+        for sc in &self.scores {
+            s += &format!("| {} | {} | {} |\n", sc.name, pct(sc.accuracy), pct(sc.macro_f1));
+        }
+        if !self.contributions.is_empty() {
+            s += "\nModality contributions through the fusion head (absent modalities' features zeroed):\n\n";
+            s += "| modalities present | accuracy % |\n|---|---:|\n";
+            for sub in &self.subsets {
+                let label = if sub.modalities.is_empty() { "none".to_string() } else { sub.modalities.join(" + ") };
+                s += &format!("| {label} | {} |\n", pct(sub.accuracy));
+            }
+            s += "\n| modality | Shapley value (accuracy points) | share % |\n|---|---:|---:|\n";
+            for c in &self.contributions {
+                s += &format!("| {} | {:.2} | {} |\n", c.modality, 100.0 * c.shapley, pct(c.share));
+            }
+        }
+        if !self.robustness.is_empty() {
+            s += "\nRobustness: multimodal accuracy with one modality's input corrupted:\n\n";
+            s += "| modality | corruption | accuracy % |\n|---|---|---:|\n";
+            for r in &self.robustness {
+                s += &format!("| {} | {} | {} |\n", r.modality, r.corruption, pct(r.accuracy));
+            }
+        }
+        if !self.probes.is_empty() {
+            s += "\nLinear probes on the frozen encoders (ridge least squares, standardised features):\n\n";
+            s += "| features | dim | train accuracy % | test accuracy % |\n|---|---:|---:|---:|\n";
+            for p in &self.probes {
+                s +=
+                    &format!("| {} | {} | {} | {} |\n", p.features, p.dim, pct(p.train_accuracy), pct(p.test_accuracy));
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macro_f1_matches_scikit_learn() {
+        // sklearn.metrics.f1_score([0,0,1,1,2,2], [0,1,1,1,2,0], average="macro") = 0.6555555…
+        // (per class: 0.5, 0.8, 0.6667).
+        let s = scores("x", &[0, 1, 1, 1, 2, 0], &[0, 0, 1, 1, 2, 2], 4);
+        assert!((s.macro_f1 - (0.5 + 0.8 + 2.0 / 3.0) / 3.0).abs() < 1e-12, "{s:?}");
+        assert!((s.accuracy - 4.0 / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn shapley_values_are_efficient_and_symmetric() {
+        // Two modalities: v(∅) = 0.1, v(a) = 0.6, v(b) = 0.3, v(ab) = 0.8.
+        let phi = shapley(&[0.1, 0.6, 0.3, 0.8], 2);
+        assert!((phi[0] - 0.5 * ((0.6 - 0.1) + (0.8 - 0.3))).abs() < 1e-12);
+        assert!((phi[1] - 0.5 * ((0.3 - 0.1) + (0.8 - 0.6))).abs() < 1e-12);
+        // Three modalities, additive game: each value is its own marginal.
+        let w = [0.2, 0.3, 0.1];
+        let v: Vec<f64> = (0..8).map(|s: usize| (0..3).filter(|i| s & (1 << i) != 0).map(|i| w[i]).sum()).collect();
+        let phi = shapley(&v, 3);
+        for i in 0..3 {
+            assert!((phi[i] - w[i]).abs() < 1e-12, "{phi:?}");
+        }
+        // A game with interaction: values still sum to v(all) − v(∅).
+        let v = [0.0, 0.1, 0.2, 0.5, 0.05, 0.3, 0.4, 0.9];
+        let phi = shapley(&v, 3);
+        assert!((phi.iter().sum::<f64>() - 0.9).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ridge_probe_separates_linearly_separable_classes_and_solves_exactly() {
+        let mut rng = Rng::new(3);
+        let centers = [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]];
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..300 {
+            let c = i % 3;
+            x.push((0..3).map(|j| centers[c][j] + 0.3 * rng.normal()).collect::<Vec<f64>>());
+            y.push(c as u32);
+        }
+        let p = RidgeProbe::fit(&x, &y, 3).unwrap();
+        let acc = x.iter().zip(&y).filter(|(r, &c)| p.predict(r) == c).count();
+        assert_eq!(acc, 300);
+        // Cholesky solve against a known system.
+        let a = vec![vec![4.0, 0.0, 0.0], vec![2.0, 5.0, 0.0], vec![0.4, 1.0, 3.0]];
+        let full = |i: usize, j: usize| if j <= i { a[i][j] } else { a[j][i] };
+        let x_true = [1.0, -2.0, 0.5];
+        let b: Vec<f64> = (0..3).map(|i| (0..3).map(|j| full(i, j) * x_true[j]).sum()).collect();
+        let x = solve_cholesky(&cholesky(&a).unwrap(), &b);
+        for i in 0..3 {
+            assert!((x[i] - x_true[i]).abs() < 1e-12, "{x:?}");
+        }
+    }
+}
