@@ -3,6 +3,7 @@
 //! numbers (Markdown, CSV, JSON). Finished runs are never redone.
 
 mod cuda;
+mod eval_table;
 mod paper;
 mod table;
 
@@ -77,6 +78,10 @@ struct Common {
     /// table-<rows>.{md,csv,json} beside the full one.
     #[arg(long, value_delimiter = ',')]
     rows: Vec<String>,
+    /// Also evaluate every run's final checkpoint (`dgl eval --probe`: macro-F1, Shapley modality
+    /// contributions, linear probes, robustness) and write <table>-eval.md.
+    #[arg(long)]
+    eval: bool,
 }
 
 /// One run of a table: a row label, a method configuration and a seed.
@@ -249,6 +254,23 @@ fn run(cmd: Cmd) -> Result<(), String> {
     w(&format!("{stem}.csv"), table.csv())?;
     w(&format!("{stem}.json"), table.json())?;
     println!("wrote {}/{stem}.{{md,csv,json}} in {:.1} min", out.display(), started.elapsed().as_secs_f64() / 60.0);
+    if c.eval {
+        let mut groups: Vec<(String, Vec<dgl_cli::eval::EvalReport>)> = Vec::new();
+        for (row, _) in &table_rows {
+            let mut reports = Vec::new();
+            for j in jobs.iter().filter(|j| &j.row == row) {
+                let opts = dgl_cli::eval::EvalOptions { probe: true, ..Default::default() };
+                let r =
+                    dgl_cli::eval::eval_run(&run_dir(j), &opts).map_err(|e| format!("{row} seed {}: {e}", j.seed))?;
+                reports.push(r);
+            }
+            groups.push((row.clone(), reports));
+        }
+        let md = eval_table::markdown(&format!("{name} on {dataset} ({preset} preset, {} seed(s))", c.seeds), &groups);
+        println!("\n{md}");
+        w(&format!("{stem}-eval.md"), md)?;
+        println!("wrote {}/{stem}-eval.md", out.display());
+    }
     Ok(())
 }
 

@@ -70,7 +70,7 @@ impl Stat {
             if n > 1 { (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
         Some(Stat { mean, std, n })
     }
-    fn fmt(s: Option<Stat>) -> String {
+    pub fn fmt(s: Option<Stat>) -> String {
         match s {
             Some(s) if s.n > 1 => format!("{:.2} ± {:.2}", s.mean, s.std),
             Some(s) => format!("{:.2}", s.mean),

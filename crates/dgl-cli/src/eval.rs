@@ -174,10 +174,12 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
         return Err(CliError::Config(format!("--noise levels must be positive numbers, got {bad}")));
     }
     let ckpt = Checkpoint::load(&path)?;
-    let cfg = ckpt.meta.config()?;
+    let mut cfg = ckpt.meta.config()?;
     let device = device(opts.device.unwrap_or(cfg.device))?;
     candle_core::cuda::set_gemm_reduced_precision_f32(cfg.train.tf32);
     let mut data = RunData::build(&cfg, false, &device)?;
+    // As in training: the class count is the dataset's (runs saved before it was recorded say the preset's).
+    cfg.model.num_classes = data.train.num_classes();
     let (mut method, model) = build_method_and_model(&cfg, &mut data, &device)?;
     dgl_models::import_state(&model, &ckpt.model_tensors(), true)
         .map_err(|e| CliError::Config(format!("the checkpoint does not fit the run's model: {e}")))?;
