@@ -20,6 +20,8 @@ impl RunDir {
     pub const METRICS_JSONL: &'static str = "metrics.jsonl";
     pub const CHECKPOINT: &'static str = "checkpoint.safetensors";
     pub const STEPS_CSV: &'static str = "steps.csv";
+    /// One JSON line per start or resume: what produced the run (`crate::environment`).
+    pub const ENVIRONMENT: &'static str = "environment.jsonl";
 
     /// The metrics files a checkpoint records the length of (truncated back to it on resume).
     /// `metrics.csv` is not one of them: it is rewritten from `metrics.jsonl` after every epoch

@@ -195,6 +195,12 @@ fn run(
             (run, c.meta.epoch, c.meta.progress, rows, c.meta.global_step, Some(position))
         }
     };
+    let env = crate::environment::Environment::capture(
+        cfg,
+        if start_epoch > 0 || progress.is_some() { "resume" } else { "start" },
+    );
+    let env = serde_json::to_string(&env).map_err(|e| CliError::Run(format!("{}: {e}", RunDir::ENVIRONMENT)))?;
+    run.append_line(RunDir::ENVIRONMENT, &env)?;
     let mut trainer = Loop { cfg, model: &model, data: &data, run: &run, opts, control, step, last_checkpoint };
     for epoch in start_epoch..cfg.train.epochs {
         match trainer.epoch(method.as_mut(), &mut opt, epoch, progress.take())? {
