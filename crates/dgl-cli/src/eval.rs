@@ -104,6 +104,8 @@ pub struct EvalReport {
     /// Where the checkpoint stands (`after epoch 12`, …).
     pub checkpoint: String,
     pub test_samples: usize,
+    /// Trainable parameters per encoder (by modality), of the head, and in total.
+    pub parameters: Vec<(String, usize)>,
     pub scores: Vec<Scores>,
     pub subsets: Vec<Subset>,
     pub contributions: Vec<Contribution>,
@@ -274,12 +276,18 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
         })
         .collect();
     let probes = if opts.probe { probes(&model, &data, &names)? } else { Vec::new() };
+    let count = |vs: Vec<dgl_core::NamedVar>| vs.iter().map(|v| v.var.elem_count()).sum::<usize>();
+    let mut parameters: Vec<(String, usize)> =
+        (0..m).map(|i| (names[i].clone(), count(model.encoder_params(i)))).collect();
+    parameters.push(("head".into(), count(model.head_params())));
+    parameters.push(("total".into(), parameters.iter().map(|p| p.1).sum()));
     let report = EvalReport {
         run: dir.display().to_string(),
         method: cfg.method.name.to_string(),
         dataset: cfg.data.dataset.as_str().to_string(),
         checkpoint: ckpt.meta.position(),
         test_samples: labels.len(),
+        parameters,
         scores,
         subsets,
         contributions,
@@ -452,6 +460,8 @@ impl EvalReport {
             "# Evaluation of {}\n\nmethod `{}`, dataset `{}`, checkpoint {}, {} test samples.\n\n",
             self.run, self.method, self.dataset, self.checkpoint, self.test_samples
         );
+        let params: Vec<String> = self.parameters.iter().map(|(n, c)| format!("{n} {c}")).collect();
+        s += &format!("Trainable parameters: {}.\n\n", params.join(", "));
         s += "| head | accuracy % | macro-F1 % |\n|---|---:|---:|\n";
         for sc in &self.scores {
             s += &format!("| {} | {} | {} |\n", sc.name, pct(sc.accuracy), pct(sc.macro_f1));

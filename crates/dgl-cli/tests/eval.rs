@@ -41,6 +41,11 @@ fn eval_report_agrees_with_training_and_its_definitions() {
     // Probes: audio, visual, all; width 2 → 16-dim features per encoder.
     let dims: Vec<(String, usize)> = r.probes.iter().map(|p| (p.features.clone(), p.dim)).collect();
     assert_eq!(dims, vec![("audio".into(), 16), ("visual".into(), 16), ("all".into(), 32)]);
+    // Parameters: the concat head is Linear(2·16 → 6); the total adds up.
+    let params: std::collections::HashMap<String, usize> = r.parameters.iter().cloned().collect();
+    assert_eq!(params["head"], 32 * 6 + 6);
+    assert_eq!(params["total"], params["audio"] + params["visual"] + params["head"]);
+    assert!(params["audio"] > 1000 && params["visual"] > 1000, "{params:?}");
     // Written next to the run.
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
