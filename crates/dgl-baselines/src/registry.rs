@@ -349,7 +349,7 @@ mod tests {
             assert_eq!(method.name(), k.as_str());
             assert_eq!(method.needs_validation(), k.needs_validation(), "{k}");
             method.check(&model).unwrap();
-            let mut sgd = dgl_core::Sgd::new(dgl_core::SgdConfig::default()).unwrap();
+            let mut sgd: dgl_core::Optimizer = dgl_core::Sgd::new(dgl_core::SgdConfig::default()).unwrap().into();
             for epoch in 0..2 {
                 method.on_epoch_start(&model, epoch, &data).unwrap();
                 for (i, (x, y)) in data.train.iter().enumerate() {

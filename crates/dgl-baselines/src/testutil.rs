@@ -4,7 +4,9 @@
 use candle_core::{DType, Device, Result, Tensor, Var};
 use dgl_core::loss::CrossEntropy;
 use dgl_core::rng::Rng;
-use dgl_core::{BatchSource, Method, MultimodalModel, NamedVar, Sgd, SgdConfig, Split, StepContext, StepReport};
+use dgl_core::{
+    BatchSource, Method, MultimodalModel, NamedVar, Optimizer, Sgd, SgdConfig, Split, StepContext, StepReport,
+};
 
 /// Toy model: tanh-linear encoders, concat linear head.
 pub struct Toy {
@@ -151,12 +153,12 @@ impl BatchSource for Data {
 }
 
 /// Plain SGD (no momentum, no weight decay) with learning rate `lr`.
-pub fn plain_sgd(lr: f64) -> Sgd {
-    Sgd::new(SgdConfig { lr, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false }).unwrap()
+pub fn plain_sgd(lr: f64) -> Optimizer {
+    Sgd::new(SgdConfig { lr, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false }).unwrap().into()
 }
 
 /// The context of the first step of a one-step `epoch`: cross-entropy, no clipping.
-pub fn context<'a>(model: &'a dyn MultimodalModel, sgd: &'a mut Sgd, epoch: usize) -> StepContext<'a> {
+pub fn context<'a>(model: &'a dyn MultimodalModel, sgd: &'a mut Optimizer, epoch: usize) -> StepContext<'a> {
     StepContext {
         model,
         optimizer: sgd,
@@ -173,7 +175,7 @@ pub fn context<'a>(model: &'a dyn MultimodalModel, sgd: &'a mut Sgd, epoch: usiz
 pub fn step(
     method: &mut dyn Method,
     model: &dyn MultimodalModel,
-    sgd: &mut Sgd,
+    sgd: &mut Optimizer,
     epoch: usize,
     inputs: &[Tensor],
     targets: &Tensor,

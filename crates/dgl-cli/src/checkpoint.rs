@@ -5,7 +5,8 @@
 //! Tensors:
 //! - the model's parameters and BatchNorm running statistics, under their own names (PyTorch
 //!   `state_dict` keys, see `dgl_models::state`);
-//! - `optimizer.momentum_buffer.<parameter>`: SGD momentum buffers;
+//! - `optimizer.momentum_buffer.<parameter>`: SGD momentum buffers, or `optimizer.exp_avg.<p>`,
+//!   `optimizer.exp_avg_sq.<p>`, `optimizer.step.<p>`: AdamW moments and step counts;
 //! - `method.<name>`: the method's own state ([`dgl_core::Method::state`]: prototypes, running
 //!   scores, RNG states, D&R's θ_init, …);
 //! - `meta.epoch`: completed epochs (u32), kept for older readers.
@@ -38,7 +39,7 @@ pub const FORMAT: &str = "dgl-checkpoint";
 /// Version of the checkpoint format (metadata key `format_version`).
 pub const FORMAT_VERSION: u32 = 1;
 /// Prefix of optimizer momentum buffers.
-pub const OPTIMIZER_PREFIX: &str = "optimizer.momentum_buffer.";
+pub const OPTIMIZER_PREFIX: &str = "optimizer.";
 /// Prefix of the method's own state.
 pub const METHOD_PREFIX: &str = "method.";
 /// Prefix of bookkeeping tensors.

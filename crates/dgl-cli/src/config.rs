@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use dgl_baselines::MethodConfig;
-use dgl_core::{MultiStepLr, SgdConfig};
+use dgl_core::{MultiStepLr, OptimizerConfig};
 use dgl_data::datasets::DatasetOptions;
 use dgl_data::SyntheticConfig;
 use dgl_models::ModelConfig;
@@ -89,7 +89,8 @@ pub struct TrainSection {
     pub batch_size: usize,
     /// Global L2 gradient-norm clip (official DGL code: 40). `None` disables.
     pub clip_norm: Option<f64>,
-    pub optimizer: SgdConfig,
+    /// SGD (the paper's) or AdamW, one flat table (`kind = "sgd" | "adamw"`).
+    pub optimizer: OptimizerConfig,
     pub scheduler: MultiStepLr,
     /// Compute the Fig. 1(c)/3(b) gradient sources every N steps (0 = never).
     pub diagnostics_every: usize,
@@ -111,7 +112,7 @@ impl Default for TrainSection {
             epochs: 100,
             batch_size: 64,
             clip_norm: Some(40.0),
-            optimizer: SgdConfig::default(),
+            optimizer: OptimizerConfig::default(),
             scheduler: MultiStepLr::default(),
             diagnostics_every: 50,
             drop_last: true,
@@ -167,7 +168,7 @@ impl TrainConfig {
                 train: TrainSection {
                     epochs: 10,
                     batch_size: 32,
-                    optimizer: SgdConfig { lr: 1e-2, ..SgdConfig::default() },
+                    optimizer: OptimizerConfig { lr: 1e-2, ..OptimizerConfig::default() },
                     scheduler: MultiStepLr { milestones: vec![8], ..MultiStepLr::default() },
                     diagnostics_every: 10,
                     ..TrainSection::default()

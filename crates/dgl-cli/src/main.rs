@@ -15,6 +15,7 @@ use dgl_cli::config::{DatasetKind, DeviceKind, Preset, TrainConfig};
 use dgl_cli::run_dir::RunDir;
 use dgl_cli::train::{resume, train_with, RunControl, RunOptions};
 use dgl_cli::CliError;
+use dgl_core::OptimizerKind;
 
 /// mimalloc instead of glibc malloc: the per-item buffers (spectrograms, activations) are large
 /// enough that glibc returns them to the OS after every item and page-faults them back in.
@@ -70,6 +71,12 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OptimizerArg {
+    Sgd,
+    Adamw,
+}
+
 #[derive(clap::Args)]
 struct TrainArgs {
     /// vanilla (concat), dgl, dgl-mt, dgl-ut, audio-only, visual-only, gblending, gblending-ogr,
@@ -93,6 +100,11 @@ struct TrainArgs {
     batch_size: Option<usize>,
     #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
+    /// sgd (the paper's) or adamw (train.optimizer.kind; β1/β2/ε in the config file).
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerArg>,
+    #[arg(long, allow_negative_numbers = true)]
+    weight_decay: Option<f64>,
     #[arg(long)]
     seed: Option<u64>,
     #[arg(long, value_enum)]
@@ -181,6 +193,15 @@ fn resolve(a: &TrainArgs) -> dgl_cli::Result<TrainConfig> {
     }
     if let Some(x) = a.lr {
         cfg.train.optimizer.lr = x;
+    }
+    if let Some(x) = a.optimizer {
+        cfg.train.optimizer.kind = match x {
+            OptimizerArg::Sgd => OptimizerKind::Sgd,
+            OptimizerArg::Adamw => OptimizerKind::AdamW,
+        };
+    }
+    if let Some(x) = a.weight_decay {
+        cfg.train.optimizer.weight_decay = x;
     }
     if let Some(x) = a.seed {
         cfg.seed = x;

@@ -20,7 +20,7 @@ use dgl_core::diagnostics::{gradient_sources, s_statistic};
 use dgl_core::loss::CrossEntropy;
 use dgl_core::method::{restore, snapshot};
 use dgl_core::rng::Rng;
-use dgl_core::{Method, MultimodalModel, Sgd, StepContext, StepReport};
+use dgl_core::{Method, MultimodalModel, Optimizer, StepContext, StepReport};
 use dgl_data::{epoch_batches, Dataset, Mode};
 use dgl_models::{build_model, Model};
 
@@ -168,7 +168,7 @@ fn run(
     let cfg = &effective;
     let (mut method, model) = build_method_and_model(cfg, &mut data, &device)?;
 
-    let mut opt = Sgd::new(cfg.train.optimizer.clone())?;
+    let mut opt = cfg.train.optimizer.build()?;
     let (run, start_epoch, mut progress, mut epochs, step, last_checkpoint) = match ckpt {
         None => {
             let run = RunDir::create(out, opts.overwrite)?;
@@ -262,7 +262,7 @@ pub(crate) fn build_method_and_model(
 fn load_checkpoint(
     c: &Checkpoint,
     model: &Model,
-    opt: &mut Sgd,
+    opt: &mut Optimizer,
     method: &mut dyn Method,
     device: &Device,
 ) -> Result<()> {
@@ -271,7 +271,7 @@ fn load_checkpoint(
     let on_device = |v: Vec<(String, Tensor)>| -> Result<Vec<(String, Tensor)>> {
         v.into_iter().map(|(k, t)| Ok((k, t.to_device(device)?))).collect()
     };
-    opt.load_state(on_device(c.prefixed(OPTIMIZER_PREFIX))?);
+    opt.load_state(on_device(c.prefixed(OPTIMIZER_PREFIX))?)?;
     method.load_state(&on_device(c.prefixed(METHOD_PREFIX))?)?;
     Ok(())
 }
@@ -304,16 +304,16 @@ struct Saved {
 }
 
 impl Saved {
-    fn take(model: &Model, opt: &Sgd, method: &dyn Method) -> Result<Self> {
-        Ok(Self { model: snapshot(&model.state_vars())?, optimizer: opt.state(), method: method.state()? })
+    fn take(model: &Model, opt: &Optimizer, method: &dyn Method) -> Result<Self> {
+        Ok(Self { model: snapshot(&model.state_vars())?, optimizer: opt.state()?, method: method.state()? })
     }
 
     /// Puts the model (parameters and BatchNorm statistics), the optimizer's momentum and the
     /// method's state back. Method state created lazily during the step (e.g. the first
     /// projection matrix) stays, as `Method::load_state` only sets what it is given.
-    fn restore(self, model: &Model, opt: &mut Sgd, method: &mut dyn Method) -> Result<()> {
+    fn restore(self, model: &Model, opt: &mut Optimizer, method: &mut dyn Method) -> Result<()> {
         restore(&model.state_vars(), &self.model)?;
-        opt.load_state(self.optimizer);
+        opt.load_state(self.optimizer)?;
         method.load_state(&self.method)?;
         Ok(())
     }
@@ -370,7 +370,7 @@ impl Loop<'_> {
     fn epoch(
         &mut self,
         method: &mut dyn Method,
-        opt: &mut Sgd,
+        opt: &mut Optimizer,
         epoch: usize,
         resume: Option<EpochProgress>,
     ) -> Result<EpochEnd> {
@@ -579,7 +579,7 @@ impl Loop<'_> {
     fn checkpoint(
         &mut self,
         method: &dyn Method,
-        opt: &Sgd,
+        opt: &Optimizer,
         epoch: usize,
         progress: Option<EpochProgress>,
     ) -> Result<()> {
@@ -587,7 +587,7 @@ impl Loop<'_> {
         for v in self.model.state_vars() {
             t.insert(v.name.clone(), v.var.as_tensor().clone());
         }
-        for (k, v) in opt.state() {
+        for (k, v) in opt.state()? {
             t.insert(format!("{OPTIMIZER_PREFIX}{k}"), v);
         }
         for (k, v) in method.state()? {
@@ -610,7 +610,7 @@ impl Loop<'_> {
 /// What a method sees of the loop at one step (or at the end of an epoch: step = steps per epoch).
 fn step_context<'a>(
     model: &'a Model,
-    optimizer: &'a mut Sgd,
+    optimizer: &'a mut Optimizer,
     cfg: &TrainConfig,
     epoch: usize,
     step_in_epoch: usize,

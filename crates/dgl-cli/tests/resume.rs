@@ -17,9 +17,10 @@ use dgl_cli::{resume, train, train_with, CliError, RunControl, RunOptions};
 /// others inside epochs.
 fn interrupted_run_matches(kind: MethodKind, cfg: &dgl_cli::TrainConfig, stops: &[u64]) {
     let opts = RunOptions::default();
-    let reference = tmp(&format!("{kind}-ref"));
+    let tag = format!("{kind}-{:?}", cfg.train.optimizer.kind); // tests run in parallel: distinct dirs
+    let reference = tmp(&format!("{tag}-ref"));
     train(cfg, &reference, &opts).unwrap_or_else(|e| panic!("{kind}: {e}"));
-    let dir = tmp(&format!("{kind}-stopped"));
+    let dir = tmp(&format!("{tag}-stopped"));
     for (n, &at) in stops.iter().enumerate() {
         let control = RunControl { stop_after_steps: Some(at), ..RunControl::default() };
         let r = if n == 0 { train_with(cfg, &dir, &opts, &control) } else { resume(&dir, None, &opts, &control) };
@@ -52,6 +53,16 @@ fn resume_is_bit_identical_for_vanilla_and_dgl() {
         cfg.train.diagnostics_every = 3;
         interrupted_run_matches(kind, &cfg, &STOPS);
     }
+}
+
+#[test]
+fn resume_is_bit_identical_with_adamw() {
+    // Moments and per-parameter step counts travel through the checkpoint.
+    let mut cfg = micro(MethodKind::Dgl);
+    cfg.train.optimizer.kind = dgl_core::OptimizerKind::AdamW;
+    cfg.train.optimizer.lr = 1e-3;
+    cfg.train.optimizer.weight_decay = 1e-2;
+    interrupted_run_matches(MethodKind::Dgl, &cfg, &STOPS);
 }
 
 #[test]

@@ -30,5 +30,5 @@ pub use error::{Error, Result};
 pub use grads::ParamGrads;
 pub use method::{BatchSource, Method, Prediction, RoutedMethod, Split, StepContext, StepReport};
 pub use model::{GroupKind, MultimodalModel, NamedVar, ParamGroup};
-pub use optim::{MultiStepLr, Sgd, SgdConfig};
+pub use optim::{AdamW, AdamWConfig, MultiStepLr, Optimizer, OptimizerConfig, OptimizerKind, Sgd, SgdConfig};
 pub use routing::{routed_step, Routing, StepOutput};

@@ -9,14 +9,14 @@ use candle_core::Tensor;
 use crate::grads::ParamGrads;
 use crate::loss::Loss;
 use crate::model::{MultimodalModel, NamedVar};
-use crate::optim::Sgd;
+use crate::optim::Optimizer;
 use crate::routing::{evaluate_logits, routed_step, Routing, StepOutput};
 use crate::{Error, Result};
 
 /// What a method may use during a training step.
 pub struct StepContext<'a> {
     pub model: &'a dyn MultimodalModel,
-    pub optimizer: &'a mut Sgd,
+    pub optimizer: &'a mut Optimizer,
     /// Global L2-norm clipping (the official DGL code clips at 40); `None` = no clipping.
     pub clip_norm: Option<f64>,
     pub loss: &'a dyn Loss,

@@ -1,5 +1,7 @@
 //! What candle lacks for training, with PyTorch semantics: SGD with momentum, dampening, weight
-//! decay and Nesterov (`torch.optim.SGD`), and `MultiStepLR`.
+//! decay and Nesterov (`torch.optim.SGD`), AdamW (`torch.optim.AdamW`, what the journal versions of
+//! MMPareto / InfoReg trained with), [`Optimizer`] (either, chosen by [`OptimizerConfig`]), and
+//! `MultiStepLR` (which is also `StepLR`: milestones every k epochs).
 //!
 //! Only parameters present in a [`ParamGrads`] are touched: non-trainable state (BatchNorm running
 //! statistics) is never listed there, so it is never decayed or stepped, and a parameter without a
@@ -115,6 +117,294 @@ impl Sgd {
     /// Restores buffers saved by [`Sgd::state`].
     pub fn load_state(&mut self, state: Vec<(String, Tensor)>) {
         self.buffers = state.into_iter().map(|(k, t)| (k, t.detach())).collect();
+    }
+}
+
+/// `torch.optim.AdamW` hyper-parameters (PyTorch's defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamWConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-2 }
+    }
+}
+
+impl AdamWConfig {
+    /// The checks `torch.optim.AdamW.__init__` makes, plus finiteness.
+    pub fn validate(&self) -> Result<()> {
+        check_hp(self.lr.is_finite() && self.lr > 0.0, "lr", self.lr, "must be finite and > 0")?;
+        check_hp((0.0..1.0).contains(&self.beta1), "beta1", self.beta1, "must be in [0, 1)")?;
+        check_hp((0.0..1.0).contains(&self.beta2), "beta2", self.beta2, "must be in [0, 1)")?;
+        check_hp(self.eps.is_finite() && self.eps >= 0.0, "eps", self.eps, "must be finite and >= 0")?;
+        check_hp(
+            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+            "weight_decay",
+            self.weight_decay,
+            "must be >= 0",
+        )
+    }
+}
+
+/// AdamW with PyTorch semantics (`amsgrad=False`). Moments and step counts are kept per parameter
+/// name, moments always detached; a parameter without a gradient this step is skipped entirely
+/// (its step count does not advance), as PyTorch skips `grad is None`.
+#[derive(Debug)]
+pub struct AdamW {
+    cfg: AdamWConfig,
+    lr: f64,
+    /// name → (exp_avg, exp_avg_sq, step)
+    state: HashMap<String, (Tensor, Tensor, u64)>,
+}
+
+impl AdamW {
+    pub fn new(cfg: AdamWConfig) -> Result<Self> {
+        cfg.validate()?;
+        Ok(Self { lr: cfg.lr, cfg, state: HashMap::new() })
+    }
+
+    pub fn config(&self) -> &AdamWConfig {
+        &self.cfg
+    }
+
+    /// One `optimizer.step()`: t += 1; p ← p·(1 − lr·wd); m = β1·m + (1 − β1)·g;
+    /// v = β2·v + (1 − β2)·g²; p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε).
+    pub fn step(&mut self, grads: &ParamGrads) -> Result<()> {
+        let c = &self.cfg;
+        for e in grads.entries() {
+            let p = e.var.as_tensor().detach();
+            let g = e.grad.detach();
+            let (m, v, t) = match self.state.get(&e.name) {
+                None => (g.zeros_like()?, g.zeros_like()?, 0),
+                Some((m, v, t)) => (m.clone(), v.clone(), *t),
+            };
+            let t = t + 1;
+            let p = if c.weight_decay != 0.0 { (p * (1.0 - self.lr * c.weight_decay))? } else { p };
+            let m = ((m * c.beta1)? + (&g * (1.0 - c.beta1))?)?.detach();
+            let v = ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?.detach();
+            let bias1 = 1.0 - c.beta1.powf(t as f64);
+            let bias2_sqrt = (1.0 - c.beta2.powf(t as f64)).sqrt();
+            let denom = ((v.sqrt()? / bias2_sqrt)? + c.eps)?;
+            let updated = (p - ((&m / denom)? * (self.lr / bias1))?)?;
+            e.var.set(&updated)?;
+            self.state.insert(e.name.clone(), (m, v, t));
+        }
+        Ok(())
+    }
+
+    /// `exp_avg.<name>`, `exp_avg_sq.<name>` and `step.<name>` (f64 scalar), sorted by key.
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut v = Vec::new();
+        for (k, (m, s, t)) in &self.state {
+            v.push((format!("exp_avg.{k}"), m.clone()));
+            v.push((format!("exp_avg_sq.{k}"), s.clone()));
+            v.push((format!("step.{k}"), Tensor::new(&[*t as f64], &candle_core::Device::Cpu)?));
+        }
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(v)
+    }
+
+    /// Restores what [`AdamW::state`] returned; a parameter with a moment but no step count (or the
+    /// reverse) is an error.
+    pub fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        let mut m = HashMap::new();
+        let mut s = HashMap::new();
+        let mut t = HashMap::new();
+        for (k, v) in state {
+            if let Some(n) = k.strip_prefix("exp_avg.") {
+                m.insert(n.to_string(), v.detach());
+            } else if let Some(n) = k.strip_prefix("exp_avg_sq.") {
+                s.insert(n.to_string(), v.detach());
+            } else if let Some(n) = k.strip_prefix("step.") {
+                let step = v.flatten_all()?.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
+                t.insert(n.to_string(), step.first().copied().unwrap_or(0.0) as u64);
+            } else {
+                return Err(crate::Error::InvalidInput(format!("AdamW state: unexpected entry `{k}`")));
+            }
+        }
+        self.state.clear();
+        for (n, mv) in m {
+            match (s.remove(&n), t.remove(&n)) {
+                (Some(sv), Some(tv)) => {
+                    self.state.insert(n, (mv, sv, tv));
+                }
+                _ => return Err(crate::Error::InvalidInput(format!("AdamW state: `{n}` lacks exp_avg_sq or step"))),
+            }
+        }
+        if let Some(n) = s.keys().chain(t.keys()).next() {
+            return Err(crate::Error::InvalidInput(format!("AdamW state: `{n}` lacks exp_avg")));
+        }
+        Ok(())
+    }
+}
+
+/// Which optimizer [`OptimizerConfig`] builds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "lowercase"))]
+pub enum OptimizerKind {
+    /// `torch.optim.SGD` (the paper's).
+    #[default]
+    Sgd,
+    /// `torch.optim.AdamW`.
+    AdamW,
+}
+
+/// The optimizer of a run, as one flat table (`[train.optimizer]`): `kind` chooses SGD or AdamW;
+/// `lr` and `weight_decay` are shared; `momentum`, `dampening`, `nesterov` are SGD's; `beta1`,
+/// `beta2`, `eps` are AdamW's. Defaults: the paper's SGD (lr 2e-3, momentum 0.9, weight decay
+/// 1e-4) and PyTorch's AdamW betas/eps; the weight decay stays 1e-4 for AdamW unless set (PyTorch's
+/// AdamW default is 1e-2).
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(deny_unknown_fields, default))]
+pub struct OptimizerConfig {
+    pub kind: OptimizerKind,
+    pub lr: f64,
+    pub momentum: f64,
+    pub dampening: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        let s = SgdConfig::default();
+        let a = AdamWConfig::default();
+        Self {
+            kind: OptimizerKind::Sgd,
+            lr: s.lr,
+            momentum: s.momentum,
+            dampening: s.dampening,
+            weight_decay: s.weight_decay,
+            nesterov: s.nesterov,
+            beta1: a.beta1,
+            beta2: a.beta2,
+            eps: a.eps,
+        }
+    }
+}
+
+impl OptimizerConfig {
+    /// The SGD hyper-parameters of this table.
+    pub fn sgd(&self) -> SgdConfig {
+        SgdConfig {
+            lr: self.lr,
+            momentum: self.momentum,
+            dampening: self.dampening,
+            weight_decay: self.weight_decay,
+            nesterov: self.nesterov,
+        }
+    }
+
+    /// The AdamW hyper-parameters of this table.
+    pub fn adamw(&self) -> AdamWConfig {
+        AdamWConfig {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+        }
+    }
+
+    /// Validates the hyper-parameters of the chosen kind.
+    pub fn validate(&self) -> Result<()> {
+        match self.kind {
+            OptimizerKind::Sgd => self.sgd().validate(),
+            OptimizerKind::AdamW => self.adamw().validate(),
+        }
+    }
+
+    pub fn build(&self) -> Result<Optimizer> {
+        Ok(match self.kind {
+            OptimizerKind::Sgd => Optimizer::Sgd(Sgd::new(self.sgd())?),
+            OptimizerKind::AdamW => Optimizer::AdamW(AdamW::new(self.adamw())?),
+        })
+    }
+}
+
+impl From<SgdConfig> for OptimizerConfig {
+    fn from(s: SgdConfig) -> Self {
+        Self {
+            lr: s.lr,
+            momentum: s.momentum,
+            dampening: s.dampening,
+            weight_decay: s.weight_decay,
+            nesterov: s.nesterov,
+            ..Self::default()
+        }
+    }
+}
+
+/// SGD or AdamW behind one interface (the training loop's and [`crate::StepContext`]'s optimizer).
+#[derive(Debug)]
+pub enum Optimizer {
+    Sgd(Sgd),
+    AdamW(AdamW),
+}
+
+impl From<Sgd> for Optimizer {
+    fn from(s: Sgd) -> Self {
+        Optimizer::Sgd(s)
+    }
+}
+
+impl Optimizer {
+    /// The current learning rate (set by a scheduler).
+    pub fn lr(&self) -> f64 {
+        match self {
+            Optimizer::Sgd(o) => o.lr(),
+            Optimizer::AdamW(o) => o.lr,
+        }
+    }
+
+    pub fn set_lr(&mut self, lr: f64) {
+        match self {
+            Optimizer::Sgd(o) => o.set_lr(lr),
+            Optimizer::AdamW(o) => o.lr = lr,
+        }
+    }
+
+    pub fn step(&mut self, grads: &ParamGrads) -> Result<()> {
+        match self {
+            Optimizer::Sgd(o) => o.step(grads),
+            Optimizer::AdamW(o) => o.step(grads),
+        }
+    }
+
+    /// Named state tensors for checkpoints: `momentum_buffer.<name>` (SGD) or `exp_avg.<name>`,
+    /// `exp_avg_sq.<name>`, `step.<name>` (AdamW) — PyTorch's `state_dict` field names.
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        match self {
+            Optimizer::Sgd(o) => Ok(o.state().into_iter().map(|(k, t)| (format!("momentum_buffer.{k}"), t)).collect()),
+            Optimizer::AdamW(o) => o.state(),
+        }
+    }
+
+    /// Restores what [`Optimizer::state`] returned.
+    pub fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        match self {
+            Optimizer::Sgd(o) => {
+                let mut buffers = Vec::new();
+                for (k, t) in state {
+                    match k.strip_prefix("momentum_buffer.") {
+                        Some(n) => buffers.push((n.to_string(), t)),
+                        None => return Err(crate::Error::InvalidInput(format!("SGD state: unexpected entry `{k}`"))),
+                    }
+                }
+                o.load_state(buffers);
+                Ok(())
+            }
+            Optimizer::AdamW(o) => o.load_state(state),
+        }
     }
 }
 

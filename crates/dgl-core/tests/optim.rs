@@ -5,7 +5,7 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use dgl_core::grads::ParamGrads;
 use dgl_core::model::{GroupKind, NamedVar, ParamGroup};
-use dgl_core::{MultiStepLr, Sgd, SgdConfig};
+use dgl_core::{AdamW, AdamWConfig, MultiStepLr, Optimizer, OptimizerConfig, OptimizerKind, Sgd, SgdConfig};
 
 /// Gradient of L = ½ Σ a_i p_i² (g = a ⊙ p), through candle's autograd.
 fn grads_of(var: &Var, a: &Tensor) -> ParamGrads {
@@ -57,6 +57,7 @@ fn run(cfg: SgdConfig, steps: usize) -> Vec<Vec<f64>> {
 }
 
 #[test]
+#[allow(clippy::approx_constant)] // 0.6931 is the hand-computed second step, not ln 2
 fn sgd_hand_computed_first_steps() {
     // p0 = 1, a = 1, lr 0.1, momentum 0.9, wd 0.1 (by hand):
     // step 1: d = 1 + 0.1 = 1.1, buf = 1.1, p = 1 − 0.11 = 0.89
@@ -150,4 +151,114 @@ fn clip_grad_norm_matches_torch() {
     assert!((g.get("a").unwrap().to_vec1::<f64>().unwrap()[0] - 3.0 * coef).abs() < 1e-12);
     assert!((g.global_norm().unwrap() - 5.0 * coef).abs() < 1e-12);
     let _ = DType::F64;
+}
+
+/// Independent scalar re-statement of torch.optim.AdamW.step (amsgrad=False) for the quadratic.
+fn adamw_reference(cfg: &AdamWConfig, p0: &[f64], a: &[f64], steps: usize) -> Vec<Vec<f64>> {
+    let mut p = p0.to_vec();
+    let mut m = vec![0.0; p.len()];
+    let mut v = vec![0.0; p.len()];
+    let mut traj = Vec::new();
+    for t in 1..=steps {
+        for i in 0..p.len() {
+            let g = a[i] * p[i];
+            p[i] *= 1.0 - cfg.lr * cfg.weight_decay;
+            m[i] = cfg.beta1 * m[i] + (1.0 - cfg.beta1) * g;
+            v[i] = cfg.beta2 * v[i] + (1.0 - cfg.beta2) * g * g;
+            let step_size = cfg.lr / (1.0 - cfg.beta1.powi(t as i32));
+            let denom = v[i].sqrt() / (1.0 - cfg.beta2.powi(t as i32)).sqrt() + cfg.eps;
+            p[i] -= step_size * m[i] / denom;
+        }
+        traj.push(p.clone());
+    }
+    traj
+}
+
+#[test]
+fn adamw_trajectories_match_pytorch_semantics() {
+    let p0 = [1.0, -2.0, 0.5];
+    let a = [1.0, 0.5, 3.0];
+    for cfg in [
+        AdamWConfig::default(),
+        AdamWConfig { lr: 0.05, weight_decay: 0.0, ..AdamWConfig::default() },
+        AdamWConfig { lr: 0.01, beta1: 0.5, beta2: 0.9, eps: 1e-3, weight_decay: 0.1 },
+    ] {
+        let var = Var::from_tensor(&Tensor::new(&p0, &Device::Cpu).unwrap()).unwrap();
+        let at = Tensor::new(&a, &Device::Cpu).unwrap();
+        let mut opt = AdamW::new(cfg.clone()).unwrap();
+        let want = adamw_reference(&cfg, &p0, &a, 15);
+        for (s, w) in want.iter().enumerate() {
+            opt.step(&grads_of(&var, &at)).unwrap();
+            let got = var.as_tensor().to_vec1::<f64>().unwrap();
+            for (x, y) in got.iter().zip(w) {
+                assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{cfg:?} step {s}: {x} vs {y}");
+            }
+        }
+    }
+    // By hand, first step: m̂ = g, v̂ = g², so p1 = p0·(1 − lr·wd) − lr·g/(|g| + ε) ≈ p0 − lr·sign(g).
+    let var = Var::from_tensor(&Tensor::new(&[2.0f64], &Device::Cpu).unwrap()).unwrap();
+    let cfg = AdamWConfig { lr: 0.1, weight_decay: 0.5, eps: 0.0, ..AdamWConfig::default() };
+    AdamW::new(cfg).unwrap().step(&grads_of(&var, &Tensor::new(&[1.0f64], &Device::Cpu).unwrap())).unwrap();
+    assert!((var.as_tensor().to_vec1::<f64>().unwrap()[0] - (2.0 * 0.95 - 0.1)).abs() < 1e-12);
+}
+
+#[test]
+fn optimizer_state_round_trips_for_sgd_and_adamw() {
+    let p0 = [1.0, -2.0, 0.5];
+    let at = Tensor::new(&[1.0, 0.5, 3.0], &Device::Cpu).unwrap();
+    for kind in [OptimizerKind::Sgd, OptimizerKind::AdamW] {
+        let cfg = OptimizerConfig { kind, lr: 0.05, ..OptimizerConfig::default() };
+        // 6 steps straight vs 3 steps, state saved, a fresh optimizer restored, 3 more steps.
+        let straight = Var::from_tensor(&Tensor::new(&p0, &Device::Cpu).unwrap()).unwrap();
+        let mut a = cfg.build().unwrap();
+        for _ in 0..6 {
+            a.step(&grads_of(&straight, &at)).unwrap();
+        }
+        let split = Var::from_tensor(&Tensor::new(&p0, &Device::Cpu).unwrap()).unwrap();
+        let mut b = cfg.build().unwrap();
+        for _ in 0..3 {
+            b.step(&grads_of(&split, &at)).unwrap();
+        }
+        let state = b.state().unwrap();
+        let names: Vec<&str> = state.iter().map(|(k, _)| k.as_str()).collect();
+        match kind {
+            OptimizerKind::Sgd => assert_eq!(names, ["momentum_buffer.p"]),
+            OptimizerKind::AdamW => assert_eq!(names, ["exp_avg.p", "exp_avg_sq.p", "step.p"]),
+        }
+        let mut c = cfg.build().unwrap();
+        c.load_state(state).unwrap();
+        for _ in 0..3 {
+            c.step(&grads_of(&split, &at)).unwrap();
+        }
+        assert_eq!(
+            straight.as_tensor().to_vec1::<f64>().unwrap(),
+            split.as_tensor().to_vec1::<f64>().unwrap(),
+            "{kind:?}: bit-identical after a state round trip"
+        );
+        // Another optimizer's state is refused with the offending entry named.
+        let other = OptimizerConfig {
+            kind: if kind == OptimizerKind::Sgd { OptimizerKind::AdamW } else { OptimizerKind::Sgd },
+            ..cfg.clone()
+        };
+        let mut d = other.build().unwrap();
+        let e = d.load_state(a.state().unwrap()).unwrap_err().to_string();
+        assert!(e.contains(".p`"), "{e}");
+    }
+    let _: Optimizer = Sgd::new(SgdConfig::default()).unwrap().into();
+}
+
+#[test]
+fn invalid_adamw_hyper_parameters_are_refused() {
+    for (cfg, key) in [
+        (AdamWConfig { lr: 0.0, ..AdamWConfig::default() }, "lr"),
+        (AdamWConfig { beta1: 1.0, ..AdamWConfig::default() }, "beta1"),
+        (AdamWConfig { beta2: -0.1, ..AdamWConfig::default() }, "beta2"),
+        (AdamWConfig { eps: -1.0, ..AdamWConfig::default() }, "eps"),
+        (AdamWConfig { weight_decay: f64::INFINITY, ..AdamWConfig::default() }, "weight_decay"),
+    ] {
+        let e = AdamW::new(cfg).unwrap_err().to_string();
+        assert!(e.contains(key), "{e}");
+    }
+    let e = OptimizerConfig { kind: OptimizerKind::AdamW, beta2: 1.5, ..OptimizerConfig::default() }.validate();
+    assert!(e.unwrap_err().to_string().contains("beta2"));
 }
