@@ -78,6 +78,10 @@ struct Common {
     /// table-<rows>.{md,csv,json} beside the full one.
     #[arg(long, value_delimiter = ',')]
     rows: Vec<String>,
+    /// reproduce-table4 only: the α values to sweep (default the paper's 1,2,3,4,5), e.g.
+    /// `--alphas 0.5,1,2,4,8` — the DGL authors note the best α depends on the software stack.
+    #[arg(long, value_delimiter = ',')]
+    alphas: Vec<f64>,
     /// Also evaluate every run's final checkpoint (`dgl eval --probe`: macro-F1, Shapley modality
     /// contributions, linear probes, robustness) and write <table>-eval.md.
     #[arg(long)]
@@ -113,13 +117,14 @@ fn rows(cmd: &Cmd) -> Vec<(String, MethodConfig)> {
             ("+UT".into(), m(MethodKind::DglUt)),
             ("DGL".into(), m(MethodKind::Dgl)),
         ],
-        Cmd::ReproduceTable4(_) => {
+        Cmd::ReproduceTable4(c) => {
+            let alphas = if c.alphas.is_empty() { vec![1.0, 2.0, 3.0, 4.0, 5.0] } else { c.alphas.clone() };
             let mut v = Vec::new();
             for k in [MethodKind::Dgl, MethodKind::GBlending] {
-                for a in 1..=5 {
+                for &a in &alphas {
                     v.push((
                         format!("{} α={a}", if k == MethodKind::Dgl { "DGL" } else { "G-Blending" }),
-                        MethodConfig::with_alpha(k, a as f64),
+                        MethodConfig::with_alpha(k, a),
                     ));
                 }
             }
@@ -139,6 +144,12 @@ fn run(cmd: Cmd) -> Result<(), String> {
         Cmd::ReproduceTable4(c) => ("table4", c.clone()),
         Cmd::CudaBuild { .. } => unreachable!(),
     };
+    if name != "table4" && !c.alphas.is_empty() {
+        return Err(format!("--alphas applies to reproduce-table4 (the α sweep), not to {name}"));
+    }
+    if let Some(a) = c.alphas.iter().find(|a| !(a.is_finite() && **a >= 0.0)) {
+        return Err(format!("--alphas: {a} is not a finite α >= 0"));
+    }
     let dataset = format!("{:?}", c.dataset).to_lowercase();
     let preset = format!("{:?}", c.preset).to_lowercase();
     let out = c.out.clone().unwrap_or_else(|| PathBuf::from("results").join(format!("{name}-{dataset}-{preset}")));
@@ -321,6 +332,18 @@ mod tests {
         for (label, want) in cases {
             assert_eq!(slug(label), want, "{label}");
         }
+    }
+
+    #[test]
+    fn table4_sweeps_the_requested_alphas() {
+        let cli = Cli::try_parse_from(["xtask", "reproduce-table4", "--alphas", "0.5,8"]).unwrap();
+        let rows = rows(&cli.cmd);
+        let labels: Vec<&str> = rows.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(labels, ["DGL α=0.5", "DGL α=8", "G-Blending α=0.5", "G-Blending α=8"]);
+        assert_eq!(rows[1].1.effective_alpha(), Some(8.0));
+        assert_eq!(slug(labels[0]), "dgl-alpha-0-5");
+        let paper = Cli::try_parse_from(["xtask", "reproduce-table4"]).unwrap();
+        assert_eq!(rows(&paper.cmd).len(), 10, "the paper's α = 1..5 for both methods");
     }
 
     /// A finished run (DONE marker + the same configuration) is kept; any other configuration, or a
