@@ -337,10 +337,10 @@ mod tests {
     #[test]
     fn table4_sweeps_the_requested_alphas() {
         let cli = Cli::try_parse_from(["xtask", "reproduce-table4", "--alphas", "0.5,8"]).unwrap();
-        let rows = rows(&cli.cmd);
-        let labels: Vec<&str> = rows.iter().map(|(l, _)| l.as_str()).collect();
+        let sweep = rows(&cli.cmd);
+        let labels: Vec<&str> = sweep.iter().map(|(l, _)| l.as_str()).collect();
         assert_eq!(labels, ["DGL α=0.5", "DGL α=8", "G-Blending α=0.5", "G-Blending α=8"]);
-        assert_eq!(rows[1].1.effective_alpha(), Some(8.0));
+        assert_eq!(sweep[1].1.effective_alpha(), Some(8.0));
         assert_eq!(slug(labels[0]), "dgl-alpha-0-5");
         let paper = Cli::try_parse_from(["xtask", "reproduce-table4"]).unwrap();
         assert_eq!(rows(&paper.cmd).len(), 10, "the paper's α = 1..5 for both methods");
