@@ -31,4 +31,4 @@ pub use grads::ParamGrads;
 pub use method::{BatchSource, Method, Prediction, RoutedMethod, Split, StepContext, StepReport};
 pub use model::{GroupKind, MultimodalModel, NamedVar, ParamGroup};
 pub use optim::{AdamW, AdamWConfig, MultiStepLr, Optimizer, OptimizerConfig, OptimizerKind, Sgd, SgdConfig};
-pub use routing::{routed_step, Routing, StepOutput};
+pub use routing::{evaluate_logits, routed_step, Routing, StepOutput};
