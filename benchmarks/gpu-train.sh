@@ -5,7 +5,8 @@
 # per-run seconds (SYN_S, AVD_S) bound each run; a run that hits its limit is stopped by SIGTERM, which
 # `dgl` answers with a checkpoint after the current step (exit 130), and its metrics.csv/jsonl keep every
 # finished epoch. Checkpoints (~200 MB) are not brought back. TF32 is on (`--tf32`): PyTorch's default
-# for convolutions (`cudnn.allow_tf32 = True`), so what the official code ran with on an Ampere+ GPU. Device tool:
+# for convolutions (`cudnn.allow_tf32 = True`), so what the official code ran with on an Ampere+ GPU.
+# DGL_KERNELS=candle (in the environment) runs candle's ops instead of the project's cuDNN convolution. Device tool:
 #   run(command="bash benchmarks/gpu-train.sh", carry=["gpu-bundle.tar.xz","gpu-data.tar.xz"], timeout_s=580)
 set -uo pipefail
 OUT="${OUT:-gpu-results}"; mkdir -p "$OUT"

@@ -2,17 +2,34 @@
 //! ([`crate::cpu`]) and, in a `cudnn` build, the cuDNN convolution with cuDNN backward
 //! (`crate::cudnn`). Off, the layers run candle's generic ops on every device — for A/B
 //! benchmarks (`step-bench --kernels both`) and to rule the kernels out when debugging.
+//!
+//! The initial state comes from the environment: `DGL_KERNELS=candle` starts with them off (any
+//! other value, or none, on), so a binary can be switched without a flag
+//! (`DGL_KERNELS=candle dgl train …`); [`set_enabled`] overrides it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
+const UNSET: u8 = 0;
+const ON: u8 = 1;
+const OFF: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(UNSET);
 
 /// Turns the project's kernels on (the default) or off for the whole process.
 pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
+    STATE.store(if on { ON } else { OFF }, Ordering::Relaxed);
 }
 
-/// Whether the project's kernels are on ([`set_enabled`]).
+/// Whether the project's kernels are on ([`set_enabled`], else `DGL_KERNELS`).
 pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    match STATE.load(Ordering::Relaxed) {
+        ON => true,
+        OFF => false,
+        _ => {
+            let on = std::env::var("DGL_KERNELS").map_or(true, |v| v.trim() != "candle");
+            // A concurrent set_enabled wins over the environment.
+            let _ = STATE.compare_exchange(UNSET, if on { ON } else { OFF }, Ordering::Relaxed, Ordering::Relaxed);
+            STATE.load(Ordering::Relaxed) == ON
+        }
+    }
 }
