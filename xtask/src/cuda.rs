@@ -32,7 +32,7 @@ pub fn cuda_build(cudnn: bool) -> Result<(), String> {
     ))?;
     // The CPU/CUDA parity test (crates/dgl-models/tests/cuda_parity.rs) as a binary of its own.
     sh(&format!(
-        "source .cuda/env.sh && cargo test --release --target-dir target-cuda -p dgl-models --features {features} \
+        "set -o pipefail && source .cuda/env.sh && cargo test --release --target-dir target-cuda -p dgl-models --features {features} \
          --test cuda_parity --no-run 2>&1 | tee target-cuda/cuda-parity-build.txt"
     ))?;
     sh("rm -rf gpu-bundle && mkdir -p gpu-bundle && cp target-cuda/release/dgl target-cuda/release/step-bench gpu-bundle/ && \

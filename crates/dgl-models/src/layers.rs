@@ -139,9 +139,8 @@ impl BatchNorm2d {
         if n < 2 {
             bail!("BatchNorm2d in training mode needs more than one value per channel, got input {:?}", x.shape())
         }
-        let (y, mean_d, var_d) = if crate::cpu::supports(&[x, self.weight.as_tensor()]) {
-            // One fused op with a closed-form backward (same function, see `cpu::batch_norm`).
-            crate::cpu::batch_norm::batch_norm_train(x, self.weight.as_tensor(), self.bias.as_tensor(), self.eps)?
+        let (y, mean_d, var_d) = if let Some(fused) = self.fused_train(x)? {
+            fused
         } else {
             let x3 = x.reshape((bsz, c, ()))?;
             let mean = (x3.sum_keepdim(2)?.sum_keepdim(0)? / n as f64)?; // (1, C, 1)
@@ -160,6 +159,21 @@ impl BatchNorm2d {
         self.running_mean.set(&new_mean)?;
         self.running_var.set(&new_var)?;
         y.reshape(x.shape())
+    }
+
+    /// The fused training-mode op where one applies — the CPU kernel (`cpu::batch_norm`) or, in a
+    /// `cudnn` build on CUDA, cuDNN's (`cudnn::batch_norm`) — as `(y, mean, biased var)`; `None`:
+    /// candle's generic ops.
+    fn fused_train(&self, x: &Tensor) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+        let (w, b) = (self.weight.as_tensor(), self.bias.as_tensor());
+        if crate::cpu::supports(&[x, w]) {
+            return crate::cpu::batch_norm::batch_norm_train(x, w, b, self.eps).map(Some);
+        }
+        #[cfg(feature = "cudnn")]
+        if crate::cudnn::supports(&[x, w]) && self.eps >= crate::cudnn::batch_norm::MIN_EPS {
+            return crate::cudnn::batch_norm_train_cudnn(x, w, b, self.eps).map(Some);
+        }
+        Ok(None)
     }
 
     pub fn params(&self) -> Vec<NamedVar> {

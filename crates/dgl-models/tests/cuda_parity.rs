@@ -4,7 +4,7 @@
 //! op vs candle's generic ops on CUDA) and a whole ResNet-18 audio encoder. In a `cudnn` build the
 //! CUDA side of the convolution is the project's cuDNN op (forward, backward data, backward
 //! filter), compared besides with candle's own CUDA convolution, and in f64 with the CPU kernel
-//! to 1e-9.
+//! to 1e-9; and the batch norm is cuDNN's, compared with the CPU op (output, statistics, gradients).
 //!
 //! Built only with `--features cuda`; on a machine without a usable GPU it says so and passes.
 //! `cargo xtask cuda-build` bundles this test as `gpu-bundle/cuda-parity`, and
@@ -128,5 +128,46 @@ fn cudnn_conv_matches_candle_on_cuda_and_the_cpu_kernel() {
             }
             println!("{name}: cuDNN agrees with the CPU kernel (and candle's CUDA conv) within {tol:e}");
         }
+    }
+}
+
+#[cfg(feature = "cudnn")]
+#[test]
+fn cudnn_batch_norm_matches_the_cpu_op() {
+    use dgl_models::cpu::batch_norm::batch_norm_train;
+    use dgl_models::cudnn::batch_norm_train_cudnn;
+    let Some(cuda) = gpu() else { return };
+    let mut rng = Rng::new(6);
+    for (shape, dtype, tol) in
+        [(vec![6, 4, 9, 7], DType::F32, 1e-4), (vec![6, 4, 9, 7], DType::F64, 1e-9), (vec![3, 5, 17], DType::F32, 1e-4)]
+    {
+        let x = randn(&mut rng, &shape, dtype).affine(3.0, 1.5).unwrap();
+        let gamma = randn(&mut rng, &[shape[1]], dtype).affine(1.0, 1.0).unwrap();
+        let beta = randn(&mut rng, &[shape[1]], dtype);
+        let r = randn(&mut rng, &shape, dtype);
+        let inputs = [x.clone(), gamma.clone(), beta.clone()];
+        let ours = run(&cuda, &inputs, &r, &|t| batch_norm_train_cudnn(&t[0], &t[1], &t[2], 1e-5).unwrap().0);
+        let cpu = run(&Device::Cpu, &inputs, &r, &|t| batch_norm_train(&t[0], &t[1], &t[2], 1e-5).unwrap().0);
+        let name = format!("cuDNN batch norm {shape:?} {dtype:?}");
+        for (i, what) in ["y", "dx", "dgamma", "dbeta"].iter().enumerate() {
+            assert_close(&cpu[i], &ours[i], tol, &format!("{name}: {what} (CPU op vs cuDNN)"));
+        }
+        // The batch statistics the layer uses for its running averages.
+        let (_, m_gpu, v_gpu) = batch_norm_train_cudnn(
+            &x.to_device(&cuda).unwrap(),
+            &gamma.to_device(&cuda).unwrap(),
+            &beta.to_device(&cuda).unwrap(),
+            1e-5,
+        )
+        .unwrap();
+        let (_, m_cpu, v_cpu) = batch_norm_train(&x, &gamma, &beta, 1e-5).unwrap();
+        assert_close(&to_vec(&m_cpu), &to_vec(&m_gpu.to_device(&Device::Cpu).unwrap()), tol, &format!("{name}: mean"));
+        assert_close(
+            &to_vec(&v_cpu),
+            &to_vec(&v_gpu.to_device(&Device::Cpu).unwrap()),
+            10.0 * tol,
+            &format!("{name}: var"),
+        );
+        println!("{name}: cuDNN agrees with the CPU op (y, 3 gradients, mean, var) within {tol:e}");
     }
 }

@@ -18,13 +18,13 @@
 //! Precision: f32 runs with `CUDNN_FMA_MATH` (strict fp32, PyTorch's `allow_tf32=False`) unless
 //! candle's reduced-precision f32 matmul switch is on (`candle_core::cuda::set_gemm_reduced_precision_f32`,
 //! `--tf32` in the tools), then with `CUDNN_DEFAULT_MATH` (TF32 tensor cores). f64 uses the default.
-//! Other dtypes go through candle's convolution ([`supports`]).
+//! Other dtypes go through candle's convolution ([`super::supports`]).
 //!
 //! **Status:** compiled by `cargo xtask cuda-build`; no session has had a GPU yet, so this op has
 //! never run. `crates/dgl-models/tests/cuda_parity.rs` compares it with the CPU kernel and with
 //! candle's CUDA convolution (forward and both gradients) the first time it runs on a GPU
 //! (`benchmarks/gpu-check.sh`); until then treat it as unverified and switch it off with
-//! [`crate::kernels::set_enabled`]`(false)` if in doubt.
+//! [`crate::kernels::set_enabled`]`(false)` (or `DGL_KERNELS=candle`) if in doubt.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -55,19 +55,6 @@ fn handle(dev: &CudaDevice) -> Result<Arc<Cudnn>> {
         h.borrow_mut().insert(dev.id(), c.clone());
         Ok(c)
     })
-}
-
-/// Whether [`conv2d_cudnn`] handles these tensors: the project's kernels are on
-/// ([`crate::kernels::enabled`]), all on one CUDA device, all f32 or all f64.
-pub fn supports(ts: &[&Tensor]) -> bool {
-    crate::kernels::enabled() && cuda_f32_or_f64(ts)
-}
-
-fn cuda_f32_or_f64(ts: &[&Tensor]) -> bool {
-    let Some(first) = ts.first() else { return false };
-    let dtype = first.dtype();
-    matches!(dtype, DType::F32 | DType::F64)
-        && ts.iter().all(|t| t.device().is_cuda() && t.device().same_device(first.device()) && t.dtype() == dtype)
 }
 
 /// The four cuDNN descriptors of one convolution.
@@ -221,9 +208,9 @@ impl CustomOp2 for CudnnConv {
 }
 
 /// `F.conv2d(x, w, stride=stride, padding=padding)` on CUDA through cuDNN, with cuDNN's backward
-/// for `x` and `w` (see the module doc). Errors for tensors [`cuda_f32_or_f64`] rejects.
+/// for `x` and `w` (see the module doc). Errors for tensors [`super::cuda_f32_or_f64`] rejects.
 pub fn conv2d_cudnn(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
-    if !cuda_f32_or_f64(&[x, w]) {
+    if !super::cuda_f32_or_f64(&[x, w]) {
         bail!("conv2d_cudnn: f32/f64 tensors on one CUDA device expected, got {:?}/{:?}", x.dtype(), w.dtype())
     }
     let g = Geom::new(x.dims4()?, w.dims4()?, stride, padding)?;
