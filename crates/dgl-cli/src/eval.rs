@@ -168,12 +168,12 @@ fn with_noise(x: &Tensor, sigma: f64, rng: &mut Rng) -> Result<Tensor> {
 
 /// Evaluates the run in `dir` (see the module doc) and writes `eval.json` / `eval.md` there.
 pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
+    if let Some(bad) = opts.noise.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return Err(CliError::Config(format!("--noise levels must be positive numbers, got {bad}")));
+    }
     let path = dir.join(RunDir::CHECKPOINT);
     if !path.is_file() {
         return Err(CliError::Run(format!("dgl eval {}: no checkpoint ({}) in it", dir.display(), RunDir::CHECKPOINT)));
-    }
-    if let Some(bad) = opts.noise.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-        return Err(CliError::Config(format!("--noise levels must be positive numbers, got {bad}")));
     }
     let ckpt = Checkpoint::load(&path)?;
     let mut cfg = ckpt.meta.config()?;

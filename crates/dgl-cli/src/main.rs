@@ -44,7 +44,9 @@ enum Command {
     /// head, modality contributions (Shapley values), robustness to a zeroed or noisy modality, and
     /// (--probe) linear probes of the frozen encoders. Writes RUN_DIR/eval.json and eval.md.
     Eval {
-        run_dir: PathBuf,
+        /// Run directories (each gets its own eval.json / eval.md).
+        #[arg(required = true)]
+        run_dirs: Vec<PathBuf>,
         /// Noise levels σ, in units of the input's standard deviation.
         #[arg(long, value_delimiter = ',', default_value = "0.5,1,2")]
         noise: Vec<f64>,
@@ -335,11 +337,13 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Command::Train(a) => run_train(a, install_stop_handler()),
         Command::Plot { run_dirs } => run_plot(&run_dirs),
-        Command::Eval { run_dir, noise, probe, device } => {
+        Command::Eval { run_dirs, noise, probe, device } => {
             let opts = dgl_cli::eval::EvalOptions { noise, probe, device };
-            dgl_cli::eval::eval_run(&run_dir, &opts).map(|r| {
-                print!("{}", r.markdown());
-                println!("\nwritten: {}, {}", run_dir.join("eval.json").display(), run_dir.join("eval.md").display());
+            run_dirs.iter().try_for_each(|d| {
+                dgl_cli::eval::eval_run(d, &opts).map(|r| {
+                    print!("{}", r.markdown());
+                    println!("\nwritten: {}, {}\n", d.join("eval.json").display(), d.join("eval.md").display());
+                })
             })
         }
         Command::Prepare { dataset, root, out, skip_bad } => run_prepare(dataset, &root, &out, skip_bad),

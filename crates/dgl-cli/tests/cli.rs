@@ -30,6 +30,10 @@ fn bad_options_fail_before_any_work() {
     fails_with(&["train", "--out", o, "--alpha", "-1"], &["alpha"]);
     fails_with(&["train", "--out", o, "--method", "vanilla", "--alpha", "1"], &["no alpha"]);
     fails_with(&["train", "--out", o, "--method", "ogmge"], &["unknown method `ogmge`", "ogm-ge"]);
+    fails_with(&["train", "--out", o, "--optimizer", "adam"], &["adamw"]);
+    fails_with(&["train", "--out", o, "--optimizer", "adamw", "--weight-decay", "-1"], &["weight_decay"]);
+    fails_with(&["eval", o], &["no checkpoint", "cli-bad"]);
+    fails_with(&["eval", o, "--noise", "0"], &["--noise"]);
     if !cfg!(feature = "cuda") {
         fails_with(&["train", "--out", o, "--device", "cuda"], &["no CUDA support"]);
     }
