@@ -18,24 +18,30 @@ use rayon::prelude::*;
 
 use super::{dispatch2, slice, Elem};
 
-/// (B, C, R) geometry of a contiguous (B, C, …) tensor.
+/// (B, C, R) geometry of a contiguous (B, C, …) tensor (shared with `crate::cudnn::batch_norm`).
 #[derive(Clone, Copy, Debug)]
-struct Geom {
-    b: usize,
-    c: usize,
-    r: usize,
+pub(crate) struct Geom {
+    pub(crate) b: usize,
+    pub(crate) c: usize,
+    pub(crate) r: usize,
 }
 
 impl Geom {
-    fn of(shape: &Shape) -> Result<Self> {
+    pub(crate) fn of(shape: &Shape) -> Result<Self> {
         let d = shape.dims();
         if d.len() < 2 {
             bail!("batch_norm: expected (B, C, ...), got {shape:?}")
         }
         Ok(Self { b: d[0], c: d[1], r: d[2..].iter().product() })
     }
+    /// Values per channel, B·R.
     fn n(&self) -> usize {
         self.b * self.r
+    }
+    /// Elements of the tensor, B·C·R.
+    #[cfg_attr(not(feature = "cudnn"), allow(dead_code))]
+    pub(crate) fn len(&self) -> usize {
+        self.b * self.c * self.r
     }
     /// The B segments (each R long) of channel `c`.
     fn segments<'a, T>(&self, v: &'a [T], c: usize) -> impl Iterator<Item = &'a [T]> + 'a {

@@ -24,9 +24,12 @@ use std::ffi::c_void;
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::cudnn::{result, sys, CudnnDataType};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, CudaView};
 use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut, DeviceRepr};
 use candle_core::cuda_backend::{CudaDType, DeviceId};
 use candle_core::{bail, CudaDevice, CudaStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
+
+use crate::cpu::batch_norm::Geom;
 
 /// A raw cuDNN handle bound to a device's stream (one per thread and device).
 struct Handle(sys::cudnnHandle_t);
@@ -80,32 +83,13 @@ impl Drop for Desc {
     }
 }
 
-/// (B, C, R) geometry: x viewed as NCHW (B, C, R, 1).
-#[derive(Clone, Copy, Debug)]
-struct Geom {
-    b: usize,
-    c: usize,
-    r: usize,
-}
-
-impl Geom {
-    fn of(shape: &Shape) -> Result<Self> {
-        let d = shape.dims();
-        if d.len() < 2 {
-            bail!("batch_norm: expected (B, C, ...), got {shape:?}")
-        }
-        let g = Self { b: d[0], c: d[1], r: d[2..].iter().product() };
-        if [g.b, g.c, g.r].iter().any(|&v| i32::try_from(v).is_err()) {
-            bail!("batch_norm: {shape:?} exceeds cuDNN's i32 dimensions")
-        }
-        Ok(g)
+/// x viewed as NCHW (B, C, R, 1), within cuDNN's i32 dimensions.
+fn geom(shape: &Shape) -> Result<Geom> {
+    let g = Geom::of(shape)?;
+    if [g.b, g.c, g.r].iter().any(|&v| i32::try_from(v).is_err()) {
+        bail!("batch_norm: {shape:?} exceeds cuDNN's i32 dimensions")
     }
-    fn n(&self) -> usize {
-        self.b * self.c * self.r
-    }
-    fn x_dims(&self) -> [usize; 4] {
-        [self.b, self.c, self.r, 1]
-    }
+    Ok(g)
 }
 
 /// The contiguous device range of a storage / layout pair.
@@ -128,32 +112,49 @@ struct Backward {
     eps: f64,
 }
 
+/// What both cuDNN calls need: the three inputs as device views, the packed output
+/// (`B·C·R + 2C` elements, every one written by cuDNN), and the x / per-channel descriptors.
+struct Call<'a, T: DeviceRepr> {
+    dev: CudaDevice,
+    stream: std::sync::Arc<CudaStream>,
+    inputs: [CudaView<'a, T>; 3],
+    out: CudaSlice<T>,
+    x_desc: Desc,
+    c_desc: Desc,
+}
+
+impl<'a, T: CudaDType + CudnnDataType + DeviceRepr> Call<'a, T> {
+    fn new(g: Geom, inputs: [(&'a CudaStorage, &Layout, &str); 3]) -> Result<Self> {
+        let dev = inputs[0].0.device().clone();
+        let view = |(s, l, what): (&'a CudaStorage, &Layout, &str)| -> Result<CudaView<'a, T>> {
+            let (a, b) = range(l, what)?;
+            Ok(s.as_cuda_slice::<T>()?.slice(a..b))
+        };
+        let inputs = [view(inputs[0])?, view(inputs[1])?, view(inputs[2])?];
+        // SAFETY: every element of the packed output is written by cuDNN (beta factors are 0).
+        let out = unsafe { dev.alloc::<T>(g.len() + 2 * g.c)? };
+        let (x_desc, c_desc) = (Desc::new::<T>([g.b, g.c, g.r, 1])?, Desc::new::<T>([1, g.c, 1, 1])?);
+        Ok(Self { stream: dev.cuda_stream(), dev, inputs, out, x_desc, c_desc })
+    }
+}
+
 fn forward<T: CudaDType + CudnnDataType + DeviceRepr + WithDType>(
     op: &Forward,
     x: (&CudaStorage, &Layout),
     gamma: (&CudaStorage, &Layout),
     beta: (&CudaStorage, &Layout),
 ) -> Result<CudaStorage> {
-    let (g, dev) = (op.g, x.0.device().clone());
-    let stream = dev.cuda_stream();
-    let (x0, x1) = range(x.1, "x")?;
-    let (g0, g1) = range(gamma.1, "weight")?;
-    let (b0, b1) = range(beta.1, "bias")?;
-    let xs = x.0.as_cuda_slice::<T>()?.slice(x0..x1);
-    let gs = gamma.0.as_cuda_slice::<T>()?.slice(g0..g1);
-    let bs = beta.0.as_cuda_slice::<T>()?.slice(b0..b1);
-    // SAFETY: every element is written by cuDNN (y, saved mean, saved inverse std).
-    let mut out = unsafe { dev.alloc::<T>(g.n() + 2 * g.c)? };
-    let xd = Desc::new::<T>(g.x_dims())?;
-    let pd = Desc::new::<T>([1, g.c, 1, 1])?;
+    let g = op.g;
+    let mut call = Call::<T>::new(g, [(x.0, x.1, "x"), (gamma.0, gamma.1, "weight"), (beta.0, beta.1, "bias")])?;
     let (one, zero) = (T::from_f64(1.0), T::from_f64(0.0));
     let size = std::mem::size_of::<T>() as u64;
-    with_handle(&dev, |h| {
-        let (xp, _a) = xs.device_ptr(&stream);
-        let (gp, _b) = gs.device_ptr(&stream);
-        let (bp, _c) = bs.device_ptr(&stream);
-        let (yp, _d) = out.device_ptr_mut(&stream);
-        let mean = yp + g.n() as u64 * size;
+    with_handle(&call.dev, |h| {
+        let s = &call.stream;
+        let (xp, _a) = call.inputs[0].device_ptr(s);
+        let (gp, _b) = call.inputs[1].device_ptr(s);
+        let (bp, _c) = call.inputs[2].device_ptr(s);
+        let (yp, _d) = call.out.device_ptr_mut(s);
+        let mean = yp + g.len() as u64 * size;
         let inv = mean + g.c as u64 * size;
         // SAFETY: descriptors match the buffers (x, y: B·C·R; γ, β, μ, 1/σ: C); no running
         // statistics (both NULL, which cuDNN allows); alpha/beta are host scalars of type T.
@@ -163,11 +164,11 @@ fn forward<T: CudaDType + CudnnDataType + DeviceRepr + WithDType>(
                 sys::cudnnBatchNormMode_t::CUDNN_BATCHNORM_SPATIAL,
                 &one as *const T as *const c_void,
                 &zero as *const T as *const c_void,
-                xd.0,
+                call.x_desc.0,
                 xp as *const c_void,
-                xd.0,
+                call.x_desc.0,
                 yp as *mut c_void,
-                pd.0,
+                call.c_desc.0,
                 gp as *const c_void,
                 bp as *const c_void,
                 0.0,
@@ -181,7 +182,7 @@ fn forward<T: CudaDType + CudnnDataType + DeviceRepr + WithDType>(
         .result()
         .map_err(candle_core::Error::wrap)
     })?;
-    Ok(CudaStorage::wrap_cuda_slice(out, dev))
+    Ok(CudaStorage::wrap_cuda_slice(call.out, call.dev))
 }
 
 fn backward<T: CudaDType + CudnnDataType + DeviceRepr + WithDType>(
@@ -190,27 +191,18 @@ fn backward<T: CudaDType + CudnnDataType + DeviceRepr + WithDType>(
     dy: (&CudaStorage, &Layout),
     saved: (&CudaStorage, &Layout),
 ) -> Result<CudaStorage> {
-    let (g, dev) = (op.g, x.0.device().clone());
-    let stream = dev.cuda_stream();
-    let (x0, x1) = range(x.1, "x")?;
-    let (d0, d1) = range(dy.1, "dy")?;
-    let (s0, s1) = range(saved.1, "saved statistics")?;
-    let xs = x.0.as_cuda_slice::<T>()?.slice(x0..x1);
-    let ds = dy.0.as_cuda_slice::<T>()?.slice(d0..d1);
-    let ss = saved.0.as_cuda_slice::<T>()?.slice(s0..s1);
-    // SAFETY: every element is written by cuDNN (dx, dγ, dβ; beta factors 0).
-    let mut out = unsafe { dev.alloc::<T>(g.n() + 2 * g.c)? };
-    let xd = Desc::new::<T>(g.x_dims())?;
-    let pd = Desc::new::<T>([1, g.c, 1, 1])?;
+    let g = op.g;
+    let mut call = Call::<T>::new(g, [(x.0, x.1, "x"), (dy.0, dy.1, "dy"), (saved.0, saved.1, "saved statistics")])?;
     let (one, zero) = (T::from_f64(1.0), T::from_f64(0.0));
     let size = std::mem::size_of::<T>() as u64;
-    with_handle(&dev, |h| {
-        let (xp, _a) = xs.device_ptr(&stream);
-        let (dyp, _b) = ds.device_ptr(&stream);
-        let (sp, _c) = ss.device_ptr(&stream);
-        let (dxp, _d) = out.device_ptr_mut(&stream);
+    with_handle(&call.dev, |h| {
+        let s = &call.stream;
+        let (xp, _a) = call.inputs[0].device_ptr(s);
+        let (dyp, _b) = call.inputs[1].device_ptr(s);
+        let (sp, _c) = call.inputs[2].device_ptr(s);
+        let (dxp, _d) = call.out.device_ptr_mut(s);
         let (mean, inv, gamma) = (sp, sp + g.c as u64 * size, sp + 2 * g.c as u64 * size);
-        let dgamma = dxp + g.n() as u64 * size;
+        let dgamma = dxp + g.len() as u64 * size;
         let dbeta = dgamma + g.c as u64 * size;
         // SAFETY: as in `forward`; the saved statistics are the forward's own.
         unsafe {
@@ -221,13 +213,13 @@ fn backward<T: CudaDType + CudnnDataType + DeviceRepr + WithDType>(
                 &zero as *const T as *const c_void,
                 &one as *const T as *const c_void,
                 &zero as *const T as *const c_void,
-                xd.0,
+                call.x_desc.0,
                 xp as *const c_void,
-                xd.0,
+                call.x_desc.0,
                 dyp as *const c_void,
-                xd.0,
+                call.x_desc.0,
                 dxp as *mut c_void,
-                pd.0,
+                call.c_desc.0,
                 gamma as *const c_void,
                 dgamma as *mut c_void,
                 dbeta as *mut c_void,
@@ -239,7 +231,7 @@ fn backward<T: CudaDType + CudnnDataType + DeviceRepr + WithDType>(
         .result()
         .map_err(candle_core::Error::wrap)
     })?;
-    Ok(CudaStorage::wrap_cuda_slice(out, dev))
+    Ok(CudaStorage::wrap_cuda_slice(call.out, call.dev))
 }
 
 macro_rules! cpu_refused {
@@ -279,7 +271,7 @@ impl CustomOp3 for Forward {
             DType::F64 => forward::<f64>(self, (s1, l1), (s2, l2), (s3, l3))?,
             d => bail!("{}: f32 or f64 expected, got {d:?}", self.name()),
         };
-        Ok((out, Shape::from(self.g.n() + 2 * self.g.c)))
+        Ok((out, Shape::from(self.g.len() + 2 * self.g.c)))
     }
 
     fn bwd(
@@ -290,7 +282,7 @@ impl CustomOp3 for Forward {
         res: &Tensor,
         dres: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (n, c) = (self.g.n(), self.g.c);
+        let (n, c) = (self.g.len(), self.g.c);
         let dy = dres.narrow(0, 0, n)?.contiguous()?;
         // [μ | 1/σ] from the forward's output, then γ: the backward op's third input.
         let saved = Tensor::cat(&[&res.narrow(0, n, 2 * c)?.detach(), &gamma.detach()], 0)?;
@@ -321,7 +313,7 @@ impl CustomOp3 for Backward {
             DType::F64 => backward::<f64>(self, (s1, l1), (s2, l2), (s3, l3))?,
             d => bail!("{}: f32 or f64 expected, got {d:?}", self.name()),
         };
-        Ok((out, Shape::from(self.g.n() + 2 * self.g.c)))
+        Ok((out, Shape::from(self.g.len() + 2 * self.g.c)))
     }
 }
 
@@ -344,12 +336,12 @@ pub fn batch_norm_train_cudnn(
     if eps < MIN_EPS {
         bail!("batch_norm_train_cudnn: cuDNN needs eps >= {MIN_EPS}, got {eps}")
     }
-    let g = Geom::of(x.shape())?;
+    let g = geom(x.shape())?;
     if weight.dims() != [g.c] || bias.dims() != [g.c] {
         bail!("batch_norm_train_cudnn: weight/bias of shape ({},) expected", g.c)
     }
     let res = x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Forward { g, eps })?;
-    let (n, c) = (g.n(), g.c);
+    let (n, c) = (g.len(), g.c);
     let y = res.narrow(0, 0, n)?.reshape(x.shape())?;
     let mean = res.narrow(0, n, c)?.detach();
     let inv_std = res.narrow(0, n + c, c)?.detach();
