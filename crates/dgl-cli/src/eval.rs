@@ -113,8 +113,10 @@ pub struct EvalReport {
     pub probes: Vec<Probe>,
 }
 
-/// Accuracy and macro-F1 of `pred` against `labels` (`classes` classes).
+/// Accuracy and macro-F1 of `pred` against `labels` (`classes` classes, more if a prediction or
+/// label is out of that range — e.g. the official Kinetics-Sounds head's dead 34th logit).
 pub fn scores(name: &str, pred: &[u32], labels: &[u32], classes: usize) -> Scores {
+    let classes = pred.iter().chain(labels).map(|&v| v as usize + 1).max().unwrap_or(0).max(classes);
     let mut tp = vec![0usize; classes];
     let mut fp = vec![0usize; classes];
     let mut fn_ = vec![0usize; classes];
@@ -508,6 +510,10 @@ mod tests {
         let s = scores("x", &[0, 1, 1, 1, 2, 0], &[0, 0, 1, 1, 2, 2], 4);
         assert!((s.macro_f1 - (0.5 + 0.8 + 2.0 / 3.0) / 3.0).abs() < 1e-12, "{s:?}");
         assert!((s.accuracy - 4.0 / 6.0).abs() < 1e-12);
+        // A prediction on a logit beyond the dataset's classes (a dead logit) counts as a class of
+        // its own, as in scikit-learn: f1_score([0,1], [0,3], average="macro") = (1 + 0 + 0)/3.
+        let s = scores("x", &[0, 3], &[0, 1], 2);
+        assert!((s.macro_f1 - 1.0 / 3.0).abs() < 1e-12, "{s:?}");
     }
 
     #[test]
