@@ -68,14 +68,14 @@ struct Common {
     /// Override the preset's number of epochs.
     #[arg(long)]
     epochs: Option<usize>,
-    /// Results directory (default results/<table>-<dataset>-<preset>).
+    /// Results directory (default results/TABLE-DATASET-PRESET).
     #[arg(long)]
     out: Option<PathBuf>,
     /// The paper's protocol: best epoch chosen on the test set (optimistic). Default: validation.
     #[arg(long)]
     paper_protocol: bool,
     /// Only these rows (comma-separated labels, e.g. `Concat,DGL`); the table is then written as
-    /// table-<rows>.{md,csv,json} beside the full one.
+    /// table-ROWS.{md,csv,json} beside the full one.
     #[arg(long, value_delimiter = ',')]
     rows: Vec<String>,
     /// reproduce-table4 only: the α values to sweep (default the paper's 1,2,3,4,5), e.g.
@@ -83,7 +83,7 @@ struct Common {
     #[arg(long, value_delimiter = ',')]
     alphas: Vec<f64>,
     /// Also evaluate every run's final checkpoint (`dgl eval --probe`: macro-F1, Shapley modality
-    /// contributions, linear probes, robustness) and write <table>-eval.md.
+    /// contributions, linear probes, robustness) and write TABLE-eval.md.
     #[arg(long)]
     eval: bool,
 }

@@ -114,7 +114,7 @@ struct TrainArgs {
     /// A TOML configuration (see `config.toml` in any run directory); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Run directory (default runs/<method>-<dataset>-<preset>-s<seed>).
+    /// Run directory (default runs/METHOD-DATASET-PRESET-sSEED).
     #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
     /// Replace a non-empty run directory.

@@ -136,7 +136,7 @@ pub fn write_frames(dir: &Path, n: usize) -> io::Result<()> {
 }
 
 /// CREMA-D (OGM-GE layout): `n_train` + `n_test` clips `10ii_IEO_<EMO>_XX` whose emotions cycle
-/// through [`CREMAD_CLASSES`](crate::datasets::CREMAD_CLASSES) (clip i has emotion i mod 6, so the first `n_train` clips are the
+/// through [`crate::datasets::CREMAD_CLASSES`] (clip i has emotion i mod 6, so the first `n_train` clips are the
 /// train split), each with a WAV in `AudioWAV/` and 3 frames in `Image-01-FPS/<id>/`;
 /// `train.csv` / `test.csv` have CRLF lines `id,EMO`. At most 100 clips in all.
 pub fn write_cremad_tree(root: &Path, n_train: usize, n_test: usize) -> io::Result<FixtureTree> {
