@@ -285,6 +285,10 @@ fn run_train(a: TrainArgs, stop: Arc<AtomicBool>) -> dgl_cli::Result<()> {
         fmt(best)
     );
     println!("run directory: {}", out.display());
+    println!(
+        "next: `dgl plot {0}` (figures), `dgl eval {0} --probe` (F1, modality contributions, robustness, probes)",
+        out.display()
+    );
     Ok(())
 }
 
