@@ -51,3 +51,5 @@ $(sort -n "$OUT/mem.txt" | tail -1) $(tail -1 "$OUT/mem.txt")"
   bench 257x299
   echo "gpu-check done in ${SECONDS}s"
 } 2>&1 | tee "$OUT/bench.txt"
+# The table for docs/performance.md (ms/step, samples/s, peak memory, ratios to PyTorch).
+$PY benchmarks/gpu-report.py "$OUT/bench.txt" | tee "$OUT/report.md"

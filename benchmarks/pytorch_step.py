@@ -8,6 +8,7 @@ interleaved plain/DGL steps after warm-up; prints ms/step, samples/s and peak me
     python3 benchmarks/pytorch_step.py --batch 64 --audio 257x188 --steps 30 [--tf32]
 """
 import argparse
+import json
 import time
 
 import torch
@@ -90,6 +91,12 @@ def main():
     for name, s in tot.items():
         ms = 1e3 * s / args.steps
         print(f"{name:>6}: {ms:8.1f} ms/step  {args.batch / (ms / 1e3):8.1f} samples/s")
+        # One machine-readable line per measurement (benchmarks/gpu-report.py reads them).
+        print("RESULT " + json.dumps({
+            "impl": "pytorch", "routing": name, "precision": "tf32" if args.tf32 else "fp32",
+            "audio": f"{f}x{t}", "batch": args.batch, "device": dev.type, "ms": round(ms, 3),
+            "samples_per_s": round(args.batch / (ms / 1e3), 2),
+            "peak_gib": None if dev.type != "cuda" else round(peak, 3), "torch": torch.__version__}))
     print(f"ratio dgl/plain: {tot['dgl'] / tot['plain']:.3f}")
 
 

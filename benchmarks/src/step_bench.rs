@@ -31,9 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let preset = arg(&args, "--preset").unwrap_or_else(|| "tiny".into());
     let steps: usize = arg(&args, "--steps").map(|s| s.parse()).transpose()?.unwrap_or(20);
     let warmup = 3;
-    if args.iter().any(|a| a == "--tf32") {
-        candle_core::cuda::set_gemm_reduced_precision_f32(true);
-    }
+    let tf32 = args.iter().any(|a| a == "--tf32");
+    candle_core::cuda::set_gemm_reduced_precision_f32(tf32);
     let device = match arg(&args, "--device").as_deref() {
         Some("cuda") => Device::new_cuda(0)?,
         _ => Device::Cpu,
@@ -98,12 +97,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "preset {preset}, device {device:?}, batch {batch}, inputs {}, {steps} timed steps each (interleaved)",
         shapes.join(" + ")
     );
-    for (r, (name, _, _)) in routings.iter().enumerate() {
+    let peak = pool_peak::get(&device);
+    // TF32 exists on CUDA only (a CPU build's candle reports reduced precision as always allowed).
+    let precision = if tf32 && device.is_cuda() { "tf32" } else { "fp32" };
+    let audio = b.inputs[0].dims()[2..].iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+    for (r, (name, _, ours)) in routings.iter().enumerate() {
         let ms = 1e3 * totals[r] / steps as f64;
-        println!("{name:>12}: {ms:8.1} ms/step  {:8.1} samples/s", batch as f64 / (ms / 1e3));
+        let per_s = batch as f64 / (ms / 1e3);
+        println!("{name:>12}: {ms:8.1} ms/step  {per_s:8.1} samples/s");
+        // One machine-readable line per measurement (benchmarks/gpu-report.py reads them).
+        println!(
+            "RESULT {{\"impl\": \"{}\", \"routing\": \"{}\", \"precision\": \"{precision}\", \"audio\": \"{audio}\", \
+             \"batch\": {batch}, \"device\": \"{}\", \"ms\": {ms:.3}, \"samples_per_s\": {per_s:.2}, \"peak_gib\": {}}}",
+            if *ours { "candle-ours" } else { "candle-ops" },
+            name.split('/').next().unwrap_or(name),
+            if device.is_cuda() { "cuda" } else { "cpu" },
+            peak.map_or("null".to_string(), |b| format!("{:.3}", b as f64 / (1u64 << 30) as f64)),
+        );
     }
     println!("ratio dgl/plain: {:.3}", totals[1] / totals[0]);
-    if let Some(bytes) = pool_peak::get(&device) {
+    if let Some(bytes) = peak {
         println!(
             "peak device memory (pool high-water mark, all variants): {:.2} GiB",
             bytes as f64 / (1u64 << 30) as f64
