@@ -34,7 +34,11 @@ fn main() {
     println!("cargo:rustc-env=DGL_TARGET={}", std::env::var("TARGET").unwrap_or_default());
     println!("cargo:rustc-env=DGL_PROFILE={}", std::env::var("PROFILE").unwrap_or_default());
     println!("cargo:rustc-env=DGL_CANDLE_VERSION={candle}");
+    // Only paths that exist: cargo reruns a build script on every build for a missing one.
+    println!("cargo:rerun-if-changed=build.rs");
     for p in [".git/HEAD", ".git/refs/heads", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", root.join(p).display());
+        if root.join(p).exists() {
+            println!("cargo:rerun-if-changed={}", root.join(p).display());
+        }
     }
 }
