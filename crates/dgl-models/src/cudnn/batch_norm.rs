@@ -100,14 +100,18 @@ fn range(l: &Layout, what: &str) -> Result<(usize, usize)> {
     }
 }
 
-/// `(x, γ, β) → [y | μ | 1/√(σ² + ε)]`.
-struct Forward {
-    g: Geom,
-    eps: f64,
+/// Which cuDNN call an op makes.
+#[derive(Clone, Copy, Debug)]
+enum Pass {
+    /// `(x, γ, β) → [y | μ | 1/√(σ² + ε)]`
+    Forward,
+    /// `(x, dy, [μ | 1/√(σ² + ε) | γ]) → [dx | dγ | dβ]`
+    Backward,
 }
 
-/// `(x, dy, [μ | 1/√(σ² + ε) | γ]) → [dx | dγ | dβ]`.
-struct Backward {
+/// One cuDNN batch-norm call as a candle op; the forward pass carries the backward.
+struct BatchNormOp {
+    pass: Pass,
     g: Geom,
     eps: f64,
 }
@@ -139,7 +143,7 @@ impl<'a, T: CudaDType + CudnnDataType + DeviceRepr> Call<'a, T> {
 }
 
 fn forward<T: CudaDType + CudnnDataType + DeviceRepr + WithDType>(
-    op: &Forward,
+    op: &BatchNormOp,
     x: (&CudaStorage, &Layout),
     gamma: (&CudaStorage, &Layout),
     beta: (&CudaStorage, &Layout),
@@ -186,7 +190,7 @@ fn forward<T: CudaDType + CudnnDataType + DeviceRepr + WithDType>(
 }
 
 fn backward<T: CudaDType + CudnnDataType + DeviceRepr + WithDType>(
-    op: &Backward,
+    op: &BatchNormOp,
     x: (&CudaStorage, &Layout),
     dy: (&CudaStorage, &Layout),
     saved: (&CudaStorage, &Layout),
@@ -234,28 +238,25 @@ fn backward<T: CudaDType + CudnnDataType + DeviceRepr + WithDType>(
     Ok(CudaStorage::wrap_cuda_slice(call.out, call.dev))
 }
 
-macro_rules! cpu_refused {
-    () => {
-        fn cpu_fwd(
-            &self,
-            _: &candle_core::CpuStorage,
-            _: &Layout,
-            _: &candle_core::CpuStorage,
-            _: &Layout,
-            _: &candle_core::CpuStorage,
-            _: &Layout,
-        ) -> Result<(candle_core::CpuStorage, Shape)> {
-            bail!("{}: CUDA tensors expected (on the CPU use crate::cpu::batch_norm)", self.name())
-        }
-    };
-}
-
-impl CustomOp3 for Forward {
+impl CustomOp3 for BatchNormOp {
     fn name(&self) -> &'static str {
-        "dgl-batch-norm-cudnn"
+        match self.pass {
+            Pass::Forward => "dgl-batch-norm-cudnn",
+            Pass::Backward => "dgl-batch-norm-cudnn-backward",
+        }
     }
 
-    cpu_refused!();
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> Result<(candle_core::CpuStorage, Shape)> {
+        bail!("{}: CUDA tensors expected (on the CPU use crate::cpu::batch_norm)", self.name())
+    }
 
     fn cuda_fwd(
         &self,
@@ -266,10 +267,13 @@ impl CustomOp3 for Forward {
         s3: &CudaStorage,
         l3: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let out = match s1.dtype() {
-            DType::F32 => forward::<f32>(self, (s1, l1), (s2, l2), (s3, l3))?,
-            DType::F64 => forward::<f64>(self, (s1, l1), (s2, l2), (s3, l3))?,
-            d => bail!("{}: f32 or f64 expected, got {d:?}", self.name()),
+        let (a, b, c) = ((s1, l1), (s2, l2), (s3, l3));
+        let out = match (self.pass, s1.dtype()) {
+            (Pass::Forward, DType::F32) => forward::<f32>(self, a, b, c)?,
+            (Pass::Forward, DType::F64) => forward::<f64>(self, a, b, c)?,
+            (Pass::Backward, DType::F32) => backward::<f32>(self, a, b, c)?,
+            (Pass::Backward, DType::F64) => backward::<f64>(self, a, b, c)?,
+            (_, d) => bail!("{}: f32 or f64 expected, got {d:?}", self.name()),
         };
         Ok((out, Shape::from(self.g.len() + 2 * self.g.c)))
     }
@@ -282,38 +286,17 @@ impl CustomOp3 for Forward {
         res: &Tensor,
         dres: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if let Pass::Backward = self.pass {
+            bail!("{}: second-order gradients are not supported", self.name())
+        }
         let (n, c) = (self.g.len(), self.g.c);
         let dy = dres.narrow(0, 0, n)?.contiguous()?;
         // [μ | 1/σ] from the forward's output, then γ: the backward op's third input.
         let saved = Tensor::cat(&[&res.narrow(0, n, 2 * c)?.detach(), &gamma.detach()], 0)?;
-        let out = x.apply_op3_no_bwd(&dy, &saved, &Backward { g: self.g, eps: self.eps })?;
+        let op = BatchNormOp { pass: Pass::Backward, ..*self };
+        let out = x.apply_op3_no_bwd(&dy, &saved, &op)?;
         let dx = out.narrow(0, 0, n)?.reshape(x.shape())?;
         Ok((Some(dx), Some(out.narrow(0, n, c)?), Some(out.narrow(0, n + c, c)?)))
-    }
-}
-
-impl CustomOp3 for Backward {
-    fn name(&self) -> &'static str {
-        "dgl-batch-norm-cudnn-backward"
-    }
-
-    cpu_refused!();
-
-    fn cuda_fwd(
-        &self,
-        s1: &CudaStorage,
-        l1: &Layout,
-        s2: &CudaStorage,
-        l2: &Layout,
-        s3: &CudaStorage,
-        l3: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        let out = match s1.dtype() {
-            DType::F32 => backward::<f32>(self, (s1, l1), (s2, l2), (s3, l3))?,
-            DType::F64 => backward::<f64>(self, (s1, l1), (s2, l2), (s3, l3))?,
-            d => bail!("{}: f32 or f64 expected, got {d:?}", self.name()),
-        };
-        Ok((out, Shape::from(self.g.len() + 2 * self.g.c)))
     }
 }
 
@@ -340,7 +323,11 @@ pub fn batch_norm_train_cudnn(
     if weight.dims() != [g.c] || bias.dims() != [g.c] {
         bail!("batch_norm_train_cudnn: weight/bias of shape ({},) expected", g.c)
     }
-    let res = x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Forward { g, eps })?;
+    let res = x.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        BatchNormOp { pass: Pass::Forward, g, eps },
+    )?;
     let (n, c) = (g.len(), g.c);
     let y = res.narrow(0, 0, n)?.reshape(x.shape())?;
     let mean = res.narrow(0, n, c)?.detach();
