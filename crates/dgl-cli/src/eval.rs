@@ -27,11 +27,11 @@ use dgl_core::MultimodalModel;
 use dgl_data::{epoch_batches, Dataset, Mode};
 use serde::Serialize;
 
-use crate::checkpoint::{Checkpoint, METHOD_PREFIX};
+use crate::checkpoint::Checkpoint;
 use crate::config::DeviceKind;
 use crate::data::RunData;
 use crate::run_dir::RunDir;
-use crate::train::{build_method_and_model, device};
+use crate::train::{load_checkpoint, setup, Setup};
 use crate::{CliError, Result};
 
 /// What `dgl eval` computes besides accuracy and F1.
@@ -152,6 +152,11 @@ pub fn shapley(v: &[f64], m: usize) -> Vec<f64> {
         .collect()
 }
 
+/// How many predictions equal their labels.
+fn hits(pred: &[u32], labels: &[u32]) -> usize {
+    pred.iter().zip(labels).filter(|(a, b)| a == b).count()
+}
+
 fn argmax(logits: &Tensor) -> Result<Vec<u32>> {
     Ok(logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?)
 }
@@ -178,18 +183,9 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
         return Err(CliError::Run(format!("dgl eval {}: no checkpoint ({}) in it", dir.display(), RunDir::CHECKPOINT)));
     }
     let ckpt = Checkpoint::load(&path)?;
-    let mut cfg = ckpt.meta.config()?;
-    let device = device(opts.device.unwrap_or(cfg.device))?;
-    candle_core::cuda::set_gemm_reduced_precision_f32(cfg.train.tf32);
-    let mut data = RunData::build(&cfg, false, &device)?;
-    // As in training: the class count is the dataset's (runs saved before it was recorded say the preset's).
-    cfg.model.num_classes = data.train.num_classes();
-    let (mut method, model) = build_method_and_model(&cfg, &mut data, &device)?;
-    dgl_models::import_state(&model, &ckpt.model_tensors(), true)
-        .map_err(|e| CliError::Config(format!("the checkpoint does not fit the run's model: {e}")))?;
-    let state: Vec<(String, Tensor)> =
-        ckpt.prefixed(METHOD_PREFIX).into_iter().map(|(k, t)| Ok((k, t.to_device(&device)?))).collect::<Result<_>>()?;
-    method.load_state(&state)?;
+    let saved = ckpt.meta.config()?;
+    let Setup { cfg, device, data, mut method, model } = setup(&saved, opts.device.unwrap_or(saved.device), false)?;
+    load_checkpoint(&ckpt, &model, None, method.as_mut(), &device)?;
     let classes = data.test.num_classes();
     let names = model.modality_names();
     let m = model.num_modalities();
@@ -222,8 +218,7 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
                 let zs: Vec<Tensor> = (0..m)
                     .map(|i| if mask & (1 << i) != 0 { Ok(z[i].clone()) } else { Ok(z[i].zeros_like()?) })
                     .collect::<Result<_>>()?;
-                let pred = argmax(&model.fuse(&zs, false)?)?;
-                *c += pred.iter().zip(&y).filter(|(a, b)| a == b).count();
+                *c += hits(&argmax(&model.fuse(&zs, false)?)?, &y);
             }
             for i in 0..m {
                 for (k, corr) in corruptions.iter().enumerate() {
@@ -232,8 +227,8 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
                         None => x[i].zeros_like()?,
                         Some(s) => with_noise(&x[i], *s, &mut rng)?,
                     };
-                    let pred = argmax(&method.predict(&model, &xc)?.multimodal)?;
-                    robust_correct[i * corruptions.len() + k] += pred.iter().zip(&y).filter(|(a, b)| a == b).count();
+                    robust_correct[i * corruptions.len() + k] +=
+                        hits(&argmax(&method.predict(&model, &xc)?.multimodal)?, &y);
                 }
             }
         }

@@ -157,16 +157,8 @@ fn run(
     ckpt: Option<Checkpoint>,
 ) -> Result<RunOutcome> {
     cfg.validate()?;
-    let device = device(cfg.device)?;
-    // Process-wide in candle (matmuls) and read by the cuDNN convolution; a no-op on the CPU.
-    candle_core::cuda::set_gemm_reduced_precision_f32(cfg.train.tf32);
-    let mut data = RunData::build(cfg, needs_validation(cfg), &device)?;
-    // The number of classes comes from the dataset; the configuration saved with the run (and in
-    // its checkpoints) records the effective value.
-    let mut effective = cfg.clone();
-    effective.model.num_classes = data.train.num_classes();
+    let Setup { cfg: effective, device, data, mut method, model } = setup(cfg, cfg.device, needs_validation(cfg))?;
     let cfg = &effective;
-    let (mut method, model) = build_method_and_model(cfg, &mut data, &device)?;
 
     let mut opt = cfg.train.optimizer.build()?;
     let (run, start_epoch, mut progress, mut epochs, step, last_checkpoint) = match ckpt {
@@ -177,7 +169,7 @@ fn run(
         }
         Some(c) => {
             let run = RunDir::open(out)?;
-            load_checkpoint(&c, &model, &mut opt, method.as_mut(), &device)?;
+            load_checkpoint(&c, &model, Some(&mut opt), method.as_mut(), &device)?;
             for name in RunDir::APPENDED {
                 run.truncate_to(name, c.meta.files.get(name).copied().unwrap_or(0))?;
             }
@@ -225,14 +217,29 @@ fn run(
     Ok(RunOutcome { epochs, branch_columns })
 }
 
-/// The method and the model of a configuration, for its data (a unimodal method keeps only its
-/// modality in `data`); the model freshly initialised from `cfg.seed`.
-pub(crate) fn build_method_and_model(
-    cfg: &TrainConfig,
-    data: &mut RunData,
-    device: &Device,
-) -> Result<(Box<dyn Method>, Model)> {
-    let BuiltMethod { method, unimodal } = build_method(cfg, data.train.num_classes())?;
+/// What a run computes with (training, or `dgl eval` on its checkpoint).
+pub(crate) struct Setup {
+    /// The configuration with the dataset's class count (what the run directory records).
+    pub cfg: TrainConfig,
+    pub device: Device,
+    /// The data; a unimodal method keeps only its modality.
+    pub data: RunData,
+    pub method: Box<dyn Method>,
+    /// Freshly initialised from `cfg.seed`.
+    pub model: Model,
+}
+
+/// The device, data, method and model of a configuration, on `device` (TF32 set as configured).
+pub(crate) fn setup(cfg: &TrainConfig, device_kind: DeviceKind, need_validation: bool) -> Result<Setup> {
+    let device = device(device_kind)?;
+    // Process-wide in candle (matmuls) and read by the cuDNN convolution; a no-op on the CPU.
+    candle_core::cuda::set_gemm_reduced_precision_f32(cfg.train.tf32);
+    let mut data = RunData::build(cfg, need_validation, &device)?;
+    // The number of classes comes from the dataset; the configuration saved with the run (and in
+    // its checkpoints) records the effective value (runs saved before that say the preset's).
+    let mut cfg = cfg.clone();
+    cfg.model.num_classes = data.train.num_classes();
+    let BuiltMethod { method, unimodal } = build_method(&cfg, data.train.num_classes())?;
     let model_cfg = match unimodal {
         Some(i) => {
             let name = data
@@ -253,16 +260,17 @@ pub(crate) fn build_method_and_model(
             data.modality_names()
         )));
     }
-    let model = build_model(&model_cfg, &data.modality_shapes(), device, cfg.seed)?;
+    let model = build_model(&model_cfg, &data.modality_shapes(), &device, cfg.seed)?;
     method.check(&model)?;
-    Ok((method, model))
+    Ok(Setup { cfg, device, data, method, model })
 }
 
-/// Puts a checkpoint's model, optimizer and method state in place (shapes checked first).
-fn load_checkpoint(
+/// Puts a checkpoint's model, optimizer (when given) and method state in place (shapes checked
+/// first).
+pub(crate) fn load_checkpoint(
     c: &Checkpoint,
     model: &Model,
-    opt: &mut Optimizer,
+    opt: Option<&mut Optimizer>,
     method: &mut dyn Method,
     device: &Device,
 ) -> Result<()> {
@@ -271,7 +279,9 @@ fn load_checkpoint(
     let on_device = |v: Vec<(String, Tensor)>| -> Result<Vec<(String, Tensor)>> {
         v.into_iter().map(|(k, t)| Ok((k, t.to_device(device)?))).collect()
     };
-    opt.load_state(on_device(c.prefixed(OPTIMIZER_PREFIX))?)?;
+    if let Some(opt) = opt {
+        opt.load_state(on_device(c.prefixed(OPTIMIZER_PREFIX))?)?;
+    }
     method.load_state(&on_device(c.prefixed(METHOD_PREFIX))?)?;
     Ok(())
 }
