@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use dgl_baselines::defaults::{self, Benchmark};
 use dgl_baselines::{MethodConfig, MethodKind};
 use dgl_cli::config::{DatasetKind, DeviceKind, Preset, TrainConfig};
 use dgl_cli::run_dir::{read_metrics, RunDir};
@@ -51,14 +52,21 @@ enum Cmd {
 
 #[derive(clap::Args, Clone)]
 struct Common {
-    #[arg(long, value_enum, default_value = "synthetic")]
-    dataset: DatasetKind,
+    /// The base configuration of every row (dataset, root, model, schedule, …): a TOML file as
+    /// `dgl train --config` reads it (partial sections inherit its preset). The rows then set only
+    /// the method (with its per-dataset defaults) and the seed; `--set` changes anything else.
+    #[arg(long, value_name = "BASE.toml")]
+    config: Option<PathBuf>,
+    /// Dataset (default: the --config file's, else `synthetic`).
+    #[arg(long, value_enum)]
+    dataset: Option<DatasetKind>,
     #[arg(long)]
     root: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     seeds: u64,
-    #[arg(long, value_enum, default_value = "tiny")]
-    preset: Preset,
+    /// Preset of the base configuration (default `tiny`; with --config, the file's).
+    #[arg(long, value_enum, conflicts_with = "config")]
+    preset: Option<Preset>,
     #[arg(long, value_enum)]
     device: Option<DeviceKind>,
     /// Independent runs side by side; on the CPU the cores are split between them (each run gets
@@ -82,6 +90,11 @@ struct Common {
     /// `--alphas 0.5,1,2,4,8` — the DGL authors note the best α depends on the software stack.
     #[arg(long, value_delimiter = ',')]
     alphas: Vec<f64>,
+    /// Override a configuration key of one row (`ROW:key=value`) or of every row (`key=value`);
+    /// the value is TOML (`2`, `true`, `"sgd"`, `[30, 70]`), e.g. `--set 'DGL:method.alpha=2'`
+    /// `--set train.epochs=4`. Repeatable; later ones win.
+    #[arg(long = "set", value_name = "[ROW:]KEY=VALUE")]
+    set: Vec<String>,
     /// Also evaluate every run's final checkpoint (`dgl eval --probe`: macro-F1, Shapley modality
     /// contributions, linear probes, robustness) and write TABLE-eval.md.
     #[arg(long)]
@@ -95,8 +108,9 @@ struct Job {
     seed: u64,
 }
 
-fn rows(cmd: &Cmd) -> Vec<(String, MethodConfig)> {
-    let m = |k: MethodKind| MethodConfig::new(k);
+/// The rows of a table, each method with its official defaults on `bench` (`dgl_baselines::defaults`).
+fn rows(cmd: &Cmd, bench: Option<Benchmark>) -> Vec<(String, MethodConfig)> {
+    let m = |k: MethodKind| defaults::method_config(k, bench);
     match cmd {
         Cmd::ReproduceTable1(_) => vec![
             ("Audio-only".into(), m(MethodKind::AudioOnly)),
@@ -124,7 +138,7 @@ fn rows(cmd: &Cmd) -> Vec<(String, MethodConfig)> {
                 for &a in &alphas {
                     v.push((
                         format!("{} α={a}", if k == MethodKind::Dgl { "DGL" } else { "G-Blending" }),
-                        MethodConfig::with_alpha(k, a),
+                        MethodConfig { alpha: Some(a), ..m(k) },
                     ));
                 }
             }
@@ -150,13 +164,16 @@ fn run(cmd: Cmd) -> Result<(), String> {
     if let Some(a) = c.alphas.iter().find(|a| !(a.is_finite() && **a >= 0.0)) {
         return Err(format!("--alphas: {a} is not a finite α >= 0"));
     }
-    let dataset = format!("{:?}", c.dataset).to_lowercase();
-    let preset = format!("{:?}", c.preset).to_lowercase();
-    let out = c.out.clone().unwrap_or_else(|| PathBuf::from("results").join(format!("{name}-{dataset}-{preset}")));
-    std::fs::create_dir_all(out.join("runs")).map_err(|e| format!("{}: {e}", out.display()))?;
-    let mut base = TrainConfig::preset(c.preset);
-    base.data.dataset = c.dataset;
-    base.data.root = c.root.clone();
+    let mut base = match &c.config {
+        Some(p) => TrainConfig::from_toml_file(p).map_err(|e| format!("--config: {e}"))?,
+        None => TrainConfig::preset(c.preset.unwrap_or_default()),
+    };
+    if let Some(d) = c.dataset {
+        base.data.dataset = d;
+    }
+    if c.root.is_some() {
+        base.data.root = c.root.clone();
+    }
     base.data.always_validate = true;
     if let Some(d) = c.device {
         base.device = d;
@@ -164,7 +181,14 @@ fn run(cmd: Cmd) -> Result<(), String> {
     if let Some(e) = c.epochs {
         base.train.epochs = e;
     }
-    let mut table_rows = rows(&cmd);
+    let dataset = format!("{:?}", base.data.dataset).to_lowercase();
+    let preset = format!("{:?}", base.preset).to_lowercase();
+    let bench = Benchmark::from_dataset_name(base.data.dataset.as_str());
+    // The official per-method schedules are written for the 100-epoch protocol of the paper preset;
+    // any other run (a shorter budget, a --config of one's own) keeps its one schedule for every row.
+    let official_schedule = c.config.is_none() && base.preset == Preset::Paper && base.train.epochs == 100;
+    let mut table_rows = rows(&cmd, bench);
+    let overrides = parse_overrides(&c.set, &table_rows)?;
     if !c.rows.is_empty() {
         if let Some(bad) = c.rows.iter().find(|r| !table_rows.iter().any(|(l, _)| l == *r)) {
             let valid: Vec<&str> = table_rows.iter().map(|(l, _)| l.as_str()).collect();
@@ -172,6 +196,8 @@ fn run(cmd: Cmd) -> Result<(), String> {
         }
         table_rows.retain(|(l, _)| c.rows.contains(l));
     }
+    let out = c.out.clone().unwrap_or_else(|| PathBuf::from("results").join(format!("{name}-{dataset}-{preset}")));
+    std::fs::create_dir_all(out.join("runs")).map_err(|e| format!("{}: {e}", out.display()))?;
     let stem = if c.rows.is_empty() {
         "table".to_string()
     } else {
@@ -182,14 +208,26 @@ fn run(cmd: Cmd) -> Result<(), String> {
         .flat_map(|(row, m)| (0..c.seeds).map(move |seed| Job { row: row.clone(), method: m.clone(), seed }))
         .collect();
     let run_dir = |j: &Job| out.join("runs").join(format!("{}-s{}", slug(&j.row), j.seed));
-    let config_of = |j: &Job| {
+    let config_of = |j: &Job| -> Result<TrainConfig, String> {
         let mut cfg = base.clone();
         cfg.method = j.method.clone();
         cfg.seed = j.seed;
-        cfg
+        if official_schedule {
+            let s = defaults::schedule(j.method.name, bench);
+            cfg.train.optimizer.lr = s.lr;
+            cfg.train.scheduler.milestones = s.milestones;
+            cfg.train.scheduler.gamma = s.gamma;
+        }
+        for o in overrides.iter().filter(|o| o.row.as_ref().is_none_or(|r| *r == j.row)) {
+            cfg = o.apply(&cfg)?;
+        }
+        Ok(cfg)
     };
+    let mut configs = Vec::with_capacity(jobs.len());
     for j in &jobs {
-        config_of(j).validate().map_err(|e| format!("{}: {e}", j.row))?;
+        let cfg = config_of(j).map_err(|e| format!("{}: {e}", j.row))?;
+        cfg.validate().map_err(|e| format!("{}: {e}", j.row))?;
+        configs.push(cfg);
     }
     let started = Instant::now();
     let next = AtomicUsize::new(0);
@@ -200,14 +238,14 @@ fn run(cmd: Cmd) -> Result<(), String> {
         let i = next.fetch_add(1, Ordering::SeqCst);
         let Some(j) = jobs.get(i) else { break };
         let dir = run_dir(j);
-        let cfg = config_of(j);
-        if is_finished(&dir, &cfg) {
+        let cfg = &configs[i];
+        if is_finished(&dir, cfg) {
             println!("[{}/{total}] {} seed {}: finished earlier, kept", i + 1, j.row, j.seed);
             continue;
         }
         let t = Instant::now();
         let opts = RunOptions { progress: false, verbose: false, overwrite: true };
-        match train(&cfg, &dir, &opts) {
+        match train(cfg, &dir, &opts) {
             Ok(o) => {
                 let l = o.last();
                 println!(
@@ -244,19 +282,27 @@ fn run(cmd: Cmd) -> Result<(), String> {
         return Err(errors.join("\n"));
     }
     let protocol = if c.paper_protocol { Protocol::BestTest } else { Protocol::BestValidation };
+    // (selected, last) cells of every row, seed by seed.
+    let mut cells: Vec<(Vec<Cell>, Vec<Cell>)> = Vec::new();
+    for (row, _) in &table_rows {
+        let (mut selected, mut last) = (Vec::new(), Vec::new());
+        for j in jobs.iter().filter(|j| &j.row == row) {
+            let rows = read_metrics(&run_dir(j).join(RunDir::METRICS_JSONL)).map_err(|e| e.to_string())?;
+            selected.push(Cell::select(&rows, protocol).ok_or_else(|| format!("{row}: no metrics"))?);
+            last.push(Cell::last(&rows).ok_or_else(|| format!("{row}: no metrics"))?);
+        }
+        cells.push((selected, last));
+    }
+    let branches = table::branch_names(cells.iter().flat_map(|(s, l)| s.iter().chain(l)));
     let mut table = Table {
         title: format!("{name} on {dataset} ({preset} preset, {} seed(s))", c.seeds),
         protocol,
+        branches: branches.clone(),
         rows: Vec::new(),
     };
-    for (row, _) in &table_rows {
-        let mut cells: Vec<Cell> = Vec::new();
-        for j in jobs.iter().filter(|j| &j.row == row) {
-            let rows = read_metrics(&run_dir(j).join(RunDir::METRICS_JSONL)).map_err(|e| e.to_string())?;
-            cells.push(Cell::select(&rows, protocol).ok_or_else(|| format!("{row}: no metrics"))?);
-        }
+    for ((row, _), (selected, last)) in table_rows.iter().zip(&cells) {
         let paper = paper::lookup(name, &dataset, row);
-        table.rows.push(TableRow::aggregate(row, &cells, paper));
+        table.rows.push(TableRow::aggregate(row, selected, last, &branches, paper));
     }
     let md = table.markdown();
     println!("\n{md}");
@@ -283,6 +329,63 @@ fn run(cmd: Cmd) -> Result<(), String> {
         println!("wrote {}/{stem}-eval.md", out.display());
     }
     Ok(())
+}
+
+/// One `--set [ROW:]KEY=VALUE`.
+#[derive(Clone, Debug, PartialEq)]
+struct Override {
+    /// `None`: every row.
+    row: Option<String>,
+    key: String,
+    value: toml::Value,
+}
+
+impl Override {
+    /// The value is TOML (`2`, `true`, `[30, 70]`, `"adamw"`); anything that is not a TOML value is
+    /// taken as a string (`train.optimizer.kind=adamw`).
+    fn parse(spec: &str) -> Result<Override, String> {
+        let bad = || format!("--set `{spec}`: expected [ROW:]KEY=VALUE, e.g. `DGL:method.alpha=2` or `train.epochs=4`");
+        let (row, rest) = match spec.split_once(':') {
+            Some((row, rest)) if !row.contains('=') => (Some(row.to_string()), rest),
+            _ => (None, spec),
+        };
+        let (key, value) = rest.split_once('=').ok_or_else(bad)?;
+        let key = key.trim();
+        if key.is_empty() || key.split('.').any(|k| k.trim().is_empty()) {
+            return Err(bad());
+        }
+        let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        Ok(Override { row, key: key.to_string(), value })
+    }
+
+    /// `cfg` with the key set, re-read through the configuration parser (unknown keys and wrong
+    /// types are errors naming the key).
+    fn apply(&self, cfg: &TrainConfig) -> Result<TrainConfig, String> {
+        let mut doc = toml::Value::try_from(cfg).map_err(|e| e.to_string())?;
+        let parts: Vec<&str> = self.key.split('.').map(str::trim).collect();
+        let mut node = &mut doc;
+        for part in &parts[..parts.len() - 1] {
+            let table = node.as_table_mut().ok_or_else(|| format!("--set {}: `{part}` is not a section", self.key))?;
+            node = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        }
+        let table = node.as_table_mut().ok_or_else(|| format!("--set {}: not a section", self.key))?;
+        table.insert(parts[parts.len() - 1].to_string(), self.value.clone());
+        let text = toml::to_string(&doc).map_err(|e| e.to_string())?;
+        TrainConfig::from_toml_str(&text).map_err(|e| format!("--set {}: {e}", self.key))
+    }
+}
+
+/// Parses every `--set`; a row that the table does not have is an error listing the rows.
+fn parse_overrides(specs: &[String], rows: &[(String, MethodConfig)]) -> Result<Vec<Override>, String> {
+    let overrides = specs.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>, _>>()?;
+    if let Some(o) = overrides.iter().find(|o| o.row.as_ref().is_some_and(|r| !rows.iter().any(|(l, _)| l == r))) {
+        let valid: Vec<&str> = rows.iter().map(|(l, _)| l.as_str()).collect();
+        return Err(format!("--set: no row `{}` in this table; rows: {}", o.row.as_deref().unwrap_or(""), valid.join(", ")));
+    }
+    Ok(overrides)
 }
 
 /// A run counts as finished when it wrote its DONE marker and its configuration is the one asked.
@@ -337,13 +440,147 @@ mod tests {
     #[test]
     fn table4_sweeps_the_requested_alphas() {
         let cli = Cli::try_parse_from(["xtask", "reproduce-table4", "--alphas", "0.5,8"]).unwrap();
-        let sweep = rows(&cli.cmd);
+        let sweep = rows(&cli.cmd, None);
         let labels: Vec<&str> = sweep.iter().map(|(l, _)| l.as_str()).collect();
         assert_eq!(labels, ["DGL α=0.5", "DGL α=8", "G-Blending α=0.5", "G-Blending α=8"]);
         assert_eq!(sweep[1].1.effective_alpha(), Some(8.0));
         assert_eq!(slug(labels[0]), "dgl-alpha-0-5");
         let paper = Cli::try_parse_from(["xtask", "reproduce-table4"]).unwrap();
-        assert_eq!(rows(&paper.cmd).len(), 10, "the paper's α = 1..5 for both methods");
+        assert_eq!(rows(&paper.cmd, None).len(), 10, "the paper's α = 1..5 for both methods");
+    }
+
+    /// `.npy` v1 of a little-endian f32 vector.
+    fn npy_f32(values: &[f32]) -> Vec<u8> {
+        let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", values.len());
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend((header.len() as u16).to_le_bytes());
+        b.extend(header.bytes());
+        b.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        b
+    }
+
+    /// A generic dataset (manifest + one `.npy` per sample and modality) of two feature views,
+    /// `pose` (8-d) and `text` (5-d), whose class signal is in a few coordinates plus noise.
+    fn write_generic(root: &std::path::Path, classes: usize, per_class: usize) {
+        let mut manifest = String::from("id,label,split\n");
+        let mut rng = 12345u64;
+        let mut noise = || {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((rng >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        for view in ["pose", "text"] {
+            std::fs::create_dir_all(root.join("features").join(view)).unwrap();
+        }
+        for c in 0..classes {
+            for i in 0..per_class {
+                let id = format!("c{c}-{i}");
+                let split = if i % 4 == 3 { "test" } else { "train" };
+                manifest += &format!("{id},{c},{split}\n");
+                for (view, dim) in [("pose", 8usize), ("text", 5)] {
+                    let x: Vec<f32> = (0..dim).map(|d| if d == c % dim { 1.0 } else { 0.0 } + noise()).collect();
+                    std::fs::write(root.join("features").join(view).join(format!("{id}.npy")), npy_f32(&x)).unwrap();
+                }
+            }
+        }
+        std::fs::write(root.join("manifest.csv"), manifest).unwrap();
+    }
+
+    /// The comparison on a user's own configuration: a generic dataset with MLP encoders, a base
+    /// TOML file, a per-row override; the table has the dataset's branch columns and both epochs.
+    #[test]
+    fn table_on_a_generic_dataset_with_mlp_encoders() {
+        let dir = std::env::temp_dir().join(format!("xtask-generic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let data = dir.join("data");
+        write_generic(&data, 3, 16);
+        let base = dir.join("base.toml");
+        std::fs::write(
+            &base,
+            format!(
+                r#"
+[data]
+dataset = "generic"
+root = "{}"
+validation_fraction = 0.25
+
+[model]
+modalities = [
+  {{ name = "pose", encoder = {{ kind = "mlp", hidden = [16] }} }},
+  {{ name = "text", encoder = {{ kind = "mlp", hidden = [16] }} }},
+]
+
+[train]
+epochs = 3
+batch_size = 8
+diagnostics_every = 0
+"#,
+                data.display()
+            ),
+        )
+        .unwrap();
+        let out = dir.join("results");
+        let args = [
+            "xtask",
+            "reproduce-table1",
+            "--config",
+            base.to_str().unwrap(),
+            "--seeds",
+            "2",
+            "--rows",
+            "Concat,DGL",
+            "--set",
+            "DGL:method.alpha=2",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        run(Cli::try_parse_from(args).unwrap().cmd).unwrap();
+        let md = std::fs::read_to_string(out.join("table-concat-dgl.md")).unwrap();
+        assert!(md.contains("| Method | Multi | Pose | Text | Multi (last) | Pose (last) | Text (last) |"), "{md}");
+        assert!(md.contains("| Concat | ") && md.contains("| DGL | "), "{md}");
+        assert!(md.contains("validation split"), "{md}");
+        let saved = |row: &str, seed: u64| {
+            TrainConfig::from_toml_file(&out.join("runs").join(format!("{row}-s{seed}")).join(RunDir::CONFIG)).unwrap()
+        };
+        assert_eq!(saved("dgl", 1).method.alpha, Some(2.0), "the per-row override reached the DGL runs");
+        assert_eq!(saved("concat", 0).method.name, MethodKind::Vanilla);
+        assert_eq!(saved("concat", 0).train.epochs, 3, "the base file's schedule");
+        assert_eq!(saved("dgl", 0).model.base_width, TrainConfig::preset(Preset::Tiny).model.base_width);
+        let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("table-concat-dgl.json")).unwrap()).unwrap();
+        assert_eq!(j["rows"][1]["selected"]["multi"]["n"], 2, "two seeds");
+        assert!(j["rows"][1]["last"]["branches"]["text"]["mean"].is_number());
+        // A second call finds every run finished and only rewrites the table.
+        run(Cli::try_parse_from(args).unwrap().cmd).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn overrides_parse_and_apply() {
+        let rows = rows(&Cli::try_parse_from(["xtask", "reproduce-table3"]).unwrap().cmd, None);
+        let o = parse_overrides(&["+MT:method.alpha=2".into(), "train.scheduler.milestones=[3, 5]".into()], &rows).unwrap();
+        assert_eq!(o[0].row.as_deref(), Some("+MT"));
+        let cfg = o[1].apply(&o[0].apply(&TrainConfig::preset(Preset::Tiny)).unwrap()).unwrap();
+        assert_eq!((cfg.method.alpha, cfg.train.scheduler.milestones.clone()), (Some(2.0), vec![3, 5]));
+        let kind = Override::parse("train.optimizer.kind=adamw").unwrap();
+        assert_eq!(kind.value, toml::Value::String("adamw".into()), "a bare word is a string");
+        let e = parse_overrides(&["Nope:train.epochs=2".into()], &rows).unwrap_err();
+        assert!(e.contains("no row `Nope`") && e.contains("+UT"), "{e}");
+        let e = Override::parse("train.epochz=2").unwrap().apply(&TrainConfig::default()).unwrap_err();
+        assert!(e.contains("train.epochz"), "{e}");
+        assert!(Override::parse("no-equals-sign").is_err());
+    }
+
+    /// The table rows use the dataset's official defaults (Kinetics-Sounds: DGL α = 2).
+    #[test]
+    fn rows_use_per_dataset_defaults() {
+        let cmd = Cli::try_parse_from(["xtask", "reproduce-table1"]).unwrap().cmd;
+        let alpha_of = |b, label: &str| rows(&cmd, b).into_iter().find(|(l, _)| l == label).unwrap().1.effective_alpha();
+        assert_eq!(alpha_of(Some(Benchmark::KineticsSounds), "DGL"), Some(2.0));
+        assert_eq!(alpha_of(Some(Benchmark::CremaD), "DGL"), Some(4.0));
+        assert_eq!(alpha_of(Some(Benchmark::VggSound), "OGM-GE"), Some(0.1));
     }
 
     /// A finished run (DONE marker + the same configuration) is kept; any other configuration, or a

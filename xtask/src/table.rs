@@ -1,5 +1,5 @@
-//! Table aggregation and writing: Multi / Audio / Visual per row, mean ± std over seeds, the
-//! paper's numbers beside ours.
+//! Table aggregation and writing: Multi and one column per branch (modality) per row, mean ± std
+//! over seeds, at the selected epoch and at the last epoch, the paper's numbers beside ours.
 
 use dgl_cli::run_dir::Row;
 
@@ -21,16 +21,26 @@ impl Protocol {
     }
 }
 
-/// Test accuracies (in %) of one run at its selected epoch.
+/// Test accuracies (in %) of one run at one epoch: the multimodal prediction and each branch
+/// (`test_acc_<modality>` columns, in the order the run wrote them).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cell {
     pub epoch: usize,
     pub multi: f64,
-    pub audio: Option<f64>,
-    pub visual: Option<f64>,
+    pub branches: Vec<(String, f64)>,
 }
 
 impl Cell {
+    fn of(row: &Row) -> Option<Cell> {
+        let branches = row
+            .0
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("test_acc_").map(|m| (m.to_string(), 100.0 * v)))
+            .collect();
+        Some(Cell { epoch: row.get("epoch")? as usize, multi: 100.0 * row.get("test_acc")?, branches })
+    }
+
+    /// The epoch chosen by `protocol`: the first epoch with the maximum of its accuracy.
     pub fn select(rows: &[Row], protocol: Protocol) -> Option<Cell> {
         let key = match protocol {
             Protocol::BestValidation => "val_acc",
@@ -42,12 +52,16 @@ impl Cell {
             (Some(x), Some(v)) if v > x.get(key).unwrap_or(f64::NEG_INFINITY) => Some(r),
             (b, _) => b,
         })?;
-        Some(Cell {
-            epoch: best.get("epoch")? as usize,
-            multi: 100.0 * best.get("test_acc")?,
-            audio: best.get("test_acc_audio").map(|v| 100.0 * v),
-            visual: best.get("test_acc_visual").map(|v| 100.0 * v),
-        })
+        Cell::of(best)
+    }
+
+    /// The last epoch of the run (no selection at all).
+    pub fn last(rows: &[Row]) -> Option<Cell> {
+        Cell::of(rows.last()?)
+    }
+
+    pub fn branch(&self, name: &str) -> Option<f64> {
+        self.branches.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
     }
 }
 
@@ -77,6 +91,12 @@ impl Stat {
             None => "–".into(),
         }
     }
+    fn json(s: Option<Stat>) -> serde_json::Value {
+        match s {
+            Some(s) => serde_json::json!({"mean": s.mean, "std": s.std, "n": s.n}),
+            None => serde_json::Value::Null,
+        }
+    }
 }
 
 /// The paper's Multi / Audio / Visual for a row (Audio/Visual absent for unimodal rows).
@@ -87,17 +107,16 @@ pub struct PaperNumbers {
     pub visual: Option<f64>,
 }
 
-pub struct TableRow {
-    pub label: String,
+/// One row's statistics at one kind of epoch: Multi and one entry per table branch (aligned with
+/// [`Table::branches`]; `None` where a seed lacks the branch, e.g. the unimodal rows).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Columns {
     pub multi: Option<Stat>,
-    pub audio: Option<Stat>,
-    pub visual: Option<Stat>,
-    pub seeds: usize,
-    pub paper: Option<PaperNumbers>,
+    pub branches: Vec<Option<Stat>>,
 }
 
-impl TableRow {
-    pub fn aggregate(label: &str, cells: &[Cell], paper: Option<PaperNumbers>) -> TableRow {
+impl Columns {
+    fn aggregate(cells: &[Cell], branches: &[String]) -> Columns {
         let col = |f: &dyn Fn(&Cell) -> Option<f64>| {
             let v: Vec<f64> = cells.iter().filter_map(f).collect();
             if v.len() == cells.len() {
@@ -106,21 +125,70 @@ impl TableRow {
                 None
             }
         };
+        Columns { multi: col(&|c| Some(c.multi)), branches: branches.iter().map(|b| col(&|c| c.branch(b))).collect() }
+    }
+
+    fn json(&self, names: &[String]) -> serde_json::Value {
+        let branches: serde_json::Map<String, serde_json::Value> =
+            names.iter().zip(&self.branches).map(|(n, s)| (n.clone(), Stat::json(*s))).collect();
+        serde_json::json!({"multi": Stat::json(self.multi), "branches": branches})
+    }
+}
+
+pub struct TableRow {
+    pub label: String,
+    /// At the epoch the table's protocol selects.
+    pub selected: Columns,
+    /// At the last epoch of each run.
+    pub last: Columns,
+    pub seeds: usize,
+    pub paper: Option<PaperNumbers>,
+}
+
+impl TableRow {
+    /// Aggregates a row's runs: `selected[i]` and `last[i]` are the same seed's two epochs.
+    pub fn aggregate(
+        label: &str,
+        selected: &[Cell],
+        last: &[Cell],
+        branches: &[String],
+        paper: Option<PaperNumbers>,
+    ) -> TableRow {
         TableRow {
             label: label.to_string(),
-            multi: col(&|c| Some(c.multi)),
-            audio: col(&|c| c.audio),
-            visual: col(&|c| c.visual),
-            seeds: cells.len(),
+            selected: Columns::aggregate(selected, branches),
+            last: Columns::aggregate(last, branches),
+            seeds: selected.len(),
             paper,
         }
     }
 }
 
+/// The union of the cells' branch names, in order of first appearance.
+pub fn branch_names<'a>(cells: impl IntoIterator<Item = &'a Cell>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for c in cells {
+        for (n, _) in &c.branches {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+    }
+    names
+}
+
 pub struct Table {
     pub title: String,
     pub protocol: Protocol,
+    /// The branch (modality) columns, e.g. `audio`, `visual`.
+    pub branches: Vec<String>,
     pub rows: Vec<TableRow>,
+}
+
+/// `audio` → `Audio`.
+fn title_case(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
 }
 
 impl Table {
@@ -128,77 +196,77 @@ impl Table {
         self.rows.iter().any(|r| r.paper.is_some())
     }
 
+    fn paper_cells(p: Option<PaperNumbers>) -> [Option<f64>; 3] {
+        [p.map(|p| p.multi), p.and_then(|p| p.audio), p.and_then(|p| p.visual)]
+    }
+
     pub fn markdown(&self) -> String {
-        let mut s = format!("### {}\n\nTest accuracy (%), {}.\n\n", self.title, self.protocol.describe());
-        let paper = self.has_paper();
-        s += "| Method | Multi | Audio | Visual |";
-        if paper {
-            s += " paper Multi | paper Audio | paper Visual |";
+        let mut s = format!(
+            "### {}\n\nTest accuracy (%), {}; the \"(last)\" columns are the last epoch of each run (no selection).\n\n",
+            self.title,
+            self.protocol.describe()
+        );
+        let names: Vec<String> = self.branches.iter().map(|b| title_case(b)).collect();
+        let mut header = vec!["Method".to_string(), "Multi".into()];
+        header.extend(names.iter().cloned());
+        header.push("Multi (last)".into());
+        header.extend(names.iter().map(|n| format!("{n} (last)")));
+        if self.has_paper() {
+            header.extend(["paper Multi", "paper Audio", "paper Visual"].map(String::from));
         }
-        s += "\n|---|---|---|---|";
-        if paper {
-            s += "---|---|---|";
-        }
-        s += "\n";
+        s += &format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
         for r in &self.rows {
-            s +=
-                &format!("| {} | {} | {} | {} |", r.label, Stat::fmt(r.multi), Stat::fmt(r.audio), Stat::fmt(r.visual));
-            if paper {
-                let f = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
-                let p = r.paper;
-                s += &format!(
-                    " {} | {} | {} |",
-                    f(p.map(|p| p.multi)),
-                    f(p.and_then(|p| p.audio)),
-                    f(p.and_then(|p| p.visual))
-                );
+            let mut cells = vec![r.label.clone(), Stat::fmt(r.selected.multi)];
+            cells.extend(r.selected.branches.iter().map(|b| Stat::fmt(*b)));
+            cells.push(Stat::fmt(r.last.multi));
+            cells.extend(r.last.branches.iter().map(|b| Stat::fmt(*b)));
+            if self.has_paper() {
+                cells.extend(Self::paper_cells(r.paper).map(|v| v.map_or("–".to_string(), |v| format!("{v:.2}"))));
             }
-            s += "\n";
+            s += &format!("| {} |\n", cells.join(" | "));
         }
         s
     }
 
     pub fn csv(&self) -> String {
-        let mut s = String::from("method,seeds,multi_mean,multi_std,audio_mean,audio_std,visual_mean,visual_std,paper_multi,paper_audio,paper_visual\n");
+        let mut header = vec!["method".to_string(), "seeds".into()];
+        for prefix in ["", "last_"] {
+            for col in std::iter::once("multi").chain(self.branches.iter().map(String::as_str)) {
+                header.push(format!("{prefix}{col}_mean"));
+                header.push(format!("{prefix}{col}_std"));
+            }
+        }
+        header.extend(["paper_multi", "paper_audio", "paper_visual"].map(String::from));
+        let mut s = header.join(",") + "\n";
         let f = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.4}"));
         for r in &self.rows {
-            let p = r.paper;
-            s += &format!(
-                "{},{},{},{},{},{},{},{},{},{},{}\n",
-                r.label.replace(',', " "),
-                r.seeds,
-                f(r.multi.map(|x| x.mean)),
-                f(r.multi.map(|x| x.std)),
-                f(r.audio.map(|x| x.mean)),
-                f(r.audio.map(|x| x.std)),
-                f(r.visual.map(|x| x.mean)),
-                f(r.visual.map(|x| x.std)),
-                f(p.map(|p| p.multi)),
-                f(p.and_then(|p| p.audio)),
-                f(p.and_then(|p| p.visual)),
-            );
+            let mut line = vec![r.label.replace(',', " "), r.seeds.to_string()];
+            for cols in [&r.selected, &r.last] {
+                for st in std::iter::once(&cols.multi).chain(&cols.branches) {
+                    line.push(f(st.map(|x| x.mean)));
+                    line.push(f(st.map(|x| x.std)));
+                }
+            }
+            line.extend(Self::paper_cells(r.paper).map(f));
+            s += &(line.join(",") + "\n");
         }
         s
     }
 
     pub fn json(&self) -> String {
-        let stat = |s: Option<Stat>| match s {
-            Some(s) => serde_json::json!({"mean": s.mean, "std": s.std, "n": s.n}),
-            None => serde_json::Value::Null,
-        };
         let rows: Vec<_> = self
             .rows
             .iter()
             .map(|r| {
                 serde_json::json!({
                     "method": r.label, "seeds": r.seeds,
-                    "multi": stat(r.multi), "audio": stat(r.audio), "visual": stat(r.visual),
+                    "selected": r.selected.json(&self.branches), "last": r.last.json(&self.branches),
                     "paper": r.paper.map(|p| serde_json::json!({"multi": p.multi, "audio": p.audio, "visual": p.visual})),
                 })
             })
             .collect();
         serde_json::to_string_pretty(&serde_json::json!({
-            "title": self.title, "protocol": self.protocol.describe(), "rows": rows
+            "title": self.title, "protocol": self.protocol.describe(), "branches": self.branches, "rows": rows
         }))
         .unwrap_or_default()
     }
@@ -218,33 +286,58 @@ mod tests {
         r
     }
 
+    fn cell(multi: f64, audio: Option<f64>) -> Cell {
+        Cell { epoch: 1, multi, branches: audio.map(|a| ("audio".to_string(), a)).into_iter().collect() }
+    }
+
     #[test]
     fn selection_protocols_and_aggregation() {
         let rows = vec![row(1.0, 0.5, 0.9, 0.1, 0.2), row(2.0, 0.7, 0.6, 0.3, 0.4), row(3.0, 0.7, 0.8, 0.5, 0.6)];
         let v = Cell::select(&rows, Protocol::BestValidation).unwrap();
         assert_eq!(v.epoch, 2, "ties keep the earliest epoch");
-        assert!((v.multi - 60.0).abs() < 1e-9 && (v.audio.unwrap() - 30.0).abs() < 1e-9);
+        assert!((v.multi - 60.0).abs() < 1e-9 && (v.branch("audio").unwrap() - 30.0).abs() < 1e-9);
         let t = Cell::select(&rows, Protocol::BestTest).unwrap();
         assert_eq!(t.epoch, 1);
-        let cells = [
-            Cell { epoch: 1, multi: 60.0, audio: Some(50.0), visual: None },
-            Cell { epoch: 1, multi: 70.0, audio: Some(54.0), visual: None },
-        ];
-        let r = TableRow::aggregate(
-            "X",
-            &cells,
-            Some(PaperNumbers { multi: 77.48, audio: Some(63.12), visual: Some(69.11) }),
-        );
-        let m = r.multi.unwrap();
+        let l = Cell::last(&rows).unwrap();
+        assert_eq!((l.epoch, l.branch("visual").map(|x| (x - 60.0).abs() < 1e-9)), (3, Some(true)));
+        assert_eq!(branch_names([&v]), ["audio", "visual"]);
+
+        let branches = vec!["audio".to_string(), "visual".to_string()];
+        let selected = [cell(60.0, Some(50.0)), cell(70.0, Some(54.0))];
+        let last = [cell(50.0, Some(40.0)), cell(52.0, None)];
+        let paper = Some(PaperNumbers { multi: 77.48, audio: Some(63.12), visual: Some(69.11) });
+        let r = TableRow::aggregate("X", &selected, &last, &branches, paper);
+        let m = r.selected.multi.unwrap();
         assert!((m.mean - 65.0).abs() < 1e-12 && (m.std - 50f64.sqrt()).abs() < 1e-12);
-        assert!(r.visual.is_none());
-        let t = Table { title: "t".into(), protocol: Protocol::BestTest, rows: vec![r] };
+        assert!(r.selected.branches[1].is_none(), "no seed has a visual branch");
+        assert!(r.last.branches[0].is_none(), "one seed lacks the audio branch at its last epoch");
+        let t = Table { title: "t".into(), protocol: Protocol::BestTest, branches, rows: vec![r] };
         let md = t.markdown();
-        assert!(md.contains("| X | 65.00 ± 7.07 | 52.00 ± 2.83 | – | 77.48 | 63.12 | 69.11 |"), "{md}");
+        assert!(md.contains("| Method | Multi | Audio | Visual | Multi (last) | Audio (last) | Visual (last) |"), "{md}");
+        assert!(md.contains("| X | 65.00 ± 7.07 | 52.00 ± 2.83 | – | 51.00 ± 1.41 | – | – | 77.48 | 63.12 | 69.11 |"), "{md}");
         assert!(md.contains("TEST set"));
         let csv = t.csv();
-        assert!(csv.lines().nth(1).unwrap().starts_with("X,2,65.0000,7.0711,52.0000,2.8284,,,77.4800"), "{csv}");
+        assert!(csv.starts_with("method,seeds,multi_mean,multi_std,audio_mean,audio_std,visual_mean,visual_std,last_multi_mean,"), "{csv}");
+        assert!(csv.lines().nth(1).unwrap().starts_with("X,2,65.0000,7.0711,52.0000,2.8284,,,51.0000,1.4142,,,,,77.4800"), "{csv}");
         let j: serde_json::Value = serde_json::from_str(&t.json()).unwrap();
-        assert_eq!(j["rows"][0]["multi"]["n"], 2);
+        assert_eq!(j["rows"][0]["selected"]["multi"]["n"], 2);
+        assert_eq!(j["rows"][0]["last"]["branches"]["audio"], serde_json::Value::Null);
+    }
+
+    /// A dataset with other modality names gets its own columns (no paper columns without paper numbers).
+    #[test]
+    fn branches_of_any_dataset() {
+        let c = Cell {
+            epoch: 2,
+            multi: 80.0,
+            branches: vec![("text".into(), 70.0), ("pose".into(), 60.0), ("depth".into(), 50.0)],
+        };
+        let names = branch_names([&c]);
+        let r = TableRow::aggregate("DGL", &[c.clone()], &[c], &names, None);
+        let t = Table { title: "t".into(), protocol: Protocol::BestValidation, branches: names, rows: vec![r] };
+        let md = t.markdown();
+        assert!(md.contains("| Method | Multi | Text | Pose | Depth | Multi (last) | Text (last) | Pose (last) | Depth (last) |\n|---|---|---|---|---|---|---|---|---|\n"), "{md}");
+        assert!(md.contains("| DGL | 80.00 | 70.00 | 60.00 | 50.00 | 80.00 | 70.00 | 60.00 | 50.00 |"), "{md}");
+        assert!(!md.contains("paper"));
     }
 }

@@ -21,6 +21,7 @@
 //! deviation from the official code: `docs/methods.md`.
 
 pub mod agm;
+pub mod defaults;
 pub mod dnr;
 pub mod gblending;
 pub mod kmeans;
