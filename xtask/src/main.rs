@@ -71,7 +71,10 @@ struct Common {
     /// Results directory (default results/TABLE-DATASET-PRESET).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// The paper's protocol: best epoch chosen on the test set (optimistic). Default: validation.
+    /// The paper's protocol: best epoch chosen on the test set (optimistic), every run trained on
+    /// the whole training split (no validation carve-out) unless its method needs a validation
+    /// split (D&R, G-Blending OGR). Default: a validation split carved from the training set for
+    /// every run, which selects the epoch.
     #[arg(long)]
     paper_protocol: bool,
     /// Only these rows (comma-separated labels, e.g. `Concat,DGL`); the table is then written as
@@ -154,16 +157,7 @@ fn run(cmd: Cmd) -> Result<(), String> {
     let preset = format!("{:?}", c.preset).to_lowercase();
     let out = c.out.clone().unwrap_or_else(|| PathBuf::from("results").join(format!("{name}-{dataset}-{preset}")));
     std::fs::create_dir_all(out.join("runs")).map_err(|e| format!("{}: {e}", out.display()))?;
-    let mut base = TrainConfig::preset(c.preset);
-    base.data.dataset = c.dataset;
-    base.data.root = c.root.clone();
-    base.data.always_validate = true;
-    if let Some(d) = c.device {
-        base.device = d;
-    }
-    if let Some(e) = c.epochs {
-        base.train.epochs = e;
-    }
+    let base = base_config(&c);
     let mut table_rows = rows(&cmd);
     if !c.rows.is_empty() {
         if let Some(bad) = c.rows.iter().find(|r| !table_rows.iter().any(|(l, _)| l == *r)) {
@@ -285,6 +279,24 @@ fn run(cmd: Cmd) -> Result<(), String> {
     Ok(())
 }
 
+/// The configuration every row of a table starts from. Under `--paper-protocol` no validation
+/// split is carved out for the epoch selection (the test set selects it, as the official code
+/// does), so a run trains on the whole training split unless its method needs a validation split
+/// (`MethodKind::needs_validation`, applied by the loop).
+fn base_config(c: &Common) -> TrainConfig {
+    let mut base = TrainConfig::preset(c.preset);
+    base.data.dataset = c.dataset;
+    base.data.root = c.root.clone();
+    base.data.always_validate = !c.paper_protocol;
+    if let Some(d) = c.device {
+        base.device = d;
+    }
+    if let Some(e) = c.epochs {
+        base.train.epochs = e;
+    }
+    base
+}
+
 /// A run counts as finished when it wrote its DONE marker and its configuration is the one asked.
 fn is_finished(dir: &std::path::Path, cfg: &TrainConfig) -> bool {
     // The saved configuration records the dataset's number of classes (set when the run starts).
@@ -344,6 +356,30 @@ mod tests {
         assert_eq!(slug(labels[0]), "dgl-alpha-0-5");
         let paper = Cli::try_parse_from(["xtask", "reproduce-table4"]).unwrap();
         assert_eq!(rows(&paper.cmd).len(), 10, "the paper's α = 1..5 for both methods");
+    }
+
+    /// `--paper-protocol` trains every row on the whole training split except the methods that
+    /// need a validation split; the default protocol carves one out for every row.
+    #[test]
+    fn paper_protocol_carves_a_validation_split_only_where_the_method_needs_one() {
+        let common = |args: &[&str]| match Cli::try_parse_from(args).unwrap().cmd {
+            Cmd::ReproduceTable1(c) => c,
+            _ => unreachable!(),
+        };
+        let paper = base_config(&common(&["xtask", "reproduce-table1", "--paper-protocol"]));
+        let default = base_config(&common(&["xtask", "reproduce-table1"]));
+        let cli = Cli::try_parse_from(["xtask", "reproduce-table1"]).unwrap();
+        for (label, method) in rows(&cli.cmd) {
+            let with = |base: &TrainConfig| {
+                let mut cfg = base.clone();
+                cfg.method = method.clone();
+                dgl_cli::methods::needs_validation(&cfg)
+            };
+            let own = matches!(method.name, MethodKind::Dnr | MethodKind::GBlendingOgr);
+            assert_eq!(with(&paper), own, "{label} under --paper-protocol");
+            assert!(with(&default), "{label} under the default protocol");
+        }
+        assert!(rows(&cli.cmd).iter().any(|(_, m)| m.name == MethodKind::Dnr), "the D&R row needs its split");
     }
 
     /// A finished run (DONE marker + the same configuration) is kept; any other configuration, or a

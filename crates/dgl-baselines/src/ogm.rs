@@ -126,8 +126,7 @@ pub fn unimodal_logits(model: &dyn MultimodalModel, z: &[Tensor], m: usize, how:
     Ok(match how {
         OgmUnimodalLogits::ZeroMask => model.fuse_only(&z, m, false)?,
         OgmUnimodalLogits::Official => {
-            let (w, b) =
-                linear_term(model, m).ok_or_else(|| Error::InvalidInput(format!("OGM: {NON_LINEAR_HEAD}")))?;
+            let (w, b) = linear_term(model, m).ok_or_else(|| Error::InvalidInput(format!("OGM: {NON_LINEAR_HEAD}")))?;
             flatten_rows(&z[m])?.matmul(&w.detach().t()?)?.broadcast_add(&b.detach())?
         }
     })
@@ -139,7 +138,8 @@ fn linear_term(model: &dyn MultimodalModel, m: usize) -> Option<(Tensor, Tensor)
 }
 
 /// Why a head without per-modality affine terms is refused (the official formula needs them).
-pub const NON_LINEAR_HEAD: &str = "the official per-modality logits W_m z_m + b_m (OGM-GE main.py:95-104) need a fusion \
+pub const NON_LINEAR_HEAD: &str =
+    "the official per-modality logits W_m z_m + b_m (OGM-GE main.py:95-104) need a fusion \
      head linear in each modality (concat or sum) and are undefined for the gated and FiLM heads: use \
      model.fusion = \"concat\" or \"sum\", or method.ogm.unimodal_logits = \"zero-mask\" (the zero-masked shared \
      head, a deviation)";
@@ -219,8 +219,7 @@ impl Method for Ogm {
 
     fn check(&self, model: &dyn MultimodalModel) -> Result<()> {
         require_two_modalities(model, &self.name())?;
-        if self.cfg.unimodal_logits == OgmUnimodalLogits::Official && (0..2).any(|m| linear_term(model, m).is_none())
-        {
+        if self.cfg.unimodal_logits == OgmUnimodalLogits::Official && (0..2).any(|m| linear_term(model, m).is_none()) {
             return Err(Error::InvalidInput(format!("`{}` with this model's head: {NON_LINEAR_HEAD}", self.name())));
         }
         Ok(())
@@ -310,7 +309,8 @@ mod tests {
     fn mlp_model(fusion: dgl_models::FusionKind, seed: u64) -> dgl_models::Model {
         use dgl_models::{EncoderKind, ModalityConfig, ModelConfig};
         let mlp = |n: &str| ModalityConfig::new(n, EncoderKind::Mlp { hidden: vec![6] });
-        let cfg = ModelConfig { modalities: vec![mlp("audio"), mlp("visual")], fusion, num_classes: 3, ..Default::default() };
+        let cfg =
+            ModelConfig { modalities: vec![mlp("audio"), mlp("visual")], fusion, num_classes: 3, ..Default::default() };
         let dev = candle_core::Device::Cpu;
         dgl_models::build_model_dtype(&cfg, &[vec![5], vec![7]], &dev, candle_core::DType::F64, seed).unwrap()
     }

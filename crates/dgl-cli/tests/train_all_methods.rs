@@ -142,8 +142,8 @@ fn dnr_metrics_of_a_relearning_epoch_describe_the_model_before_reinitialisation(
     assert!(same("fusion_module.fc_out.weight") && same("audio_net.bn1.running_mean"));
     // …and it changes what the model predicts: the re-initialised model's test accuracies (from
     // the checkpoint) are not the ones the re-learning epoch reported (the old order reported them).
-    let report = dgl_cli::eval::eval_run(&dnr_dir, &dgl_cli::eval::EvalOptions { noise: vec![], ..Default::default() })
-        .unwrap();
+    let report =
+        dgl_cli::eval::eval_run(&dnr_dir, &dgl_cli::eval::EvalOptions { noise: vec![], ..Default::default() }).unwrap();
     let last = d.last();
     let reported = ["multimodal", "audio", "visual"].map(|n| {
         let col = if n == "multimodal" { "test_acc".to_string() } else { format!("test_acc_{n}") };
