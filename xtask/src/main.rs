@@ -5,6 +5,7 @@
 mod cuda;
 mod eval_table;
 mod paper;
+mod protocol;
 mod table;
 
 use std::path::PathBuf;
@@ -157,7 +158,16 @@ fn run(cmd: Cmd) -> Result<(), String> {
     let preset = format!("{:?}", c.preset).to_lowercase();
     let out = c.out.clone().unwrap_or_else(|| PathBuf::from("results").join(format!("{name}-{dataset}-{preset}")));
     std::fs::create_dir_all(out.join("runs")).map_err(|e| format!("{}: {e}", out.display()))?;
-    let base = base_config(&c);
+    let mut base = TrainConfig::preset(c.preset);
+    base.data.dataset = c.dataset;
+    base.data.root = c.root.clone();
+    base.data.always_validate = protocol::always_validate(c.paper_protocol);
+    if let Some(d) = c.device {
+        base.device = d;
+    }
+    if let Some(e) = c.epochs {
+        base.train.epochs = e;
+    }
     let mut table_rows = rows(&cmd);
     if !c.rows.is_empty() {
         if let Some(bad) = c.rows.iter().find(|r| !table_rows.iter().any(|(l, _)| l == *r)) {
@@ -243,16 +253,20 @@ fn run(cmd: Cmd) -> Result<(), String> {
         protocol,
         rows: Vec::new(),
     };
+    let mut trained = Vec::new();
     for (row, _) in &table_rows {
         let mut cells: Vec<Cell> = Vec::new();
+        let mut on = Vec::new();
         for j in jobs.iter().filter(|j| &j.row == row) {
             let rows = read_metrics(&run_dir(j).join(RunDir::METRICS_JSONL)).map_err(|e| e.to_string())?;
             cells.push(Cell::select(&rows, protocol).ok_or_else(|| format!("{row}: no metrics"))?);
+            on.push(protocol::TrainedOn::of(&rows));
         }
+        trained.push((row.clone(), on));
         let paper = paper::lookup(name, &dataset, row);
         table.rows.push(TableRow::aggregate(row, &cells, paper));
     }
-    let md = table.markdown();
+    let md = table.markdown() + &protocol::note(c.paper_protocol, &trained);
     println!("\n{md}");
     let w = |f: &str, s: String| std::fs::write(out.join(f), s).map_err(|e| format!("{}: {e}", out.join(f).display()));
     w(&format!("{stem}.md"), md)?;
@@ -277,24 +291,6 @@ fn run(cmd: Cmd) -> Result<(), String> {
         println!("wrote {}/{stem}-eval.md", out.display());
     }
     Ok(())
-}
-
-/// The configuration every row of a table starts from. Under `--paper-protocol` no validation
-/// split is carved out for the epoch selection (the test set selects it, as the official code
-/// does), so a run trains on the whole training split unless its method needs a validation split
-/// (`MethodKind::needs_validation`, applied by the loop).
-fn base_config(c: &Common) -> TrainConfig {
-    let mut base = TrainConfig::preset(c.preset);
-    base.data.dataset = c.dataset;
-    base.data.root = c.root.clone();
-    base.data.always_validate = !c.paper_protocol;
-    if let Some(d) = c.device {
-        base.device = d;
-    }
-    if let Some(e) = c.epochs {
-        base.train.epochs = e;
-    }
-    base
 }
 
 /// A run counts as finished when it wrote its DONE marker and its configuration is the one asked.
@@ -362,22 +358,15 @@ mod tests {
     /// need a validation split; the default protocol carves one out for every row.
     #[test]
     fn paper_protocol_carves_a_validation_split_only_where_the_method_needs_one() {
-        let common = |args: &[&str]| match Cli::try_parse_from(args).unwrap().cmd {
-            Cmd::ReproduceTable1(c) => c,
-            _ => unreachable!(),
-        };
-        let paper = base_config(&common(&["xtask", "reproduce-table1", "--paper-protocol"]));
-        let default = base_config(&common(&["xtask", "reproduce-table1"]));
         let cli = Cli::try_parse_from(["xtask", "reproduce-table1"]).unwrap();
-        for (label, method) in rows(&cli.cmd) {
-            let with = |base: &TrainConfig| {
-                let mut cfg = base.clone();
+        for paper in [true, false] {
+            for (label, method) in rows(&cli.cmd) {
+                let mut cfg = TrainConfig::preset(Preset::Tiny);
+                cfg.data.always_validate = protocol::always_validate(paper);
                 cfg.method = method.clone();
-                dgl_cli::methods::needs_validation(&cfg)
-            };
-            let own = matches!(method.name, MethodKind::Dnr | MethodKind::GBlendingOgr);
-            assert_eq!(with(&paper), own, "{label} under --paper-protocol");
-            assert!(with(&default), "{label} under the default protocol");
+                let own = matches!(method.name, MethodKind::Dnr | MethodKind::GBlendingOgr);
+                assert_eq!(dgl_cli::methods::needs_validation(&cfg), own || !paper, "{label}, paper protocol {paper}");
+            }
         }
         assert!(rows(&cli.cmd).iter().any(|(_, m)| m.name == MethodKind::Dnr), "the D&R row needs its split");
     }

@@ -16,43 +16,7 @@ impl Protocol {
     pub fn describe(self) -> &'static str {
         match self {
             Protocol::BestValidation => "epoch selected on a validation split carved from the training set",
-            Protocol::BestTest => {
-                "epoch selected on the TEST set (the paper's optimistic protocol); every run trains on the whole \
-                 training split except those whose method needs a validation split (column `Trained on`)"
-            }
-        }
-    }
-
-    /// The split whose accuracy selects the epoch.
-    pub fn split(self) -> &'static str {
-        match self {
-            Protocol::BestValidation => "validation",
-            Protocol::BestTest => "test",
-        }
-    }
-}
-
-/// The training data of a run: the whole training split, or the training split minus the
-/// validation split carved from it (the run's metrics then have `val_acc`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TrainedOn {
-    WholeTrainSplit,
-    TrainMinusValidation,
-}
-
-impl TrainedOn {
-    pub fn of(rows: &[Row]) -> TrainedOn {
-        if rows.iter().any(|r| r.get("val_acc").is_some()) {
-            TrainedOn::TrainMinusValidation
-        } else {
-            TrainedOn::WholeTrainSplit
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            TrainedOn::WholeTrainSplit => "train",
-            TrainedOn::TrainMinusValidation => "train − validation",
+            Protocol::BestTest => "epoch selected on the TEST set (the paper's optimistic protocol)",
         }
     }
 }
@@ -64,9 +28,6 @@ pub struct Cell {
     pub multi: f64,
     pub audio: Option<f64>,
     pub visual: Option<f64>,
-    /// The split that selected the epoch (`validation` / `test`).
-    pub selected_on: &'static str,
-    pub trained_on: TrainedOn,
 }
 
 impl Cell {
@@ -86,8 +47,6 @@ impl Cell {
             multi: 100.0 * best.get("test_acc")?,
             audio: best.get("test_acc_audio").map(|v| 100.0 * v),
             visual: best.get("test_acc_visual").map(|v| 100.0 * v),
-            selected_on: protocol.split(),
-            trained_on: TrainedOn::of(rows),
         })
     }
 }
@@ -134,10 +93,6 @@ pub struct TableRow {
     pub audio: Option<Stat>,
     pub visual: Option<Stat>,
     pub seeds: usize,
-    /// How the row's epochs were selected and on what its runs trained (`test; train`, …; runs
-    /// that disagree are listed joined by `/`).
-    pub selection: String,
-    pub trained_on: String,
     pub paper: Option<PaperNumbers>,
 }
 
@@ -151,23 +106,12 @@ impl TableRow {
                 None
             }
         };
-        let distinct = |f: &dyn Fn(&Cell) -> &'static str| {
-            let mut v: Vec<&str> = Vec::new();
-            for c in cells {
-                if !v.contains(&f(c)) {
-                    v.push(f(c));
-                }
-            }
-            v.join(" / ")
-        };
         TableRow {
             label: label.to_string(),
             multi: col(&|c| Some(c.multi)),
             audio: col(&|c| c.audio),
             visual: col(&|c| c.visual),
             seeds: cells.len(),
-            selection: distinct(&|c| c.selected_on),
-            trained_on: distinct(&|c| c.trained_on.describe()),
             paper,
         }
     }
@@ -187,25 +131,18 @@ impl Table {
     pub fn markdown(&self) -> String {
         let mut s = format!("### {}\n\nTest accuracy (%), {}.\n\n", self.title, self.protocol.describe());
         let paper = self.has_paper();
-        s += "| Method | Multi | Audio | Visual | Epoch selected on | Trained on |";
+        s += "| Method | Multi | Audio | Visual |";
         if paper {
             s += " paper Multi | paper Audio | paper Visual |";
         }
-        s += "\n|---|---|---|---|---|---|";
+        s += "\n|---|---|---|---|";
         if paper {
             s += "---|---|---|";
         }
         s += "\n";
         for r in &self.rows {
-            s += &format!(
-                "| {} | {} | {} | {} | {} | {} |",
-                r.label,
-                Stat::fmt(r.multi),
-                Stat::fmt(r.audio),
-                Stat::fmt(r.visual),
-                r.selection,
-                r.trained_on
-            );
+            s +=
+                &format!("| {} | {} | {} | {} |", r.label, Stat::fmt(r.multi), Stat::fmt(r.audio), Stat::fmt(r.visual));
             if paper {
                 let f = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
                 let p = r.paper;
@@ -222,12 +159,12 @@ impl Table {
     }
 
     pub fn csv(&self) -> String {
-        let mut s = String::from("method,seeds,multi_mean,multi_std,audio_mean,audio_std,visual_mean,visual_std,selected_on,trained_on,paper_multi,paper_audio,paper_visual\n");
+        let mut s = String::from("method,seeds,multi_mean,multi_std,audio_mean,audio_std,visual_mean,visual_std,paper_multi,paper_audio,paper_visual\n");
         let f = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.4}"));
         for r in &self.rows {
             let p = r.paper;
             s += &format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{}\n",
                 r.label.replace(',', " "),
                 r.seeds,
                 f(r.multi.map(|x| x.mean)),
@@ -236,8 +173,6 @@ impl Table {
                 f(r.audio.map(|x| x.std)),
                 f(r.visual.map(|x| x.mean)),
                 f(r.visual.map(|x| x.std)),
-                r.selection,
-                r.trained_on,
                 f(p.map(|p| p.multi)),
                 f(p.and_then(|p| p.audio)),
                 f(p.and_then(|p| p.visual)),
@@ -257,7 +192,6 @@ impl Table {
             .map(|r| {
                 serde_json::json!({
                     "method": r.label, "seeds": r.seeds,
-                    "selected_on": r.selection, "trained_on": r.trained_on,
                     "multi": stat(r.multi), "audio": stat(r.audio), "visual": stat(r.visual),
                     "paper": r.paper.map(|p| serde_json::json!({"multi": p.multi, "audio": p.audio, "visual": p.visual})),
                 })
@@ -292,23 +226,10 @@ mod tests {
         assert!((v.multi - 60.0).abs() < 1e-9 && (v.audio.unwrap() - 30.0).abs() < 1e-9);
         let t = Cell::select(&rows, Protocol::BestTest).unwrap();
         assert_eq!(t.epoch, 1);
-        assert_eq!((v.selected_on, v.trained_on), ("validation", TrainedOn::TrainMinusValidation));
-        assert_eq!((t.selected_on, t.trained_on), ("test", TrainedOn::TrainMinusValidation));
-        // A run without a validation split trained on the whole training split.
-        let whole: Vec<Row> =
-            rows.iter().map(|r| Row(r.0.iter().filter(|(k, _)| k != "val_acc").cloned().collect())).collect();
-        assert!(Cell::select(&whole, Protocol::BestValidation).is_none(), "no validation split, no selection on it");
-        let w = Cell::select(&whole, Protocol::BestTest).unwrap();
-        assert_eq!((w.epoch, w.trained_on), (1, TrainedOn::WholeTrainSplit));
-        let cell = |multi, audio| Cell {
-            epoch: 1,
-            multi,
-            audio: Some(audio),
-            visual: None,
-            selected_on: "test",
-            trained_on: TrainedOn::WholeTrainSplit,
-        };
-        let cells = [cell(60.0, 50.0), cell(70.0, 54.0)];
+        let cells = [
+            Cell { epoch: 1, multi: 60.0, audio: Some(50.0), visual: None },
+            Cell { epoch: 1, multi: 70.0, audio: Some(54.0), visual: None },
+        ];
         let r = TableRow::aggregate(
             "X",
             &cells,
@@ -319,16 +240,10 @@ mod tests {
         assert!(r.visual.is_none());
         let t = Table { title: "t".into(), protocol: Protocol::BestTest, rows: vec![r] };
         let md = t.markdown();
-        assert!(md.contains("| X | 65.00 ± 7.07 | 52.00 ± 2.83 | – | test | train | 77.48 | 63.12 | 69.11 |"), "{md}");
+        assert!(md.contains("| X | 65.00 ± 7.07 | 52.00 ± 2.83 | – | 77.48 | 63.12 | 69.11 |"), "{md}");
         assert!(md.contains("TEST set"));
         let csv = t.csv();
-        assert!(
-            csv.lines().nth(1).unwrap().starts_with("X,2,65.0000,7.0711,52.0000,2.8284,,,test,train,77.4800"),
-            "{csv}"
-        );
-        // Runs that disagree are all named.
-        let mixed = [cell(60.0, 50.0), Cell { trained_on: TrainedOn::TrainMinusValidation, ..cell(70.0, 54.0) }];
-        assert_eq!(TableRow::aggregate("Y", &mixed, None).trained_on, "train / train − validation");
+        assert!(csv.lines().nth(1).unwrap().starts_with("X,2,65.0000,7.0711,52.0000,2.8284,,,77.4800"), "{csv}");
         let j: serde_json::Value = serde_json::from_str(&t.json()).unwrap();
         assert_eq!(j["rows"][0]["multi"]["n"], 2);
     }
