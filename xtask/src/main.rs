@@ -354,23 +354,6 @@ mod tests {
         assert_eq!(rows(&paper.cmd).len(), 10, "the paper's α = 1..5 for both methods");
     }
 
-    /// `--paper-protocol` trains every row on the whole training split except the methods that
-    /// need a validation split; the default protocol carves one out for every row.
-    #[test]
-    fn paper_protocol_carves_a_validation_split_only_where_the_method_needs_one() {
-        let cli = Cli::try_parse_from(["xtask", "reproduce-table1"]).unwrap();
-        for paper in [true, false] {
-            for (label, method) in rows(&cli.cmd) {
-                let mut cfg = TrainConfig::preset(Preset::Tiny);
-                cfg.data.always_validate = protocol::always_validate(paper);
-                cfg.method = method.clone();
-                let own = matches!(method.name, MethodKind::Dnr | MethodKind::GBlendingOgr);
-                assert_eq!(dgl_cli::methods::needs_validation(&cfg), own || !paper, "{label}, paper protocol {paper}");
-            }
-        }
-        assert!(rows(&cli.cmd).iter().any(|(_, m)| m.name == MethodKind::Dnr), "the D&R row needs its split");
-    }
-
     /// A finished run (DONE marker + the same configuration) is kept; any other configuration, or a
     /// run without the marker (interrupted), is redone.
     #[test]

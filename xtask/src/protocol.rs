@@ -53,6 +53,23 @@ pub fn note(paper_protocol: bool, rows: &[(String, Vec<TrainedOn>)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dgl_baselines::{MethodConfig, MethodKind};
+    use dgl_cli::config::{Preset, TrainConfig};
+
+    /// `--paper-protocol` trains every method on the whole training split except those that need a
+    /// validation split; the default protocol carves one out for every method.
+    #[test]
+    fn paper_protocol_carves_a_validation_split_only_where_the_method_needs_one() {
+        for paper in [true, false] {
+            for kind in MethodKind::ALL {
+                let mut cfg = TrainConfig::preset(Preset::Tiny);
+                cfg.data.always_validate = always_validate(paper);
+                cfg.method = MethodConfig::new(kind);
+                let own = matches!(kind, MethodKind::Dnr | MethodKind::GBlendingOgr);
+                assert_eq!(dgl_cli::methods::needs_validation(&cfg), own || !paper, "{kind}, paper protocol {paper}");
+            }
+        }
+    }
 
     fn rows(val: bool) -> Vec<Row> {
         let mut r = Row::default();
