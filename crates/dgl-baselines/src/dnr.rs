@@ -11,7 +11,7 @@
 //!   θ_m ← w_m·θ_init + (1 − w_m)·θ_m for every trainable parameter of encoder m (139-169; BatchNorm
 //!   running statistics and optimizer momentum untouched).
 //! * When: once epoch e has been evaluated ([`Method::after_evaluation`]), as the official loop
-//!   (382-427: train, valid on the test set, keep the best model, then reinit): the metrics of epoch
+//!   (378-427: train, valid on the test set, keep the best model, then reinit): the metrics of epoch
 //!   e describe the model before re-initialisation, and the end-of-epoch checkpoint the model after.
 
 use candle_core::Tensor;
@@ -233,7 +233,7 @@ impl Method for Dnr {
         Ok(rep)
     }
 
-    /// Re-learning after the epoch's evaluation, as `ours.py:382-427` (valid → keep the best →
+    /// Re-learning after the epoch's evaluation, as `ours.py:378-427` (valid → keep the best →
     /// reinit): the metrics of a re-learning epoch describe the model before re-initialisation.
     fn after_evaluation(&mut self, ctx: &mut StepContext<'_>, data: &dyn BatchSource) -> Result<()> {
         let e = ctx.epoch;
