@@ -95,13 +95,13 @@ impl ParamGrads {
         Ok(())
     }
 
-    /// ‖g‖₂ over all entries (as `torch.nn.utils.clip_grad_norm_` computes it), accumulated in
-    /// f64: finite f32 gradients always give a finite norm (an f32 sum of squares overflows from
-    /// elements of about 1.8e19 on).
+    /// ‖g‖₂ over all entries (as `torch.nn.utils.clip_grad_norm_` computes it). Each tensor's sum
+    /// of squares is taken in its own dtype and, should that overflow (f32 from elements of about
+    /// 1.8e19 on), again in f64: finite gradients always give a finite norm.
     pub fn global_norm(&self) -> Result<f64> {
         let mut total = 0f64;
         for e in &self.entries {
-            total += to_f64(&e.grad)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+            total += finite_or_f64(&e.grad, |t| t.sqr()?.sum_all())?;
         }
         Ok(total.sqrt())
     }
@@ -124,7 +124,7 @@ impl ParamGrads {
     pub fn magnitude(&self, group: GroupKind) -> Result<f64> {
         let mut total = 0f64;
         for e in self.entries.iter().filter(|e| e.group == group) {
-            total += to_f64(&e.grad)?.abs()?.mean_all()?.to_scalar::<f64>()?;
+            total += finite_or_f64(&e.grad, |t| t.abs()?.mean_all())?;
         }
         Ok(total)
     }
@@ -153,7 +153,12 @@ pub fn has_non_finite(t: &Tensor) -> Result<bool> {
     Ok(nan.maximum(&inf)?.flatten_all()?.max(0)?.to_scalar::<u8>()? != 0)
 }
 
-/// `t` in f64 (a copy unless it already is).
-fn to_f64(t: &Tensor) -> Result<Tensor> {
-    Ok(t.to_dtype(candle_core::DType::F64)?)
+/// The scalar `f(t)` computed in `t`'s dtype, or, when that is not finite although `t` is (an
+/// overflowing reduction), computed again on `t` in f64.
+fn finite_or_f64(t: &Tensor, f: impl Fn(&Tensor) -> candle_core::Result<Tensor>) -> Result<f64> {
+    let v = f(t)?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+    if v.is_finite() || t.dtype() == candle_core::DType::F64 || has_non_finite(t)? {
+        return Ok(v);
+    }
+    Ok(f(&t.to_dtype(candle_core::DType::F64)?)?.to_scalar::<f64>()?)
 }
