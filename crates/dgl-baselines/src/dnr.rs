@@ -10,6 +10,9 @@
 //!   [−1, 1], k-means with k = K, purity (63-95, 99-135); w_m = tanh(λ·|purity_train − purity_val|);
 //!   θ_m ← w_m·θ_init + (1 − w_m)·θ_m for every trainable parameter of encoder m (139-169; BatchNorm
 //!   running statistics and optimizer momentum untouched).
+//! * When: once epoch e has been evaluated ([`Method::after_evaluation`]), as the official loop
+//!   (378-427: train, valid on the test set, keep the best model, then reinit): the metrics of epoch
+//!   e describe the model before re-initialisation, and the end-of-epoch checkpoint the model after.
 
 use candle_core::Tensor;
 use dgl_core::method::snapshot;
@@ -230,7 +233,9 @@ impl Method for Dnr {
         Ok(rep)
     }
 
-    fn on_epoch_end(&mut self, ctx: &mut StepContext<'_>, data: &dyn BatchSource) -> Result<()> {
+    /// Re-learning after the epoch's evaluation, as `ours.py:378-427` (valid → keep the best →
+    /// reinit): the metrics of a re-learning epoch describe the model before re-initialisation.
+    fn after_evaluation(&mut self, ctx: &mut StepContext<'_>, data: &dyn BatchSource) -> Result<()> {
         let e = ctx.epoch;
         if e > 0 && e % self.cfg.every == 0 && self.times < self.cfg.max_times {
             self.relearn(ctx.model, data)?;
@@ -358,10 +363,10 @@ mod tests {
         let mut sgd = plain_sgd(0.1);
         let mut ctx = context(&model, &mut sgd, 19);
         let before = vec(model.enc[1].0.as_tensor());
-        dnr.on_epoch_end(&mut ctx, &data).unwrap(); // epoch 19: nothing
+        dnr.after_evaluation(&mut ctx, &data).unwrap(); // epoch 19: nothing
         assert_eq!(dnr.times(), 0);
         ctx.epoch = 20;
-        dnr.on_epoch_end(&mut ctx, &data).unwrap();
+        dnr.after_evaluation(&mut ctx, &data).unwrap();
         assert_eq!(dnr.times(), 1);
         let d = &dnr.last_diagnosis()[1];
         assert_eq!(d.purity_train, 1.0);
@@ -372,7 +377,7 @@ mod tests {
         // At most max_times.
         for e in [40, 60, 80, 100] {
             ctx.epoch = e;
-            dnr.on_epoch_end(&mut ctx, &data).unwrap();
+            dnr.after_evaluation(&mut ctx, &data).unwrap();
         }
         assert_eq!(dnr.times(), 3);
         // State round trip; resuming without it is refused.

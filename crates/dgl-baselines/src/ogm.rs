@@ -2,10 +2,13 @@
 //!
 //! After the backward of L = CE(h(z_a, z_v), y):
 //!
-//! * per-modality logits: `out_m = W_m z_m + b/2` (official, [`OgmUnimodalLogits::HalfBias`]) or
-//!   h(0, …, z_m, …, 0) (zero-masked shared head with the full bias, [`OgmUnimodalLogits::ZeroMask`]);
-//!   for a linear head W_m z_m + b/2 = h(0,…,z_m,…,0) − ½ h(0, …, 0), which is how it is computed
-//!   here (no access to the head's parameters needed);
+//! * per-modality logits ([`OgmUnimodalLogits::Official`], `main.py:95-104`): `out_m = W_m z_m + b_m`,
+//!   the modality's own term of a head linear in each modality — concat: the weight block W_m and
+//!   half the shared bias, `fc_out.bias / 2`; sum: layer m's weight and its own bias (`fc_x`,
+//!   `fc_y`). The official formula is undefined for the gated and FiLM heads, which are refused
+//!   ([`Method::check`], and `MethodConfig::check_head` before anything is built) unless the
+//!   zero-masked shared head h(0, …, z_m, …, 0) is chosen ([`OgmUnimodalLogits::ZeroMask`], a
+//!   deviation);
 //! * s_m = Σ_i softmax(out_m)_i\[y_i\] (batch sum), ρ_v = s_v / s_a, ρ_a = 1/ρ_v;
 //! * ρ_v > 1: k_v = 1 − tanh(α·relu(ρ_v)), k_a = 1; otherwise k_a = 1 − tanh(α·relu(ρ_a)), k_v = 1;
 //! * inside the modulation window [start, end] (0-based epochs, inclusive), for the selected
@@ -18,23 +21,37 @@ use candle_core::Tensor;
 use dgl_core::grads::ParamGrads;
 use dgl_core::model::{detach_all, GroupKind};
 use dgl_core::rng::Rng;
-use dgl_core::{Method, MultimodalModel, Result, StepContext, StepReport};
+use dgl_core::{Error, Method, MultimodalModel, Result, StepContext, StepReport};
 use serde::{Deserialize, Serialize};
 
 use crate::util::{
-    all_grads, check_losses, check_window, gaussian, in_window, require_two_modalities, rng_from_tensor, rng_tensor,
-    scalar, std_unbiased, target_probs, upload,
+    all_grads, check_losses, check_window, flatten_rows, gaussian, in_window, require_two_modalities, rng_from_tensor,
+    rng_tensor, scalar, std_unbiased, target_probs, upload,
 };
 
 /// How the per-modality logits of the ratio are formed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OgmUnimodalLogits {
-    /// W_m z_m + b/2, as the official code (`main.py:95-104`).
+    /// W_m z_m + b_m, as the official code (`main.py:95-104`): concat b_m = b/2, sum b_m = the
+    /// layer's own bias (`linear_head_block`, `linear_head_bias`). Needs a head linear in each
+    /// modality (concat, sum). `half-bias`, its former name, is still accepted.
     #[default]
-    HalfBias,
-    /// h(0, …, z_m, …, 0): zero-masked shared head, full bias (the DGL paper's remark for baselines).
+    #[serde(alias = "half-bias")]
+    Official,
+    /// h(0, …, z_m, …, 0): zero-masked shared head, full bias (the DGL paper's remark for
+    /// baselines); defined for every head.
     ZeroMask,
+}
+
+impl OgmUnimodalLogits {
+    /// The configuration value (`method.ogm.unimodal_logits`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OgmUnimodalLogits::Official => "official",
+            OgmUnimodalLogits::ZeroMask => "zero-mask",
+        }
+    }
 }
 
 /// Which encoder gradients are modulated.
@@ -69,7 +86,7 @@ impl Default for OgmConfig {
         Self {
             modulation_starts: 0,
             modulation_ends: Some(50),
-            unimodal_logits: OgmUnimodalLogits::HalfBias,
+            unimodal_logits: OgmUnimodalLogits::Official,
             params: OgmParams::Auto,
         }
     }
@@ -106,16 +123,26 @@ pub fn coefficients(score_a: f64, score_v: f64, alpha: f64) -> OgmCoefficients {
 /// The per-modality logits used by the ratio (no gradient).
 pub fn unimodal_logits(model: &dyn MultimodalModel, z: &[Tensor], m: usize, how: OgmUnimodalLogits) -> Result<Tensor> {
     let z = detach_all(z);
-    let masked = model.fuse_only(&z, m, false)?;
     Ok(match how {
-        OgmUnimodalLogits::ZeroMask => masked,
-        OgmUnimodalLogits::HalfBias => {
-            let zeros: Vec<Tensor> = z.iter().map(|t| t.zeros_like()).collect::<candle_core::Result<_>>()?;
-            let offset = model.fuse(&zeros, false)?;
-            (masked - (offset * 0.5)?)?
+        OgmUnimodalLogits::ZeroMask => model.fuse_only(&z, m, false)?,
+        OgmUnimodalLogits::Official => {
+            let (w, b) = linear_term(model, m).ok_or_else(|| Error::InvalidInput(format!("OGM: {NON_LINEAR_HEAD}")))?;
+            flatten_rows(&z[m])?.matmul(&w.detach().t()?)?.broadcast_add(&b.detach())?
         }
     })
 }
+
+/// (W^{(m)}, b^{(m)}) of a head linear in each modality.
+fn linear_term(model: &dyn MultimodalModel, m: usize) -> Option<(Tensor, Tensor)> {
+    Some((model.linear_head_block(m)?, model.linear_head_bias(m)?))
+}
+
+/// Why a head without per-modality affine terms is refused (the official formula needs them).
+pub const NON_LINEAR_HEAD: &str =
+    "the official per-modality logits W_m z_m + b_m (OGM-GE main.py:95-104) need a fusion \
+     head linear in each modality (concat or sum) and are undefined for the gated and FiLM heads: use \
+     model.fusion = \"concat\" or \"sum\", or method.ogm.unimodal_logits = \"zero-mask\" (the zero-masked shared \
+     head, a deviation)";
 
 /// Which gradients of encoder `m` are modulated under `sel`.
 fn selected(grads: &ParamGrads, m: usize, sel: OgmParams) -> impl Fn(usize) -> bool {
@@ -191,7 +218,11 @@ impl Method for Ogm {
     }
 
     fn check(&self, model: &dyn MultimodalModel) -> Result<()> {
-        require_two_modalities(model, &self.name())
+        require_two_modalities(model, &self.name())?;
+        if self.cfg.unimodal_logits == OgmUnimodalLogits::Official && (0..2).any(|m| linear_term(model, m).is_none()) {
+            return Err(Error::InvalidInput(format!("`{}` with this model's head: {NON_LINEAR_HEAD}", self.name())));
+        }
+        Ok(())
     }
 
     fn train_step(&mut self, ctx: &mut StepContext<'_>, inputs: &[Tensor], targets: &Tensor) -> Result<StepReport> {
@@ -274,18 +305,119 @@ mod tests {
         assert!((c.k[0] - (1.0 - 1f64.tanh())).abs() < 1e-15);
     }
 
+    /// A real (dgl-models) two-modality model with MLP encoders and the given head, in f64.
+    fn mlp_model(fusion: dgl_models::FusionKind, seed: u64) -> dgl_models::Model {
+        use dgl_models::{EncoderKind, ModalityConfig, ModelConfig};
+        let mlp = |n: &str| ModalityConfig::new(n, EncoderKind::Mlp { hidden: vec![6] });
+        let cfg =
+            ModelConfig { modalities: vec![mlp("audio"), mlp("visual")], fusion, num_classes: 3, ..Default::default() };
+        let dev = candle_core::Device::Cpu;
+        dgl_models::build_model_dtype(&cfg, &[vec![5], vec![7]], &dev, candle_core::DType::F64, seed).unwrap()
+    }
+
+    fn param(model: &dyn MultimodalModel, name: &str) -> dgl_core::NamedVar {
+        model.head_params().into_iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no {name}"))
+    }
+
     #[test]
-    fn half_bias_logits_are_block_plus_half_bias() {
+    fn official_logits_are_each_modalitys_own_term() {
+        // Concat: W_m z_m + b/2 (`fc_out.bias / 2`).
         let model = Toy::new(&[3, 4], 5, 3, 1);
         let x = model.inputs(6, 2);
         let z = model.encode_all(&x, false).unwrap();
         for m in 0..2 {
-            let got = vec(&unimodal_logits(&model, &z, m, OgmUnimodalLogits::HalfBias).unwrap());
+            let got = vec(&unimodal_logits(&model, &z, m, OgmUnimodalLogits::Official).unwrap());
             let w = model.linear_head_block(m).unwrap();
             let b = model.head_b.as_tensor();
             let want = z[m].matmul(&w.t().unwrap()).unwrap().broadcast_add(&(b * 0.5).unwrap()).unwrap();
             assert_close(&got, &vec(&want), 1e-12, "W_m z_m + b/2");
         }
+
+        // Sum: fc_x(z_a) = W_x z_a + b_x and fc_y(z_v) = W_y z_v + b_y, each with its own bias —
+        // not W_m z_m + (b_x + b_y)/2 (what halving the zero-masked head's bias gives).
+        let model = mlp_model(dgl_models::FusionKind::Sum, 3);
+        let mut rng = Rng::new(8);
+        for (name, scale) in [("fusion_module.fc_x.bias", 1.0), ("fusion_module.fc_y.bias", -2.0)] {
+            let b: Vec<f64> = (0..3).map(|_| scale * (1.0 + rng.uniform())).collect();
+            param(&model, name).var.set(&Tensor::new(b.as_slice(), &candle_core::Device::Cpu).unwrap()).unwrap();
+        }
+        let x: Vec<Tensor> = [5, 7]
+            .iter()
+            .map(|&d| {
+                let v: Vec<f64> = (0..4 * d).map(|_| rng.normal()).collect();
+                Tensor::from_vec(v, (4, d), &candle_core::Device::Cpu).unwrap()
+            })
+            .collect();
+        let z = model.encode_all(&x, false).unwrap();
+        let masked_half: Vec<Vec<f64>> = (0..2)
+            .map(|m| {
+                let zeros: Vec<Tensor> = z.iter().map(|t| t.zeros_like().unwrap()).collect();
+                let half = (model.fuse(&zeros, false).unwrap() * 0.5).unwrap();
+                vec(&(model.fuse_only(&z, m, false).unwrap() - half).unwrap())
+            })
+            .collect();
+        for (m, layer) in ["fc_x", "fc_y"].iter().enumerate() {
+            let w = param(&model, &format!("fusion_module.{layer}.weight")).var.as_tensor().clone();
+            let b = param(&model, &format!("fusion_module.{layer}.bias")).var.as_tensor().clone();
+            let want = vec(&z[m].matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap());
+            let got = vec(&unimodal_logits(&model, &z, m, OgmUnimodalLogits::Official).unwrap());
+            assert_close(&got, &want, 1e-12, layer);
+            let off = got.iter().zip(&masked_half[m]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(off > 0.1, "{layer}: the own bias differs from the halved sum of biases ({off})");
+        }
+        // The ratio of a training step uses them: s_v / s_a from the official logits.
+        let y = targets(4, 3);
+        let yv = crate::util::host_targets(&y).unwrap();
+        let z_train = model.encode_all(&x, true).unwrap();
+        let s: Vec<f64> = (0..2)
+            .map(|m| {
+                let lg = unimodal_logits(&model, &z_train, m, OgmUnimodalLogits::Official).unwrap();
+                target_probs(&lg, &yv).unwrap().iter().sum()
+            })
+            .collect();
+        let mut method = Ogm::new(0.8, false, OgmConfig::default(), 0);
+        method.check(&model).unwrap();
+        let mut sgd = plain_sgd(0.1);
+        let mut ctx = context(&model, &mut sgd, 0);
+        let rep = method.train_step(&mut ctx, &x, &y).unwrap();
+        let ratio = rep.scalars.iter().find(|(n, _)| n == "ratio_visual").unwrap().1;
+        assert!((ratio - s[1] / s[0]).abs() < 1e-12, "ratio {ratio} vs {}", s[1] / s[0]);
+    }
+
+    /// Gated and FiLM heads have no per-modality affine terms: OGM / OGM-GE refuse them (at
+    /// configuration time and on the built model), naming the method and the head, unless the
+    /// zero-masked head is chosen; other methods and heads are unaffected.
+    #[test]
+    fn heads_without_per_modality_terms_are_refused() {
+        use crate::registry::{MethodConfig, MethodKind};
+        use dgl_models::FusionKind;
+        for fusion in [FusionKind::Concat, FusionKind::Sum, FusionKind::Gated, FusionKind::Film] {
+            let model = mlp_model(fusion, 1);
+            for kind in [MethodKind::Ogm, MethodKind::OgmGe] {
+                let cfg = MethodConfig::new(kind);
+                let at_config = cfg.check_head(fusion.as_str(), fusion.is_linear());
+                let on_model = Ogm::new(0.8, kind == MethodKind::OgmGe, cfg.ogm.clone(), 0).check(&model);
+                if fusion.is_linear() {
+                    at_config.unwrap();
+                    on_model.unwrap();
+                    continue;
+                }
+                let e = at_config.unwrap_err().to_string();
+                let head = format!("model.fusion = \"{}\"", fusion.as_str());
+                assert!(e.contains(&format!("`{kind}`")) && e.contains(&head) && e.contains("zero-mask"), "{e}");
+                let e = on_model.unwrap_err().to_string();
+                assert!(e.contains(&format!("`{kind}`")) && e.contains("gated and FiLM"), "{e}");
+                // Opting into the zero-masked shared head is accepted.
+                let mut zm = cfg.clone();
+                zm.ogm.unimodal_logits = OgmUnimodalLogits::ZeroMask;
+                zm.check_head(fusion.as_str(), false).unwrap();
+                Ogm::new(0.8, true, zm.ogm, 0).check(&model).unwrap();
+            }
+            MethodConfig::new(MethodKind::Dgl).check_head(fusion.as_str(), fusion.is_linear()).unwrap();
+        }
+        // The former name of the official logits still parses.
+        let c: OgmConfig = toml::from_str("unimodal_logits = \"half-bias\"").unwrap();
+        assert_eq!(c.unimodal_logits, OgmUnimodalLogits::Official);
     }
 
     /// The step's gradients equal k·g on the rank ≥ 2 encoder gradients (MLP encoder, `Auto`),
@@ -300,7 +432,7 @@ mod tests {
         let yv = crate::util::host_targets(&y).unwrap();
         let s: Vec<f64> = (0..2)
             .map(|m| {
-                let lg = unimodal_logits(&model, &z, m, OgmUnimodalLogits::HalfBias).unwrap();
+                let lg = unimodal_logits(&model, &z, m, OgmUnimodalLogits::Official).unwrap();
                 target_probs(&lg, &yv).unwrap().iter().sum()
             })
             .collect();

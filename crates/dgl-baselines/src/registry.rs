@@ -248,6 +248,23 @@ impl MethodConfig {
         self.agm.validate()?;
         self.dnr.validate()
     }
+
+    /// Refuses, before anything is built, a fusion head for which the method's official formula is
+    /// undefined: OGM / OGM-GE with their official per-modality logits W_m z_m + b_m need a head
+    /// linear in each modality (concat, sum), not gated or FiLM. `head` is the head's configuration
+    /// name (`model.fusion`), `linear` whether it is linear in each modality.
+    pub fn check_head(&self, head: &str, linear: bool) -> Result<()> {
+        let official_ogm = matches!(self.name, MethodKind::Ogm | MethodKind::OgmGe)
+            && self.ogm.unimodal_logits == crate::ogm::OgmUnimodalLogits::Official;
+        if official_ogm && !linear {
+            return Err(Error::InvalidInput(format!(
+                "`{}` cannot train with model.fusion = \"{head}\": {}",
+                self.name,
+                crate::ogm::NON_LINEAR_HEAD
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Builds the method of `cfg` (validated first). `num_classes` is K (PMR prototypes, D&R k-means,
@@ -370,6 +387,7 @@ mod tests {
                     ..context(&model, &mut sgd, epoch)
                 };
                 method.on_epoch_end(&mut ctx, &data).unwrap();
+                method.after_evaluation(&mut ctx, &data).unwrap();
             }
             let p = method.predict(&model, &data.val[0].0).unwrap();
             assert_eq!(p.multimodal.dims(), &[6, 3], "{k}");

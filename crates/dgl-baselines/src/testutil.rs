@@ -110,6 +110,9 @@ impl MultimodalModel for Toy {
             w.narrow(1, m * self.d, self.d).ok()
         }
     }
+    fn linear_head_bias(&self, m: usize) -> Option<Tensor> {
+        (m < self.enc.len()).then(|| (self.head_b.as_tensor() / self.enc.len() as f64).ok()).flatten()
+    }
 }
 
 /// In-memory batches per split.

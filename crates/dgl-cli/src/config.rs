@@ -215,6 +215,8 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(CliError::Config(m));
         self.method.validate().map_err(|e| CliError::Config(e.to_string()))?;
+        let fusion = self.model.fusion;
+        self.method.check_head(fusion.as_str(), fusion.is_linear()).map_err(|e| CliError::Config(e.to_string()))?;
         if self.model.base_width == 0 {
             return bad("model.base_width must be >= 1".into());
         }

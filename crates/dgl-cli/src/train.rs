@@ -346,27 +346,45 @@ fn loss_terms(report: &StepReport) -> String {
     format!("loss terms: {}", t.join(", "))
 }
 
-/// Running means of named scalars over an epoch.
+/// Running means of named scalars (losses, method scalars, diagnostics) over an epoch. A NaN or
+/// infinite value is never averaged in and never dropped silently: it is counted in
+/// `<name>_nonfinite`, and every row reports [`NONFINITE_TOTAL`], the epoch's total of such values.
+/// A counter is kept in the same list as `(<name>_nonfinite, count, 0)` (n = 0 marks a counter; a
+/// mean always has n ≥ 1), so the position an interrupted epoch's checkpoint saves carries it.
 #[derive(Default)]
 struct Means(Vec<(String, f64, usize)>);
 
+/// The metrics column with the number of non-finite values left out of an epoch's means.
+pub const NONFINITE_TOTAL: &str = "nonfinite_values";
+
 impl Means {
     fn add(&mut self, k: &str, v: f64) {
-        if !v.is_finite() {
-            return;
+        if v.is_finite() {
+            self.accumulate(k, v, 1);
+        } else {
+            self.accumulate(&format!("{k}_nonfinite"), 1.0, 0);
         }
-        match self.0.iter_mut().find(|(n, _, _)| n == k) {
+    }
+    fn accumulate(&mut self, k: &str, v: f64, n: usize) {
+        match self.0.iter_mut().find(|(name, _, _)| name == k) {
             Some(e) => {
                 e.1 += v;
-                e.2 += 1;
+                e.2 += n;
             }
-            None => self.0.push((k.to_string(), v, 1)),
+            None => self.0.push((k.to_string(), v, n)),
         }
     }
     fn into_row(self, row: &mut Row) {
+        let mut total = 0.0;
         for (k, s, n) in self.0 {
-            row.push(k, s / n as f64);
+            if n == 0 {
+                total += s;
+                row.push(k, s);
+            } else {
+                row.push(k, s / n as f64);
+            }
         }
+        row.push(NONFINITE_TOTAL, total);
     }
 }
 
@@ -543,6 +561,10 @@ impl Loop<'_> {
         if self.opts.verbose {
             println!("{}", epoch_line(&row, cfg.train.epochs));
         }
+        // After the epoch's metrics (D&R re-learns here, as the official loop does after its
+        // evaluation), before the end-of-epoch checkpoint, which therefore holds the result.
+        let mut ctx = step_context(self.model, opt, cfg, epoch, steps_per_epoch, steps_per_epoch, self.step);
+        method.after_evaluation(&mut ctx, self.data)?;
         Ok(EpochEnd::Finished(row))
     }
 
@@ -703,4 +725,38 @@ pub fn epoch_line(row: &Row, epochs: usize) -> String {
         s += &format!("  ({t:.1} s)");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Non-finite diagnostic values are left out of the means and counted per name, with the
+    /// epoch's total in every row; the counts survive the checkpointed position of an epoch.
+    #[test]
+    fn non_finite_values_are_counted_not_dropped() {
+        let mut m = Means::default();
+        for v in [1.0, f64::NAN, 3.0] {
+            m.add("s_mean_audio", v);
+        }
+        m.add("ratio_visual", f64::INFINITY);
+        m.add("ratio_visual", f64::NEG_INFINITY);
+        m.add("grad_mm_audio", 0.5);
+        // An interrupted epoch saves `m.0` and resumes from it.
+        let resumed = Means(m.0.clone());
+        for means in [m, resumed] {
+            let mut row = Row::default();
+            means.into_row(&mut row);
+            assert_eq!(row.get("s_mean_audio"), Some(2.0), "the mean of the finite values");
+            assert_eq!(row.get("s_mean_audio_nonfinite"), Some(1.0));
+            assert_eq!(row.get("ratio_visual"), None, "no finite value: no mean");
+            assert_eq!(row.get("ratio_visual_nonfinite"), Some(2.0));
+            assert_eq!(row.get("grad_mm_audio"), Some(0.5));
+            assert_eq!(row.get("grad_mm_audio_nonfinite"), None);
+            assert_eq!(row.get(NONFINITE_TOTAL), Some(3.0));
+        }
+        let mut row = Row::default();
+        Means::default().into_row(&mut row);
+        assert_eq!(row.get(NONFINITE_TOTAL), Some(0.0), "reported (as 0) in every row");
+    }
 }

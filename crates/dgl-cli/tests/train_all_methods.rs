@@ -99,3 +99,76 @@ fn a_non_empty_run_directory_is_not_overwritten_by_accident() {
     train(&micro(MethodKind::Vanilla), &out, &opts).unwrap();
     assert!(!out.join("precious.txt").exists());
 }
+
+/// D&R re-learns after the epoch has been evaluated (official `ours.py`: train, valid, keep the
+/// best, reinit): the metrics of a re-learning epoch are those of the model *before*
+/// re-initialisation. Reference: plain training on the same split (D&R trains exactly as plain
+/// training until it re-learns), whose rows the D&R rows must equal to the bit, while the D&R
+/// checkpoint written after the epoch holds the re-initialised encoders.
+#[test]
+fn dnr_metrics_of_a_relearning_epoch_describe_the_model_before_reinitialisation() {
+    let mut dnr = common::micro(MethodKind::Dnr);
+    dnr.method.alpha = Some(50.0); // λ: w = tanh(50·gap) ≈ 1 for any purity gap ≥ 0.05
+    dnr.method.dnr.every = 1; // re-learn after 0-based epoch 1 = the last one (2 epochs)
+    dnr.method.dnr.max_times = 1;
+    let mut plain = common::micro(MethodKind::Vanilla);
+    plain.data.always_validate = true; // the same training / validation split as D&R
+    let (dnr_dir, plain_dir) = (common::tmp("dnr-timing"), common::tmp("dnr-timing-plain"));
+    let d = train(&dnr, &dnr_dir, &RunOptions::default()).unwrap();
+    let p = train(&plain, &plain_dir, &RunOptions::default()).unwrap();
+    for (e, (rd, rp)) in d.epochs.iter().zip(&p.epochs).enumerate() {
+        let keys = |r: &dgl_cli::run_dir::Row| r.0.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        assert_eq!(keys(rd), keys(rp), "epoch {}", e + 1);
+        for ((k, vd), (_, vp)) in rd.0.iter().zip(&rp.0) {
+            if k != "seconds" {
+                assert_eq!(vd.to_bits(), vp.to_bits(), "epoch {} `{k}`: D&R {vd} vs plain {vp}", e + 1);
+            }
+        }
+    }
+    // The re-learning took place: a positive weight, moved encoders, an untouched head.
+    let ck = |dir: &std::path::Path| dgl_cli::checkpoint::Checkpoint::load(&dir.join(RunDir::CHECKPOINT)).unwrap();
+    let (cd, cp) = (ck(&dnr_dir), ck(&plain_dir));
+    let diag = cd.tensors["method.dnr.last_diagnosis"].flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let weights = [diag[2], diag[5]];
+    assert!(weights.iter().any(|&w| w > 0.5), "diagnosis (purity train, purity val, weight) × 2: {diag:?}");
+    let same = |name: &str| {
+        let a = cd.tensors[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = cp.tensors[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        a == b
+    };
+    for (m, name) in ["audio_net.conv1.weight", "visual_net.conv1.weight"].iter().enumerate() {
+        assert_eq!(same(name), weights[m] == 0.0, "{name} with weight {}", weights[m]);
+    }
+    assert!(same("fusion_module.fc_out.weight") && same("audio_net.bn1.running_mean"));
+    // …and it changes what the model predicts: the re-initialised model's test accuracies (from
+    // the checkpoint) are not the ones the re-learning epoch reported (the old order reported them).
+    let report =
+        dgl_cli::eval::eval_run(&dnr_dir, &dgl_cli::eval::EvalOptions { noise: vec![], ..Default::default() }).unwrap();
+    let last = d.last();
+    let reported = ["multimodal", "audio", "visual"].map(|n| {
+        let col = if n == "multimodal" { "test_acc".to_string() } else { format!("test_acc_{n}") };
+        (report.scores.iter().find(|s| s.name == n).unwrap().accuracy, last.get(&col).unwrap())
+    });
+    assert!(reported.iter().any(|(after, row)| (after - row).abs() > 1e-9), "{reported:?}");
+    let _ = std::fs::remove_dir_all(&dnr_dir);
+    let _ = std::fs::remove_dir_all(&plain_dir);
+}
+
+/// OGM / OGM-GE refuse, at configuration validation, a fusion head for which the official
+/// per-modality logits are undefined, naming the method and the head.
+#[test]
+fn ogm_refuses_gated_and_film_heads_before_training() {
+    for kind in [MethodKind::Ogm, MethodKind::OgmGe] {
+        for fusion in [dgl_models::FusionKind::Gated, dgl_models::FusionKind::Film] {
+            let mut cfg = common::micro(kind);
+            cfg.model.fusion = fusion;
+            let out = common::tmp(&format!("ogm-head-{kind}-{}", fusion.as_str()));
+            let e = train(&cfg, &out, &RunOptions::default()).unwrap_err().to_string();
+            let head = format!("model.fusion = \"{}\"", fusion.as_str());
+            assert!(e.contains(&format!("`{kind}`")) && e.contains(&head), "{e}");
+            assert!(!out.exists(), "refused before the run directory is created");
+            cfg.method.ogm.unimodal_logits = dgl_baselines::ogm::OgmUnimodalLogits::ZeroMask;
+            cfg.validate().unwrap();
+        }
+    }
+}

@@ -95,11 +95,13 @@ impl ParamGrads {
         Ok(())
     }
 
-    /// ‖g‖₂ over all entries (as `torch.nn.utils.clip_grad_norm_` computes it).
+    /// ‖g‖₂ over all entries (as `torch.nn.utils.clip_grad_norm_` computes it). Each tensor's sum
+    /// of squares is taken in its own dtype and, should that overflow (f32 from elements of about
+    /// 1.8e19 on), again in f64: finite gradients always give a finite norm.
     pub fn global_norm(&self) -> Result<f64> {
         let mut total = 0f64;
         for e in &self.entries {
-            total += e.grad.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            total += finite_or_f64(&e.grad, |t| t.sqr()?.sum_all())?;
         }
         Ok(total.sqrt())
     }
@@ -122,19 +124,41 @@ impl ParamGrads {
     pub fn magnitude(&self, group: GroupKind) -> Result<f64> {
         let mut total = 0f64;
         for e in self.entries.iter().filter(|e| e.group == group) {
-            total += e.grad.abs()?.mean_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            total += finite_or_f64(&e.grad, |t| t.abs()?.mean_all())?;
         }
         Ok(total)
     }
 
-    /// Whether every gradient is finite; otherwise the name of the first bad parameter.
+    /// Whether every gradient is finite; otherwise the name of the first bad parameter. Tests the
+    /// elements ([`has_non_finite`]), not a sum: finite elements whose f32 sum overflows (two of
+    /// 3e38) are a healthy gradient.
     pub fn first_non_finite(&self) -> Result<Option<String>> {
         for e in &self.entries {
-            let s = e.grad.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-            if !s.is_finite() {
+            if has_non_finite(&e.grad)? {
                 return Ok(Some(e.name.clone()));
             }
         }
         Ok(None)
     }
+}
+
+/// Whether any element of `t` is NaN or ±∞, tested element by element on the tensor's device
+/// (x ≠ x for NaN, |x| = ∞ for the infinities); one byte comes back to the host.
+pub fn has_non_finite(t: &Tensor) -> Result<bool> {
+    if !t.dtype().is_float() || t.elem_count() == 0 {
+        return Ok(false);
+    }
+    let nan = t.ne(t)?;
+    let inf = t.abs()?.eq(f64::INFINITY)?;
+    Ok(nan.maximum(&inf)?.flatten_all()?.max(0)?.to_scalar::<u8>()? != 0)
+}
+
+/// The scalar `f(t)` computed in `t`'s dtype, or, when that is not finite although `t` is (an
+/// overflowing reduction), computed again on `t` in f64.
+fn finite_or_f64(t: &Tensor, f: impl Fn(&Tensor) -> candle_core::Result<Tensor>) -> Result<f64> {
+    let v = f(t)?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+    if v.is_finite() || t.dtype() == candle_core::DType::F64 || has_non_finite(t)? {
+        return Ok(v);
+    }
+    Ok(f(&t.to_dtype(candle_core::DType::F64)?)?.to_scalar::<f64>()?)
 }

@@ -145,8 +145,16 @@ pub trait Method {
     /// One batch → parameter updates (through `ctx.apply`).
     fn train_step(&mut self, ctx: &mut StepContext<'_>, inputs: &[Tensor], targets: &Tensor) -> Result<StepReport>;
 
-    /// Called after the last step of every epoch.
+    /// Called after the last step of every epoch, before the epoch is evaluated (PMR refreshes
+    /// its prototypes here, as the official loop does before its validation).
     fn on_epoch_end(&mut self, _ctx: &mut StepContext<'_>, _data: &dyn BatchSource) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called once the epoch has been evaluated (its validation / test metrics computed and
+    /// recorded) and before the end-of-epoch checkpoint is written: what changes here (D&R's
+    /// re-learning) shapes the next epoch, never the metrics of this one, and is in the checkpoint.
+    fn after_evaluation(&mut self, _ctx: &mut StepContext<'_>, _data: &dyn BatchSource) -> Result<()> {
         Ok(())
     }
 

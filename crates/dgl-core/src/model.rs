@@ -77,6 +77,15 @@ pub trait MultimodalModel {
         None
     }
 
+    /// For a head that is a sum of per-modality affine terms, h(z) = Σ_m (W^{(m)} z_m + b^{(m)}),
+    /// the bias b^{(m)} ∈ R^K of modality m's term: b_m, the own bias of a sum head's layer m; the
+    /// shared bias split evenly, b/M, for a concat head (OGM-GE's `fc_out.bias / 2`). With
+    /// [`MultimodalModel::linear_head_block`] it gives OGM's per-modality logits W^{(m)} z_m + b^{(m)}.
+    /// `None` for other heads (and by default).
+    fn linear_head_bias(&self, _modality: usize) -> Option<Tensor> {
+        None
+    }
+
     /// All parameter groups: encoders 0..M, then the head.
     fn param_groups(&self) -> Vec<ParamGroup> {
         let mut groups: Vec<ParamGroup> = (0..self.num_modalities())

@@ -133,6 +133,9 @@ impl MultimodalModel for Model {
     fn linear_head_block(&self, modality: usize) -> Option<Tensor> {
         self.inner().linear_head_block(modality)
     }
+    fn linear_head_bias(&self, modality: usize) -> Option<Tensor> {
+        self.inner().linear_head_bias(modality)
+    }
     /// Parameters and BatchNorm running statistics.
     fn state_vars(&self) -> Vec<NamedVar> {
         self.state().named_state()

@@ -36,6 +36,24 @@ pub enum FusionKind {
     Film,
 }
 
+impl FusionKind {
+    /// The configuration name (`model.fusion`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FusionKind::Concat => "concat",
+            FusionKind::Sum => "sum",
+            FusionKind::Gated => "gated",
+            FusionKind::Film => "film",
+        }
+    }
+
+    /// Whether the head is linear in each z_m, h(z) = Σ_m (W^{(m)} z_m + b^{(m)}) (concat, sum):
+    /// the heads whose per-modality terms OGM's official logits and the Fig. 3(a) statistic use.
+    pub fn is_linear(self) -> bool {
+        matches!(self, FusionKind::Concat | FusionKind::Sum)
+    }
+}
+
 /// A fusion module + head.
 pub trait FusionHead: Send + Sync {
     /// logits = h(z_1, …, z_M); z_m is (B, d_m). Any z_m may be all zeros.
@@ -59,6 +77,12 @@ pub trait FusionHead: Send + Sync {
     /// For a head that is linear in each z_m, the K × d_m block W^{(m)} multiplying z_m (a view of
     /// the live weight, not detached). `None` for non-linear heads.
     fn linear_block(&self, _modality: usize) -> Option<Tensor> {
+        None
+    }
+
+    /// For a head linear in each z_m, h(z) = Σ_m (W^{(m)} z_m + b^{(m)}): the bias b^{(m)} of
+    /// modality m's term (see `MultimodalModel::linear_head_bias`). `None` for non-linear heads.
+    fn linear_bias(&self, _modality: usize) -> Option<Tensor> {
         None
     }
 
@@ -130,6 +154,12 @@ impl FusionHead for ConcatFusion {
         self.fc_out.weight().as_tensor().narrow(1, self.block_offset(modality), d).ok()
     }
 
+    /// b/M: the shared bias split evenly between the modalities' terms.
+    fn linear_bias(&self, modality: usize) -> Option<Tensor> {
+        let m = self.dims.len();
+        (modality < m).then(|| self.fc_out.bias().as_tensor() / m as f64).and_then(|t| t.ok())
+    }
+
     fn describe(&self) -> String {
         format!("concat({:?} -> {})", self.dims, self.num_classes())
     }
@@ -198,6 +228,11 @@ impl FusionHead for SumFusion {
 
     fn linear_block(&self, modality: usize) -> Option<Tensor> {
         self.fcs.get(modality).map(|(_, l)| l.weight().as_tensor().clone())
+    }
+
+    /// b_m, layer m's own bias.
+    fn linear_bias(&self, modality: usize) -> Option<Tensor> {
+        self.fcs.get(modality).map(|(_, l)| l.bias().as_tensor().clone())
     }
 
     fn describe(&self) -> String {

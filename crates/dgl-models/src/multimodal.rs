@@ -127,6 +127,10 @@ impl MultimodalModel for FusionModel {
     fn linear_head_block(&self, modality: usize) -> Option<Tensor> {
         self.head.linear_block(modality)
     }
+
+    fn linear_head_bias(&self, modality: usize) -> Option<Tensor> {
+        self.head.linear_bias(modality)
+    }
 }
 
 impl ModelState for FusionModel {
@@ -233,6 +237,10 @@ impl MultimodalModel for UnimodalClassifier {
 
     fn linear_head_block(&self, modality: usize) -> Option<Tensor> {
         (modality == 0).then(|| self.head.weight().as_tensor().clone())
+    }
+
+    fn linear_head_bias(&self, modality: usize) -> Option<Tensor> {
+        (modality == 0).then(|| self.head.bias().as_tensor().clone())
     }
 }
 

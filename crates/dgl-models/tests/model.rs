@@ -135,6 +135,19 @@ fn mlp_modalities_and_other_heads() {
             assert!(head.contains(&"fusion_module.fc_m2.weight".to_string()));
         }
         assert_eq!(model.linear_head_block(0).is_some(), matches!(fusion, FusionKind::Concat | FusionKind::Sum));
+        // A linear head is the sum of its per-modality terms W^{(m)} z_m + b^{(m)} (concat: b/M each,
+        // sum: each layer's own bias); the others have no such terms.
+        assert_eq!(fusion.is_linear(), model.linear_head_bias(0).is_some(), "{fusion:?}");
+        if fusion.is_linear() {
+            let terms: Vec<Tensor> = (0..m)
+                .map(|k| {
+                    let w = model.linear_head_block(k).unwrap();
+                    z[k].matmul(&w.t().unwrap()).unwrap().broadcast_add(&model.linear_head_bias(k).unwrap()).unwrap()
+                })
+                .collect();
+            let sum = terms.iter().skip(1).fold(terms[0].clone(), |a, t| (a + t).unwrap());
+            assert_close(&to_vec(&sum), &to_vec(&model.fuse(&z, true).unwrap()), 1e-5, fusion.as_str());
+        }
     }
 }
 
