@@ -132,6 +132,11 @@ impl RunDir {
         self.staged.as_ref().map_or(&self.path, |s| &s.target)
     }
 
+    /// Whether this new run replaces an old one that is still in place (no checkpoint yet).
+    pub fn replacing(&self) -> bool {
+        self.staged.is_some()
+    }
+
     /// Called once a checkpoint is written: a new run replacing an old one takes its place now.
     pub fn commit(&mut self) -> Result<()> {
         if let Some(staged) = self.staged.take() {

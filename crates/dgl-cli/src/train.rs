@@ -548,14 +548,20 @@ impl Loop<'_> {
     /// The error that stops a run on a non-finite loss or gradient.
     fn non_finite(&self, what: &str, detail: &str, epoch: usize, i: usize, steps_per_epoch: usize) -> CliError {
         let dir = self.run.target().display();
-        let kept = match &self.last_checkpoint {
-            Some(at) => format!("the last good checkpoint ({at}) is kept in {dir}/{}", RunDir::CHECKPOINT),
-            None => "no checkpoint was written yet".to_string(),
+        let (kept, next) = match &self.last_checkpoint {
+            Some(at) => (
+                format!("the last good checkpoint ({at}) is kept in {dir}/{}", RunDir::CHECKPOINT),
+                format!("`dgl train --resume {dir} --skip-non-finite` continues from the checkpoint"),
+            ),
+            None if self.run.replacing() => (
+                format!("no checkpoint was written yet, so the run in {dir} was not replaced and is kept as it was"),
+                "start the new run again with it".to_string(),
+            ),
+            None => ("no checkpoint was written yet".to_string(), "start the run again with it".to_string()),
         };
         CliError::NonFinite(format!(
             "training stopped: non-finite {what} in epoch {}/{} at step {}/{steps_per_epoch} (global step {}): {detail}; {kept}. \
-             Lower the learning rate, or skip such steps with --skip-non-finite (train.skip_non_finite = true); \
-             `dgl train --resume {dir} --skip-non-finite` continues from the checkpoint",
+             Lower the learning rate, or skip such steps with --skip-non-finite (train.skip_non_finite = true); {next}",
             epoch + 1,
             self.cfg.train.epochs,
             i + 1,

@@ -197,7 +197,8 @@ fn overwrite_replaces_a_run_only_once_the_new_run_has_started() {
     let nan = RunControl { inject_non_finite: Some(0..1), ..RunControl::default() };
     match train_with(&new_cfg, &dir, &OVERWRITE, &nan) {
         Err(CliError::NonFinite(m)) => {
-            assert!(m.contains(&dir.display().to_string()) && !m.contains(".dgl-new"), "{m}");
+            assert!(m.contains(&format!("the run in {} was not replaced", dir.display())), "{m}");
+            assert!(!m.contains(".dgl-new") && !m.contains("--resume"), "{m}");
         }
         other => panic!("expected a non-finite stop, got {other:?}"),
     }
