@@ -302,7 +302,7 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
     let mut labels: Vec<u32> = Vec::new();
     let mut heads: Vec<(String, Vec<u32>)> = Vec::new();
     let fusion = m >= 2;
-    let plan = ShapleyPlan::new(if fusion { m } else { 0 }, cfg.seed ^ 0x5a4b_1e7);
+    let plan = ShapleyPlan::new(if fusion { m } else { 0 }, cfg.seed ^ 0x05a4_b1e7);
     let mut subset_correct = vec![0usize; if fusion { plan.subsets.len() } else { 0 }];
     let mut robust_correct = vec![0usize; if fusion { m * corruptions.len() } else { 0 }];
     let mut rng = Rng::new(cfg.seed ^ 0x5eed_e7a1);
