@@ -175,51 +175,75 @@ pub const SHAPLEY_PERMUTATIONS: usize = 1000;
 /// all 2^M subsets up to [`SHAPLEY_EXACT_MAX`] modalities, else the prefixes of
 /// [`SHAPLEY_PERMUTATIONS`] seeded random orders (the permutation estimator of Castro et al.,
 /// 2009: φ_m is the mean over orders of v(modalities before m, and m) − v(modalities before m)).
+/// A sampled plan keeps the orders and one index per prefix (memory O(P·M)); a subset that
+/// several orders share is evaluated once.
 pub struct ShapleyPlan {
     m: usize,
-    /// The subsets to evaluate (`true` = the modality is present). Exact: all 2^M in mask order
-    /// (bit i = modality i); sampled: ∅, each single modality, all of them, then the other prefixes.
-    pub subsets: Vec<Vec<bool>>,
-    /// Sampled: per order, the modality added at each position and the index in `subsets` of
-    /// each prefix (M + 1 of them, ∅ first).
-    orders: Vec<(Vec<usize>, Vec<usize>)>,
+    /// The subsets to evaluate. Sampled: ∅, each single modality, all of them, then the other
+    /// prefixes.
+    subsets: Vec<SubsetOf>,
+    /// Sampled: the orders of the modalities.
+    orders: Vec<Vec<usize>>,
+    /// Sampled: per order, the position of each modality in it.
+    positions: Vec<Vec<usize>>,
+    /// Sampled: per order, the index in `subsets` of each of its M + 1 prefixes (∅ first).
+    prefixes: Vec<Vec<usize>>,
+}
+
+/// One subset of a [`ShapleyPlan`].
+#[derive(Clone, Copy)]
+enum SubsetOf {
+    /// Bit i set = modality i present (exact plans).
+    Mask(usize),
+    Single(usize),
+    All,
+    /// The first `len` modalities of order `order`.
+    Prefix {
+        order: usize,
+        len: usize,
+    },
 }
 
 impl ShapleyPlan {
     /// The plan for `m` modalities; the sampled orders derive from `seed`.
     pub fn new(m: usize, seed: u64) -> Self {
+        let mut plan = Self { m, subsets: Vec::new(), orders: Vec::new(), positions: Vec::new(), prefixes: Vec::new() };
         if m <= SHAPLEY_EXACT_MAX {
-            let subsets = (0..1usize << m).map(|mask| (0..m).map(|i| mask & (1 << i) != 0).collect()).collect();
-            return Self { m, subsets, orders: Vec::new() };
+            plan.subsets = (0..1usize << m).map(SubsetOf::Mask).collect();
+            return plan;
         }
-        let mut subsets: Vec<Vec<bool>> = Vec::new();
-        let mut index: std::collections::HashMap<Vec<bool>, usize> = std::collections::HashMap::new();
-        let mut add = |s: Vec<bool>, subsets: &mut Vec<Vec<bool>>| {
-            *index.entry(s.clone()).or_insert_with(|| {
+        // Subsets are told apart by a random 64-bit code per modality, XOR-ed over the members
+        // (Zobrist hashing: two of the ≤ 10⁶ subsets share a code with probability < 10⁻⁷).
+        let mut rng = Rng::new(seed);
+        let code: Vec<u64> = (0..m).map(|_| rng.next_u64()).collect();
+        let mut index: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        let mut add = |key: u64, s: SubsetOf, subsets: &mut Vec<SubsetOf>| {
+            *index.entry(key).or_insert_with(|| {
                 subsets.push(s);
                 subsets.len() - 1
             })
         };
-        add(vec![false; m], &mut subsets);
-        for i in 0..m {
-            add((0..m).map(|j| j == i).collect(), &mut subsets);
+        add(0, SubsetOf::Prefix { order: 0, len: 0 }, &mut plan.subsets);
+        for (i, c) in code.iter().enumerate() {
+            add(*c, SubsetOf::Single(i), &mut plan.subsets);
         }
-        add(vec![true; m], &mut subsets);
-        let mut rng = Rng::new(seed);
-        let orders = (0..SHAPLEY_PERMUTATIONS)
-            .map(|_| {
-                let mut order: Vec<usize> = (0..m).collect();
-                rng.shuffle(&mut order);
-                let mut s = vec![false; m];
-                let mut prefixes = vec![add(s.clone(), &mut subsets)];
-                for &i in &order {
-                    s[i] = true;
-                    prefixes.push(add(s.clone(), &mut subsets));
-                }
-                (order, prefixes)
-            })
-            .collect();
-        Self { m, subsets, orders }
+        add(code.iter().fold(0, |a, c| a ^ c), SubsetOf::All, &mut plan.subsets);
+        for o in 0..SHAPLEY_PERMUTATIONS {
+            let mut order: Vec<usize> = (0..m).collect();
+            rng.shuffle(&mut order);
+            let mut position = vec![0; m];
+            let mut key = 0u64;
+            let mut prefixes = vec![0];
+            for (k, &i) in order.iter().enumerate() {
+                position[i] = k;
+                key ^= code[i];
+                prefixes.push(add(key, SubsetOf::Prefix { order: o, len: k + 1 }, &mut plan.subsets));
+            }
+            plan.orders.push(order);
+            plan.positions.push(position);
+            plan.prefixes.push(prefixes);
+        }
+        plan
     }
 
     /// Whether the values are estimated from sampled orders (more than [`SHAPLEY_EXACT_MAX`]
@@ -228,14 +252,40 @@ impl ShapleyPlan {
         !self.orders.is_empty()
     }
 
-    /// The Shapley value of every modality from the accuracies `v` of [`Self::subsets`], and the
-    /// standard error of each (0 when exact). Both ways, the values add up to v(all) − v(∅).
+    /// How many subsets the plan evaluates: 2^M, or at most `SHAPLEY_PERMUTATIONS · (M − 1) + 2`.
+    pub fn len(&self) -> usize {
+        self.subsets.len()
+    }
+
+    /// Whether the plan has no subset (never: ∅ is always one).
+    pub fn is_empty(&self) -> bool {
+        self.subsets.is_empty()
+    }
+
+    /// Whether modality `i` is present in subset `j`.
+    pub fn present(&self, j: usize, i: usize) -> bool {
+        match self.subsets[j] {
+            SubsetOf::Mask(mask) => mask & (1 << i) != 0,
+            SubsetOf::Single(s) => s == i,
+            SubsetOf::All => true,
+            SubsetOf::Prefix { order, len } => len > 0 && self.positions[order][i] < len,
+        }
+    }
+
+    /// Subset `j` (`true` = the modality is present).
+    pub fn subset(&self, j: usize) -> Vec<bool> {
+        (0..self.m).map(|i| self.present(j, i)).collect()
+    }
+
+    /// The Shapley value of every modality from the accuracies `v` of the plan's subsets (in
+    /// order), and the standard error of each (0 when exact). Both ways, the values add up to
+    /// v(all) − v(∅).
     pub fn values(&self, v: &[f64]) -> (Vec<f64>, Vec<f64>) {
         if !self.sampled() {
             return (shapley(v, self.m), vec![0.0; self.m]);
         }
         let (mut sum, mut sq) = (vec![0.0; self.m], vec![0.0; self.m]);
-        for (order, prefixes) in &self.orders {
+        for (order, prefixes) in self.orders.iter().zip(&self.prefixes) {
             for (k, &i) in order.iter().enumerate() {
                 let d = v[prefixes[k + 1]] - v[prefixes[k]];
                 sum[i] += d;
@@ -303,7 +353,7 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
     let mut heads: Vec<(String, Vec<u32>)> = Vec::new();
     let fusion = m >= 2;
     let plan = ShapleyPlan::new(if fusion { m } else { 0 }, cfg.seed ^ 0x05a4_b1e7);
-    let mut subset_correct = vec![0usize; if fusion { plan.subsets.len() } else { 0 }];
+    let mut subset_correct = vec![0usize; if fusion { plan.len() } else { 0 }];
     let mut robust_correct = vec![0usize; if fusion { m * corruptions.len() } else { 0 }];
     let mut rng = Rng::new(cfg.seed ^ 0x5eed_e7a1);
     for idx in epoch_batches(data.test.len(), data.batch_size, None, false) {
@@ -323,8 +373,9 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
             let z: Vec<Tensor> =
                 (0..m).map(|i| Ok(model.encode(i, &x[i], false)?.detach())).collect::<Result<Vec<_>>>()?;
             let zero: Vec<Tensor> = z.iter().map(|t| t.zeros_like()).collect::<candle_core::Result<_>>()?;
-            for (present, c) in plan.subsets.iter().zip(subset_correct.iter_mut()) {
-                let zs: Vec<Tensor> = (0..m).map(|i| if present[i] { z[i].clone() } else { zero[i].clone() }).collect();
+            for (j, c) in subset_correct.iter_mut().enumerate() {
+                let zs: Vec<Tensor> =
+                    (0..m).map(|i| if plan.present(j, i) { z[i].clone() } else { zero[i].clone() }).collect();
                 *c += hits(&argmax(&model.fuse(&zs, false)?)?, &y);
             }
             for i in 0..m {
@@ -347,7 +398,7 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
     let subsets = if fusion {
         plan.reported()
             .map(|j| Subset {
-                modalities: (0..m).filter(|&i| plan.subsets[j][i]).map(|i| names[i].clone()).collect(),
+                modalities: (0..m).filter(|&i| plan.present(j, i)).map(|i| names[i].clone()).collect(),
                 accuracy: v[j],
             })
             .collect()
@@ -675,8 +726,8 @@ mod tests {
         // Exact: the plan's values are the enumeration's.
         let plan = ShapleyPlan::new(3, 1);
         assert!(!plan.sampled());
-        assert_eq!(plan.subsets.len(), 8);
-        let v: Vec<f64> = plan.subsets.iter().map(|s| quadratic_game(s)).collect();
+        assert_eq!(plan.len(), 8);
+        let v: Vec<f64> = (0..plan.len()).map(|j| quadratic_game(&plan.subset(j))).collect();
         assert_eq!(plan.values(&v).0, shapley(&v, 3));
         assert_eq!(ShapleyPlan::new(SHAPLEY_EXACT_MAX, 1).subsets.len(), 1 << SHAPLEY_EXACT_MAX);
 
@@ -685,8 +736,8 @@ mod tests {
         let m = SHAPLEY_EXACT_MAX + 2;
         let plan = ShapleyPlan::new(m, 7);
         assert!(plan.sampled());
-        assert!(plan.subsets.len() <= SHAPLEY_PERMUTATIONS * (m - 1) + 2);
-        let v: Vec<f64> = plan.subsets.iter().map(|s| quadratic_game(s)).collect();
+        assert!(plan.len() <= SHAPLEY_PERMUTATIONS * (m - 1) + 2);
+        let v: Vec<f64> = (0..plan.len()).map(|j| quadratic_game(&plan.subset(j))).collect();
         let (phi, se) = plan.values(&v);
         let all: Vec<f64> = (0..1usize << m)
             .map(|mask| quadratic_game(&(0..m).map(|i| mask & (1 << i) != 0).collect::<Vec<_>>()))
@@ -704,16 +755,16 @@ mod tests {
         }
         assert!((phi.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         // The reported subsets are ∅, each single modality and all of them.
-        let reported: Vec<usize> = plan.reported().map(|j| plan.subsets[j].iter().filter(|&&b| b).count()).collect();
+        let reported: Vec<usize> = plan.reported().map(|j| plan.subset(j).iter().filter(|&&b| b).count()).collect();
         assert_eq!(reported.len(), m + 2);
         assert_eq!((reported[0], reported[1], reported[m + 1]), (0, 1, m));
 
         // An additive game is recovered exactly from any order; the work stays linear in M.
         let m = 100;
         let plan = ShapleyPlan::new(m, 3);
-        assert!(plan.subsets.len() <= SHAPLEY_PERMUTATIONS * (m - 1) + 2);
+        assert!(plan.len() <= SHAPLEY_PERMUTATIONS * (m - 1) + 2);
         let v: Vec<f64> =
-            plan.subsets.iter().map(|s| (0..m).filter(|&i| s[i]).map(|i| i as f64 * 1e-3).sum()).collect();
+            (0..plan.len()).map(|j| (0..m).filter(|&i| plan.present(j, i)).map(|i| i as f64 * 1e-3).sum()).collect();
         let (phi, se) = plan.values(&v);
         for i in 0..m {
             assert!((phi[i] - i as f64 * 1e-3).abs() < 1e-12 && se[i] < 1e-9, "{i}: {}", phi[i]);

@@ -417,3 +417,52 @@ fn eval_refuses_a_checkpoint_with_a_damaged_model() {
     eval_run(&dir, &EvalOptions::default()).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A generic dataset of `m` modalities, each a 2-vector per sample (class-dependent mean).
+fn many_modalities(root: &Path, m: usize) {
+    std::fs::create_dir_all(root.join("features")).unwrap();
+    let mut manifest = String::from("id,label,split\n");
+    let mut rng = dgl_core::rng::Rng::new(5);
+    for s in 0..36 {
+        let (label, split) = (s % 3, if s < 24 { "train" } else { "test" });
+        manifest += &format!("s{s},{label},{split}\n");
+        let tensors: std::collections::HashMap<String, Tensor> = (0..m)
+            .map(|i| {
+                let v = vec![label as f32 + 0.5 * rng.normal() as f32, (i % 3) as f32 * rng.normal() as f32];
+                (format!("m{i:02}"), Tensor::from_vec(v, 2, &candle_core::Device::Cpu).unwrap())
+            })
+            .collect();
+        candle_core::safetensors::save(&tensors, root.join(format!("features/s{s}.safetensors"))).unwrap();
+    }
+    std::fs::write(root.join("manifest.csv"), manifest).unwrap();
+}
+
+#[test]
+fn eval_of_many_modalities_stays_bounded_and_efficient() {
+    let m = dgl_cli::eval::SHAPLEY_EXACT_MAX + 2;
+    let root = tmp("many-modalities-data");
+    many_modalities(&root, m);
+    let mut cfg = micro(MethodKind::Vanilla);
+    cfg.data.dataset = DatasetKind::Generic;
+    cfg.data.root = Some(root.clone());
+    cfg.data.validation_fraction = 0.0;
+    cfg.train.epochs = 1;
+    cfg.model.modalities = (0..m)
+        .map(|i| dgl_models::ModalityConfig::new(format!("m{i:02}"), dgl_models::EncoderKind::Mlp { hidden: vec![] }))
+        .collect();
+    let dir = tmp("many-modalities");
+    train(&cfg, &dir, &RunOptions::default()).unwrap();
+    let r = eval_run(&dir, &EvalOptions { noise: vec![1.0], ..EvalOptions::default() }).unwrap();
+    assert_eq!(r.shapley_method, format!("sampled ({} random orders)", dgl_cli::eval::SHAPLEY_PERMUTATIONS));
+    assert_eq!(r.contributions.len(), m);
+    // ∅, each single modality and all of them are listed; the estimates add up to v(all) − v(∅).
+    assert_eq!(r.subsets.len(), m + 2);
+    let (empty, all) = (r.subsets[0].accuracy, r.subsets[m + 1].accuracy);
+    assert!(r.subsets[0].modalities.is_empty() && r.subsets[m + 1].modalities.len() == m);
+    let total: f64 = r.contributions.iter().map(|c| c.shapley).sum();
+    assert!((total - (all - empty)).abs() < 1e-9, "{total} vs {}", all - empty);
+    assert!(r.contributions.iter().all(|c| c.shapley_stderr.is_finite() && c.shapley_stderr >= 0.0));
+    assert!(std::fs::read_to_string(dir.join("eval.md")).unwrap().contains("standard error"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&root);
+}
