@@ -2,7 +2,7 @@
 //! leaves the run directory byte for byte as it was.
 //!
 //! [`check`] reads the run's files against its checkpoint — the position inside an epoch fits the
-//! epoch's steps, every metrics file holds at least the bytes the checkpoint recorded, the part of
+//! epoch's steps, the run's files are regular files (no links), every metrics file holds at least the bytes the checkpoint recorded, the part of
 //! `metrics.jsonl` it recorded parses, and `config.toml` was not edited by hand — and only then
 //! [`ResumePlan::apply`] cuts the metrics files back to the checkpoint and rewrites `metrics.csv`.
 
@@ -32,6 +32,14 @@ pub(crate) fn check(run: &RunDir, c: &Checkpoint, cfg: &TrainConfig, steps_per_e
             return refuse(format!(
                 "the checkpoint is at step {} of an epoch of {steps_per_epoch} steps: it does not belong to this run",
                 p.step_in_epoch
+            ));
+        }
+    }
+    // Files are cut and appended to in place: never through a link to somewhere else.
+    for name in RunDir::FILES {
+        if std::fs::symlink_metadata(run.file(name)).is_ok_and(|m| !m.is_file()) {
+            return refuse(format!(
+                "{name} is not a regular file (a link or a directory): a resume writes only the run's own files"
             ));
         }
     }

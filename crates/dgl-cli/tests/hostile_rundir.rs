@@ -1,7 +1,9 @@
 //! Hostile run directories and configurations (issue 12): `--overwrite` never deletes what `dgl`
 //! did not write and keeps the old run until the new one has started; a refused `--resume` leaves
 //! every file byte-identical; a hand-edited `config.toml` is detected; partial config sections
-//! inherit their preset; `dgl eval` and `--resume` refuse a damaged model.
+//! inherit their preset; `dgl eval` and `--resume` refuse a damaged model; `dgl eval` stays
+//! bounded for many modalities.
+#![cfg(unix)]
 
 mod common;
 
@@ -256,6 +258,18 @@ fn a_refused_resume_leaves_every_file_byte_identical() {
     std::fs::write(dir.join(RunDir::METRICS_JSONL), &damaged).unwrap();
     let e = refused("damaged metrics.jsonl");
     assert!(e.contains("metrics.jsonl:1"), "{e}");
+    std::fs::write(dir.join(RunDir::METRICS_JSONL), &jsonl).unwrap();
+
+    // metrics.jsonl is a link to a file outside the run: nothing is cut or appended through it.
+    let outside = tmp("refused-resume-outside.jsonl");
+    std::fs::write(&outside, &jsonl).unwrap();
+    std::fs::remove_file(dir.join(RunDir::METRICS_JSONL)).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join(RunDir::METRICS_JSONL)).unwrap();
+    let e = refused("linked metrics.jsonl");
+    assert!(e.contains("metrics.jsonl is not a regular file"), "{e}");
+    assert_eq!(std::fs::read(&outside).unwrap(), jsonl);
+    std::fs::remove_file(dir.join(RunDir::METRICS_JSONL)).unwrap();
+    std::fs::remove_file(&outside).unwrap();
     std::fs::write(dir.join(RunDir::METRICS_JSONL), &jsonl).unwrap();
 
     // NaN weights and a negative BatchNorm running variance in the checkpoint.
