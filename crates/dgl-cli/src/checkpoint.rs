@@ -349,6 +349,22 @@ fn flatten(v: &toml::Value, prefix: &str, out: &mut BTreeMap<String, String>) {
     }
 }
 
+/// The keys (dotted paths) on which two configurations differ, but those in `except`, with their
+/// values in `a` and in `b` (`unset` when absent).
+pub fn config_differences(a: &TrainConfig, b: &TrainConfig, except: &[&str]) -> Result<Vec<(String, String, String)>> {
+    let mut fa = BTreeMap::new();
+    let mut fb = BTreeMap::new();
+    flatten(&toml::Value::try_from(a).map_err(|e| CliError::Config(e.to_string()))?, "", &mut fa);
+    flatten(&toml::Value::try_from(b).map_err(|e| CliError::Config(e.to_string()))?, "", &mut fb);
+    let keys: std::collections::BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();
+    let value = |m: &BTreeMap<String, String>, k: &String| m.get(k).map_or("unset".to_string(), String::clone);
+    Ok(keys
+        .into_iter()
+        .filter(|k| !except.contains(&k.as_str()) && fa.get(*k) != fb.get(*k))
+        .map(|k| (k.clone(), value(&fa, k), value(&fb, k)))
+        .collect())
+}
+
 /// Refuses to continue a checkpoint of `saved` with `now` unless they agree on everything but
 /// [`RESUMABLE_CHANGES`]; the message names every difference.
 pub fn check_compatible(saved: &TrainConfig, now: &TrainConfig) -> Result<()> {
@@ -359,21 +375,11 @@ pub fn check_compatible(saved: &TrainConfig, now: &TrainConfig) -> Result<()> {
             saved.method.name, now.method.name
         )));
     }
-    let mut a = BTreeMap::new();
-    let mut b = BTreeMap::new();
-    flatten(&toml::Value::try_from(saved).map_err(|e| CliError::Config(e.to_string()))?, "", &mut a);
-    flatten(&toml::Value::try_from(now).map_err(|e| CliError::Config(e.to_string()))?, "", &mut b);
-    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    let diffs: Vec<String> = keys
+    let mut except = RESUMABLE_CHANGES.to_vec();
+    except.push(DATA_DERIVED);
+    let diffs: Vec<String> = config_differences(saved, now, &except)?
         .into_iter()
-        .filter(|k| !RESUMABLE_CHANGES.contains(&k.as_str()) && k.as_str() != DATA_DERIVED && a.get(*k) != b.get(*k))
-        .map(|k| {
-            format!(
-                "`{k}`: {} in the checkpoint, {} now",
-                a.get(k).map_or("unset", String::as_str),
-                b.get(k).map_or("unset", String::as_str)
-            )
-        })
+        .map(|(k, a, b)| format!("`{k}`: {a} in the checkpoint, {b} now"))
         .collect();
     if !diffs.is_empty() {
         return Err(CliError::Config(format!(
@@ -381,6 +387,43 @@ pub fn check_compatible(saved: &TrainConfig, now: &TrainConfig) -> Result<()> {
             diffs.join("; "),
             RESUMABLE_CHANGES.join(", ")
         )));
+    }
+    Ok(())
+}
+
+/// Refuses a model that cannot have come out of training: a parameter or BatchNorm statistic
+/// with a NaN or infinite value, or a negative BatchNorm running variance (`running_var`, which
+/// eval-mode normalisation takes the square root of). Shared by `--resume` and `dgl eval`
+/// (through `train::load_checkpoint`); the message names the tensor and the first bad value.
+pub fn check_model_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        let t = &tensors[name];
+        if !t.dtype().is_float() {
+            continue;
+        }
+        let v = t.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+        let bad = |what: &str, i: usize, x: f64| {
+            Err(CliError::Run(format!(
+                "{}: cannot use this checkpoint: tensor `{name}` holds {what} (element {i} of {} is {x}{}); \
+                 the model in it is damaged",
+                path.display(),
+                v.len(),
+                match v.iter().filter(|x| !x.is_finite()).count() {
+                    0 => String::new(),
+                    n => format!(", {n} non-finite in all"),
+                }
+            )))
+        };
+        if let Some((i, &x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            return bad("non-finite values", i, x);
+        }
+        if name.ends_with("running_var") {
+            if let Some((i, &x)) = v.iter().enumerate().find(|(_, x)| **x < 0.0) {
+                return bad("a negative BatchNorm running variance", i, x);
+            }
+        }
     }
     Ok(())
 }

@@ -178,20 +178,57 @@ impl TrainConfig {
     }
 
     /// Reads a TOML file; unknown keys (in every section) are errors naming the file and the key.
+    /// Sections and keys the file leaves out come from its `preset` (see [`Self::from_toml_str`]).
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
+        Self::from_toml_file_with_preset(path, None)
+    }
+
+    /// [`Self::from_toml_file`], with `preset` (`--preset`) as the base when the file names none;
+    /// a file whose `preset` differs from it is refused.
+    pub fn from_toml_file_with_preset(path: &std::path::Path, preset: Option<Preset>) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?;
-        Self::from_toml_str(&text).map_err(|e| match e {
+        Self::from_toml_str_with_preset(&text, preset).map_err(|e| match e {
             CliError::Config(m) => CliError::Config(format!("{}: {m}", path.display())),
             other => other,
         })
     }
 
-    /// Parses a TOML configuration. Unknown keys are refused at every depth: `deny_unknown_fields`
-    /// catches most, and a round trip (parse → serialise → compare the key sets) catches those of
-    /// sections defined in other crates without it (`[model]`, `[data.synthetic]`, …).
+    /// Parses a TOML configuration over its preset: the file's tables are merged key by key into
+    /// the preset's complete configuration (`preset = "tiny"` when the file names none), so a
+    /// partial section keeps the preset's values for the keys it leaves out (`[model]` with only
+    /// `fusion` keeps the tiny base width 8, `[train]` with only `epochs` the tiny batch, learning
+    /// rate and milestones). Arrays (`model.modalities`, `milestones`, …) are values: the file's
+    /// replaces the preset's whole. Unknown keys are refused at every depth: `deny_unknown_fields`
+    /// catches most, and a comparison of the given keys with the parsed configuration serialised
+    /// back catches those of sections defined in other crates without it (`[model]`,
+    /// `[data.synthetic]`, …).
     pub fn from_toml_str(text: &str) -> Result<Self> {
-        let cfg: Self = toml::from_str(text).map_err(|e| CliError::Config(e.to_string()))?;
+        Self::from_toml_str_with_preset(text, None)
+    }
+
+    /// [`Self::from_toml_str`] with `preset` as the base when the text names none.
+    pub fn from_toml_str_with_preset(text: &str, preset: Option<Preset>) -> Result<Self> {
+        // Syntax and type errors, and unknown fields of the sections that deny them, with the
+        // line and column of the text (the merged value below has no positions).
+        let _: Self = toml::from_str(text).map_err(|e| CliError::Config(e.to_string()))?;
         let given: toml::Value = toml::from_str(text).map_err(|e| CliError::Config(e.to_string()))?;
+        let named: Option<Preset> = match given.get("preset") {
+            Some(p) => {
+                Some(p.clone().try_into().map_err(|e: toml::de::Error| CliError::Config(format!("preset: {e}")))?)
+            }
+            None => None,
+        };
+        if let (Some(file), Some(flag)) = (named, preset) {
+            if file != flag {
+                return Err(CliError::Config(format!(
+                    "--preset {flag:?} disagrees with the configuration's preset {file:?}"
+                )));
+            }
+        }
+        let base = Self::preset(named.or(preset).unwrap_or_default());
+        let mut merged = toml::Value::try_from(&base).map_err(|e| CliError::Config(e.to_string()))?;
+        merge_over(&mut merged, &given);
+        let cfg: Self = merged.try_into().map_err(|e: toml::de::Error| CliError::Config(e.to_string()))?;
         let known = toml::Value::try_from(&cfg).map_err(|e| CliError::Config(e.to_string()))?;
         let mut unknown = Vec::new();
         unknown_keys(&given, &known, "", &mut unknown);
@@ -339,6 +376,24 @@ pub fn check_method_modalities(method: &MethodConfig, dataset_modalities: usize)
         Ok(())
     } else {
         Err(CliError::Config(format!("`{kind}` supports {what}; the dataset has {m}")))
+    }
+}
+
+/// Deep merge: every key of `over` replaces the same key of `base`, except that a table merges
+/// into a table key by key (arrays and other values are replaced whole).
+fn merge_over(base: &mut toml::Value, over: &toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(bv) if bv.is_table() && v.is_table() => merge_over(bv, v),
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
     }
 }
 

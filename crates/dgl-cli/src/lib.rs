@@ -10,6 +10,8 @@ pub mod error;
 pub mod eval;
 pub mod methods;
 pub mod plot;
+pub mod replace;
+mod resume_check;
 pub mod run_dir;
 pub mod train;
 

@@ -90,7 +90,8 @@ struct TrainArgs {
     /// Dataset root directory (on-disk datasets).
     #[arg(long)]
     root: Option<PathBuf>,
-    /// tiny: CPU-sized model and schedule; paper: the paper's ResNet-18 pair and schedule.
+    /// tiny: CPU-sized model and schedule; paper: the paper's ResNet-18 pair and schedule. With
+    /// --config, the base of every key the file leaves out (when the file sets no `preset`).
     #[arg(long, value_enum)]
     preset: Option<Preset>,
     /// Weight α of the unimodal losses.
@@ -117,7 +118,8 @@ struct TrainArgs {
     /// Run directory (default runs/METHOD-DATASET-PRESET-sSEED).
     #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
-    /// Replace a non-empty run directory.
+    /// Replace an existing run directory (one `dgl` wrote; anything else is refused). The old run
+    /// stays in place until the new one has written its first checkpoint.
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
     /// Continue the run in RUN_DIR from its checkpoint, with its own configuration (flags may only
@@ -138,7 +140,7 @@ struct TrainArgs {
 
 fn resolve(a: &TrainArgs) -> dgl_cli::Result<TrainConfig> {
     let mut cfg = match (&a.config, &a.resume) {
-        (Some(p), _) => TrainConfig::from_toml_file(p)?,
+        (Some(p), _) => TrainConfig::from_toml_file_with_preset(p, a.preset)?,
         (None, Some(dir)) => {
             let path = dir.join(RunDir::CHECKPOINT);
             if !dir.is_dir() {

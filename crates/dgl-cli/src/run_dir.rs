@@ -8,10 +8,26 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 
 use crate::error::{io_err, CliError, Result};
+use crate::replace::{check_replaceable, not_replaceable, Staged};
 
 /// Files of a run.
+#[derive(Debug)]
 pub struct RunDir {
+    /// Where the files are written: the run directory, or while a new run replacing an old one
+    /// has no checkpoint yet, its staging directory ([`crate::replace`]).
     pub path: PathBuf,
+    /// The run directory being replaced, until [`RunDir::commit`].
+    staged: Option<Staged>,
+}
+
+/// What a new run does with its `--out` ([`RunDir::check_new`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewRun {
+    /// The directory is absent or empty: the run is written into it.
+    Fresh,
+    /// It holds a run `dgl` wrote and `--overwrite` was given: the new run replaces it once its
+    /// first checkpoint is written.
+    Replace,
 }
 
 impl RunDir {
@@ -22,6 +38,24 @@ impl RunDir {
     pub const STEPS_CSV: &'static str = "steps.csv";
     /// One JSON line per start or resume: what produced the run (`crate::environment`).
     pub const ENVIRONMENT: &'static str = "environment.jsonl";
+    /// `dgl eval`'s report.
+    pub const EVAL_JSON: &'static str = "eval.json";
+    pub const EVAL_MD: &'static str = "eval.md";
+    /// The marker `cargo xtask reproduce-table*` leaves in a finished run.
+    pub const DONE: &'static str = "DONE";
+    /// Every file `dgl` (and the table runner) writes at the top of a run directory; `plots/`
+    /// (`dgl plot`) is the only sub-directory. `--overwrite` replaces nothing else.
+    pub const FILES: [&'static str; 9] = [
+        Self::CONFIG,
+        Self::METRICS_CSV,
+        Self::METRICS_JSONL,
+        Self::CHECKPOINT,
+        Self::STEPS_CSV,
+        Self::ENVIRONMENT,
+        Self::EVAL_JSON,
+        Self::EVAL_MD,
+        Self::DONE,
+    ];
 
     /// The metrics files a checkpoint records the length of (truncated back to it on resume).
     /// `metrics.csv` is not one of them: it is rewritten from `metrics.jsonl` after every epoch
@@ -29,33 +63,60 @@ impl RunDir {
     /// on, e.g. D&R after its first re-learning).
     pub const APPENDED: [&'static str; 2] = [Self::METRICS_JSONL, Self::STEPS_CSV];
 
-    /// Creates a fresh run directory. A non-empty existing directory is refused unless `overwrite`.
+    /// What a new run into `path` would do, checked before any work: an absent or empty
+    /// directory is used; a non-empty one is refused unless `overwrite` and it is a run
+    /// directory `dgl` wrote ([`crate::replace::check_replaceable`]). Changes nothing.
+    pub fn check_new(path: &Path, overwrite: bool) -> Result<NewRun> {
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(NewRun::Fresh),
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        if !path.is_dir() {
+            let what =
+                if meta.file_type().is_symlink() { "a symbolic link to no directory" } else { "not a directory" };
+            return Err(CliError::Run(format!("{} exists and is {what}", path.display())));
+        }
+        if fs::read_dir(path).map_err(io_err(path))?.next().is_none() {
+            return Ok(NewRun::Fresh);
+        }
+        if overwrite {
+            check_replaceable(path)?;
+            return Ok(NewRun::Replace);
+        }
+        if let Some(why) = not_replaceable(path)? {
+            return Err(CliError::Run(format!(
+                "{} already exists and is not empty, and --overwrite would not replace it ({why}): choose another --out",
+                path.display()
+            )));
+        }
+        let hint = match crate::checkpoint::read_meta(&path.join(Self::CHECKPOINT)) {
+            Ok(m) => format!(
+                " (it holds a checkpoint {}: continue it with `dgl train --resume {}`)",
+                m.position(),
+                path.display()
+            ),
+            Err(_) => String::new(),
+        };
+        Err(CliError::Run(format!(
+            "{} already exists and is not empty{hint}: choose another --out, or pass --overwrite to replace it",
+            path.display()
+        )))
+    }
+
+    /// Creates a fresh run directory ([`Self::check_new`] first). A run replacing an old one is
+    /// written into a staging directory until [`Self::commit`].
     pub fn create(path: &Path, overwrite: bool) -> Result<Self> {
-        if path.exists() {
-            if !path.is_dir() {
-                return Err(CliError::Run(format!("{} exists and is not a directory", path.display())));
+        match Self::check_new(path, overwrite)? {
+            NewRun::Fresh => {
+                fs::create_dir_all(path).map_err(io_err(path))?;
+                Ok(Self { path: path.to_path_buf(), staged: None })
             }
-            let non_empty = fs::read_dir(path).map_err(io_err(path))?.next().is_some();
-            if non_empty && !overwrite {
-                let hint = match crate::checkpoint::read_meta(&path.join(Self::CHECKPOINT)) {
-                    Ok(m) => format!(
-                        " (it holds a checkpoint {}: continue it with `dgl train --resume {}`)",
-                        m.position(),
-                        path.display()
-                    ),
-                    Err(_) => String::new(),
-                };
-                return Err(CliError::Run(format!(
-                    "{} already exists and is not empty{hint}: choose another --out, or pass --overwrite to replace it",
-                    path.display()
-                )));
-            }
-            if non_empty {
-                fs::remove_dir_all(path).map_err(io_err(path))?;
+            NewRun::Replace => {
+                let staged = Staged::create(path)?;
+                Ok(Self { path: staged.staging.clone(), staged: Some(staged) })
             }
         }
-        fs::create_dir_all(path).map_err(io_err(path))?;
-        Ok(Self { path: path.to_path_buf() })
     }
 
     /// Opens an existing run directory (to resume it).
@@ -63,7 +124,30 @@ impl RunDir {
         if !path.is_dir() {
             return Err(CliError::Run(format!("{}: no such run directory", path.display())));
         }
-        Ok(Self { path: path.to_path_buf() })
+        Ok(Self { path: path.to_path_buf(), staged: None })
+    }
+
+    /// The run directory (where the run is, or will be once it replaced the old one).
+    pub fn target(&self) -> &Path {
+        self.staged.as_ref().map_or(&self.path, |s| &s.target)
+    }
+
+    /// Whether this new run replaces an old one that is still in place (no checkpoint yet).
+    pub fn replacing(&self) -> bool {
+        self.staged.is_some()
+    }
+
+    /// Called once a checkpoint is written: a new run replacing an old one takes its place now.
+    pub fn commit(&mut self) -> Result<()> {
+        if let Some(staged) = self.staged.take() {
+            if let Err(e) = staged.swap() {
+                // The new run stays in its staging directory (named in the message), not deleted.
+                self.path = staged.staging.clone();
+                return Err(e);
+            }
+            self.path = staged.target.clone();
+        }
+        Ok(())
     }
 
     /// Length in bytes of a run file (0 when absent).
@@ -118,10 +202,15 @@ impl RunDir {
     pub fn write_metrics_csv(&self) -> Result<()> {
         let jsonl = self.file(Self::METRICS_JSONL);
         let rows = if jsonl.is_file() { read_metrics(&jsonl)? } else { Vec::new() };
+        self.write_metrics_csv_of(&rows)
+    }
+
+    /// Rewrites `metrics.csv` (atomically) from `rows` (nothing when there are none).
+    pub fn write_metrics_csv_of(&self, rows: &[Row]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        self.write_atomic(Self::METRICS_CSV, metrics_csv(&rows).as_bytes())
+        self.write_atomic(Self::METRICS_CSV, metrics_csv(rows).as_bytes())
     }
 
     /// Appends one line to a text file (metrics).
@@ -135,6 +224,16 @@ impl RunDir {
     pub fn save_tensors(&self, name: &str, tensors: &HashMap<String, Tensor>) -> Result<()> {
         let bytes = safetensors_bytes(tensors)?;
         self.write_atomic(name, &bytes)
+    }
+}
+
+impl Drop for RunDir {
+    /// A new run that ends before its first checkpoint leaves the run it was to replace as it
+    /// was: its staging directory is removed.
+    fn drop(&mut self) {
+        if let Some(staged) = &self.staged {
+            staged.discard();
+        }
     }
 }
 
@@ -235,7 +334,11 @@ fn fmt_num(v: f64) -> String {
 
 /// Parses `metrics.jsonl` back into rows (for plots and tables).
 pub fn read_metrics(path: &Path) -> Result<Vec<Row>> {
-    let text = fs::read_to_string(path).map_err(io_err(path))?;
+    parse_metrics(&fs::read_to_string(path).map_err(io_err(path))?, path)
+}
+
+/// Parses the text of `metrics.jsonl` (read from `path`, for messages) into rows.
+pub fn parse_metrics(text: &str, path: &Path) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let v: serde_json::Value =

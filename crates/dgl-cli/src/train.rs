@@ -24,12 +24,15 @@ use dgl_core::{Method, MultimodalModel, Optimizer, StepContext, StepReport};
 use dgl_data::{epoch_batches, Dataset, Mode};
 use dgl_models::{build_model, Model};
 
-use crate::checkpoint::{check_compatible, Checkpoint, CheckpointMeta, EpochProgress, METHOD_PREFIX, OPTIMIZER_PREFIX};
+use crate::checkpoint::{
+    check_compatible, check_model_tensors, Checkpoint, CheckpointMeta, EpochProgress, METHOD_PREFIX, OPTIMIZER_PREFIX,
+};
 use crate::config::{DeviceKind, TrainConfig};
 use crate::data::RunData;
 use crate::error::{CliError, Result};
 use crate::methods::{build_method, needs_validation, BuiltMethod};
-use crate::run_dir::{read_metrics, Row, RunDir};
+use crate::resume_check;
+use crate::run_dir::{Row, RunDir};
 
 /// How to run (not part of the resolved configuration).
 #[derive(Clone, Debug, Default)]
@@ -157,34 +160,34 @@ fn run(
     ckpt: Option<Checkpoint>,
 ) -> Result<RunOutcome> {
     cfg.validate()?;
+    if ckpt.is_none() {
+        // A directory the run may not use or replace is refused before any data is read.
+        RunDir::check_new(out, opts.overwrite)?;
+    }
     let Setup { cfg: effective, device, data, mut method, model } = setup(cfg, cfg.device, needs_validation(cfg))?;
     let cfg = &effective;
+    let steps_per_epoch = resume_check::steps_per_epoch(cfg, data.train.len())?;
 
     let mut opt = cfg.train.optimizer.build()?;
-    let (run, start_epoch, mut progress, mut epochs, step, last_checkpoint) = match ckpt {
+    // Everything is checked before the first file is written: a new run replacing an old one is
+    // built beside it until its first checkpoint (`RunDir::commit`); a resume changes the run's
+    // files only once all of them have been checked (`resume_check`).
+    let (run, start_epoch, mut progress, mut epochs, step, last_checkpoint, pending_config) = match ckpt {
         None => {
             let run = RunDir::create(out, opts.overwrite)?;
             run.write_atomic(RunDir::CONFIG, cfg.to_toml()?.as_bytes())?;
-            (run, 0, None, Vec::new(), 0, None)
+            (run, 0, None, Vec::new(), 0, None, false)
         }
         Some(c) => {
             let run = RunDir::open(out)?;
-            load_checkpoint(&c, &model, Some(&mut opt), method.as_mut(), &device)?;
-            for name in RunDir::APPENDED {
-                run.truncate_to(name, c.meta.files.get(name).copied().unwrap_or(0))?;
-            }
-            let rows = if run.file(RunDir::METRICS_JSONL).is_file() {
-                read_metrics(&run.file(RunDir::METRICS_JSONL))?
-            } else {
-                Vec::new()
-            };
-            run.write_metrics_csv()?;
-            run.write_atomic(RunDir::CONFIG, cfg.to_toml()?.as_bytes())?;
+            load_checkpoint(&c, &run.file(RunDir::CHECKPOINT), &model, Some(&mut opt), method.as_mut(), &device)?;
+            let plan = resume_check::check(&run, &c, cfg, steps_per_epoch)?;
+            plan.apply(&run)?;
             if opts.verbose {
                 println!("resuming {} {} (global step {})", out.display(), c.meta.position(), c.meta.global_step);
             }
             let position = c.meta.position();
-            (run, c.meta.epoch, c.meta.progress, rows, c.meta.global_step, Some(position))
+            (run, c.meta.epoch, c.meta.progress, plan.rows, c.meta.global_step, Some(position), plan.config_changes)
         }
     };
     let env = crate::environment::Environment::capture(
@@ -193,7 +196,8 @@ fn run(
     );
     let env = serde_json::to_string(&env).map_err(|e| CliError::Run(format!("{}: {e}", RunDir::ENVIRONMENT)))?;
     run.append_line(RunDir::ENVIRONMENT, &env)?;
-    let mut trainer = Loop { cfg, model: &model, data: &data, run: &run, opts, control, step, last_checkpoint };
+    let mut trainer =
+        Loop { cfg, model: &model, data: &data, run, opts, control, step, last_checkpoint, pending_config };
     for epoch in start_epoch..cfg.train.epochs {
         match trainer.epoch(method.as_mut(), &mut opt, epoch, progress.take())? {
             EpochEnd::Finished(row) => {
@@ -265,16 +269,19 @@ pub(crate) fn setup(cfg: &TrainConfig, device_kind: DeviceKind, need_validation:
     Ok(Setup { cfg, device, data, method, model })
 }
 
-/// Puts a checkpoint's model, optimizer (when given) and method state in place (shapes checked
-/// first).
+/// Puts a checkpoint's model, optimizer (when given) and method state in place (the model's
+/// values and shapes checked first; `path` is where it was read from, for messages).
 pub(crate) fn load_checkpoint(
     c: &Checkpoint,
+    path: &Path,
     model: &Model,
     opt: Option<&mut Optimizer>,
     method: &mut dyn Method,
     device: &Device,
 ) -> Result<()> {
-    dgl_models::import_state(model, &c.model_tensors(), true)
+    let tensors = c.model_tensors();
+    check_model_tensors(&tensors, path)?;
+    dgl_models::import_state(model, &tensors, true)
         .map_err(|e| CliError::Config(format!("the checkpoint does not fit the model of this configuration: {e}")))?;
     let on_device = |v: Vec<(String, Tensor)>| -> Result<Vec<(String, Tensor)>> {
         v.into_iter().map(|(k, t)| Ok((k, t.to_device(device)?))).collect()
@@ -297,13 +304,16 @@ struct Loop<'a> {
     cfg: &'a TrainConfig,
     model: &'a Model,
     data: &'a RunData,
-    run: &'a RunDir,
+    run: RunDir,
     opts: &'a RunOptions,
     control: &'a RunControl,
     /// Steps taken over the whole run.
     step: u64,
     /// Where the last checkpoint written (or resumed from) stands, for messages.
     last_checkpoint: Option<String>,
+    /// `config.toml` still describes the checkpoint resumed from; the resumed configuration is
+    /// written with the next checkpoint.
+    pending_config: bool,
 }
 
 /// Everything a step may change, copied before it when non-finite steps are skipped.
@@ -419,20 +429,9 @@ impl Loop<'_> {
         let (mut n_seen, mut n_correct, mut skipped) = (p.n_seen, p.n_correct, p.skipped);
         let mut means = Means(p.means);
         let epoch_seed = Rng::derive(cfg.seed, 1_000 + epoch as u64).next_u64();
+        // Not empty, and `start` is inside it: checked before the run started (`resume_check`).
         let batches = epoch_batches(self.data.train.len(), cfg.train.batch_size, Some(epoch_seed), cfg.train.drop_last);
-        if batches.is_empty() {
-            return Err(CliError::Config(format!(
-                "the training set ({} samples) is smaller than one batch ({}) with drop_last",
-                self.data.train.len(),
-                cfg.train.batch_size
-            )));
-        }
         let steps_per_epoch = batches.len();
-        if start >= steps_per_epoch {
-            return Err(CliError::Run(format!(
-                "the checkpoint is at step {start} of an epoch of {steps_per_epoch} steps: it does not belong to this run"
-            )));
-        }
         let pb = progress_bar(self.opts.progress, steps_per_epoch as u64, epoch, cfg.train.epochs);
         pb.set_position(start as u64);
         let names = self.model.modality_names();
@@ -570,15 +569,21 @@ impl Loop<'_> {
 
     /// The error that stops a run on a non-finite loss or gradient.
     fn non_finite(&self, what: &str, detail: &str, epoch: usize, i: usize, steps_per_epoch: usize) -> CliError {
-        let dir = self.run.path.display();
-        let kept = match &self.last_checkpoint {
-            Some(at) => format!("the last good checkpoint ({at}) is kept in {dir}/{}", RunDir::CHECKPOINT),
-            None => "no checkpoint was written yet".to_string(),
+        let dir = self.run.target().display();
+        let (kept, next) = match &self.last_checkpoint {
+            Some(at) => (
+                format!("the last good checkpoint ({at}) is kept in {dir}/{}", RunDir::CHECKPOINT),
+                format!("`dgl train --resume {dir} --skip-non-finite` continues from the checkpoint"),
+            ),
+            None if self.run.replacing() => (
+                format!("no checkpoint was written yet, so the run in {dir} was not replaced and is kept as it was"),
+                "start the new run again with it".to_string(),
+            ),
+            None => ("no checkpoint was written yet".to_string(), "start the run again with it".to_string()),
         };
         CliError::NonFinite(format!(
             "training stopped: non-finite {what} in epoch {}/{} at step {}/{steps_per_epoch} (global step {}): {detail}; {kept}. \
-             Lower the learning rate, or skip such steps with --skip-non-finite (train.skip_non_finite = true); \
-             `dgl train --resume {dir} --skip-non-finite` continues from the checkpoint",
+             Lower the learning rate, or skip such steps with --skip-non-finite (train.skip_non_finite = true); {next}",
             epoch + 1,
             self.cfg.train.epochs,
             i + 1,
@@ -588,7 +593,7 @@ impl Loop<'_> {
 
     /// The error returned after a requested stop, once the checkpoint is written.
     fn interrupted(&self, at: &str) -> CliError {
-        let dir = self.run.path.display();
+        let dir = self.run.target().display();
         CliError::Interrupted(format!(
             "interrupted {at}: checkpoint written to {dir}/{}; continue exactly where it stopped with `dgl train --resume {dir}`",
             RunDir::CHECKPOINT
@@ -633,9 +638,16 @@ impl Loop<'_> {
         }
         let meta = CheckpointMeta::new(self.cfg, epoch, self.step, progress, files)?;
         let position = meta.position();
+        if self.pending_config {
+            // Before the checkpoint: a crash between the two leaves the configuration of the
+            // resume in progress, which the same `--resume` command accepts.
+            self.run.write_atomic(RunDir::CONFIG, self.cfg.to_toml()?.as_bytes())?;
+            self.pending_config = false;
+        }
         Checkpoint { meta, tensors: t }.save(&self.run.file(RunDir::CHECKPOINT))?;
         self.last_checkpoint = Some(position);
-        Ok(())
+        // A new run replacing an old one takes its place with its first checkpoint.
+        self.run.commit()
     }
 }
 

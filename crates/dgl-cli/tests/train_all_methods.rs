@@ -95,9 +95,16 @@ fn a_non_empty_run_directory_is_not_overwritten_by_accident() {
     let e = train(&micro(MethodKind::Vanilla), &out, &RunOptions::default()).unwrap_err().to_string();
     assert!(e.contains("already exists") && e.contains("--overwrite"), "{e}");
     assert!(out.join("precious.txt").exists());
+    // --overwrite replaces only a run directory dgl wrote (tests/hostile_rundir.rs).
     let opts = RunOptions { overwrite: true, ..RunOptions::default() };
-    train(&micro(MethodKind::Vanilla), &out, &opts).unwrap();
-    assert!(!out.join("precious.txt").exists());
+    let e = train(&micro(MethodKind::Vanilla), &out, &opts).unwrap_err().to_string();
+    assert!(e.contains("not a run directory") && e.contains("precious.txt"), "{e}");
+    assert!(out.join("precious.txt").exists());
+    std::fs::remove_file(out.join("precious.txt")).unwrap();
+    train(&micro(MethodKind::Vanilla), &out, &RunOptions::default()).unwrap();
+    train(&micro(MethodKind::Dgl), &out, &opts).unwrap();
+    assert_eq!(dgl_cli::checkpoint::read_meta(&out.join(RunDir::CHECKPOINT)).unwrap().method, "dgl");
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// D&R re-learns after the epoch has been evaluated (official `ours.py`: train, valid, keep the
