@@ -23,6 +23,7 @@
 pub mod agm;
 pub mod dnr;
 pub mod gblending;
+pub mod heads;
 pub mod kmeans;
 pub mod mla;
 pub mod mmpareto;
