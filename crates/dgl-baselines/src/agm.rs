@@ -128,19 +128,22 @@ pub fn scaled_output(m: &[Tensor; 2], k: [f64; 2]) -> Result<Tensor> {
 /// Clips every gradient to global norm `threshold` when an element of a head weight gradient
 /// (head parameters of rank ≥ 2) exceeds it in magnitude. Returns whether it clipped.
 pub fn clip_on_head_weight(grads: &mut ParamGrads, threshold: f64) -> Result<bool> {
-    let mut exceed = false;
-    for e in grads.entries() {
-        if e.group == GroupKind::Head && e.grad.rank() >= 2 {
-            let mx = scalar(&e.grad.abs()?.flatten_all()?.max(0)?)?;
-            if mx > threshold {
-                exceed = true;
-            }
-        }
-    }
+    let exceed = head_weight_grad_max(grads)? > threshold;
     if exceed {
         grads.clip_global_norm(threshold)?;
     }
     Ok(exceed)
+}
+
+/// The largest |element| of the head weight gradients (head parameters of rank ≥ 2).
+pub fn head_weight_grad_max(grads: &ParamGrads) -> Result<f64> {
+    let mut mx = 0f64;
+    for e in grads.entries() {
+        if e.group == GroupKind::Head && e.grad.rank() >= 2 {
+            mx = mx.max(scalar(&e.grad.abs()?.flatten_all()?.max(0)?)?);
+        }
+    }
+    Ok(mx)
 }
 
 /// AGM.
@@ -194,6 +197,9 @@ impl Method for Agm {
         ];
         check_losses(&losses, ctx)?;
         let mut grads = all_grads(model, &loss)?;
+        // Instrumentation (issue #13 item 12): the modulated gradient before the conditional clip.
+        let grad_norm_raw = grads.global_norm()?;
+        let head_grad_max = head_weight_grad_max(&grads)?;
         let clipped = clip_on_head_weight(&mut grads, self.cfg.clip_threshold)?;
         let grad_norm = ctx.apply(&mut grads)?;
         let logits_mm = (&r.m[0] + &r.m[1])?.detach();
@@ -211,6 +217,8 @@ impl Method for Agm {
                 (format!("coeff_{}", names[0]), k[0]),
                 (format!("coeff_{}", names[1]), k[1]),
                 ("clipped".into(), if clipped { 1.0 } else { 0.0 }),
+                ("grad_norm_raw".into(), grad_norm_raw),
+                ("head_grad_max".into(), head_grad_max),
             ],
         })
     }

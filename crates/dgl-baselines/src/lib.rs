@@ -8,15 +8,16 @@
 //! |---|---|---|
 //! | `vanilla`, `audio-only`, `visual-only` | [`dgl_core::RoutedMethod`] | plain CE |
 //! | `dgl`, `dgl-mt`, `dgl-ut` | [`dgl_core::RoutedMethod`] | DGL and its ablations |
-//! | `gblending` | [`gblending::fixed`] | L_mm + α Σ L_m (as the DGL paper ran it) |
+//! | `gblending` | [`gblending::fixed`] | L_mm + α Σ L_m (as the DGL paper ran it; separate unimodal heads by default) |
 //! | `gblending-ogr` | [`gblending::GBlendingOgr`] | OGR weights re-estimated on a validation split |
 //! | `ogm`, `ogm-ge` | [`ogm::Ogm`] | on-the-fly gradient modulation (+ Gaussian noise) |
 //! | `pmr` | [`pmr::Pmr`] | prototypical cross-entropy with a ratio switch |
 //! | `agm` | [`agm::Agm`] | Shapley mono-modal responses, cotangent scaling |
-//! | `mla` | [`mla::Mla`] | alternating unimodal half-steps, head-gradient projection |
-//! | `mmpareto` | [`mmpareto::MmPareto`] | Pareto (min-norm) integration of per-loss encoder gradients |
+//! | `mla` | [`mla::Mla`] | alternating unimodal half-steps through one shared head (official) or the masked model head |
+//! | `mmpareto` | [`mmpareto::MmPareto`] | Pareto (min-norm) integration of per-loss encoder gradients (separate unimodal heads by default) |
 //! | `dnr` | [`dnr::Dnr`] | diagnosing (k-means purity gap) and partial re-initialisation |
 //!
+//! Heads owned by a method (separate unimodal heads, MLA's shared head) live in [`heads`].
 //! Build one with [`build_method`] from a [`MethodConfig`]. Equations, defaults and every
 //! deviation from the official code: `docs/methods.md`.
 
@@ -24,6 +25,7 @@ pub mod agm;
 pub mod defaults;
 pub mod dnr;
 pub mod gblending;
+pub mod heads;
 pub mod kmeans;
 pub mod mla;
 pub mod mmpareto;

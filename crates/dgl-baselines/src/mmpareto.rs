@@ -13,29 +13,21 @@
 //!
 //! Every other parameter (fusion/head, unimodal heads) keeps the plain gradient of
 //! L_mm + Σ_m L_m. The official code takes a 4th backward of the sum; summing the per-loss
-//! gradients is the same. Unimodal logits: zero-masked shared head h(0, …, z_m, …, 0) (default; the
-//! DGL paper's remark for its baselines) or separate Linear(d_m, K) heads owned by the method (the
-//! official model's `head_audio` / `head_video`).
+//! gradients is the same. Unimodal logits: separate `Linear(d_m, K)` heads owned by the method
+//! (default; the official model's `head_audio` / `head_video`, [`UnimodalHeads::Separate`]) or the
+//! zero-masked shared head h(0, …, z_m, …, 0) (the DGL paper's remark for its baselines; dense fusion;
+//! [`UnimodalHeads::SharedMasked`]). With separate heads the model's head receives only ∇L_mm and
+//! head m only ∇L_m; with masking the shared head receives ∇L_mm + Σ_m ∇L_m.
 
-use candle_core::{Tensor, Var};
+use candle_core::Tensor;
 use dgl_core::grads::ParamGrads;
 use dgl_core::model::{detach_all, GroupKind};
-use dgl_core::rng::Rng;
-use dgl_core::{Error, Method, MultimodalModel, NamedVar, ParamGroup, Prediction, Result, StepContext, StepReport};
+use dgl_core::{Method, MultimodalModel, Prediction, Result, StepContext, StepReport};
 use serde::{Deserialize, Serialize};
 
-use crate::util::{check_losses, find_state, flatten_rows, require_multimodal, scalar, upload};
-
-/// Where the unimodal logits come from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum UnimodalHeads {
-    /// h(0, …, z_m, …, 0) through the shared head (default).
-    #[default]
-    ZeroMask,
-    /// A separate Linear(d_m, K) per modality, owned by the method (official).
-    Separate,
-}
+pub use crate::heads::UnimodalHeads;
+use crate::heads::{HeadInit, LinearHeads, UnimodalBranches};
+use crate::util::{check_losses, require_multimodal, scalar};
 
 /// MMPareto options (γ_mag is [`crate::MethodConfig::alpha`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -87,76 +79,19 @@ pub struct MmPareto {
     pub gamma: f64,
     pub cfg: MmParetoConfig,
     pub num_classes: usize,
-    seed: u64,
-    /// Separate heads (weight `[K, d_m]`, bias `[K]`) once created.
-    heads: Option<Vec<(Var, Var)>>,
+    /// The unimodal branches; separate heads `mmpareto.head.<m>` (PyTorch default init: the official
+    /// model has no `weight_init`) are created on the first step.
+    heads: UnimodalBranches,
 }
 
 impl MmPareto {
     pub fn new(gamma: f64, cfg: MmParetoConfig, num_classes: usize, seed: u64) -> Self {
-        Self { gamma, cfg, num_classes, seed, heads: None }
-    }
-
-    fn head_group(&self, names: &[String]) -> Option<ParamGroup> {
-        self.heads.as_ref().map(|h| ParamGroup {
-            kind: GroupKind::Head,
-            params: h
-                .iter()
-                .zip(names)
-                .flat_map(|((w, b), n)| {
-                    [
-                        NamedVar::new(format!("mmpareto.head_{n}.weight"), w.clone()),
-                        NamedVar::new(format!("mmpareto.head_{n}.bias"), b.clone()),
-                    ]
-                })
-                .collect(),
-        })
-    }
-
-    /// Creates the separate heads (PyTorch `nn.Linear` default init: U(±1/√d)) on first use.
-    fn ensure_heads(&mut self, z: &[Tensor]) -> Result<()> {
-        if let Some(h) = &mut self.heads {
-            // Heads restored from a CPU checkpoint move to the representations' device/dtype.
-            let (dev, dt) = (z[0].device(), z[0].dtype());
-            for (w, b) in h.iter_mut() {
-                if !w.device().same_device(dev) || w.dtype() != dt {
-                    *w = Var::from_tensor(&w.as_tensor().to_device(dev)?.to_dtype(dt)?)?;
-                    *b = Var::from_tensor(&b.as_tensor().to_device(dev)?.to_dtype(dt)?)?;
-                }
-            }
-            return Ok(());
-        }
-        let mut rng = Rng::derive(self.seed, 0x4D4D_5041);
-        let mut heads = Vec::new();
-        for zm in z {
-            let d = flatten_rows(zm)?.dim(1)?;
-            let bound = 1.0 / (d as f64).sqrt();
-            let w: Vec<f64> = (0..self.num_classes * d).map(|_| rng.uniform_range(-bound, bound)).collect();
-            let b: Vec<f64> = (0..self.num_classes).map(|_| rng.uniform_range(-bound, bound)).collect();
-            heads.push((
-                Var::from_tensor(&upload(w, &[self.num_classes, d], zm.dtype(), zm.device())?)?,
-                Var::from_tensor(&upload(b, &[self.num_classes], zm.dtype(), zm.device())?)?,
-            ));
-        }
-        self.heads = Some(heads);
-        Ok(())
-    }
-
-    fn unimodal_logits(&self, model: &dyn MultimodalModel, z: &[Tensor], m: usize, train: bool) -> Result<Tensor> {
-        match (self.cfg.unimodal_heads, &self.heads) {
-            (UnimodalHeads::ZeroMask, _) => Ok(model.fuse_only(z, m, train)?),
-            (UnimodalHeads::Separate, Some(h)) => {
-                let (w, b) = &h[m];
-                let zm = flatten_rows(&z[m])?;
-                let (dev, dt) = (zm.device(), zm.dtype());
-                let w = w.as_tensor().to_device(dev)?.to_dtype(dt)?;
-                let b = b.as_tensor().to_device(dev)?.to_dtype(dt)?;
-                Ok(zm.matmul(&w.t()?)?.broadcast_add(&b)?)
-            }
-            (UnimodalHeads::Separate, None) => Err(Error::InvalidInput(
-                "MMPareto's separate heads do not exist yet: train a step or load the method state".into(),
-            )),
-        }
+        let heads = UnimodalBranches::new(
+            cfg.unimodal_heads,
+            "mmpareto.unimodal_heads",
+            LinearHeads::new("mmpareto.head", num_classes, HeadInit::TorchDefault, seed),
+        );
+        Self { gamma, cfg, num_classes, heads }
     }
 
     /// The MMPareto gradients of one batch (and the report pieces), without updating anything.
@@ -168,12 +103,9 @@ impl MmPareto {
         loss: &dyn dgl_core::loss::Loss,
     ) -> Result<(ParamGrads, StepReport)> {
         let z = model.encode_all(inputs, true)?;
-        if self.cfg.unimodal_heads == UnimodalHeads::Separate {
-            self.ensure_heads(&z)?;
-        }
+        self.heads.prepare(&z)?;
         let names = model.modality_names();
-        let mut groups = model.param_groups();
-        groups.extend(self.head_group(&names));
+        let groups = self.heads.groups(model);
         let out = model.fuse(&z, true)?;
         let l_mm = loss.loss(&out, targets)?;
         let mut losses = vec![("loss_mm".to_string(), scalar(&l_mm)?)];
@@ -181,7 +113,7 @@ impl MmPareto {
         let mut g_uni = Vec::new();
         let mut branches = Vec::new();
         for (m, name) in names.iter().enumerate() {
-            let lg = self.unimodal_logits(model, &z, m, true)?;
+            let lg = self.heads.logits(model, &z, m, true)?;
             let l = loss.loss(&lg, targets)?;
             losses.push((format!("loss_{name}"), scalar(&l)?));
             g_uni.push(ParamGrads::from_store(&l.backward()?, &groups, |_| true));
@@ -255,50 +187,17 @@ impl Method for MmPareto {
         let z = detach_all(&model.encode_all(inputs, false)?);
         let names = model.modality_names();
         let branches = (0..model.num_modalities())
-            .map(|m| Ok((names[m].clone(), self.unimodal_logits(model, &z, m, false)?.detach())))
+            .map(|m| Ok((names[m].clone(), self.heads.logits(model, &z, m, false)?.detach())))
             .collect::<Result<Vec<_>>>()?;
         Ok(Prediction { multimodal: model.fuse(&z, false)?.detach(), branches })
     }
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let mut v = Vec::new();
-        if let Some(h) = &self.heads {
-            for (m, (w, b)) in h.iter().enumerate() {
-                v.push((format!("mmpareto.head.{m}.weight"), w.as_tensor().copy()?));
-                v.push((format!("mmpareto.head.{m}.bias"), b.as_tensor().copy()?));
-            }
-        }
-        Ok(v)
+        self.heads.state()
     }
 
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
-        let mut heads = Vec::new();
-        while let (Some(w), Some(b)) = (
-            find_state(state, &format!("mmpareto.head.{}.weight", heads.len())),
-            find_state(state, &format!("mmpareto.head.{}.bias", heads.len())),
-        ) {
-            if w.dims2()?.0 != self.num_classes {
-                return Err(Error::InvalidInput(format!(
-                    "MMPareto head has {} outputs for {} classes",
-                    w.dims2()?.0,
-                    self.num_classes
-                )));
-            }
-            heads.push((Var::from_tensor(w)?, Var::from_tensor(b)?));
-        }
-        if !heads.is_empty() {
-            match &self.heads {
-                // Keep the same Vars (the optimizer's buffers are keyed by name, not identity).
-                Some(cur) if cur.len() == heads.len() => {
-                    for ((cw, cb), (w, b)) in cur.iter().zip(&heads) {
-                        cw.set(&w.as_tensor().to_device(cw.device())?.to_dtype(cw.dtype())?)?;
-                        cb.set(&b.as_tensor().to_device(cb.device())?.to_dtype(cb.dtype())?)?;
-                    }
-                }
-                _ => self.heads = Some(heads),
-            }
-        }
-        Ok(())
+        self.heads.load_state(state)
     }
 }
 
@@ -345,7 +244,7 @@ mod tests {
     /// The step's gradients against per-loss backward passes and the formulas.
     #[test]
     fn step_matches_per_loss_gradients() {
-        for heads in [UnimodalHeads::ZeroMask, UnimodalHeads::Separate] {
+        for heads in [UnimodalHeads::SharedMasked, UnimodalHeads::Separate] {
             let model = Toy::new(&[3, 4], 5, 3, 21);
             let x = model.inputs(7, 22);
             let y = targets(7, 3);
@@ -353,13 +252,12 @@ mod tests {
             let (g, rep) = mp.gradients(&model, &x, &y, &CrossEntropy).unwrap();
 
             let z = model.encode_all(&x, true).unwrap();
-            let mut groups = model.param_groups();
-            groups.extend(mp.head_group(&model.modality_names()));
+            let groups = mp.heads.groups(&model);
             let l_mm = CrossEntropy.loss(&model.fuse(&z, true).unwrap(), &y).unwrap();
             let g_mm = ParamGrads::from_store(&l_mm.backward().unwrap(), &groups, |_| true);
             let g_u: Vec<ParamGrads> = (0..2)
                 .map(|m| {
-                    let l = CrossEntropy.loss(&mp.unimodal_logits(&model, &z, m, true).unwrap(), &y).unwrap();
+                    let l = CrossEntropy.loss(&mp.heads.logits(&model, &z, m, true).unwrap(), &y).unwrap();
                     ParamGrads::from_store(&l.backward().unwrap(), &groups, |_| true)
                 })
                 .collect();
@@ -388,7 +286,20 @@ mod tests {
                 assert_close(&vec(&e.grad), &want, 1e-10, &e.name);
             }
             if heads == UnimodalHeads::Separate {
-                assert_eq!(g.entries().iter().filter(|e| e.name.starts_with("mmpareto.head_")).count(), 4);
+                // Independent gradients: the model's head gets ∇L_mm alone (no unimodal term), head m
+                // gets ∇L_m alone (no multimodal term, nothing from the other modality).
+                for n in ["head.weight", "head.bias"] {
+                    assert_close(&vec(g.get(n).unwrap()), &vec(g_mm.get(n).unwrap()), 1e-12, n);
+                    assert!(g_u.iter().all(|gu| gu.get(n).is_none()), "{n} receives a unimodal gradient");
+                }
+                for m in 0..2 {
+                    for part in ["weight", "bias"] {
+                        let n = format!("mmpareto.head.{m}.{part}");
+                        assert_close(&vec(g.get(&n).unwrap()), &vec(g_u[m].get(&n).unwrap()), 1e-12, &n);
+                        assert!(g_mm.get(&n).is_none() && g_u[1 - m].get(&n).is_none(), "{n}");
+                    }
+                }
+                assert_eq!(g.entries().iter().filter(|e| e.name.starts_with("mmpareto.head.")).count(), 4);
                 let st = mp.state().unwrap();
                 assert_eq!(st.len(), 4);
                 let mut other = MmPareto::new(1.5, MmParetoConfig { unimodal_heads: heads }, 3, 5);
@@ -396,6 +307,11 @@ mod tests {
                 let p = other.predict(&model, &x).unwrap();
                 let q = mp.predict(&model, &x).unwrap();
                 assert_close(&vec(&p.branches[1].1), &vec(&q.branches[1].1), 0.0, "heads state");
+            } else {
+                // Masked: the shared head also receives the unimodal gradients.
+                let n = "head.weight";
+                assert!(g_u.iter().all(|gu| gu.get(n).is_some()));
+                assert!(mp.state().unwrap().is_empty());
             }
         }
     }

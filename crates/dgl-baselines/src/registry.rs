@@ -268,8 +268,8 @@ impl MethodConfig {
 }
 
 /// Builds the method of `cfg` (validated first). `num_classes` is K (PMR prototypes, D&R k-means,
-/// MMPareto's separate heads); `seed` seeds the method's own randomness (OGM-GE noise, k-means,
-/// separate-head init).
+/// the separate heads of MMPareto and G-Blending, MLA's shared head); `seed` seeds the method's own
+/// randomness (OGM-GE noise, k-means, head init).
 pub fn build_method(cfg: &MethodConfig, num_classes: usize, seed: u64) -> Result<Box<dyn Method>> {
     cfg.validate()?;
     check_hp(num_classes >= 1, "num_classes", num_classes, "must be >= 1")?;
@@ -282,13 +282,13 @@ pub fn build_method(cfg: &MethodConfig, num_classes: usize, seed: u64) -> Result
         MethodKind::Dgl => Box::new(RoutedMethod::new(name, Routing::dgl(alpha))),
         MethodKind::DglMt => Box::new(RoutedMethod::new(name, Routing::mt_only(alpha))),
         MethodKind::DglUt => Box::new(RoutedMethod::new(name, Routing::ut_only(alpha))),
-        MethodKind::GBlending => Box::new(gblending::fixed(alpha)),
-        MethodKind::GBlendingOgr => Box::new(GBlendingOgr::new(cfg.gblending.clone())),
+        MethodKind::GBlending => Box::new(gblending::fixed(alpha, &cfg.gblending, num_classes, seed)),
+        MethodKind::GBlendingOgr => Box::new(GBlendingOgr::new(cfg.gblending.clone(), num_classes, seed)),
         MethodKind::Ogm => Box::new(Ogm::new(alpha, false, cfg.ogm.clone(), seed)),
         MethodKind::OgmGe => Box::new(Ogm::new(alpha, true, cfg.ogm.clone(), seed)),
         MethodKind::Pmr => Box::new(Pmr::new(alpha, cfg.pmr.clone(), num_classes)),
         MethodKind::Agm => Box::new(Agm::new(alpha, cfg.agm.clone())),
-        MethodKind::Mla => Box::new(Mla::new(cfg.mla.clone())),
+        MethodKind::Mla => Box::new(Mla::new(cfg.mla.clone(), num_classes, seed)),
         MethodKind::MmPareto => Box::new(MmPareto::new(alpha, cfg.mmpareto.clone(), num_classes, seed)),
         MethodKind::Dnr => Box::new(Dnr::new(alpha, cfg.dnr.clone(), num_classes, seed)),
     })
@@ -329,7 +329,18 @@ mod tests {
         assert_eq!(toml::from_str::<MethodConfig>(&t).unwrap(), MethodConfig::with_alpha(MethodKind::OgmGe, 0.1));
         let c: MethodConfig =
             toml::from_str("name = \"mla\"\n[mla]\nprojection = \"off\"\nfusion = \"entropy-batch\"").unwrap();
-        assert_eq!(c.mla.projection, crate::mla::MlaProjection::Off);
+        assert_eq!(c.mla.projection, Some(crate::mla::MlaProjection::Off));
+        assert_eq!(c.mla.variant, crate::mla::MlaVariant::Official);
+        let c: MethodConfig = toml::from_str("name = \"mla\"\n[mla]\nvariant = \"masked-head\"").unwrap();
+        assert_eq!(c.mla.projection(), crate::mla::MlaProjection::Replace);
+        assert_eq!(c.mla.fusion(), crate::mla::MlaFusion::EntropySample);
+        let c: MethodConfig =
+            toml::from_str("name = \"mmpareto\"\n[mmpareto]\nunimodal_heads = \"zero-mask\"").unwrap();
+        assert_eq!(c.mmpareto.unimodal_heads, crate::heads::UnimodalHeads::SharedMasked);
+        assert_eq!(
+            MethodConfig::new(MethodKind::MmPareto).mmpareto.unimodal_heads,
+            crate::heads::UnimodalHeads::Separate
+        );
     }
 
     #[test]
