@@ -263,7 +263,9 @@ impl ModelConfig {
                 EncoderInput::ResNet { channels, h, w, images } => {
                     let net = ResNetConfig::resnet18(channels, self.base_width);
                     params += net.param_count();
-                    activations += net.activations(h, w)? * images as u128;
+                    let per_image =
+                        net.activations(h, w).or_else(|e| config_err(format!("modality `{}`: {e}", m.name)))?;
+                    activations += per_image * images as u128;
                     dims.push(net.out_channels());
                 }
                 EncoderInput::Mlp { in_dim, hidden } => {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::config_err;
 use crate::init::InitCtx;
 use crate::layers::{join, prefixed, BatchNorm2d, Conv2d};
-use crate::ops::{max_pool2d_padded, out_len};
+use crate::ops::{max_pool2d_padded, window_count};
 
 /// (kernel, stride, padding) of the stem convolution (torchvision `conv1`).
 const STEM_CONV: (usize, usize, usize) = (7, 2, 3);
@@ -65,17 +65,14 @@ impl ResNetConfig {
     /// The spatial size of every stage's output for an `h × w` input, computed from the layer
     /// geometry without running anything; an error (naming the stage) when a stage would get an
     /// empty map or a kernel larger than its padded input.
-    pub fn feature_sizes(&self, h: usize, w: usize) -> Result<FeatureSizes> {
-        let apply = |(h, w): (usize, usize), (k, s, p): (usize, usize, usize), what: &str| -> Result<(usize, usize)> {
+    pub fn feature_sizes(&self, h: usize, w: usize) -> std::result::Result<FeatureSizes, String> {
+        let apply = |(h, w): (usize, usize), (k, s, p): (usize, usize, usize), what: &str| {
             if h == 0 || w == 0 {
-                candle_core::bail!("{what} gets an empty {h}×{w} map")
+                return Err(format!("{what} gets an empty {h}×{w} map"));
             }
-            let o = (out_len(h, k, s, p), out_len(w, k, s, p));
-            match o {
+            match (window_count(h, k, s, p), window_count(w, k, s, p)) {
                 (Ok(a), Ok(b)) => Ok((a, b)),
-                (Err(e), _) | (_, Err(e)) => {
-                    candle_core::bail!("{what} ({k}×{k}, stride {s}, padding {p}) on {h}×{w}: {e}")
-                }
+                (Err(e), _) | (_, Err(e)) => Err(format!("{what} ({k}×{k}, stride {s}, padding {p}) on {h}×{w}: {e}")),
             }
         };
         let stem = apply((h, w), STEM_CONV, "conv1")?;
@@ -115,7 +112,7 @@ impl ResNetConfig {
 
     /// Convolution and pooling outputs per `h × w` image (each is followed in training by a
     /// batch-norm and a ReLU output and has a gradient of the same size).
-    pub fn activations(&self, h: usize, w: usize) -> Result<u128> {
+    pub fn activations(&self, h: usize, w: usize) -> std::result::Result<u128, String> {
         let f = self.feature_sizes(h, w)?;
         let area = |(h, w): (usize, usize)| h as u128 * w as u128;
         let base = self.base_width as u128;
