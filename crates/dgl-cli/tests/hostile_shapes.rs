@@ -195,26 +195,16 @@ fn a_huge_hop_gives_a_one_frame_spectrogram_that_trains() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// Arguments that are not UTF-8: a run directory whose name is (the command line recorded in
-/// environment.jsonl panicked in `std::env::args()`), and option values that must be text.
+/// Arguments that are not UTF-8: a run directory and a configuration file whose names are not
+/// (the command line recorded in environment.jsonl panicked in `std::env::args()`), and option
+/// values that must be text.
 #[test]
 fn non_utf8_arguments_never_panic() {
     let base = tmp("hostile-argv");
     std::fs::create_dir_all(&base).unwrap();
-    let cfg = base.join("micro.toml");
-    std::fs::write(&cfg, MICRO).unwrap();
+    // Both the run directory and the configuration file (`<out>.toml`) have non-UTF-8 names.
     let out: PathBuf = base.join(OsStr::from_bytes(b"run-\xff\xfe"));
-    let o = dgl(
-        &[
-            OsStr::new("train"),
-            "--quiet".as_ref(),
-            "--config".as_ref(),
-            cfg.as_os_str(),
-            "--out".as_ref(),
-            out.as_os_str(),
-        ],
-        &[],
-    );
+    let o = train_with_config(&out, MICRO, &[]);
     trains(&o, "--out <non-UTF-8>");
     let env = std::fs::read_to_string(out.join("environment.jsonl")).unwrap();
     assert!(env.contains("run-\u{fffd}\u{fffd}"), "the argument is recorded lossily: {env}");

@@ -4,7 +4,7 @@
 //! [`crate::build_model_dtype`] checks them, and the parameter count and per-sample activation size
 //! it estimates from the configuration and the input shapes ([`crate::ModelConfig::estimate`]),
 //! before any tensor is allocated. The defaults are far above the paper's setting (base width 64,
-//! 1-3 frames, 6-309 classes, 22.4 M parameters, about 4.8 M convolution outputs per
+//! 1-3 frames, 6-309 classes, 22.4 M parameters, about 5.3 M convolution and pooling outputs per
 //! audio-visual sample) and far below what exhausts a machine's memory. docs/runs.md lists them.
 
 use dgl_core::Limit;
@@ -52,7 +52,7 @@ pub const SAMPLE_ACTIVATIONS: Limit = Limit {
     key: "model activations per sample",
     what:
         "convolution outputs per sample estimated from the input shapes; the paper's 257×188 spectrogram and 224×224 \
-           frame give about 4.8 M",
+           frame give about 5.3 M",
     default: 1 << 28,
     env: "DGL_MAX_SAMPLE_ACTIVATIONS",
 };
