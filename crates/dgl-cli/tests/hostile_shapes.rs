@@ -286,3 +286,19 @@ fn degenerate_and_non_finite_options_are_refused() {
     refused(&o, "--alpha inf", &["alpha"]);
     assert!(!out.exists());
 }
+
+/// A batch too small for batch normalisation on the model's last map (the tiny synthetic frames
+/// are 32×32, so layer 4 is 1×1 per sample): refused before training, naming the key; it was an
+/// error in the first step, after the run directory was written, with a backtrace in the message.
+#[test]
+fn a_batch_of_one_on_one_by_one_maps_is_refused_before_training() {
+    let out = tmp("hostile-batch1");
+    let o = train_with_config(&out, &MICRO.replace("batch_size = 8", "batch_size = 1"), &[]);
+    refused(&o, "batch_size = 1", &["train.batch_size = 1", "at least 2 samples"]);
+    assert!(!out.join("config.toml").exists(), "refused before the run directory is written");
+    // The last partial batch counts when drop_last is off: 32 = 3·10 + 2 is fine, 31 = 3·10 + 1 not.
+    let toml =
+        MICRO.replace("batch_size = 8", "batch_size = 10\ndrop_last = false").replace("n_train = 32", "n_train = 31");
+    refused(&train_with_config(&out, &toml, &[]), "last batch of 1", &["batch of 1 sample", "drop_last = true"]);
+    let _ = std::fs::remove_dir_all(&out);
+}

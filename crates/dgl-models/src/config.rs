@@ -283,6 +283,29 @@ impl ModelConfig {
     }
 }
 
+impl ModelConfig {
+    /// The smallest training batch for which every batch normalisation sees more than one value
+    /// per channel (with one, the batch variance is 0 and `BatchNorm2d` refuses the step, as
+    /// PyTorch does): 2 when a ResNet encoder's last stage keeps a single position per sample
+    /// (inputs up to 32×32 end on a 1×1 map; frames multiply it), else 1. Checks the shapes as
+    /// [`ModelConfig::estimate`] does.
+    pub fn min_train_batch(&self, modality_shapes: &[Vec<usize>]) -> Result<usize> {
+        let mut min = 1;
+        for (m, shape) in self.modalities.iter().zip(modality_shapes) {
+            if let EncoderInput::ResNet { h, w, images, .. } = EncoderInput::of(m, shape, self.frames)? {
+                let sizes = ResNetConfig::resnet18(1, 1)
+                    .feature_sizes(h, w)
+                    .or_else(|e| config_err(format!("modality `{}`: {e}", m.name)))?;
+                let (h4, w4) = sizes.layers[3];
+                if h4 * w4 * images < 2 {
+                    min = 2;
+                }
+            }
+        }
+        Ok(min)
+    }
+}
+
 /// Builds the encoder of one modality for per-sample input `shape` (without the batch dim);
 /// `ctx` should already be the encoder's own context (`ctx.sub("<name>_net")`).
 pub fn build_encoder(
