@@ -133,3 +133,17 @@ fn sizes_above_their_limits_are_refused_before_allocating() {
         }
     }
 }
+
+/// Batch normalisation in training needs two values per channel: a ResNet whose last map is 1×1
+/// per sample needs batches of 2; larger maps, or several frames, train with 1; an MLP always.
+#[test]
+fn min_train_batch_follows_the_last_stage_map() {
+    let av = ModelConfig { base_width: 2, ..ModelConfig::default() };
+    assert_eq!(av.min_train_batch(&[vec![1, 65, 63], vec![3, 1, 32, 32]]).unwrap(), 2, "32×32 frames end 1×1");
+    assert_eq!(av.min_train_batch(&[vec![1, 65, 63], vec![3, 1, 33, 64]]).unwrap(), 1, "2×2 and 2×2");
+    assert_eq!(av.min_train_batch(&[vec![1, 257, 188], vec![3, 1, 224, 224]]).unwrap(), 1);
+    let two_frames = ModelConfig { frames: 2, ..av.clone() };
+    assert_eq!(two_frames.min_train_batch(&[vec![1, 65, 63], vec![3, 2, 32, 32]]).unwrap(), 1, "2 frames");
+    let mlps = ModelConfig { modalities: vec![mlp("a", vec![2]), mlp("b", vec![])], ..av };
+    assert_eq!(mlps.min_train_batch(&[vec![1], vec![1]]).unwrap(), 1);
+}
