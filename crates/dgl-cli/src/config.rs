@@ -246,26 +246,28 @@ impl TrainConfig {
         toml::to_string_pretty(self).map_err(|e| CliError::Config(e.to_string()))
     }
 
-    /// Every check that can be made before any work starts (nothing is built or read here).
+    /// Every check that can be made before any work starts (nothing is built or read here):
+    /// every number finite, every size within its limit ([`limits`], `dgl_models::limits`,
+    /// [`SyntheticConfig::validate`]), every option in its range.
     ///
     /// An empty `train.scheduler.milestones` list is allowed and means a constant learning rate.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(CliError::Config(m));
+        check_finite(self)?;
         self.method.validate().map_err(|e| CliError::Config(e.to_string()))?;
         let fusion = self.model.fusion;
         self.method.check_head(fusion.as_str(), fusion.is_linear()).map_err(|e| CliError::Config(e.to_string()))?;
+        self.model.check_limits()?;
+        limits::EPOCHS.check(self.train.epochs as u64).map_err(|e| CliError::Config(e.to_string()))?;
+        limits::BATCH_SIZE.check(self.train.batch_size as u64).map_err(|e| CliError::Config(e.to_string()))?;
+        if self.data.dataset == DatasetKind::Synthetic {
+            self.data.synthetic.validate().map_err(|e| CliError::Config(format!("data.synthetic: {e}")))?;
+        }
         if self.model.base_width == 0 {
             return bad("model.base_width must be >= 1".into());
         }
         if self.model.frames == 0 {
             return bad("model.frames must be >= 1".into());
-        }
-        let syn = &self.data.synthetic;
-        if self.data.dataset == DatasetKind::Synthetic && (syn.n_train == 0 || syn.n_test == 0) {
-            return bad(format!(
-                "data.synthetic.n_train and n_test must be >= 1, got {} and {}",
-                syn.n_train, syn.n_test
-            ));
         }
         if self.data.dataset != DatasetKind::Synthetic && self.data.root.is_none() {
             return bad(format!("the {} dataset needs --root (or data.root)", self.data.dataset.as_str()));
@@ -394,6 +396,58 @@ fn merge_over(base: &mut toml::Value, over: &toml::Value) {
             }
         }
         (b, o) => *b = o.clone(),
+    }
+}
+
+/// The size limits of the run configuration (the model's are `dgl_models::limits`, the
+/// synthetic set's `dgl_data::synthetic::config`); the same mechanism, [`dgl_core::Limit`].
+pub mod limits {
+    use dgl_core::Limit;
+
+    /// `train.epochs` (the paper trains 100).
+    pub const EPOCHS: Limit = Limit {
+        key: "train.epochs",
+        what: "training epochs; the paper's are 100",
+        default: 100_000,
+        env: "DGL_MAX_EPOCHS",
+    };
+
+    /// `train.batch_size`: a step holds the activations of the whole batch.
+    pub const BATCH_SIZE: Limit = Limit {
+        key: "train.batch_size",
+        what: "samples per step, whose activations a step holds at once; the paper's is 64",
+        default: 4096,
+        env: "DGL_MAX_BATCH_SIZE",
+    };
+}
+
+/// Refuses a NaN or infinite number anywhere in the configuration (every option of every
+/// section, the method's sub-tables included), naming its dotted key.
+fn check_finite(cfg: &TrainConfig) -> Result<()> {
+    fn walk(v: &toml::Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            toml::Value::Float(x) if !x.is_finite() => out.push(format!("`{path}` = {x}")),
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    walk(v, &if path.is_empty() { k.clone() } else { format!("{path}.{k}") }, out);
+                }
+            }
+            toml::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(v, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let value = toml::Value::try_from(cfg)
+        .map_err(|e| CliError::Config(format!("the configuration cannot be written as TOML: {e}")))?;
+    let mut bad = Vec::new();
+    walk(&value, "", &mut bad);
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Config(format!("{} must be finite (not NaN or infinite)", bad.join(", "))))
     }
 }
 

@@ -62,6 +62,7 @@ impl RunData {
         } else {
             (full_train, None)
         };
+        check_train_batches(cfg, train.as_ref())?;
         let modalities = (0..train.modality_names().len()).collect();
         Ok(Self { train, validation, test, modalities, batch_size: cfg.train.batch_size, device: device.clone() })
     }
@@ -100,6 +101,36 @@ impl RunData {
             Split::Validation => self.validation.as_ref(),
         }
     }
+}
+
+/// Refuses, before training, a batch size that leaves a training batch too small for the model's
+/// batch normalisation ([`dgl_models::ModelConfig::min_train_batch`]): the configured batch, or
+/// the last partial one when `train.drop_last` is off. Models whose modalities are not the
+/// dataset's are left to the model builder to refuse.
+fn check_train_batches(cfg: &TrainConfig, train: &dyn Dataset) -> Result<()> {
+    let (names, shapes) = (train.modality_names(), train.modality_shapes());
+    let Some(model_shapes) = cfg
+        .model
+        .modalities
+        .iter()
+        .map(|m| names.iter().position(|n| *n == m.name).map(|i| shapes[i].clone()))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(());
+    };
+    let min = cfg.model.min_train_batch(&model_shapes)?;
+    let (n, b) = (train.len(), cfg.train.batch_size);
+    let last = if cfg.train.drop_last || n % b == 0 { b.min(n) } else { n % b };
+    if n > 0 && last < min {
+        return Err(CliError::Config(format!(
+            "a training batch of {last} sample(s) (train.batch_size = {b}, {n} training samples, drop_last = {}): the \
+             model's ResNet ends on a single position per sample for the input shapes {shapes:?}, and batch \
+             normalisation in training needs at least {min} samples per batch; raise train.batch_size{}",
+            cfg.train.drop_last,
+            if cfg.train.drop_last { "" } else { " or set train.drop_last = true" }
+        )));
+    }
+    Ok(())
 }
 
 impl BatchSource for RunData {

@@ -32,6 +32,8 @@ pub struct Environment {
     pub tf32: bool,
     /// The project's own kernels (CPU convolution / batch norm, cuDNN convolution) in use.
     pub own_kernels: bool,
+    /// The arguments of this process; one that is not valid UTF-8 (a path, typically) is recorded
+    /// with U+FFFD in place of the invalid bytes.
     pub command_line: Vec<String>,
 }
 
@@ -73,7 +75,13 @@ impl Environment {
             device: format!("{:?}", cfg.device).to_lowercase(),
             tf32: cfg.train.tf32,
             own_kernels: dgl_models::kernels::enabled(),
-            command_line: std::env::args().collect(),
+            command_line: command_line(),
         }
     }
+}
+
+/// The command line, lossily converted: `std::env::args()` panics on an argument that is not
+/// valid UTF-8, which a Unix path may well be.
+fn command_line() -> Vec<String> {
+    std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect()
 }

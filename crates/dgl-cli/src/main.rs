@@ -222,6 +222,17 @@ fn resolve(a: &TrainArgs) -> dgl_cli::Result<TrainConfig> {
     Ok(cfg)
 }
 
+/// candle attaches a backtrace to every error it creates whenever `RUST_BACKTRACE` is set, and its
+/// message prints it: an error for a bad input would read like a crash. Unless the user asks for
+/// them with `RUST_LIB_BACKTRACE` (e.g. `RUST_LIB_BACKTRACE=1` to debug), error values carry none;
+/// panics still print theirs under `RUST_BACKTRACE`.
+fn quiet_error_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // Edition 2021, first statement of main: no other thread reads the environment yet.
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
+}
+
 /// Ctrl-C / SIGTERM: the first asks the run to stop after the current step with a checkpoint; a
 /// second one exits at once (the previous checkpoint stays valid: checkpoints are atomic).
 fn install_stop_handler() -> Arc<AtomicBool> {
@@ -339,6 +350,7 @@ fn run_prepare(
 }
 
 fn main() -> ExitCode {
+    quiet_error_backtraces();
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Train(a) => run_train(a, install_stop_handler()),

@@ -19,6 +19,7 @@
 pub mod diagnostics;
 pub mod error;
 pub mod grads;
+pub mod limits;
 pub mod loss;
 pub mod method;
 pub mod model;
@@ -28,6 +29,7 @@ pub mod routing;
 
 pub use error::{Error, Result};
 pub use grads::ParamGrads;
+pub use limits::{Limit, LimitError};
 pub use method::{BatchSource, Method, Prediction, RoutedMethod, Split, StepContext, StepReport};
 pub use model::{GroupKind, MultimodalModel, NamedVar, ParamGroup};
 pub use optim::{AdamW, AdamWConfig, MultiStepLr, Optimizer, OptimizerConfig, OptimizerKind, Sgd, SgdConfig};

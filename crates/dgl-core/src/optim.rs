@@ -34,10 +34,17 @@ impl Default for SgdConfig {
 }
 
 impl SgdConfig {
-    /// The checks `torch.optim.SGD.__init__` makes, plus finiteness.
+    /// The checks `torch.optim.SGD.__init__` makes, plus finiteness and `momentum < 1`: PyTorch
+    /// accepts any momentum ≥ 0, but with momentum 1 the buffer never forgets a gradient (the
+    /// step grows without bound) and above 1 it diverges geometrically.
     pub fn validate(&self) -> Result<()> {
         check_hp(self.lr.is_finite() && self.lr > 0.0, "lr", self.lr, "must be finite and > 0")?;
-        check_hp(self.momentum.is_finite() && self.momentum >= 0.0, "momentum", self.momentum, "must be >= 0")?;
+        check_hp(
+            (0.0..1.0).contains(&self.momentum),
+            "momentum",
+            self.momentum,
+            "must be in [0, 1) (momentum 1 never forgets a gradient)",
+        )?;
         check_hp(
             self.weight_decay.is_finite() && self.weight_decay >= 0.0,
             "weight_decay",
@@ -315,8 +322,20 @@ impl OptimizerConfig {
         }
     }
 
-    /// Validates the hyper-parameters of the chosen kind.
+    /// Validates the hyper-parameters of the chosen kind, after refusing a non-finite value in
+    /// any field (also those the other kind would use: a NaN left in the table is a mistake).
     pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("lr", self.lr),
+            ("momentum", self.momentum),
+            ("dampening", self.dampening),
+            ("weight_decay", self.weight_decay),
+            ("beta1", self.beta1),
+            ("beta2", self.beta2),
+            ("eps", self.eps),
+        ] {
+            check_hp(v.is_finite(), name, v, "must be finite")?;
+        }
         match self.kind {
             OptimizerKind::Sgd => self.sgd().validate(),
             OptimizerKind::AdamW => self.adamw().validate(),

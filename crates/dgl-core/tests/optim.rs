@@ -262,3 +262,35 @@ fn invalid_adamw_hyper_parameters_are_refused() {
     let e = OptimizerConfig { kind: OptimizerKind::AdamW, beta2: 1.5, ..OptimizerConfig::default() }.validate();
     assert!(e.unwrap_err().to_string().contains("beta2"));
 }
+
+/// SGD with momentum ≥ 1 never forgets (or amplifies) past gradients: refused, naming the key.
+#[test]
+fn momentum_of_one_or_more_is_refused() {
+    for m in [1.0, 1.5, f64::INFINITY, f64::NAN] {
+        let e = Sgd::new(SgdConfig { momentum: m, ..SgdConfig::default() }).unwrap_err().to_string();
+        assert!(e.contains("momentum") && e.contains("[0, 1)"), "{m}: {e}");
+        let e = OptimizerConfig { momentum: m, ..OptimizerConfig::default() }.validate().unwrap_err().to_string();
+        assert!(e.contains("momentum"), "{m}: {e}");
+    }
+    assert!(Sgd::new(SgdConfig { momentum: 0.999, ..SgdConfig::default() }).is_ok());
+}
+
+/// A non-finite value in any field of the optimizer table is refused naming the field, also a
+/// field only the other optimizer kind would read.
+#[test]
+fn non_finite_optimizer_fields_are_refused_whatever_the_kind() {
+    let base = OptimizerConfig::default();
+    for kind in [OptimizerKind::Sgd, OptimizerKind::AdamW] {
+        for (key, cfg) in [
+            ("lr", OptimizerConfig { lr: f64::NAN, ..base.clone() }),
+            ("weight_decay", OptimizerConfig { weight_decay: f64::INFINITY, ..base.clone() }),
+            ("dampening", OptimizerConfig { dampening: f64::NAN, ..base.clone() }),
+            ("beta1", OptimizerConfig { beta1: f64::NAN, ..base.clone() }),
+            ("beta2", OptimizerConfig { beta2: f64::NEG_INFINITY, ..base.clone() }),
+            ("eps", OptimizerConfig { eps: f64::NAN, ..base.clone() }),
+        ] {
+            let e = OptimizerConfig { kind, ..cfg }.validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("`{key}`")) && e.contains("finite"), "{kind:?} {key}: {e}");
+        }
+    }
+}

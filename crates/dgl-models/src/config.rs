@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::encoder::{AudioEncoder, Encoder, MlpEncoder, VisualEncoder};
 use crate::error::config_err;
-use crate::fusion::{build_head, FusionKind, HeadOptions};
+use crate::fusion::{build_head, head_param_count, FusionKind, HeadOptions};
 use crate::init::InitCtx;
+use crate::limits;
 use crate::multimodal::{encoder_prefix, FusionModel, ModelState, UnimodalClassifier, FUSION_PREFIX};
+use crate::resnet::ResNetConfig;
 use crate::Result;
 
 /// Which encoder a modality uses.
@@ -151,6 +153,162 @@ impl ModelState for Model {
     }
 }
 
+/// What an encoder reads from its modality's per-sample input shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum EncoderInput {
+    /// A ResNet-18 trunk run on `images` maps of `channels` × `h` × `w` per sample.
+    ResNet { channels: usize, h: usize, w: usize, images: usize },
+    /// An MLP on `in_dim` features.
+    Mlp { in_dim: usize, hidden: Vec<usize> },
+}
+
+impl EncoderInput {
+    /// Reads `shape` (without the batch dim) as `modality`'s encoder needs it, checking the rank,
+    /// the channels, the frames and that every stage of a ResNet gets a non-empty map.
+    fn of(modality: &ModalityConfig, shape: &[usize], frames: usize) -> Result<Self> {
+        let name = &modality.name;
+        let check_channels = |c: usize| -> Result<usize> {
+            match modality.in_channels {
+                Some(want) if want != c => {
+                    config_err(format!("modality `{name}`: in_channels {want} but the input shape {shape:?} has {c}"))
+                }
+                _ => Ok(c),
+            }
+        };
+        let (kind, c, h, w, images) = match &modality.encoder {
+            EncoderKind::Resnet18Audio => match *shape {
+                [f, t] => ("audio ResNet-18, (F, T)", 1, f, t, 1),
+                [c, f, t] => ("audio ResNet-18, (C, F, T)", c, f, t, 1),
+                _ => {
+                    return config_err(format!(
+                        "modality `{name}` (audio ResNet) needs a (C, F, T) or (F, T) shape, got {shape:?}"
+                    ))
+                }
+            },
+            EncoderKind::Resnet18Visual => match *shape {
+                [c, t, h, w] => {
+                    if t != frames {
+                        return config_err(format!(
+                            "modality `{name}`: {frames} frames configured but the input shape {shape:?} has {t}"
+                        ));
+                    }
+                    ("visual ResNet-18, (C, T, H, W)", c, h, w, t)
+                }
+                [c, h, w] if frames == 1 => ("visual ResNet-18, (C, H, W)", c, h, w, 1),
+                _ => {
+                    return config_err(format!(
+                        "modality `{name}` (visual ResNet) needs a (C, T, H, W) shape, got {shape:?}"
+                    ))
+                }
+            },
+            EncoderKind::Mlp { hidden } => {
+                return match *shape {
+                    [d] if d > 0 => Ok(Self::Mlp { in_dim: d, hidden: hidden.clone() }),
+                    _ => config_err(format!("modality `{name}` (MLP) needs a non-empty (D,) shape, got {shape:?}")),
+                };
+            }
+        };
+        let channels = check_channels(c)?;
+        if channels == 0 {
+            return config_err(format!("modality `{name}` ({kind}): the input shape {shape:?} has no channels"));
+        }
+        // The trunk's geometry does not depend on the widths: check the spatial sizes on a
+        // 1-channel, width-1 trunk.
+        let geometry = ResNetConfig::resnet18(1, 1);
+        if let Err(e) = geometry.feature_sizes(h, w) {
+            return config_err(format!(
+                "modality `{name}` ({kind}): the input shape {shape:?} is too small for the ResNet-18 trunk, whose \
+                 spatial input must be at least {m}×{m} ({e})",
+                m = geometry.min_input_side()
+            ));
+        }
+        Ok(Self::ResNet { channels, h, w, images })
+    }
+}
+
+/// What a model costs, computed from its configuration and input shapes without building it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelEstimate {
+    /// Trainable parameters.
+    pub params: u128,
+    /// Convolution and pooling outputs per sample, all encoders together.
+    pub activations_per_sample: u128,
+}
+
+impl ModelConfig {
+    /// Checks the configured sizes against their limits ([`crate::limits`]); nothing is built.
+    pub fn check_limits(&self) -> Result<()> {
+        limits::BASE_WIDTH.check(self.base_width as u64)?;
+        limits::FRAMES.check(self.frames as u64)?;
+        limits::NUM_CLASSES.check(self.num_classes as u64)?;
+        if let Some(h) = self.head.hidden {
+            limits::HIDDEN_SIZE.check_key("model.head.hidden", h as u64)?;
+        }
+        for (m, modality) in self.modalities.iter().enumerate() {
+            if let EncoderKind::Mlp { hidden } = &modality.encoder {
+                for (i, &h) in hidden.iter().enumerate() {
+                    limits::HIDDEN_SIZE.check_key(&format!("model.modalities[{m}].encoder.hidden[{i}]"), h as u64)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The parameter count and per-sample activation size of the model for per-sample input
+    /// shapes `modality_shapes` (as [`build_model_dtype`] takes them), after checking the
+    /// shapes as the builder does.
+    pub fn estimate(&self, modality_shapes: &[Vec<usize>]) -> Result<ModelEstimate> {
+        let mut params = 0u128;
+        let mut activations = 0u128;
+        let mut dims = Vec::with_capacity(self.modalities.len());
+        for (m, shape) in self.modalities.iter().zip(modality_shapes) {
+            match EncoderInput::of(m, shape, self.frames)? {
+                EncoderInput::ResNet { channels, h, w, images } => {
+                    let net = ResNetConfig::resnet18(channels, self.base_width);
+                    params += net.param_count();
+                    let per_image =
+                        net.activations(h, w).or_else(|e| config_err(format!("modality `{}`: {e}", m.name)))?;
+                    activations += per_image * images as u128;
+                    dims.push(net.out_channels());
+                }
+                EncoderInput::Mlp { in_dim, hidden } => {
+                    params += MlpEncoder::param_count(in_dim, &hidden);
+                    activations += hidden.iter().map(|&h| h as u128).sum::<u128>();
+                    dims.push(hidden.last().copied().unwrap_or(in_dim));
+                }
+            }
+        }
+        params += match dims.as_slice() {
+            [d] => (*d as u128 + 1) * self.num_classes as u128,
+            _ => head_param_count(self.fusion, &dims, self.num_classes, self.head),
+        };
+        Ok(ModelEstimate { params, activations_per_sample: activations })
+    }
+}
+
+impl ModelConfig {
+    /// The smallest training batch for which every batch normalisation sees more than one value
+    /// per channel (with one, the batch variance is 0 and `BatchNorm2d` refuses the step, as
+    /// PyTorch does): 2 when a ResNet encoder's last stage keeps a single position per sample
+    /// (inputs up to 32×32 end on a 1×1 map; frames multiply it), else 1. Checks the shapes as
+    /// [`ModelConfig::estimate`] does.
+    pub fn min_train_batch(&self, modality_shapes: &[Vec<usize>]) -> Result<usize> {
+        let mut min = 1;
+        for (m, shape) in self.modalities.iter().zip(modality_shapes) {
+            if let EncoderInput::ResNet { h, w, images, .. } = EncoderInput::of(m, shape, self.frames)? {
+                let sizes = ResNetConfig::resnet18(1, 1)
+                    .feature_sizes(h, w)
+                    .or_else(|e| config_err(format!("modality `{}`: {e}", m.name)))?;
+                let (h4, w4) = sizes.layers[3];
+                if h4 * w4 * images < 2 {
+                    min = 2;
+                }
+            }
+        }
+        Ok(min)
+    }
+}
+
 /// Builds the encoder of one modality for per-sample input `shape` (without the batch dim);
 /// `ctx` should already be the encoder's own context (`ctx.sub("<name>_net")`).
 pub fn build_encoder(
@@ -160,54 +318,12 @@ pub fn build_encoder(
     base_width: usize,
     frames: usize,
 ) -> Result<Box<dyn Encoder>> {
-    let name = &modality.name;
-    let check_channels = |c: usize| -> Result<usize> {
-        match modality.in_channels {
-            Some(want) if want != c => {
-                config_err(format!("modality `{name}`: in_channels {want} but the input shape {shape:?} has {c}"))
-            }
-            _ => Ok(c),
+    Ok(match (EncoderInput::of(modality, shape, frames)?, &modality.encoder) {
+        (EncoderInput::Mlp { in_dim, hidden }, _) => Box::new(MlpEncoder::new(ctx, in_dim, &hidden)?),
+        (EncoderInput::ResNet { channels, .. }, EncoderKind::Resnet18Audio) => {
+            Box::new(AudioEncoder::new(ctx, channels, base_width)?)
         }
-    };
-    Ok(match &modality.encoder {
-        EncoderKind::Resnet18Audio => {
-            let c = match shape.len() {
-                2 => 1,
-                3 => shape[0],
-                _ => {
-                    return config_err(format!(
-                        "modality `{name}` (audio ResNet) needs a (C, F, T) or (F, T) shape, got {shape:?}"
-                    ))
-                }
-            };
-            Box::new(AudioEncoder::new(ctx, check_channels(c)?, base_width)?)
-        }
-        EncoderKind::Resnet18Visual => {
-            let c = match shape.len() {
-                4 => {
-                    if shape[1] != frames {
-                        return config_err(format!(
-                            "modality `{name}`: {frames} frames configured but the input shape {shape:?} has {}",
-                            shape[1]
-                        ));
-                    }
-                    shape[0]
-                }
-                3 if frames == 1 => shape[0],
-                _ => {
-                    return config_err(format!(
-                        "modality `{name}` (visual ResNet) needs a (C, T, H, W) shape, got {shape:?}"
-                    ))
-                }
-            };
-            Box::new(VisualEncoder::new(ctx, check_channels(c)?, base_width)?)
-        }
-        EncoderKind::Mlp { hidden } => {
-            if shape.len() != 1 {
-                return config_err(format!("modality `{name}` (MLP) needs a (D,) shape, got {shape:?}"));
-            }
-            Box::new(MlpEncoder::new(ctx, shape[0], hidden)?)
-        }
+        (EncoderInput::ResNet { channels, .. }, _) => Box::new(VisualEncoder::new(ctx, channels, base_width)?),
     })
 }
 
@@ -243,6 +359,10 @@ pub fn build_model_dtype(
     if cfg.num_classes == 0 || cfg.base_width == 0 || cfg.frames == 0 {
         return config_err("num_classes, base_width and frames must be > 0");
     }
+    cfg.check_limits()?;
+    let estimate = cfg.estimate(modality_shapes)?;
+    limits::PARAMETERS.check(estimate.params)?;
+    limits::SAMPLE_ACTIVATIONS.check(estimate.activations_per_sample)?;
     let root = InitCtx::new(seed, dtype, device);
     let mut encoders = Vec::with_capacity(cfg.modalities.len());
     for (m, shape) in cfg.modalities.iter().zip(modality_shapes) {

@@ -176,6 +176,20 @@ impl MlpEncoder {
     }
 }
 
+impl MlpEncoder {
+    /// Trainable parameters of an MLP on `in_dim` features with `hidden` sizes (weights and
+    /// biases), without building it.
+    pub fn param_count(in_dim: usize, hidden: &[usize]) -> u128 {
+        let mut d = in_dim as u128;
+        let mut n = 0;
+        for &h in hidden {
+            n += d * h as u128 + h as u128;
+            d = h as u128;
+        }
+        n
+    }
+}
+
 impl Encoder for MlpEncoder {
     fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
         if x.rank() != 2 || x.dim(1)? != self.in_dim {

@@ -13,6 +13,9 @@ pub enum ModelError {
     /// An invalid model configuration, caught before any tensor is allocated.
     #[error("invalid model configuration: {0}")]
     Config(String),
+    /// A size above its limit ([`crate::limits`]), caught before any tensor is allocated.
+    #[error("invalid model configuration: {0}")]
+    Limit(#[from] dgl_core::LimitError),
     /// A tensor the model needs is absent from the checkpoint (strict import).
     #[error("checkpoint is missing tensor `{0}`")]
     MissingTensor(String),

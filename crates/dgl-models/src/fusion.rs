@@ -399,6 +399,27 @@ impl Default for HeadOptions {
     }
 }
 
+/// Trainable parameters of a head of `kind` on inputs of sizes `dims`, without building it (what
+/// [`build_head`] would allocate; 0 for a head it would refuse).
+pub fn head_param_count(kind: FusionKind, dims: &[usize], num_classes: usize, options: HeadOptions) -> u128 {
+    let k = num_classes as u128;
+    let linear = |i: u128, o: u128| i * o + o;
+    let d: Vec<u128> = dims.iter().map(|&d| d as u128).collect();
+    match (kind, d.as_slice()) {
+        (FusionKind::Concat, _) => linear(d.iter().sum(), k),
+        (FusionKind::Sum, _) => d.iter().map(|&d| linear(d, k)).sum(),
+        (FusionKind::Gated, [d0, d1]) => {
+            let h = options.hidden.map_or(*d0, |h| h as u128);
+            linear(*d0, h) + linear(*d1, h) + linear(h, k)
+        }
+        (FusionKind::Film, [d0, d1]) => {
+            let (film, target) = if options.condition_on_first { (*d0, *d1) } else { (*d1, *d0) };
+            linear(film, 2 * target) + linear(target, k)
+        }
+        _ => 0,
+    }
+}
+
 /// Builds a head of `kind` for inputs of sizes `dims`; `ctx` should be the `fusion_module` context.
 pub fn build_head(
     ctx: &InitCtx,

@@ -13,6 +13,7 @@
 //! * [`fusion`]: concat / sum / gated / FiLM heads ([`FusionHead`]);
 //! * [`multimodal`]: [`FusionModel`] (M encoders + head) and [`UnimodalClassifier`];
 //! * [`config`]: [`ModelConfig`] and [`build_model`];
+//! * [`limits`]: the size limits a configuration is checked against before building;
 //! * [`state`]: export / import of every named tensor for checkpoints;
 //! * [`init`]: seeded host-side initialisation (official `weight_init`).
 //!
@@ -29,17 +30,22 @@ pub mod fusion;
 pub mod init;
 pub mod kernels;
 pub mod layers;
+pub mod limits;
 pub mod multimodal;
 pub mod ops;
 pub mod resnet;
 pub mod state;
 
-pub use config::{build_encoder, build_model, build_model_dtype, EncoderKind, ModalityConfig, Model, ModelConfig};
+pub use config::{
+    build_encoder, build_model, build_model_dtype, EncoderKind, ModalityConfig, Model, ModelConfig, ModelEstimate,
+};
 pub use encoder::{AudioEncoder, Encoder, MlpEncoder, VisualEncoder};
 pub use error::{ModelError, Result};
-pub use fusion::{build_head, ConcatFusion, FilmFusion, FusionHead, FusionKind, GatedFusion, HeadOptions, SumFusion};
+pub use fusion::{
+    build_head, head_param_count, ConcatFusion, FilmFusion, FusionHead, FusionKind, GatedFusion, HeadOptions, SumFusion,
+};
 pub use init::InitCtx;
 pub use multimodal::{encoder_prefix, FusionModel, ModelState, UnimodalClassifier};
 pub use ops::{conv2d_any, max_pool2d_padded};
-pub use resnet::{ResNet, ResNetConfig};
+pub use resnet::{FeatureSizes, ResNet, ResNetConfig};
 pub use state::{export_state, export_state_map, import_state};

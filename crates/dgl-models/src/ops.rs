@@ -14,12 +14,21 @@ use candle_core::{bail, DType, Result, Tensor};
 
 /// Output length of a pooling / convolution window along one axis (PyTorch, `ceil_mode=False`).
 pub fn out_len(len: usize, kernel: usize, stride: usize, padding: usize) -> Result<usize> {
-    if kernel == 0 || stride == 0 {
-        bail!("kernel and stride must be >= 1 (kernel {kernel}, stride {stride})")
+    match window_count(len, kernel, stride, padding) {
+        Ok(n) => Ok(n),
+        Err(e) => bail!("{e}"),
     }
-    let padded = len + 2 * padding;
+}
+
+/// [`out_len`] with a plain message as its error (no candle error, which carries a backtrace
+/// when `RUST_BACKTRACE` is set), for checks made before anything runs.
+pub fn window_count(len: usize, kernel: usize, stride: usize, padding: usize) -> std::result::Result<usize, String> {
+    if kernel == 0 || stride == 0 {
+        return Err(format!("kernel and stride must be >= 1 (kernel {kernel}, stride {stride})"));
+    }
+    let padded = len.checked_add(padding.saturating_mul(2)).ok_or_else(|| format!("input length {len} overflows"))?;
     if padded < kernel {
-        bail!("input length {len} with padding {padding} is smaller than the kernel {kernel}")
+        return Err(format!("input length {len} with padding {padding} is smaller than the kernel {kernel}"));
     }
     Ok((padded - kernel) / stride + 1)
 }

@@ -13,7 +13,32 @@ use serde::{Deserialize, Serialize};
 use crate::error::config_err;
 use crate::init::InitCtx;
 use crate::layers::{join, prefixed, BatchNorm2d, Conv2d};
-use crate::ops::max_pool2d_padded;
+use crate::ops::{max_pool2d_padded, window_count};
+
+/// (kernel, stride, padding) of the stem convolution (torchvision `conv1`).
+const STEM_CONV: (usize, usize, usize) = (7, 2, 3);
+/// (kernel, stride, padding) of the stem max-pool.
+const STEM_POOL: (usize, usize, usize) = (3, 2, 1);
+
+/// Stride of the first block of stage `stage` (0-based): 1 for layer1, 2 after.
+fn stage_stride(stage: usize) -> usize {
+    if stage == 0 {
+        1
+    } else {
+        2
+    }
+}
+
+/// The spatial size (h, w) of the map each part of the trunk outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeatureSizes {
+    /// After conv1 (and bn1, ReLU).
+    pub stem: (usize, usize),
+    /// After the max-pool.
+    pub pool: (usize, usize),
+    /// After layer1..layer4.
+    pub layers: [(usize, usize); 4],
+}
 
 /// Shape of a ResNet trunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +60,68 @@ impl ResNetConfig {
     /// Channels of the returned feature map, 8·base.
     pub fn out_channels(&self) -> usize {
         8 * self.base_width
+    }
+
+    /// The spatial size of every stage's output for an `h × w` input, computed from the layer
+    /// geometry without running anything; an error (naming the stage) when a stage would get an
+    /// empty map or a kernel larger than its padded input.
+    pub fn feature_sizes(&self, h: usize, w: usize) -> std::result::Result<FeatureSizes, String> {
+        let apply = |(h, w): (usize, usize), (k, s, p): (usize, usize, usize), what: &str| {
+            if h == 0 || w == 0 {
+                return Err(format!("{what} gets an empty {h}×{w} map"));
+            }
+            match (window_count(h, k, s, p), window_count(w, k, s, p)) {
+                (Ok(a), Ok(b)) => Ok((a, b)),
+                (Err(e), _) | (_, Err(e)) => Err(format!("{what} ({k}×{k}, stride {s}, padding {p}) on {h}×{w}: {e}")),
+            }
+        };
+        let stem = apply((h, w), STEM_CONV, "conv1")?;
+        let pool = apply(stem, STEM_POOL, "maxpool")?;
+        let mut layers = [(0, 0); 4];
+        let mut cur = pool;
+        for (stage, out) in layers.iter_mut().enumerate() {
+            cur = apply(cur, (3, stage_stride(stage), 1), &format!("layer{}", stage + 1))?;
+            *out = cur;
+        }
+        Ok(FeatureSizes { stem, pool, layers })
+    }
+
+    /// The smallest square input side every stage accepts (the search stops at 4096).
+    pub fn min_input_side(&self) -> usize {
+        (1..4096).find(|&n| self.feature_sizes(n, n).is_ok()).unwrap_or(4096)
+    }
+
+    /// Trainable parameters (conv weights, BN weight and bias), without building the trunk.
+    pub fn param_count(&self) -> u128 {
+        let (c, base) = (self.in_channels as u128, self.base_width as u128);
+        let k = STEM_CONV.0 as u128;
+        let mut n = c * base * k * k + 2 * base;
+        let mut in_ch = base;
+        for (stage, &blocks) in self.blocks.iter().enumerate() {
+            let out = base << stage;
+            for b in 0..blocks {
+                n += 9 * in_ch * out + 9 * out * out + 4 * out;
+                if b == 0 && (stage_stride(stage) != 1 || in_ch != out) {
+                    n += in_ch * out + 2 * out;
+                }
+                in_ch = out;
+            }
+        }
+        n
+    }
+
+    /// Convolution and pooling outputs per `h × w` image (each is followed in training by a
+    /// batch-norm and a ReLU output and has a gradient of the same size).
+    pub fn activations(&self, h: usize, w: usize) -> std::result::Result<u128, String> {
+        let f = self.feature_sizes(h, w)?;
+        let area = |(h, w): (usize, usize)| h as u128 * w as u128;
+        let base = self.base_width as u128;
+        let mut n = base * area(f.stem) + base * area(f.pool);
+        for (stage, &blocks) in self.blocks.iter().enumerate() {
+            let convs = 2 * blocks as u128 + u128::from(stage > 0);
+            n += convs * (base << stage) * area(f.layers[stage]);
+        }
+        Ok(n)
     }
 }
 
@@ -118,13 +205,14 @@ impl ResNet {
             return config_err(format!("ResNet needs in_channels, base_width and blocks > 0, got {config:?}"));
         }
         let base = config.base_width;
-        let conv1 = Conv2d::new(ctx, "conv1", config.in_channels, base, 7, 2, 3)?;
+        let (k, s, p) = STEM_CONV;
+        let conv1 = Conv2d::new(ctx, "conv1", config.in_channels, base, k, s, p)?;
         let bn1 = BatchNorm2d::new(ctx, "bn1", base)?;
         let mut in_ch = base;
         let mut layers: [Vec<BasicBlock>; 4] = Default::default();
         for (stage, layer) in layers.iter_mut().enumerate() {
             let out_ch = base << stage;
-            let stride = if stage == 0 { 1 } else { 2 };
+            let stride = stage_stride(stage);
             for b in 0..config.blocks[stage] {
                 let name = format!("layer{}.{b}", stage + 1);
                 layer.push(BasicBlock::new(ctx, &name, in_ch, out_ch, if b == 0 { stride } else { 1 })?);
@@ -141,7 +229,8 @@ impl ResNet {
     /// x (N, in_channels, H, W) → layer-4 map (N, 8·base, h, w).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
-        y = max_pool2d_padded(&y, 3, 2, 1)?;
+        let (k, s, p) = STEM_POOL;
+        y = max_pool2d_padded(&y, k, s, p)?;
         for layer in &self.layers {
             for block in layer {
                 y = block.forward_t(&y, train)?;

@@ -247,3 +247,77 @@ fn fast_cpu_kernels_do_not_depend_on_the_thread_count() {
         assert!(run(threads) == one, "results differ between 1 and {threads} threads");
     }
 }
+
+/// Inputs 1-2 pixels wide or high, narrower than the kernel (the ResNet stem's 7×7 / s2 / p3 on a
+/// 1-pixel spectrogram, a 1×1 generic feature map): the CPU convolution gives the naive result
+/// and finite-difference gradients instead of indexing outside its buffers (it panicked with
+/// "range end index 2 out of range for slice of length 1").
+#[test]
+fn conv_on_inputs_narrower_than_the_kernel_matches_naive() {
+    let mut rng = Rng::new(7);
+    for &(h, w) in &[(1, 1), (1, 2), (2, 1), (2, 2), (1, 5), (6, 1), (3, 2)] {
+        for &(k, s, p) in &[(7, 2, 3), (3, 2, 1), (1, 2, 0), (3, 1, 1), (5, 3, 2)] {
+            let what = format!("conv k{k} s{s} p{p} {h}x{w}");
+            let x0 = randn(&mut rng, &[2, 2, h, w], DType::F64);
+            let w0 = randn(&mut rng, &[3, 2, k, k], DType::F64);
+            let y = conv2d_any(&x0, &w0, p, s).unwrap();
+            let (want, dims) = naive_conv(&x0, &w0, p, s);
+            assert_eq!(y.dims(), &dims, "{what}");
+            assert_close(&to_vec(&y), &want, 1e-12, &what);
+            let (x, wt) = (Var::from_tensor(&x0).unwrap(), Var::from_tensor(&w0).unwrap());
+            let y = conv2d_any(x.as_tensor(), wt.as_tensor(), p, s).unwrap();
+            let r = randn(&mut rng, y.dims(), DType::F64);
+            let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let fx = |t: &Tensor| (conv2d_any(t, &w0, p, s)? * &r)?.sum_all()?.to_scalar::<f64>();
+            let gx = to_vec(grads.get(x.as_tensor()).unwrap());
+            assert_close(&gx, &fd_grad(&x0, 1e-6, &fx), 1e-6, &format!("{what} dx"));
+            let fw = |t: &Tensor| (conv2d_any(&x0, t, p, s)? * &r)?.sum_all()?.to_scalar::<f64>();
+            let gw = to_vec(grads.get(wt.as_tensor()).unwrap());
+            assert_close(&gw, &fd_grad(&w0, 1e-6, &fw), 1e-6, &format!("{what} dw"));
+        }
+    }
+}
+
+/// Empty dims (a 0-pixel side, no channels, no filters) and a kernel larger than the padded input
+/// are errors from the convolution, not panics; an empty batch gives an empty output.
+#[test]
+fn conv_refuses_empty_and_too_small_shapes() {
+    let zeros = |s: &[usize]| Tensor::zeros(s, DType::F32, &Device::Cpu).unwrap();
+    for (x, w, p) in [
+        (vec![1, 1, 0, 4], vec![2, 1, 1, 1], 0),
+        (vec![1, 1, 4, 0], vec![2, 1, 3, 3], 1),
+        (vec![1, 0, 4, 4], vec![2, 0, 3, 3], 1),
+        (vec![1, 1, 4, 4], vec![0, 1, 3, 3], 1),
+        (vec![1, 1, 4, 4], vec![2, 1, 0, 3], 1),
+        (vec![1, 1, 2, 2], vec![2, 1, 5, 5], 1),
+    ] {
+        let r = std::panic::catch_unwind(|| conv2d_any(&zeros(&x), &zeros(&w), p, 1).map(|y| y.dims().to_vec()));
+        let r = r.unwrap_or_else(|_| panic!("conv2d_any panicked on x {x:?}, w {w:?}"));
+        assert!(r.is_err(), "x {x:?}, w {w:?}: expected an error, got {r:?}");
+    }
+    let y = conv2d_any(&zeros(&[0, 1, 4, 4]), &zeros(&[2, 1, 3, 3]), 1, 2).unwrap();
+    assert_eq!(y.dims(), &[0, 2, 2, 2]);
+}
+
+/// The stem's max-pool on 1-2 pixel maps matches the naive pool (forward and gradient), and an
+/// empty map is an error.
+#[test]
+fn max_pool_on_one_and_two_pixel_maps() {
+    let mut rng = Rng::new(8);
+    for &(h, w) in &[(1, 1), (1, 2), (2, 1), (2, 2)] {
+        for &(k, s, p) in &[(3, 2, 1), (3, 1, 1), (2, 2, 1), (1, 1, 0)] {
+            let x0 = randn(&mut rng, &[2, 2, h, w], DType::F64);
+            let y = max_pool2d_padded(&x0, k, s, p).unwrap();
+            assert_eq!(to_vec(&y), naive_max_pool(&x0, k, s, p), "k{k} s{s} p{p} {h}x{w}");
+            let x = Var::from_tensor(&x0).unwrap();
+            let y = max_pool2d_padded(x.as_tensor(), k, s, p).unwrap();
+            let r = randn(&mut rng, y.dims(), DType::F64);
+            let f = |t: &Tensor| (max_pool2d_padded(t, k, s, p)? * &r)?.sum_all()?.to_scalar::<f64>();
+            let what = format!("maxpool k{k} s{s} p{p} {h}x{w}");
+            assert_close(&analytic_grad(&x, &y, &r), &fd_grad(&x0, 1e-6, &f), 1e-6, &what);
+        }
+    }
+    for shape in [[1, 1, 0, 3], [1, 1, 3, 0]] {
+        assert!(max_pool2d_padded(&Tensor::zeros(&shape, DType::F32, &Device::Cpu).unwrap(), 3, 2, 1).is_err());
+    }
+}

@@ -1,8 +1,19 @@
 //! Configuration of the embedded synthetic audio-visual dataset.
 
+use dgl_core::Limit;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{DataError, Result};
 use crate::spectrogram::{Padding, SpectrogramRecipe, Window};
+
+/// `data.synthetic.n_train` / `n_test`: samples per split. The tiny preset generates and keeps
+/// every sample in memory (about 29 KB each), the paper preset keeps one label per sample.
+pub const MAX_SAMPLES: Limit = Limit {
+    key: "data.synthetic.n_train / n_test",
+    what: "samples per synthetic split; the tiny preset keeps about 29 KB per sample in memory",
+    default: 50_000,
+    env: "DGL_MAX_SYNTHETIC_SAMPLES",
+};
 
 /// Size of the generated data.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,5 +98,31 @@ impl SyntheticConfig {
     /// Paper preset: 2400 train / 600 test.
     pub fn paper() -> Self {
         Self { preset: SyntheticPreset::Paper, n_train: 2400, n_test: 600, ..Self::tiny() }
+    }
+
+    /// Checks the settings before anything is generated: split sizes in `1..=`[`MAX_SAMPLES`],
+    /// every number finite and in its range. Errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(DataError::Invalid(m));
+        for (key, n) in [("n_train", self.n_train), ("n_test", self.n_test)] {
+            if n == 0 {
+                return bad(format!("{key} must be >= 1"));
+            }
+            MAX_SAMPLES.check_key(key, n as u64).map_err(|e| DataError::Invalid(e.to_string()))?;
+        }
+        if !(0.0..=1.0).contains(&self.audio_cue_reliability) {
+            return bad(format!("audio_cue_reliability must be in [0, 1], got {}", self.audio_cue_reliability));
+        }
+        let [lo, hi] = self.visual_contrast;
+        if !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi) {
+            return bad(format!(
+                "visual_contrast must be finite with 0 <= low <= high, got {:?}",
+                self.visual_contrast
+            ));
+        }
+        if !(self.visual_noise.is_finite() && self.visual_noise >= 0.0) {
+            return bad(format!("visual_noise must be finite and >= 0, got {}", self.visual_noise));
+        }
+        Ok(())
     }
 }

@@ -38,7 +38,8 @@ pub(crate) struct Geom {
 }
 
 impl Geom {
-    /// Validates the shapes (channels agree, stride ≥ 1, kernel fits the padded input).
+    /// Validates the shapes (channels agree, no empty dim but the batch, stride ≥ 1, kernel fits
+    /// the padded input), so the kernels below never index outside their buffers.
     pub(crate) fn new(
         x: (usize, usize, usize, usize),
         k: (usize, usize, usize, usize),
@@ -49,6 +50,9 @@ impl Geom {
         let (o, ci, kh, kw) = k;
         if ci != c {
             bail!("conv2d: input has {c} channels, kernel expects {ci}")
+        }
+        if c == 0 || h == 0 || w == 0 || o == 0 || kh == 0 || kw == 0 {
+            bail!("conv2d: empty input {:?} or kernel {:?} (only the batch may be 0)", (b, c, h, w), (o, ci, kh, kw))
         }
         if stride == 0 {
             bail!("conv2d: stride must be at least 1")
@@ -78,7 +82,10 @@ impl Geom {
         // largest wo with wo·s + off ≤ w − 1, plus one
         let last = self.w as isize - 1 - off;
         let hi = if last < 0 { 0 } else { last / s + 1 };
-        (lo.max(0) as usize, (hi.max(0) as usize).min(self.wo).max(lo.max(0) as usize))
+        // Both ends lie in [0, wo] and lo ≤ hi: with a kernel wider than the image (a 7×7 stem on
+        // a 1-pixel-wide input), the first valid column of a tap can lie past the last output.
+        let lo = (lo.max(0) as usize).min(self.wo);
+        (lo, (hi.max(0) as usize).min(self.wo).max(lo))
     }
     /// Input row of output row `ho` and kernel row `ki`, if inside the image.
     fn in_row(&self, ho: usize, ki: usize) -> Option<usize> {
@@ -100,6 +107,7 @@ fn im2col<T: Elem>(g: &Geom, x: &[T], col: &mut [T]) {
                     let out = &mut row[ho * wo..(ho + 1) * wo];
                     match g.in_row(ho, ki) {
                         None => out.fill(T::ZERO),
+                        Some(_) if lo == hi => out.fill(T::ZERO),
                         Some(r) => {
                             out[..lo].fill(T::ZERO);
                             out[hi..].fill(T::ZERO);
