@@ -177,9 +177,13 @@ impl TrainConfig {
         }
     }
 
-    /// Reads a TOML file; unknown keys (in every section) are errors naming the file and the key.
+    /// Reads a TOML file (a regular file of at most `dgl_data::limits::TEXT_BYTES`); unknown keys
+    /// (in every section) are errors naming the file and the key.
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?;
+        let bytes = dgl_data::datasets::fsutil::read_bounded(path, dgl_data::limits::TEXT_BYTES)
+            .map_err(|e| CliError::Config(e.to_string()))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| CliError::Config(format!("{}: not valid UTF-8 ({e})", path.display())))?;
         Self::from_toml_str(&text).map_err(|e| match e {
             CliError::Config(m) => CliError::Config(format!("{}: {m}", path.display())),
             other => other,
@@ -222,6 +226,10 @@ impl TrainConfig {
             return bad("model.frames must be >= 1".into());
         }
         let syn = &self.data.synthetic;
+        if self.data.dataset == DatasetKind::Synthetic {
+            syn.check().map_err(|e| CliError::Config(format!("data.synthetic: {e}")))?;
+        }
+        self.data.options.check().map_err(|e| CliError::Config(format!("data.options: {e}")))?;
         if self.data.dataset == DatasetKind::Synthetic && (syn.n_train == 0 || syn.n_test == 0) {
             return bad(format!(
                 "data.synthetic.n_train and n_test must be >= 1, got {} and {}",

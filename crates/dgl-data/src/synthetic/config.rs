@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{DataError, Result};
+use crate::limits;
 use crate::spectrogram::{Padding, SpectrogramRecipe, Window};
 
 /// Size of the generated data.
@@ -82,6 +84,28 @@ impl SyntheticConfig {
             visual_noise: 0.2,
             augment: true,
         }
+    }
+
+    /// Checks every field before anything is generated, naming the key: probabilities in [0, 1],
+    /// finite non-negative contrasts and noise, `n_train` / `n_test` at most
+    /// [`limits::SYNTHETIC_SAMPLES`].
+    pub fn check(&self) -> Result<()> {
+        let inv = DataError::Invalid;
+        limits::SYNTHETIC_SAMPLES
+            .check_usize(self.n_train, "n_train")
+            .and_then(|_| limits::SYNTHETIC_SAMPLES.check_usize(self.n_test, "n_test"))
+            .map_err(inv)?;
+        if !(0.0..=1.0).contains(&self.audio_cue_reliability) {
+            return Err(inv(format!("audio_cue_reliability must be in [0, 1], got {}", self.audio_cue_reliability)));
+        }
+        let [lo, hi] = self.visual_contrast;
+        if !(lo.is_finite() && hi.is_finite() && lo >= 0.0 && lo <= hi) {
+            return Err(inv(format!("visual_contrast must be finite with 0 ≤ low ≤ high, got {:?}", self.visual_contrast)));
+        }
+        if !(self.visual_noise.is_finite() && self.visual_noise >= 0.0) {
+            return Err(inv(format!("visual_noise must be finite and ≥ 0, got {}", self.visual_noise)));
+        }
+        Ok(())
     }
 
     /// Paper preset: 2400 train / 600 test.
