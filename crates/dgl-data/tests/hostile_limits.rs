@@ -182,11 +182,13 @@ fn fifos_and_devices_are_refused_not_read() {
     let root = t.path().to_path_buf();
     let e = without_hanging(move || err(open_cremad(&root, Split::Train, &fast_opts())));
     says(&e, Some(&csv), &["not a regular file"]);
+    std::fs::remove_file(&csv).unwrap(); // writing to the FIFO would block
     write(&csv, &kept);
     for p in [
         t.path().join("AudioWAV").join(format!("{}.wav", ids[1])),
         t.path().join("Image-01-FPS").join(&ids[2]).join("00000.jpg"),
     ] {
+        let original = std::fs::read(&p).unwrap();
         mkfifo(&p);
         let root = t.path().to_path_buf();
         let e = without_hanging(move || err(open_cremad(&root, Split::Train, &fast_opts())));
@@ -201,6 +203,7 @@ fn fifos_and_devices_are_refused_not_read() {
         });
         says(&e, Some(&p), &["not a regular file"]);
         std::fs::remove_file(&p).unwrap();
+        write(&p, &original);
     }
     // /dev/zero as a manifest would grow without bound.
     if Path::new("/dev/zero").exists() {
