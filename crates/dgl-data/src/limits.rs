@@ -58,8 +58,12 @@ pub const FILE_BYTES: Limit =
 
 /// Size of a text file (CSV manifest, class list, `meta.json`, config TOML): 64 MiB (VGGSound's CSV
 /// is about 11 MB).
-pub const TEXT_BYTES: Limit =
-    Limit { what: "largest text file (CSV, class list, config)", unit: "bytes", env: "DGL_MAX_TEXT_BYTES", default: 64 << 20 };
+pub const TEXT_BYTES: Limit = Limit {
+    what: "largest text file (CSV, class list, config)",
+    unit: "bytes",
+    env: "DGL_MAX_TEXT_BYTES",
+    default: 64 << 20,
+};
 
 /// Decompressed size of an MNIST IDX file: 256 MiB (MNIST's training images are 47 MB).
 pub const IDX_BYTES: Limit =
@@ -94,13 +98,16 @@ pub const IMAGE_SIZE: Limit =
     Limit { what: "largest image_size", unit: "pixels", env: "DGL_MAX_IMAGE_SIZE", default: 4096 };
 
 /// FFT length (`n_fft`) and hop (`hop`) of a spectrogram recipe: 65,536 samples.
-pub const N_FFT: Limit =
-    Limit { what: "largest n_fft / hop", unit: "samples", env: "DGL_MAX_N_FFT", default: 1 << 16 };
+pub const N_FFT: Limit = Limit { what: "largest n_fft / hop", unit: "samples", env: "DGL_MAX_N_FFT", default: 1 << 16 };
 
 /// Values of one sample (all modalities together, `f32`): 2^26 ≈ 67 M (256 MB per sample and worker;
 /// the paper's CREMA-D sample is 0.2 M).
-pub const SAMPLE_VALUES: Limit =
-    Limit { what: "largest sample (values over all modalities)", unit: "values", env: "DGL_MAX_SAMPLE_VALUES", default: 1 << 26 };
+pub const SAMPLE_VALUES: Limit = Limit {
+    what: "largest sample (values over all modalities)",
+    unit: "values",
+    env: "DGL_MAX_SAMPLE_VALUES",
+    default: 1 << 26,
+};
 
 /// AV-digits `images_per_audio`: 1000.
 pub const IMAGES_PER_AUDIO: Limit =

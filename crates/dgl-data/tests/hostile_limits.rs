@@ -58,8 +58,8 @@ fn huge_wav_sample_rate_is_refused_with_the_limit() {
     write(&wav, &bytes);
     let ds = open_cremad(t.path(), Split::Train, &fast_opts()).unwrap();
     says(&err(ds.get(0, Mode::Eval)), Some(&wav), &["DGL_MAX_SAMPLE_RATE"]);
-    let v = open_cremad(t.path(), Split::Train, &DatasetOptions { verify: true, skip_bad: true, ..fast_opts() })
-        .unwrap();
+    let v =
+        open_cremad(t.path(), Split::Train, &DatasetOptions { verify: true, skip_bad: true, ..fast_opts() }).unwrap();
     assert_eq!((v.len(), v.report().class_counts(Split::Train, 0).corrupt), (5, 1));
 }
 
@@ -366,7 +366,11 @@ fn same_clip_in_train_and_test_is_refused() {
     let mut text = std::fs::read_to_string(&m).unwrap();
     text.push_str("test,n0,0\n");
     write(&m, text.as_bytes());
-    says(&err(GenericDataset::open(g.path(), Split::Test, &DatasetOptions::default())), Some(&m), &["duplicate", "line 2"]);
+    says(
+        &err(GenericDataset::open(g.path(), Split::Test, &DatasetOptions::default())),
+        Some(&m),
+        &["duplicate", "line 2"],
+    );
 }
 
 /// A PNG whose header reads but whose pixel data does not (its IDAT bytes are flipped, so the
@@ -395,8 +399,8 @@ fn corrupt_other_frame_is_caught_by_verify_and_prepare() {
     assert_eq!(plain.len(), 6);
     plain.get(1, Mode::Eval).unwrap();
     says(&err(open_cremad(t.path(), Split::Train, &DatasetOptions { verify: true, ..fast_opts() })), Some(&frame), &[]);
-    let v = open_cremad(t.path(), Split::Train, &DatasetOptions { verify: true, skip_bad: true, ..fast_opts() })
-        .unwrap();
+    let v =
+        open_cremad(t.path(), Split::Train, &DatasetOptions { verify: true, skip_bad: true, ..fast_opts() }).unwrap();
     assert_eq!((v.len(), v.report().class_counts(Split::Train, 1).corrupt), (5, 1));
     assert!(v.report().problems[0].message.contains("00002.jpg"), "{}", v.report());
     let out = t.path().join("cache");

@@ -103,8 +103,14 @@ impl Resampler {
     }
 
     pub fn with_quality(from: u32, to: u32, q: ResampleQuality) -> Result<Self> {
+        // Any positive rate works; the upper limit bounds the filter table (a 0xFFFFFFFF Hz source
+        // asked for 222 GB). The decoders also refuse rates below `limits::MIN_SAMPLE_RATE`.
+        if from == 0 || to == 0 {
+            return Err(DataError::Invalid(format!("cannot resample {from} Hz -> {to} Hz")));
+        }
         for (rate, what) in [(from, "the rate resampled from"), (to, "the rate resampled to")] {
-            crate::limits::check_sample_rate(rate as u64, what)
+            crate::limits::SAMPLE_RATE
+                .check(rate as u64, what)
                 .map_err(|r| DataError::Invalid(format!("cannot resample {from} Hz -> {to} Hz: {r}")))?;
         }
         if !(q.cutoff > 0.0 && q.cutoff <= 1.0 && q.half_width >= 1.0 && q.beta >= 0.0) {

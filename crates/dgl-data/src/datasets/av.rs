@@ -141,8 +141,7 @@ impl AvClips {
         }
         let mut me = Self { kind, split, items, class_names, num_classes, front, report };
         if verify {
-            let results: Vec<Result<()>> =
-                (0..me.items.len()).into_par_iter().map(|i| me.verify_item(i)).collect();
+            let results: Vec<Result<()>> = (0..me.items.len()).into_par_iter().map(|i| me.verify_item(i)).collect();
             let mut keep = Vec::with_capacity(me.items.len());
             for (item, r) in std::mem::take(&mut me.items).into_iter().zip(results) {
                 match r {

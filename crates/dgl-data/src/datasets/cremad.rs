@@ -62,7 +62,11 @@ pub fn open_cremad(root: &Path, split: Split, opts: &DatasetOptions) -> Result<A
             problem: None,
         });
     }
-    refuse_cross_split_clips(&csv, &seen, &opts.csv_dir.as_deref().unwrap_or(root).join(cremad_csv_name(split.other())))?;
+    refuse_cross_split_clips(
+        &csv,
+        &seen,
+        &opts.csv_dir.as_deref().unwrap_or(root).join(cremad_csv_name(split.other())),
+    )?;
     let names: Vec<String> = CREMAD_CLASSES.iter().map(|s| s.to_string()).collect();
     let k = opts.logits(names.len())?;
     let report = Report::new(names.clone());

@@ -77,7 +77,10 @@ pub fn regular_metadata(path: &Path) -> Result<std::fs::Metadata> {
         return Err(DataError::bad_file(path, "is a folder, expected a file"));
     }
     if !md.is_file() {
-        return Err(DataError::bad_file(path, "is not a regular file (a FIFO, socket or device?); refusing to read it"));
+        return Err(DataError::bad_file(
+            path,
+            "is not a regular file (a FIFO, socket or device?); refusing to read it",
+        ));
     }
     Ok(md)
 }

@@ -12,7 +12,6 @@ use std::path::Path;
 use crate::error::{DataError, Result};
 use crate::limits;
 
-
 /// An IDX image file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdxImages {
@@ -54,7 +53,9 @@ fn check_plain_header(head: &[u8], file_len: u64, path: &Path) -> Result<()> {
     let dim = |at: usize| head.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as u64);
     let need = match dim(0) {
         Some(0x0803) => match (dim(4), dim(8), dim(12)) {
-            (Some(n), Some(r), Some(c)) => n.checked_mul(r).and_then(|v| v.checked_mul(c)).map(|v| v.saturating_add(16)),
+            (Some(n), Some(r), Some(c)) => {
+                n.checked_mul(r).and_then(|v| v.checked_mul(c)).map(|v| v.saturating_add(16))
+            }
             _ => return Ok(()),
         },
         Some(0x0801) => dim(4).map(|n| n + 8),

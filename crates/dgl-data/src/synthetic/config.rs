@@ -100,7 +100,10 @@ impl SyntheticConfig {
         }
         let [lo, hi] = self.visual_contrast;
         if !(lo.is_finite() && hi.is_finite() && lo >= 0.0 && lo <= hi) {
-            return Err(inv(format!("visual_contrast must be finite with 0 ≤ low ≤ high, got {:?}", self.visual_contrast)));
+            return Err(inv(format!(
+                "visual_contrast must be finite with 0 ≤ low ≤ high, got {:?}",
+                self.visual_contrast
+            )));
         }
         if !(self.visual_noise.is_finite() && self.visual_noise >= 0.0) {
             return Err(inv(format!("visual_noise must be finite and ≥ 0, got {}", self.visual_noise)));
