@@ -120,11 +120,22 @@ fn check_wav_header(b: &[u8]) -> std::result::Result<(), String> {
 /// fit the file, the STREAMINFO sample rate must be within the limits, and every length inside a
 /// VORBIS_COMMENT block must fit that block. symphonia 0.5 allocates the size a comment *announces*
 /// (up to 4 GiB) before checking it, so a 515-byte file could ask for gigabytes.
+///
+/// symphonia's probe scans the stream for a format marker, so unless the file starts with another
+/// container's marker (`RIFF`, `OggS`, `ID3`, an MP3 frame sync), the first `fLaC` anywhere is
+/// where it would start reading FLAC, and that is what is checked.
 fn check_flac_metadata(b: &[u8]) -> std::result::Result<(), String> {
-    if !b.starts_with(b"fLaC") {
+    let other_marker = b.starts_with(b"RIFF")
+        || b.starts_with(b"OggS")
+        || b.starts_with(b"ID3")
+        || (b.len() >= 2 && b[0] == 0xFF && b[1] & 0xE0 == 0xE0);
+    if other_marker {
         return Ok(());
     }
-    let mut at = 4usize;
+    let Some(start) = b.windows(4).position(|w| w == b"fLaC") else {
+        return Ok(());
+    };
+    let mut at = start + 4;
     loop {
         let Some(h) = b.get(at..at + 4) else {
             return Err("FLAC metadata ends early (truncated header)".into());
