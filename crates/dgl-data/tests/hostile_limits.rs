@@ -410,13 +410,15 @@ fn corrupt_other_frame_is_caught_by_verify_and_prepare() {
     assert_eq!((r.counts(Split::Train).ok, r.counts(Split::Train).corrupt), (5, 1));
 }
 
-/// The fuzzer's out-of-memory input (257 bytes): a FLAC stream found by symphonia's marker scan
-/// after garbage, whose Vorbis comment announces 3.4 GB. Refused from its metadata before
-/// symphonia allocates.
+/// The fuzzer's out-of-memory inputs: a FLAC stream found by symphonia's marker scan after
+/// garbage whose Vorbis comment announces 3.4 GB, and a FLAC picture block announcing 2.4 GB.
+/// Refused from their metadata before symphonia allocates.
 #[test]
-fn flac_comment_announcing_gigabytes_is_refused() {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz_flac_comment_oom.bin");
-    let bytes = std::fs::read(&p).unwrap();
-    let e = err(audio::decode_bytes(bytes, Path::new("oom.flac")));
-    says(&e, Some(Path::new("oom.flac")), &["FLAC"]);
+fn flac_blocks_announcing_gigabytes_are_refused() {
+    for file in ["fuzz_flac_comment_oom.bin", "fuzz_flac_picture_oom.bin"] {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file);
+        let bytes = std::fs::read(&p).unwrap();
+        let e = err(audio::decode_bytes(bytes, Path::new("oom.flac")));
+        says(&e, Some(Path::new("oom.flac")), &["FLAC", "announces"]);
+    }
 }

@@ -118,8 +118,8 @@ fn check_wav_header(b: &[u8]) -> std::result::Result<(), String> {
 
 /// Checks a FLAC file's metadata blocks before decoding (anything else passes): every block must
 /// fit the file, the STREAMINFO sample rate must be within the limits, and every length inside a
-/// VORBIS_COMMENT block must fit that block. symphonia 0.5 allocates the size a comment *announces*
-/// (up to 4 GiB) before checking it, so a 515-byte file could ask for gigabytes.
+/// VORBIS_COMMENT or PICTURE block must fit that block. symphonia 0.5 allocates the sizes these
+/// blocks *announce* (up to 4 GiB) before checking them, so a 257-byte file could ask for gigabytes.
 ///
 /// symphonia's probe scans the stream for a format marker, so unless the file starts with another
 /// container's marker (`RIFF`, `OggS`, `ID3`, an MP3 frame sync), the first `fLaC` anywhere is
@@ -151,6 +151,7 @@ fn check_flac_metadata(b: &[u8]) -> std::result::Result<(), String> {
                 limits::check_sample_rate(rate, "the sample rate in the FLAC header")?;
             }
             4 => check_vorbis_comment(body)?,
+            6 => check_picture(body)?,
             _ => {}
         }
         if last {
@@ -158,6 +159,26 @@ fn check_flac_metadata(b: &[u8]) -> std::result::Result<(), String> {
         }
         at += 4 + len;
     }
+}
+
+/// Every length inside a PICTURE block (MIME type, description, picture data; big-endian) fits
+/// the block (symphonia allocates them as announced, too).
+fn check_picture(body: &[u8]) -> std::result::Result<(), String> {
+    let too_long = || "a FLAC picture block announces more bytes than it holds".to_string();
+    let u32_at = |o: usize| body.get(o..o + 4).map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]) as usize);
+    let mut at = 4usize; // picture type
+    for skip_after in [0usize, 16] {
+        // MIME type, then description followed by width, height, depth, colours (16 bytes).
+        let n = u32_at(at).ok_or_else(too_long)?;
+        at = (at + 4)
+            .checked_add(n)
+            .and_then(|e| e.checked_add(skip_after))
+            .filter(|&e| e <= body.len())
+            .ok_or_else(too_long)?;
+    }
+    let n = u32_at(at).ok_or_else(too_long)?;
+    (at + 4).checked_add(n).filter(|&e| e <= body.len()).ok_or_else(too_long)?;
+    Ok(())
 }
 
 /// Every length inside a VORBIS_COMMENT block (vendor string, comment count, comments) fits the
