@@ -89,7 +89,11 @@ fn zero_sample_rate_wav_is_an_error_without_a_panic() {
     let len = (listed.len() - 8) as u32;
     listed[4..8].copy_from_slice(&len.to_le_bytes());
     let mut results = Vec::new();
-    for (name, bytes) in [("zero.wav", canonical), ("zero_list.wav", listed)] {
+    // The fuzzer's crash: a zero-rate WAV after two bytes of garbage (symphonia's probe skips them).
+    let garbage =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz_wav_rate0_after_garbage.bin"))
+            .unwrap();
+    for (name, bytes) in [("zero.wav", canonical), ("zero_list.wav", listed), ("zero_garbage.wav", garbage)] {
         let p = t.path().join(name);
         write(&p, &bytes);
         results.push((p.clone(), audio::decode_file(&p)));

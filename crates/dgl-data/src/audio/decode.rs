@@ -82,10 +82,14 @@ fn decode_symphonia(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio> {
 /// rate must be within the limits and its channel count non-zero, and the frames of the `data`
 /// chunk (as much of it as the file holds) at most [`limits::AUDIO_SAMPLES`]. A header too
 /// broken to read is left to the decoder, which names the problem.
+///
+/// symphonia's probe scans past leading garbage for the `RIFF` marker, so the first `RIFF….WAVE`
+/// anywhere in the file is the header checked.
 fn check_wav_header(b: &[u8]) -> std::result::Result<(), String> {
-    if b.len() < 12 || &b[0..4] != b"RIFF" || &b[8..12] != b"WAVE" {
+    let Some(start) = b.windows(12).position(|w| &w[0..4] == b"RIFF" && &w[8..12] == b"WAVE") else {
         return Ok(());
-    }
+    };
+    let b = &b[start..];
     let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as u64;
     let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]) as u64;
     let mut at = 12usize;
