@@ -391,7 +391,11 @@ fn parse_overrides(specs: &[String], rows: &[(String, MethodConfig)]) -> Result<
     let overrides = specs.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>, _>>()?;
     if let Some(o) = overrides.iter().find(|o| o.row.as_ref().is_some_and(|r| !rows.iter().any(|(l, _)| l == r))) {
         let valid: Vec<&str> = rows.iter().map(|(l, _)| l.as_str()).collect();
-        return Err(format!("--set: no row `{}` in this table; rows: {}", o.row.as_deref().unwrap_or(""), valid.join(", ")));
+        return Err(format!(
+            "--set: no row `{}` in this table; rows: {}",
+            o.row.as_deref().unwrap_or(""),
+            valid.join(", ")
+        ));
     }
     Ok(overrides)
 }
@@ -557,7 +561,8 @@ diagnostics_every = 0
         assert_eq!(saved("concat", 0).method.name, MethodKind::Vanilla);
         assert_eq!(saved("concat", 0).train.epochs, 3, "the base file's schedule");
         assert_eq!(saved("dgl", 0).model.base_width, TrainConfig::preset(Preset::Tiny).model.base_width);
-        let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("table-concat-dgl.json")).unwrap()).unwrap();
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("table-concat-dgl.json")).unwrap()).unwrap();
         assert_eq!(j["rows"][1]["selected"]["multi"]["n"], 2, "two seeds");
         assert!(j["rows"][1]["last"]["branches"]["text"]["mean"].is_number());
         // A second call finds every run finished and only rewrites the table.
@@ -568,7 +573,8 @@ diagnostics_every = 0
     #[test]
     fn overrides_parse_and_apply() {
         let rows = rows(&Cli::try_parse_from(["xtask", "reproduce-table3"]).unwrap().cmd, None);
-        let o = parse_overrides(&["+MT:method.alpha=2".into(), "train.scheduler.milestones=[3, 5]".into()], &rows).unwrap();
+        let o =
+            parse_overrides(&["+MT:method.alpha=2".into(), "train.scheduler.milestones=[3, 5]".into()], &rows).unwrap();
         assert_eq!(o[0].row.as_deref(), Some("+MT"));
         let cfg = o[1].apply(&o[0].apply(&TrainConfig::preset(Preset::Tiny)).unwrap()).unwrap();
         assert_eq!((cfg.method.alpha, cfg.train.scheduler.milestones.clone()), (Some(2.0), vec![3, 5]));
@@ -585,7 +591,8 @@ diagnostics_every = 0
     #[test]
     fn rows_use_per_dataset_defaults() {
         let cmd = Cli::try_parse_from(["xtask", "reproduce-table1"]).unwrap().cmd;
-        let alpha_of = |b, label: &str| rows(&cmd, b).into_iter().find(|(l, _)| l == label).unwrap().1.effective_alpha();
+        let alpha_of =
+            |b, label: &str| rows(&cmd, b).into_iter().find(|(l, _)| l == label).unwrap().1.effective_alpha();
         assert_eq!(alpha_of(Some(Benchmark::KineticsSounds), "DGL"), Some(2.0));
         assert_eq!(alpha_of(Some(Benchmark::CremaD), "DGL"), Some(4.0));
         assert_eq!(alpha_of(Some(Benchmark::VggSound), "OGM-GE"), Some(0.1));

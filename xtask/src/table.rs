@@ -32,11 +32,8 @@ pub struct Cell {
 
 impl Cell {
     fn of(row: &Row) -> Option<Cell> {
-        let branches = row
-            .0
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("test_acc_").map(|m| (m.to_string(), 100.0 * v)))
-            .collect();
+        let branches =
+            row.0.iter().filter_map(|(k, v)| k.strip_prefix("test_acc_").map(|m| (m.to_string(), 100.0 * v))).collect();
         Some(Cell { epoch: row.get("epoch")? as usize, multi: 100.0 * row.get("test_acc")?, branches })
     }
 
@@ -313,12 +310,26 @@ mod tests {
         assert!(r.last.branches[0].is_none(), "one seed lacks the audio branch at its last epoch");
         let t = Table { title: "t".into(), protocol: Protocol::BestTest, branches, rows: vec![r] };
         let md = t.markdown();
-        assert!(md.contains("| Method | Multi | Audio | Visual | Multi (last) | Audio (last) | Visual (last) |"), "{md}");
-        assert!(md.contains("| X | 65.00 ± 7.07 | 52.00 ± 2.83 | – | 51.00 ± 1.41 | – | – | 77.48 | 63.12 | 69.11 |"), "{md}");
+        assert!(
+            md.contains("| Method | Multi | Audio | Visual | Multi (last) | Audio (last) | Visual (last) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| X | 65.00 ± 7.07 | 52.00 ± 2.83 | – | 51.00 ± 1.41 | – | – | 77.48 | 63.12 | 69.11 |"),
+            "{md}"
+        );
         assert!(md.contains("TEST set"));
         let csv = t.csv();
-        assert!(csv.starts_with("method,seeds,multi_mean,multi_std,audio_mean,audio_std,visual_mean,visual_std,last_multi_mean,"), "{csv}");
-        assert!(csv.lines().nth(1).unwrap().starts_with("X,2,65.0000,7.0711,52.0000,2.8284,,,51.0000,1.4142,,,,,77.4800"), "{csv}");
+        assert!(
+            csv.starts_with(
+                "method,seeds,multi_mean,multi_std,audio_mean,audio_std,visual_mean,visual_std,last_multi_mean,"
+            ),
+            "{csv}"
+        );
+        assert!(
+            csv.lines().nth(1).unwrap().starts_with("X,2,65.0000,7.0711,52.0000,2.8284,,,51.0000,1.4142,,,,,77.4800"),
+            "{csv}"
+        );
         let j: serde_json::Value = serde_json::from_str(&t.json()).unwrap();
         assert_eq!(j["rows"][0]["selected"]["multi"]["n"], 2);
         assert_eq!(j["rows"][0]["last"]["branches"]["audio"], serde_json::Value::Null);

@@ -115,16 +115,18 @@ fn extra(kind: MethodKind, b: Option<Benchmark>) -> Vec<Setting> {
         MethodKind::Agm => vec![s(
             "method.agm.modulation_ends",
             "none (always on)",
-            if silent { "silent; the CREMA-D setting is used" } else { "author, lihongcs/AGM#5 (end 1500 = always on)" },
+            if silent {
+                "silent; the CREMA-D setting is used"
+            } else {
+                "author, lihongcs/AGM#5 (end 1500 = always on)"
+            },
         )],
         MethodKind::Ogm | MethodKind::OgmGe => {
             vec![s("method.ogm.modulation_ends", "50", "OGM-GE `main.py` (modulation epochs 0..50, inclusive)")]
         }
-        MethodKind::Dnr => vec![s(
-            "method.dnr.every / max_times",
-            "20 / 3",
-            "D&R `ours.py` (re-learning after epochs 20, 40, 60)",
-        )],
+        MethodKind::Dnr => {
+            vec![s("method.dnr.every / max_times", "20 / 3", "D&R `ours.py` (re-learning after epochs 20, 40, 60)")]
+        }
         _ => Vec::new(),
     }
 }
@@ -156,14 +158,18 @@ pub fn schedule(kind: MethodKind, b: Option<Benchmark>) -> Schedule {
     use MethodKind::*;
     let sched = |lr, milestones: &[usize], source| Schedule { lr, milestones: milestones.to_vec(), gamma: 0.1, source };
     match kind {
-        AudioOnly => sched(2e-3, &[30, 70], "GDL `main.py` defaults (lr 2e-3, MultiStepLR [30, 70]), `cramed_audio.sh`"),
+        AudioOnly => {
+            sched(2e-3, &[30, 70], "GDL `main.py` defaults (lr 2e-3, MultiStepLR [30, 70]), `cramed_audio.sh`")
+        }
         VisualOnly if b.is_none_or(|b| b == Benchmark::CremaD) => {
             sched(1e-3, &[30, 70], "GDL `main.py` MultiStepLR [30, 70]; `cramed_audio.sh` passes lr 1e-3 for visual")
         }
         VisualOnly => sched(2e-3, &[30, 70], "GDL `main.py` defaults (lr 2e-3, MultiStepLR [30, 70]), `ks_visual.sh`"),
         Ogm | OgmGe => sched(1e-3, &[70], "OGM-GE `main.py` (lr 1e-3, StepLR(70, 0.1))"),
         Pmr => sched(1e-3, &[70], "PMR `main_Prototype_grad.py` defaults (lr 1e-3, StepLR(70, 0.1))"),
-        Agm => sched(2e-3, &[70], "AGM config StepLR(70, 0.1); its lr is not in our notes: the DGL scripts' 2e-3 is used"),
+        Agm => {
+            sched(2e-3, &[70], "AGM config StepLR(70, 0.1); its lr is not in our notes: the DGL scripts' 2e-3 is used")
+        }
         Mla => sched(1e-3, &[70], "MLA `main.py` (lr 1e-3, StepLR(70, 0.1))"),
         MmPareto => sched(2e-3, &[], "MMPareto `MMPareto.py` (lr 2e-3; StepLR created but never stepped: constant)"),
         Dnr if b == Some(Benchmark::KineticsSounds) => {
@@ -186,7 +192,11 @@ pub fn settings(kind: MethodKind, b: Option<Benchmark>) -> Vec<Setting> {
     out.extend(extra(kind, b));
     let sch = schedule(kind, b);
     let milestones = if sch.milestones.is_empty() { "constant".to_string() } else { format!("{:?}", sch.milestones) };
-    out.push(Setting { key: "lr / milestones (paper preset)", value: format!("{} / {milestones}", sch.lr), source: sch.source });
+    out.push(Setting {
+        key: "lr / milestones (paper preset)",
+        value: format!("{} / {milestones}", sch.lr),
+        source: sch.source,
+    });
     out
 }
 

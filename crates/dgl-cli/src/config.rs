@@ -177,7 +177,7 @@ impl TrainConfig {
         }
     }
 
-    /// Reads a TOML file; unknown keys (in every section) are errors naming the file and the key.
+    /// Reads a TOML file (a regular file of at most `dgl_data::limits::TEXT_BYTES`); unknown keys (in every section) are errors naming the file and the key.
     /// Sections and keys the file leaves out come from its `preset` (see [`Self::from_toml_str`]).
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
         Self::from_toml_file_with_preset(path, None)
@@ -186,7 +186,10 @@ impl TrainConfig {
     /// [`Self::from_toml_file`], with `preset` (`--preset`) as the base when the file names none;
     /// a file whose `preset` differs from it is refused.
     pub fn from_toml_file_with_preset(path: &std::path::Path, preset: Option<Preset>) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?;
+        let bytes = dgl_data::datasets::fsutil::read_bounded(path, dgl_data::limits::TEXT_BYTES)
+            .map_err(|e| CliError::Config(e.to_string()))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| CliError::Config(format!("{}: not valid UTF-8 ({e})", path.display())))?;
         Self::from_toml_str_with_preset(&text, preset).map_err(|e| match e {
             CliError::Config(m) => CliError::Config(format!("{}: {m}", path.display())),
             other => other,
@@ -269,6 +272,7 @@ impl TrainConfig {
         if self.model.frames == 0 {
             return bad("model.frames must be >= 1".into());
         }
+        self.data.options.check().map_err(|e| CliError::Config(format!("data.options: {e}")))?;
         if self.data.dataset != DatasetKind::Synthetic && self.data.root.is_none() {
             return bad(format!("the {} dataset needs --root (or data.root)", self.data.dataset.as_str()));
         }

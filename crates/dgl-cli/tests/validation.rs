@@ -124,3 +124,36 @@ fn a_device_the_build_lacks_is_refused() {
     let e = cfg.validate().unwrap_err().to_string();
     assert!(e.contains("no CUDA support") && e.contains("--features cuda"), "{e}");
 }
+
+/// The config file is read through dgl-data's bounded reader (a device or FIFO is refused by name,
+/// not read forever) and the data options are checked against the limits before any work,
+/// naming the key.
+#[test]
+fn config_reads_are_bounded_and_data_options_are_checked() {
+    if std::path::Path::new("/dev/zero").exists() {
+        let e = TrainConfig::from_toml_file(std::path::Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(e.contains("/dev/zero") && e.contains("not a regular file"), "{e}");
+    }
+    type Edit = fn(&mut TrainConfig);
+    let cases: [(Edit, &[&str]); 4] = [
+        (|c| c.data.synthetic.n_train = 1 << 40, &["data.synthetic", "n_train", "DGL_MAX_SYNTHETIC_SAMPLES"]),
+        (|c| c.data.synthetic.visual_noise = f64::NAN, &["data.synthetic", "visual_noise"]),
+        (|c| c.data.options.frames = Some(1 << 30), &["data.options", "frames", "DGL_MAX_FRAMES"]),
+        (
+            |c| {
+                let mut r = dgl_data::SpectrogramRecipe::librosa_cremad();
+                r.hop = 0;
+                c.data.options.recipe = Some(r);
+            },
+            &["data.options", "recipe.hop"],
+        ),
+    ];
+    for (i, (edit, parts)) in cases.iter().enumerate() {
+        let mut cfg = micro(MethodKind::Dgl);
+        edit(&mut cfg);
+        let e = cfg.validate().unwrap_err().to_string();
+        for p in *parts {
+            assert!(e.contains(p), "case {i}: {e}");
+        }
+    }
+}

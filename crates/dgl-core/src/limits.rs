@@ -63,6 +63,19 @@ impl Limit {
     }
 }
 
+/// Frames per clip: the data loaders' `frames` and the model's `model.frames` (the paper's are 1 to
+/// 3); one limit, so the two can never disagree.
+pub const FRAMES: Limit =
+    Limit { key: "frames", what: "frames per clip; the paper's are 1 to 3", default: 256, env: "DGL_MAX_FRAMES" };
+
+/// Classes: the logits of a classifier and the labels of a dataset (VGGSound has 309).
+pub const CLASSES: Limit = Limit {
+    key: "num_classes",
+    what: "number of classes (logits); VGGSound has 309",
+    default: 100_000,
+    env: "DGL_MAX_CLASSES",
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

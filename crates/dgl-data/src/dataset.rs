@@ -26,6 +26,22 @@ impl Split {
             Split::Test => 1,
         }
     }
+
+    /// `train` or `test`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        }
+    }
+
+    /// The other split.
+    pub fn other(self) -> Split {
+        match self {
+            Split::Train => Split::Test,
+            Split::Test => Split::Train,
+        }
+    }
 }
 
 /// How a sample is produced: with training augmentation driven by a seed, or deterministically.
@@ -73,6 +89,13 @@ pub trait Dataset: Send + Sync {
     fn label(&self, index: usize) -> Result<u32>;
     /// Sample `index`, decoded and transformed.
     fn get(&self, index: usize, mode: Mode) -> Result<Example>;
+    /// Decodes the files that sample `index` can read in training but `get(index, Mode::Eval)`
+    /// does not (e.g. the other frames of a clip), so that `verify` and `prepare` cover every
+    /// file training can read. Default: nothing more (the evaluation sample reads everything).
+    fn check_other_files(&self, index: usize) -> Result<()> {
+        let _ = index;
+        Ok(())
+    }
 }
 
 /// A batch on a device: one tensor `[B, ...shape_m]` per modality and the labels `[B]` (u32).
@@ -189,5 +212,8 @@ impl<D: std::ops::Deref<Target = dyn Dataset> + Send + Sync> Dataset for Subset<
     }
     fn get(&self, index: usize, mode: Mode) -> Result<Example> {
         self.inner.get(self.indices[index], mode)
+    }
+    fn check_other_files(&self, index: usize) -> Result<()> {
+        self.inner.check_other_files(self.indices[index])
     }
 }

@@ -81,7 +81,7 @@ pub fn wav_raw(format_tag: u16, channels: u16, rate: u32, bits: u16, data: &[u8]
     out.extend_from_slice(&format_tag.to_le_bytes());
     out.extend_from_slice(&channels.to_le_bytes());
     out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * block as u32).to_le_bytes());
+    out.extend_from_slice(&rate.wrapping_mul(block as u32).to_le_bytes()); // hostile rates may overflow
     out.extend_from_slice(&block.to_le_bytes());
     out.extend_from_slice(&bits.to_le_bytes());
     out.extend_from_slice(b"data");

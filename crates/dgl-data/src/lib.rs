@@ -16,6 +16,7 @@ pub mod dataset;
 pub mod datasets;
 pub mod error;
 pub mod fixtures;
+pub mod limits;
 pub mod spectrogram;
 pub mod synthetic;
 pub mod visual;

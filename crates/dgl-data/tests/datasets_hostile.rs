@@ -101,7 +101,12 @@ fn corrupt_jpeg_frame() {
     let mut j = jpeg(20, 16, [1, 2, 3]);
     j.truncate(j.len() / 3);
     write(&frame, &j);
+    // Its header no longer reads: found when opening (every frame's header is checked).
+    names(&cremad_err(t.path(), Split::Train, &fast_opts()), &frame, None);
+    // Broken after opening: an error naming it when read.
+    write(&frame, &jpeg(20, 16, [1, 2, 3]));
     let ds = open_cremad(t.path(), Split::Train, &fast_opts()).unwrap();
+    write(&frame, &j);
     names(&ds.get(1, Mode::Eval).unwrap_err().to_string(), &frame, None);
     write(&frame, b"\xff\xd8\xff garbage that is not a jpeg");
     names(&ds.get(1, Mode::Eval).unwrap_err().to_string(), &frame, None);

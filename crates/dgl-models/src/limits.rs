@@ -18,8 +18,7 @@ pub const BASE_WIDTH: Limit = Limit {
 };
 
 /// `model.frames`: frames per clip a visual encoder runs its trunk on.
-pub const FRAMES: Limit =
-    Limit { key: "model.frames", what: "frames per clip; the paper's are 1 to 3", default: 64, env: "DGL_MAX_FRAMES" };
+pub const FRAMES: Limit = Limit { key: "model.frames", ..dgl_core::limits::FRAMES };
 
 /// Every MLP hidden size and the gated head's `model.head.hidden`.
 pub const HIDDEN_SIZE: Limit = Limit {
@@ -30,12 +29,7 @@ pub const HIDDEN_SIZE: Limit = Limit {
 };
 
 /// `model.num_classes` (the logits; set from the dataset by `dgl train`).
-pub const NUM_CLASSES: Limit = Limit {
-    key: "model.num_classes",
-    what: "logits of the classifier; VGGSound has 309",
-    default: 100_000,
-    env: "DGL_MAX_NUM_CLASSES",
-};
+pub const NUM_CLASSES: Limit = Limit { key: "model.num_classes", ..dgl_core::limits::CLASSES };
 
 /// Trainable parameters of the whole model, estimated before building it.
 pub const PARAMETERS: Limit = Limit {

@@ -8,6 +8,12 @@
 //! Every failure (missing, empty, truncated, not audio, wrong header, unsupported codec, a decoder
 //! panic) is a [`DataError::BadFile`] or [`DataError::Io`] naming the file; nothing panics.
 //!
+//! Bounds (see [`crate::limits`]): a file is read only up to [`limits::FILE_BYTES`]; a sample rate
+//! outside [`limits::MIN_SAMPLE_RATE`]`..=`[`limits::SAMPLE_RATE`] and a signal longer than
+//! [`limits::AUDIO_SAMPLES`] are refused. A WAV header is checked before any decoder sees it (its
+//! rate, channel count and announced length), so symphonia never meets a zero sample rate (on
+//! which it panics).
+//!
 //! Fast path: a canonical PCM WAV (`RIFF` length = file length, a 16-byte `fmt ` chunk — integer
 //! PCM of 8/16/24/32 bits or 32-bit float, 1 to 32 channels, consistent block alignment — followed
 //! directly by a non-empty `data` chunk that ends the file on a whole frame) is converted without
@@ -15,6 +21,7 @@
 //! every bit depth and on the FSDD clips). Anything else, including every malformed file, goes
 //! through symphonia.
 
+use crate::limits::LimitExt;
 use std::io::Cursor;
 use std::path::Path;
 
@@ -27,6 +34,7 @@ use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
 use crate::error::{DataError, Result};
+use crate::limits;
 
 /// A decoded clip: mono samples at the file's own rate.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,7 +56,7 @@ impl DecodedAudio {
 
 /// Reads and decodes an audio file (format from its content, the extension only as a hint).
 pub fn decode_file(path: &Path) -> Result<DecodedAudio> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = crate::datasets::fsutil::read_bounded(path, crate::limits::FILE_BYTES)?;
     decode_bytes(bytes, path)
 }
 
@@ -57,6 +65,7 @@ pub fn decode_bytes(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio> {
     if bytes.is_empty() {
         return Err(DataError::bad_file(path, "empty file (0 bytes)"));
     }
+    check_wav_header(&bytes).and_then(|_| check_flac_metadata(&bytes)).map_err(|r| DataError::bad_file(path, r))?;
     if let Some(d) = decode_canonical_wav(&bytes) {
         return Ok(d);
     }
@@ -68,6 +77,129 @@ fn decode_symphonia(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio> {
         Ok(r) => r,
         Err(_) => Err(DataError::bad_file(path, "the audio decoder panicked on this file (corrupt data)")),
     }
+}
+
+/// Checks a RIFF/WAVE header before decoding (anything else passes): the `fmt ` chunk's sample
+/// rate must be within the limits and its channel count non-zero, and the frames of the `data`
+/// chunk (as much of it as the file holds) at most [`limits::AUDIO_SAMPLES`]. A header too
+/// broken to read is left to the decoder, which names the problem.
+///
+/// symphonia's probe scans past leading garbage for the `RIFF` marker, so the first `RIFF….WAVE`
+/// anywhere in the file is the header checked.
+fn check_wav_header(b: &[u8]) -> std::result::Result<(), String> {
+    let Some(start) = b.windows(12).position(|w| &w[0..4] == b"RIFF" && &w[8..12] == b"WAVE") else {
+        return Ok(());
+    };
+    let b = &b[start..];
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as u64;
+    let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]) as u64;
+    let mut at = 12usize;
+    let mut align = None;
+    while at.checked_add(8).is_some_and(|e| e <= b.len()) {
+        let (id, size, body) = (&b[at..at + 4], u32_at(at + 4), at + 8);
+        if id == b"fmt " {
+            if size < 16 || body + 16 > b.len() {
+                return Ok(());
+            }
+            limits::check_sample_rate(u32_at(body + 4), "the sample rate in the WAV header")?;
+            if u16_at(body + 2) == 0 {
+                return Err("the WAV header announces zero channels".into());
+            }
+            align = Some(u16_at(body + 12).max(1));
+        } else if id == b"data" {
+            if let Some(a) = align {
+                let frames = size.min((b.len() - body) as u64) / a;
+                limits::AUDIO_SAMPLES.check_label(frames, "the length of the WAV data")?;
+            }
+            return Ok(());
+        }
+        match usize::try_from(size + (size & 1)).ok().and_then(|s| body.checked_add(s)) {
+            Some(next) => at = next,
+            None => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// Checks a FLAC file's metadata blocks before decoding (anything else passes): every block must
+/// fit the file, the STREAMINFO sample rate must be within the limits, and every length inside a
+/// VORBIS_COMMENT or PICTURE block must fit that block. symphonia 0.5 allocates the sizes these
+/// blocks *announce* (up to 4 GiB) before checking them, so a 257-byte file could ask for gigabytes.
+///
+/// symphonia's probe scans the stream for a format marker, so unless the file starts with another
+/// container's marker (`RIFF`, `OggS`, `ID3`, an MP3 frame sync), the first `fLaC` anywhere is
+/// where it would start reading FLAC, and that is what is checked.
+fn check_flac_metadata(b: &[u8]) -> std::result::Result<(), String> {
+    let other_marker = b.starts_with(b"RIFF")
+        || b.starts_with(b"OggS")
+        || b.starts_with(b"ID3")
+        || (b.len() >= 2 && b[0] == 0xFF && b[1] & 0xE0 == 0xE0);
+    if other_marker {
+        return Ok(());
+    }
+    let Some(start) = b.windows(4).position(|w| w == b"fLaC") else {
+        return Ok(());
+    };
+    let mut at = start + 4;
+    loop {
+        let Some(h) = b.get(at..at + 4) else {
+            return Err("FLAC metadata ends early (truncated header)".into());
+        };
+        let (last, kind) = (h[0] & 0x80 != 0, h[0] & 0x7F);
+        let len = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+        let body = b.get(at + 4..at + 4 + len).ok_or_else(|| {
+            format!("FLAC metadata block of type {kind} announces {len} bytes, more than the file holds")
+        })?;
+        match kind {
+            0 if body.len() >= 13 => {
+                let rate = (u32::from_be_bytes([0, body[10], body[11], body[12]]) >> 4) as u64;
+                limits::check_sample_rate(rate, "the sample rate in the FLAC header")?;
+            }
+            4 => check_vorbis_comment(body)?,
+            6 => check_picture(body)?,
+            _ => {}
+        }
+        if last {
+            return Ok(());
+        }
+        at += 4 + len;
+    }
+}
+
+/// Every length inside a PICTURE block (MIME type, description, picture data; big-endian) fits
+/// the block (symphonia allocates them as announced, too).
+fn check_picture(body: &[u8]) -> std::result::Result<(), String> {
+    let too_long = || "a FLAC picture block announces more bytes than it holds".to_string();
+    let u32_at = |o: usize| body.get(o..o + 4).map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]) as usize);
+    let mut at = 4usize; // picture type
+    for skip_after in [0usize, 16] {
+        // MIME type, then description followed by width, height, depth, colours (16 bytes).
+        let n = u32_at(at).ok_or_else(too_long)?;
+        at = (at + 4)
+            .checked_add(n)
+            .and_then(|e| e.checked_add(skip_after))
+            .filter(|&e| e <= body.len())
+            .ok_or_else(too_long)?;
+    }
+    let n = u32_at(at).ok_or_else(too_long)?;
+    (at + 4).checked_add(n).filter(|&e| e <= body.len()).ok_or_else(too_long)?;
+    Ok(())
+}
+
+/// Every length inside a VORBIS_COMMENT block (vendor string, comment count, comments) fits the
+/// block.
+fn check_vorbis_comment(body: &[u8]) -> std::result::Result<(), String> {
+    let too_long = || "a FLAC Vorbis comment announces more bytes than its block holds".to_string();
+    let u32_at = |o: usize| body.get(o..o + 4).map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]) as usize);
+    let vendor = u32_at(0).ok_or_else(too_long)?;
+    let mut at = 4usize.checked_add(vendor).filter(|&e| e <= body.len()).ok_or_else(too_long)?;
+    let count = u32_at(at).ok_or_else(too_long)?;
+    at += 4;
+    for _ in 0..count {
+        let n = u32_at(at).ok_or_else(too_long)?;
+        at = (at + 4).checked_add(n).filter(|&e| e <= body.len()).ok_or_else(too_long)?;
+    }
+    Ok(())
 }
 
 /// The fast path (see the module docs): `None` unless `bytes` is a canonical PCM / float32 WAV.
@@ -145,6 +277,14 @@ fn decode_inner(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio> {
     let expected_frames = track.codec_params.n_frames;
     let mut sample_rate = track.codec_params.sample_rate;
     let mut channels = track.codec_params.channels.map(|c| c.count());
+    let bad = |r: String| DataError::bad_file(path, r);
+    if let Some(r) = sample_rate {
+        limits::check_sample_rate(r as u64, "the sample rate in the header").map_err(bad)?;
+    }
+    if let Some(n) = expected_frames {
+        limits::AUDIO_SAMPLES.check_label(n, "the length announced by the header").map_err(bad)?;
+    }
+    let max_samples = limits::AUDIO_SAMPLES.bound().map_err(DataError::Invalid)? as usize;
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(|e| sym_err(path, "cannot decode", e))?;
@@ -179,6 +319,13 @@ fn decode_inner(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio> {
         }
         sample_rate = sample_rate.or(Some(spec.rate));
         channels = channels.or(Some(nch));
+        if mono.len().saturating_add(decoded.frames()) > max_samples {
+            return Err(bad(format!(
+                "decodes to more than {max_samples} samples ({}; raise it with the environment variable {})",
+                limits::AUDIO_SAMPLES.what,
+                limits::AUDIO_SAMPLES.env
+            )));
+        }
         let mut sb = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
         sb.copy_interleaved_ref(decoded);
         let inter = sb.samples();
@@ -191,6 +338,7 @@ fn decode_inner(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio> {
     }
     let sample_rate =
         sample_rate.filter(|&r| r > 0).ok_or_else(|| DataError::bad_file(path, "no sample rate in header"))?;
+    limits::check_sample_rate(sample_rate as u64, "the sample rate").map_err(bad)?;
     let channels = channels.unwrap_or(1);
     if let Some(n) = expected_frames {
         if (mono.len() as u64) < n {

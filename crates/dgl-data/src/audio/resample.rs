@@ -14,6 +14,7 @@
 //! `tests/parity.rs` (FSDD 8 kHz → 22050 Hz: see `tests/fixtures/README.md` for the numbers).
 
 use crate::error::{DataError, Result};
+use crate::limits::LimitExt;
 
 /// Filter design of the windowed-sinc resampler.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -103,8 +104,15 @@ impl Resampler {
     }
 
     pub fn with_quality(from: u32, to: u32, q: ResampleQuality) -> Result<Self> {
+        // Any positive rate works; the upper limit bounds the filter table (a 0xFFFFFFFF Hz source
+        // asked for 222 GB). The decoders also refuse rates below `limits::MIN_SAMPLE_RATE`.
         if from == 0 || to == 0 {
             return Err(DataError::Invalid(format!("cannot resample {from} Hz -> {to} Hz")));
+        }
+        for (rate, what) in [(from, "the rate resampled from"), (to, "the rate resampled to")] {
+            crate::limits::SAMPLE_RATE
+                .check_label(rate as u64, what)
+                .map_err(|r| DataError::Invalid(format!("cannot resample {from} Hz -> {to} Hz: {r}")))?;
         }
         if !(q.cutoff > 0.0 && q.cutoff <= 1.0 && q.half_width >= 1.0 && q.beta >= 0.0) {
             return Err(DataError::Invalid(format!("bad resampling quality {q:?}")));
@@ -382,8 +390,16 @@ fn dot_block<const R: usize, const G: usize, const U: usize, const FMA: bool>(
 /// The filter table of each (from, to) pair is built once per process and shared (building it
 /// costs more than filtering a short clip); each thread keeps its own handle to it, so threads
 /// do not contend for the process-wide cache's lock once they have seen a rate pair.
+///
+/// Both rates must be within [`crate::limits::SAMPLE_RATE`] and the output at most
+/// [`crate::limits::AUDIO_SAMPLES`] long (checked before anything is allocated).
 pub fn resample(x: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
-    Ok(cached_resampler(from, to)?.process(x))
+    let r = cached_resampler(from, to)?;
+    let n = r.output_len(x.len());
+    crate::limits::AUDIO_SAMPLES
+        .check_usize(n, &format!("resampling {} samples from {from} Hz to {to} Hz gives a signal that", x.len()))
+        .map_err(DataError::Invalid)?;
+    Ok(r.process(x))
 }
 
 fn cached_resampler(from: u32, to: u32) -> Result<std::sync::Arc<Resampler>> {

@@ -8,11 +8,14 @@
 //!   inside `T` equal segments in training (fewer than `T` frames → indices repeat); each frame
 //!   gets its own RandomResizedCrop + flip in training, a resize at evaluation → `[3, T, S, S]`.
 //!
-//! Clips are checked when the dataset is opened: a missing audio file or frame folder, an empty
-//! file, a folder without frames is a problem (an error, or — with `skip_bad` — counted in the
+//! Clips are checked when the dataset is opened: a missing audio file or frame folder, an empty,
+//! oversize or non-regular file, a folder without frames, a frame whose image header does not read
+//! or announces too many pixels is a problem (an error, or — with `skip_bad` — counted in the
 //! [`Report`] and left out). With `verify`, every clip is also fully decoded once at open time
-//! (in parallel), so corrupt files are found then rather than during training.
+//! (in parallel): its evaluation sample *and every other frame* training may pick, so corrupt
+//! files are found then rather than during training.
 
+use crate::limits::LimitExt;
 use std::path::{Path, PathBuf};
 
 use dgl_core::rng::Rng;
@@ -24,6 +27,7 @@ use super::report::Report;
 use crate::audio;
 use crate::dataset::{Dataset, Example, Mode, Split};
 use crate::error::{DataError, Result};
+use crate::limits;
 use crate::spectrogram::SpectrogramRecipe;
 use crate::visual::{self, FrameTransform};
 
@@ -42,21 +46,26 @@ pub struct AvFrontEnd {
 }
 
 impl AvFrontEnd {
-    fn check(&self) -> Result<()> {
+    /// Checks every setting against its range and [`limits`] before any work, naming the key.
+    pub fn check(&self) -> Result<()> {
         if self.frames == 0 {
             return Err(DataError::Invalid("frames must be at least 1".into()));
         }
         if self.transform.size == 0 {
             return Err(DataError::Invalid("image_size must be at least 1".into()));
         }
-        if self.recipe.n_samples == 0 || self.recipe.sample_rate == 0 {
-            return Err(DataError::Invalid(format!("recipe {} has no samples or no rate", self.recipe.name)));
-        }
+        limits::FRAMES
+            .check_usize(self.frames, "frames")
+            .and_then(|_| limits::IMAGE_SIZE.check_usize(self.transform.size, "image_size"))
+            .and_then(|_| limits::AUDIO_SAMPLES.check_usize(self.max_start, "audio_max_start_s (in samples)"))
+            .map_err(DataError::Invalid)?;
+        self.recipe.check("recipe.")?;
         let (f, t) = self.recipe.shape();
-        if f == 0 || t == 0 {
-            return Err(DataError::Invalid(format!("recipe {} gives an empty spectrogram", self.recipe.name)));
-        }
-        Ok(())
+        let s = self.transform.size as u64;
+        let values = (f * t) as u64 + 3 * self.frames as u64 * s * s;
+        limits::SAMPLE_VALUES
+            .check_label(values, &format!("a clip ([1, {f}, {t}] audio + [3, {}, {s}, {s}] frames)", self.frames))
+            .map_err(DataError::Invalid)
     }
 }
 
@@ -94,9 +103,10 @@ pub struct AvClips {
 
 impl AvClips {
     /// Checks the candidates (in parallel) and keeps the good ones. Without `skip_bad` the first
-    /// bad candidate (in candidate order) is the error.
+    /// bad candidate (in candidate order) is the error. A split left without clips is an error
+    /// naming `source` (the manifest or folder the split comes from).
     pub(crate) fn build(
-        kind: &'static str,
+        (kind, source): (&'static str, &Path),
         split: Split,
         candidates: Vec<Candidate>,
         (class_names, num_classes): (Vec<String>, usize),
@@ -112,7 +122,10 @@ impl AvClips {
             .map(|mut c| {
                 let r = match c.problem.take() {
                     Some(e) => Err(e),
-                    None => check_file(&c.audio).and_then(|_| list_frames(&c.frames_dir)),
+                    None => check_file(&c.audio).and_then(|_| list_frames(&c.frames_dir)).and_then(|frames| {
+                        frames.iter().try_for_each(|f| visual::check_image_file(f))?;
+                        Ok(frames)
+                    }),
                 };
                 (c, r)
             })
@@ -129,8 +142,7 @@ impl AvClips {
         }
         let mut me = Self { kind, split, items, class_names, num_classes, front, report };
         if verify {
-            let results: Vec<Result<()>> =
-                (0..me.items.len()).into_par_iter().map(|i| me.get(i, Mode::Eval).map(|_| ())).collect();
+            let results: Vec<Result<()>> = (0..me.items.len()).into_par_iter().map(|i| me.verify_item(i)).collect();
             let mut keep = Vec::with_capacity(me.items.len());
             for (item, r) in std::mem::take(&mut me.items).into_iter().zip(results) {
                 match r {
@@ -143,6 +155,7 @@ impl AvClips {
             }
             me.items = keep;
         }
+        super::require_samples(me.items.len(), split, source, &me.report)?;
         for it in &me.items {
             me.report.record_ok(split, it.label);
         }
@@ -177,6 +190,13 @@ impl AvClips {
         self.items.get(index).ok_or_else(|| {
             DataError::Invalid(format!("index {index} out of range for a {} split of {}", self.kind, self.items.len()))
         })
+    }
+
+    /// Decodes everything clip `index` can read in any mode: its evaluation sample and every
+    /// frame (training picks any frame of a segment).
+    pub fn verify_item(&self, index: usize) -> Result<()> {
+        self.get(index, Mode::Eval)?;
+        self.check_other_files(index)
     }
 
     /// The spectrogram of clip `index`, `[1, F, T]` flattened.
@@ -242,5 +262,16 @@ impl Dataset for AvClips {
             Mode::Eval => (self.audio_features(index, None)?, self.visual_features(index, None)?),
         };
         Ok(Example { modalities: vec![a, v], label })
+    }
+    /// Decodes the frames that the evaluation choice leaves out.
+    fn check_other_files(&self, index: usize) -> Result<()> {
+        let it = self.item(index)?;
+        let eval = visual::frame_indices(it.frames.len(), self.front.frames, None);
+        for (i, f) in it.frames.iter().enumerate() {
+            if !eval.contains(&i) {
+                visual::load_rgb(f)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -29,17 +29,19 @@
 //!
 //! docs/datasets.md gives the measured per-modality and concatenation accuracies of the defaults.
 
+use crate::limits::LimitExt;
 use std::path::{Path, PathBuf};
 
 use dgl_core::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::fsutil::{check_file, list_dir};
-use super::idx::{parse_idx_images, parse_idx_labels, read_maybe_gz, IDX_LIMIT};
+use super::idx::{parse_idx_images, parse_idx_labels, read_maybe_gz};
 use super::report::Report;
 use crate::audio;
 use crate::dataset::{Dataset, Example, Mode, Split};
 use crate::error::{DataError, Result};
+use crate::limits;
 use crate::spectrogram::{Padding, SpectrogramRecipe, Window};
 
 /// MNIST pixel mean / std (of x / 255).
@@ -119,13 +121,19 @@ impl AvDigitsOptions {
         r
     }
 
-    fn check(&self) -> Result<()> {
+    /// Checks every setting against its range and [`limits`] (errors name `av_digits.<key>`).
+    pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(DataError::Invalid(format!("av_digits: {m}")));
-        if self.sample_rate == 0 || !(self.clip_seconds > 0.0 && self.clip_seconds <= 60.0) {
-            return bad(format!("sample_rate {} / clip_seconds {} out of range", self.sample_rate, self.clip_seconds));
+        limits::check_sample_rate(self.sample_rate as u64, "av_digits.sample_rate")
+            .and_then(|_| limits::N_FFT.check_usize(self.n_fft, "av_digits.n_fft"))
+            .and_then(|_| limits::N_FFT.check_usize(self.hop, "av_digits.hop"))
+            .and_then(|_| limits::IMAGES_PER_AUDIO.check_usize(self.images_per_audio, "av_digits.images_per_audio"))
+            .map_err(DataError::Invalid)?;
+        if !(self.clip_seconds > 0.0 && self.clip_seconds <= 60.0) {
+            return bad(format!("clip_seconds must be in (0, 60], got {}", self.clip_seconds));
         }
         if self.n_fft < 2 || self.hop == 0 {
-            return bad(format!("n_fft {} / hop {} out of range", self.n_fft, self.hop));
+            return bad(format!("n_fft {} / hop {} out of range (n_fft ≥ 2, hop ≥ 1)", self.n_fft, self.hop));
         }
         if self.recipe().n_samples <= self.n_fft / 2 {
             return bad("clip shorter than half a window".into());
@@ -142,6 +150,7 @@ impl AvDigitsOptions {
         if self.images_per_audio == 0 {
             return bad("images_per_audio must be ≥ 1".into());
         }
+        self.recipe().check("av_digits.")?;
         if self.split == FsddSplit::Speakers && self.test_speakers.is_empty() {
             return bad("the speakers split needs test_speakers".into());
         }
@@ -277,14 +286,14 @@ impl AvDigits {
         recs.sort();
 
         let (img_path, lab_path) = mnist_files(root, split);
-        let images = parse_idx_images(&read_maybe_gz(&img_path, IDX_LIMIT)?, &img_path)?;
+        let images = parse_idx_images(&read_maybe_gz(&img_path)?, &img_path)?;
         if (images.rows, images.cols) != (MNIST_SIDE, MNIST_SIDE) {
             return Err(DataError::bad_file(
                 &img_path,
                 format!("images are {} × {}, expected 28 × 28", images.rows, images.cols),
             ));
         }
-        let labels = parse_idx_labels(&read_maybe_gz(&lab_path, IDX_LIMIT)?, &lab_path, 10)?;
+        let labels = parse_idx_labels(&read_maybe_gz(&lab_path)?, &lab_path, 10)?;
         if labels.len() != images.count {
             return Err(DataError::bad_file(
                 &lab_path,
@@ -340,6 +349,7 @@ impl AvDigits {
             me.items = keep;
             me.images = keep_px;
         }
+        super::require_samples(me.items.len(), split, &rec_dir, &me.report)?;
         for it in &me.items {
             me.report.record_ok(split, it.name.digit as u32);
         }

@@ -5,6 +5,7 @@
 //! a name become `_` (how the official code maps class names to folder names). Empty names and
 //! duplicates are errors naming the file and line.
 
+use crate::limits::LimitExt;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -19,9 +20,9 @@ pub struct ClassList {
 }
 
 impl ClassList {
-    /// Reads `path`.
+    /// Reads `path` (at most [`crate::limits::TEXT_BYTES`]).
     pub fn read(path: &Path, underscores: bool) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+        let bytes = super::fsutil::read_bounded(path, crate::limits::TEXT_BYTES)?;
         Self::parse(&bytes, path, underscores)
     }
 
@@ -60,6 +61,9 @@ impl ClassList {
                         format!("duplicate class {name:?} (first listed on line {prev})"),
                     ));
                 }
+                crate::limits::CLASSES
+                    .check_usize(names.len() + 1, "the number of classes listed")
+                    .map_err(|r| DataError::bad_line(path, line_no, r))?;
                 first_line.insert(name.clone(), line_no);
                 index.insert(name.clone(), names.len() as u32);
                 names.push(name);

@@ -19,7 +19,7 @@ use super::csv::CsvFile;
 use super::options::DatasetOptions;
 use super::report::Report;
 use crate::dataset::Split;
-use crate::error::Result;
+use crate::error::{DataError, Result};
 use crate::spectrogram::SpectrogramRecipe;
 
 /// CREMA-D emotion codes in label order.
@@ -62,8 +62,38 @@ pub fn open_cremad(root: &Path, split: Split, opts: &DatasetOptions) -> Result<A
             problem: None,
         });
     }
+    refuse_cross_split_clips(
+        &csv,
+        &seen,
+        &opts.csv_dir.as_deref().unwrap_or(root).join(cremad_csv_name(split.other())),
+    )?;
     let names: Vec<String> = CREMAD_CLASSES.iter().map(|s| s.to_string()).collect();
     let k = opts.logits(names.len())?;
     let report = Report::new(names.clone());
-    AvClips::build("cremad", split, candidates, (names, k), front, opts, report)
+    AvClips::build(("cremad", &csv_path), split, candidates, (names, k), front, opts, report)
+}
+
+/// A clip of this split's CSV (`seen`: clip → line) that the other split's CSV also lists is an
+/// error naming the clip and both files and lines. An absent other CSV is not checked (opening that
+/// split names it).
+fn refuse_cross_split_clips(csv: &CsvFile, seen: &HashMap<&str, usize>, other_path: &Path) -> Result<()> {
+    if !other_path.exists() {
+        return Ok(());
+    }
+    let other = CsvFile::read(other_path)?;
+    for r in &other.records {
+        if let Some(line) = r.fields.first().and_then(|clip| seen.get(clip.as_str())) {
+            return Err(DataError::bad_line(
+                &csv.path,
+                *line,
+                format!(
+                    "clip {:?} is also listed in {}:{} (the same clip in train and test)",
+                    r.fields[0],
+                    other.path.display(),
+                    r.line
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

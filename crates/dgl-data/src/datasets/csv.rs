@@ -29,9 +29,9 @@ pub struct CsvFile {
 }
 
 impl CsvFile {
-    /// Reads and parses `path`.
+    /// Reads (at most [`crate::limits::TEXT_BYTES`]) and parses `path`.
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+        let bytes = super::fsutil::read_bounded(path, crate::limits::TEXT_BYTES)?;
         Self::parse(&bytes, path)
     }
 

@@ -1,9 +1,12 @@
-//! File-system helpers: sorted folder listings and existence checks whose errors name the path.
+//! File-system helpers: sorted folder listings, existence checks and bounded reads of regular
+//! files, whose errors name the path.
 
+use crate::limits::LimitExt;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{DataError, Result};
+use crate::limits::{self, Limit};
 
 /// One folder entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,8 +45,8 @@ pub fn is_image_name(name: &str) -> bool {
 }
 
 /// The frame files (JPEG/PNG) of a frame folder, sorted by name. A missing folder, or one without
-/// frames, is a `NotFound` [`DataError::Io`] naming the folder (a missing item); a zero-length
-/// frame is a [`DataError::BadFile`] naming it.
+/// frames, is a `NotFound` [`DataError::Io`] naming the folder (a missing item); a zero-length,
+/// oversize or non-regular frame is a [`DataError::BadFile`] naming it (see [`check_file`]).
 pub fn list_frames(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = list_dir(dir)?;
     let frames: Vec<PathBuf> =
@@ -52,24 +55,41 @@ pub fn list_frames(dir: &Path) -> Result<Vec<PathBuf>> {
         return Err(not_found(dir, "no frames (*.jpg, *.jpeg, *.png) in this folder"));
     }
     for f in &frames {
-        let md = std::fs::metadata(f).map_err(|e| DataError::io(f, e))?;
-        if md.len() == 0 {
-            return Err(DataError::bad_file(f, "empty file (0 bytes)"));
-        }
+        check_file(f)?;
     }
     Ok(frames)
 }
 
-/// Checks that `path` is a non-empty regular file.
+/// Checks that `path` is a non-empty regular file of at most [`limits::FILE_BYTES`] (without
+/// opening it: a FIFO or device is refused, not read).
 pub fn check_file(path: &Path) -> Result<()> {
+    let md = regular_metadata(path)?;
+    if md.len() == 0 {
+        return Err(DataError::bad_file(path, "empty file (0 bytes)"));
+    }
+    limits::FILE_BYTES.check_label(md.len(), "file size").map_err(|r| DataError::bad_file(path, r))
+}
+
+/// The metadata of `path` (links followed), refusing anything but a regular file: a folder, a
+/// FIFO, a socket or a device (`/dev/zero`) would hang or grow without bound when read.
+pub fn regular_metadata(path: &Path) -> Result<std::fs::Metadata> {
     let md = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
     if md.is_dir() {
         return Err(DataError::bad_file(path, "is a folder, expected a file"));
     }
-    if md.len() == 0 {
-        return Err(DataError::bad_file(path, "empty file (0 bytes)"));
+    if !md.is_file() {
+        return Err(DataError::bad_file(
+            path,
+            "is not a regular file (a FIFO, socket or device?); refusing to read it",
+        ));
     }
-    Ok(())
+    Ok(md)
+}
+
+/// Opens a regular file for reading (see [`regular_metadata`]).
+pub fn open_regular(path: &Path) -> Result<std::fs::File> {
+    regular_metadata(path)?;
+    std::fs::File::open(path).map_err(|e| DataError::io(path, e))
 }
 
 /// A `NotFound` I/O error on `path` with a custom message (counts as a missing item).
@@ -77,15 +97,17 @@ pub fn not_found(path: &Path, msg: &str) -> DataError {
     DataError::io(path, io::Error::new(io::ErrorKind::NotFound, msg.to_string()))
 }
 
-/// Reads a file fully, refusing files over `limit` bytes (a corrupt header could otherwise ask
-/// for gigabytes).
-pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    let md = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
-    if md.is_dir() {
-        return Err(DataError::bad_file(path, "is a folder, expected a file"));
-    }
-    if md.len() > limit {
-        return Err(DataError::bad_file(path, format!("file of {} bytes is over the {limit}-byte limit", md.len())));
-    }
-    std::fs::read(path).map_err(|e| DataError::io(path, e))
+/// Reads a regular file whole, refusing one over `limit` bytes before reading it (from its size)
+/// and, should it grow while being read, after `limit + 1` bytes (a bounded reader). The error
+/// names the file, its size, the limit and the environment variable that raises it.
+pub fn read_bounded(path: &Path, limit: Limit) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let max = limit.bound().map_err(DataError::Invalid)?;
+    let md = regular_metadata(path)?;
+    limit.check_label(md.len(), "file size").map_err(|r| DataError::bad_file(path, r))?;
+    let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut out = Vec::with_capacity(md.len() as usize);
+    f.take(max + 1).read_to_end(&mut out).map_err(|e| DataError::io(path, e))?;
+    limit.check_label(out.len() as u64, "file size").map_err(|r| DataError::bad_file(path, r))?;
+    Ok(out)
 }

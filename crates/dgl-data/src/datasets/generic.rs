@@ -22,6 +22,7 @@
 //! (missing / corrupt items). Checked when reading a sample: NaN / Inf values. All errors name
 //! the file.
 
+use crate::limits::LimitExt;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -98,6 +99,9 @@ pub fn parse_manifest(
     classes: Option<&ClassList>,
     num_classes: Option<usize>,
 ) -> Result<(Vec<ManifestRow>, Vec<String>)> {
+    if let Some(k) = num_classes {
+        crate::limits::CLASSES.check_usize(k, "num_classes").map_err(DataError::Invalid)?;
+    }
     let csv = CsvFile::parse(bytes, path)?;
     let header = csv
         .records
@@ -169,6 +173,10 @@ pub fn parse_manifest(
                 ));
             }
             let y: u32 = label.parse().map_err(|_| csv.err(find(line), format!("label {label} is too large")))?;
+            // Labels 0..=y become y + 1 classes: bound them before any class name is made.
+            crate::limits::CLASSES
+                .check_label(y as u64 + 1, &format!("label {y} implies a number of classes that"))
+                .map_err(|r| csv.err(find(line), r))?;
             if let Some(k) = num_classes {
                 if y as usize >= k {
                     return Err(csv.err(find(line), format!("label {y} is out of range for num_classes {k}")));
@@ -206,7 +214,7 @@ impl GenericDataset {
         let manifest = opts.manifest.clone().unwrap_or_else(|| root.join("manifest.csv"));
         let class_path = opts.class_list.clone().or_else(|| Some(root.join("classes.txt")).filter(|p| p.exists()));
         let classes = class_path.as_deref().map(|p| ClassList::read(p, false)).transpose()?;
-        let bytes = std::fs::read(&manifest).map_err(|e| DataError::io(&manifest, e))?;
+        let bytes = super::fsutil::read_bounded(&manifest, crate::limits::TEXT_BYTES)?;
         let (rows, names) = parse_manifest(&bytes, &manifest, classes.as_ref(), opts.num_classes)?;
         let num_classes = opts.logits(names.len())?;
         if num_classes == 0 {
@@ -364,6 +372,12 @@ impl GenericDataset {
             Ok(files)
         };
         let mine: Vec<&Row> = rows.iter().filter(|r| r.split == split).collect();
+        if mine.is_empty() {
+            return Err(DataError::bad_file(
+                &manifest,
+                format!("has no {} rows: the {} split would have no samples", split.name(), split.name()),
+            ));
+        }
         let checked: Vec<Result<Vec<PathBuf>>> = mine.par_iter().map(|r| check(r)).collect();
         let mut report = Report::new(names.clone());
         report.touch(split);
@@ -398,6 +412,7 @@ impl GenericDataset {
             }
             me.items = keep;
         }
+        super::require_samples(me.items.len(), split, &manifest, &me.report)?;
         for it in &me.items {
             me.report.record_ok(split, it.label);
         }

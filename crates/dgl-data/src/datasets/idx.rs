@@ -2,15 +2,16 @@
 //!
 //! Images: big-endian magic `0x00000803`, count, rows, cols, then `count × rows × cols` bytes.
 //! Labels: magic `0x00000801`, count, then `count` bytes. The data must have exactly the announced
-//! length; decompression stops at a size limit (a corrupt or hostile `.gz` cannot exhaust memory).
+//! length; decompression stops at a size limit (a corrupt or hostile `.gz` cannot exhaust memory),
+//! and the header of a plain file is checked against the file's length and the limit before the
+//! data is read.
 
+use crate::limits::LimitExt;
 use std::io::Read;
 use std::path::Path;
 
 use crate::error::{DataError, Result};
-
-/// Largest decompressed IDX file accepted (MNIST's training images are 47 MB).
-pub const IDX_LIMIT: u64 = 256 << 20;
+use crate::limits;
 
 /// An IDX image file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,10 +31,50 @@ impl IdxImages {
     }
 }
 
-/// Reads a file, gunzipping it when it starts with the gzip magic (whatever its name).
-pub fn read_maybe_gz(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+/// Reads an IDX file, gunzipping it when it starts with the gzip magic (whatever its name), at
+/// most [`limits::IDX_BYTES`] (decompressed). A plain file's header is checked first: the size it
+/// announces must be the file's length and within the limit, so a lying header is refused before
+/// the data is read.
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let limit = limits::IDX_BYTES.bound().map_err(DataError::Invalid)?;
+    let mut head = Vec::with_capacity(16);
+    let mut f = super::fsutil::open_regular(path)?;
+    let file_len = f.metadata().map_err(|e| DataError::io(path, e))?.len();
+    (&mut f).take(16).read_to_end(&mut head).map_err(|e| DataError::io(path, e))?;
+    if !head.starts_with(&[0x1f, 0x8b]) {
+        check_plain_header(&head, file_len, path)?;
+    }
+    let raw = super::fsutil::read_bounded(path, limits::IDX_BYTES)?;
     maybe_gunzip(raw, path, limit)
+}
+
+/// The size a plain IDX header announces (`None` when the magic is not an IDX image/label one:
+/// the parser then names the problem) against the file length and [`limits::IDX_BYTES`].
+fn check_plain_header(head: &[u8], file_len: u64, path: &Path) -> Result<()> {
+    let dim = |at: usize| head.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as u64);
+    let need = match dim(0) {
+        Some(0x0803) => match (dim(4), dim(8), dim(12)) {
+            (Some(n), Some(r), Some(c)) => {
+                n.checked_mul(r).and_then(|v| v.checked_mul(c)).map(|v| v.saturating_add(16))
+            }
+            _ => return Ok(()),
+        },
+        Some(0x0801) => dim(4).map(|n| n + 8),
+        _ => return Ok(()),
+    };
+    let Some(need) = need else {
+        return Err(DataError::bad_file(path, "IDX header announces more bytes than a 64-bit size can hold"));
+    };
+    limits::IDX_BYTES
+        .check_label(need, "size announced by the IDX header")
+        .map_err(|r| DataError::bad_file(path, r))?;
+    if need != file_len {
+        return Err(DataError::bad_file(
+            path,
+            format!("IDX header announces {need} bytes (header + data) but the file has {file_len}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Gunzips `raw` when it starts with the gzip magic (at most `limit` bytes out); `path` names it

@@ -159,5 +159,34 @@ pub fn open_ks(root: &Path, split: Split, opts: &DatasetOptions) -> Result<AvCli
             });
         }
     }
-    AvClips::build("ks", split, candidates, (classes.names.clone(), k), front, opts, report)
+    refuse_cross_split_clips(root, split, &owner)?;
+    AvClips::build(("ks", &adir), split, candidates, (classes.names.clone(), k), front, opts, report)
+}
+
+/// A clip id (`<vid>.wav` under any class) of this split that is also under the other split's
+/// audio folder is an error naming both files (the same clip in train and test inflates the test
+/// accuracy). Only the other split's folder listings are read.
+fn refuse_cross_split_clips(root: &Path, split: Split, owner: &HashMap<String, PathBuf>) -> Result<()> {
+    let (other, _) = ks_split_dirs(root, split.other());
+    if !other.is_dir() {
+        return Ok(());
+    }
+    for class in list_dir(&other)?.into_iter().filter(|e| e.is_dir) {
+        for e in list_dir(&class.path)? {
+            let stem = e.name.strip_suffix(".wav").or_else(|| e.name.strip_suffix(".WAV"));
+            if let Some(here) = stem.and_then(|s| owner.get(s)) {
+                return Err(DataError::bad_file(
+                    here,
+                    format!(
+                        "clip {:?} is in both the {} and the {} split (also {})",
+                        stem.unwrap_or_default(),
+                        split.name(),
+                        split.other().name(),
+                        e.path.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }

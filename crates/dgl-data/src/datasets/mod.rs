@@ -110,6 +110,22 @@ fn boxed(d: AvClips) -> (Box<dyn Dataset>, Report) {
     (Box::new(d), r)
 }
 
+/// Refuses an empty split: training on it would report accuracies of 0 samples and `prepare`
+/// would write an empty cache. `source` names where the split comes from (a manifest, a folder);
+/// the message counts what `skip_bad` left out, if anything.
+pub(crate) fn require_samples(n: usize, split: Split, source: &Path, report: &Report) -> Result<()> {
+    if n > 0 {
+        return Ok(());
+    }
+    let c = report.counts(split);
+    let left_out = if c.missing + c.corrupt > 0 {
+        format!(" ({} missing and {} corrupt items were left out by skip_bad)", c.missing, c.corrupt)
+    } else {
+        String::new()
+    };
+    Err(DataError::bad_file(source, format!("the {} split has no samples{left_out}", split.name())))
+}
+
 /// Ids become file names: refuse empty ids, path separators, `.`/`..` and control characters.
 pub(crate) fn check_id(id: &str) -> std::result::Result<(), String> {
     if id.is_empty() {

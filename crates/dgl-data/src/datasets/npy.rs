@@ -102,7 +102,7 @@ pub fn parse_npy_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
 
 /// Reads only the header of `path` and checks the file size against it.
 pub fn read_npy_header(path: &Path) -> Result<NpyHeader> {
-    let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut f = super::fsutil::open_regular(path)?;
     let size = f.metadata().map_err(|e| DataError::io(path, e))?.len();
     let mut buf = Vec::with_capacity(256);
     (&mut f).take(12 + MAX_HEADER as u64).read_to_end(&mut buf).map_err(|e| DataError::io(path, e))?;
@@ -142,9 +142,9 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
     Ok(NpyArray { shape: h.shape, data: out })
 }
 
-/// Reads a whole `.npy` file (refusing files over `limit` bytes).
-pub fn read_npy(path: &Path, limit: u64) -> Result<NpyArray> {
-    let bytes = super::fsutil::read_limited(path, limit)?;
+/// Reads a whole `.npy` file (refusing files over [`crate::limits::FILE_BYTES`]).
+pub fn read_npy(path: &Path) -> Result<NpyArray> {
+    let bytes = super::fsutil::read_bounded(path, crate::limits::FILE_BYTES)?;
     parse_npy(&bytes, path)
 }
 

@@ -1,6 +1,7 @@
 //! [`DatasetOptions`]: one serde-friendly bag of options for every loader (what the CLI's config
 //! holds); fields a loader does not use are ignored by it.
 
+use crate::limits::LimitExt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -8,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::av::AvFrontEnd;
 use super::avdigits::AvDigitsOptions;
 use crate::error::{DataError, Result};
+use crate::limits;
 use crate::spectrogram::SpectrogramRecipe;
 use crate::visual::FrameTransform;
 
@@ -82,15 +84,67 @@ impl DatasetOptions {
         let recipe = self.recipe_or(default_recipe)?;
         let max_start_s = self.audio_max_start_s.unwrap_or(default_max_start_s);
         if !(max_start_s.is_finite() && max_start_s >= 0.0) {
-            return Err(DataError::Invalid(format!("audio_max_start_s must be ≥ 0, got {max_start_s}")));
+            return Err(DataError::Invalid(format!("audio_max_start_s must be finite and ≥ 0, got {max_start_s}")));
         }
-        let max_start = (max_start_s * recipe.sample_rate as f64).round() as usize;
+        recipe.check("recipe.")?;
+        // Bounded before the cast (1e300 s would saturate to usize::MAX and overflow later).
+        let samples = (max_start_s * recipe.sample_rate as f64).round();
+        let max = limits::AUDIO_SAMPLES.bound().map_err(DataError::Invalid)?;
+        if samples > max as f64 {
+            return Err(DataError::Invalid(format!(
+                "audio_max_start_s {max_start_s} is {samples:e} samples at {} Hz, over the limit of {max} samples ({}; raise it with the environment variable {})",
+                recipe.sample_rate,
+                limits::AUDIO_SAMPLES.what,
+                limits::AUDIO_SAMPLES.env
+            )));
+        }
+        let max_start = samples as usize;
         let transform = FrameTransform { size: self.image_size.unwrap_or(224), ..FrameTransform::default() };
         Ok(AvFrontEnd { recipe, max_start, frames: self.frames.unwrap_or(default_frames), transform })
     }
 
-    /// `num_classes`, checked against the number of named classes.
+    /// Checks every option that is set against its range and [`limits`] (what can be checked
+    /// before the dataset kind's defaults are applied; the loaders check the rest when opening).
+    /// Errors name the key (`frames`, `image_size`, `recipe.hop`, `audio_max_start_s`,
+    /// `num_classes`, `av_digits.n_fft`, …).
+    pub fn check(&self) -> Result<()> {
+        let inv = DataError::Invalid;
+        for (key, v) in [("frames", self.frames), ("image_size", self.image_size)] {
+            if v == Some(0) {
+                return Err(inv(format!("{key} must be at least 1")));
+            }
+        }
+        if let Some(f) = self.frames {
+            limits::FRAMES.check_usize(f, "frames").map_err(inv)?;
+        }
+        if let Some(s) = self.image_size {
+            limits::IMAGE_SIZE.check_usize(s, "image_size").map_err(inv)?;
+        }
+        if let Some(k) = self.num_classes {
+            if k == 0 {
+                return Err(inv("num_classes must be at least 1".into()));
+            }
+            limits::CLASSES.check_usize(k, "num_classes").map_err(inv)?;
+        }
+        if let Some(s) = self.audio_max_start_s {
+            if !(s.is_finite() && s >= 0.0) {
+                return Err(inv(format!("audio_max_start_s must be finite and ≥ 0, got {s}")));
+            }
+        }
+        if let Some(r) = &self.recipe {
+            r.check("recipe.")?;
+        } else if let Some(name) = &self.audio_recipe {
+            SpectrogramRecipe::by_name(name)?;
+        }
+        self.av_digits.check()
+    }
+
+    /// `num_classes`, checked against the number of named classes and [`limits::CLASSES`].
     pub(crate) fn logits(&self, n_names: usize) -> Result<usize> {
+        if let Some(k) = self.num_classes {
+            limits::CLASSES.check_usize(k, "num_classes").map_err(DataError::Invalid)?;
+        }
+        limits::CLASSES.check_usize(n_names, "the number of classes of the data").map_err(DataError::Invalid)?;
         match self.num_classes {
             None => Ok(n_names),
             Some(k) if k >= n_names && k > 0 => Ok(k),

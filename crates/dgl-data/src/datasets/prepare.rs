@@ -11,6 +11,7 @@
 //! A cached sample is the *evaluation* transform of the source (no augmentation); `get` ignores
 //! the mode.
 
+use crate::limits::LimitExt;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -143,6 +144,10 @@ pub fn prepare_with(
         ))
         .into());
     }
+    if dataset.is_empty() {
+        // Refused before the cache folder is touched.
+        return Err(DataError::Invalid(format!("the {} split to cache has no samples", split.name())).into());
+    }
     let numels: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
     let k = dataset.num_classes();
     let class_names = opts.class_names.clone().unwrap_or_else(|| (0..k).map(|c| c.to_string()).collect());
@@ -177,6 +182,7 @@ pub fn prepare_with(
             .map(|&i| {
                 let r = dataset.get(i, Mode::Eval).and_then(|ex| {
                     check_example(&ex, &numels, k, i)?;
+                    dataset.check_other_files(i)?;
                     Ok(ex)
                 });
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, n);
@@ -227,6 +233,8 @@ pub fn prepare_with(
         }
         return Err(PrepareError::Bad(report));
     }
+    // Every item was bad (and left out): an empty cache would train on nothing.
+    super::require_samples(total, split, &dir, &report)?;
     let meta = CacheMeta {
         version: CACHE_VERSION,
         split,
@@ -294,7 +302,7 @@ impl CachedDataset {
     pub fn open(out_dir: &Path, split: Split) -> Result<Self> {
         let dir = split_dir(out_dir, split);
         let meta_path = dir.join("meta.json");
-        let bytes = std::fs::read(&meta_path).map_err(|e| DataError::io(&meta_path, e))?;
+        let bytes = super::fsutil::read_bounded(&meta_path, crate::limits::TEXT_BYTES)?;
         let meta: CacheMeta = serde_json::from_slice(&bytes)
             .map_err(|e| DataError::bad_file(&meta_path, format!("not a cache meta.json: {e}")))?;
         if meta.version != CACHE_VERSION {
@@ -306,6 +314,10 @@ impl CachedDataset {
         if meta.split != split || meta.modality_names.len() != meta.modality_shapes.len() || meta.num_classes == 0 {
             return Err(DataError::bad_file(&meta_path, "inconsistent cache metadata"));
         }
+        crate::limits::CLASSES
+            .check_usize(meta.num_classes, "num_classes")
+            .map_err(|r| DataError::bad_file(&meta_path, r))?;
+        super::require_samples(meta.len, split, &meta_path, &meta.report)?;
         let numels: Vec<usize> = meta.modality_shapes.iter().map(|s| s.iter().product()).collect();
         let mut shards = Vec::new();
         let (mut locate, mut labels, mut source) = (Vec::new(), Vec::new(), Vec::new());

@@ -15,8 +15,6 @@ use crate::error::{DataError, Result};
 
 /// Largest safetensors header accepted (the format's own limit is 100 MB).
 pub const MAX_HEADER: usize = 100 << 20;
-/// Largest feature file read whole.
-pub const FILE_LIMIT: u64 = 1 << 30;
 
 /// `(name, shape, values)` of a tensor read from a file.
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
@@ -139,7 +137,7 @@ fn parse_header(
 
 /// Reads and checks the header of a safetensors file (tensors sorted by name; the metadata).
 pub fn safetensors_header(path: &Path) -> Result<(Vec<TensorInfo>, HashMap<String, String>)> {
-    let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut f = super::fsutil::open_regular(path)?;
     let len = f.metadata().map_err(|e| DataError::io(path, e))?.len();
     if len == 0 {
         return Err(DataError::bad_file(path, "empty file (0 bytes)"));
@@ -194,7 +192,7 @@ pub fn decode(b: &[u8], dtype: FileDtype) -> Vec<f32> {
 
 /// Reads `len` bytes at `offset` of `path`.
 pub fn read_range(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
-    let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut f = super::fsutil::open_regular(path)?;
     f.seek(SeekFrom::Start(offset)).map_err(|e| DataError::io(path, e))?;
     let mut buf = vec![0u8; len];
     f.read_exact(&mut buf).map_err(|e| DataError::io(path, e))?;
@@ -213,7 +211,7 @@ pub fn probe_feature_file(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
 
 /// Reads a feature file: `(tensor name, shape, values)` sorted by name.
 pub fn read_feature_file(path: &Path) -> Result<Vec<NamedTensor>> {
-    let bytes = super::fsutil::read_limited(path, FILE_LIMIT)?;
+    let bytes = super::fsutil::read_bounded(path, crate::limits::FILE_BYTES)?;
     if is_npy(path) {
         let a = npy::parse_npy(&bytes, path)?;
         Ok(vec![(String::new(), a.shape, a.data)])

@@ -136,5 +136,5 @@ pub fn open_vggsound(root: &Path, split: Split, opts: &DatasetOptions) -> Result
     }
     let k = opts.logits(names.len())?;
     let report = Report::new(names.clone());
-    AvClips::build("vggsound", split, candidates, (names, k), front, opts, report)
+    AvClips::build(("vggsound", &path), split, candidates, (names, k), front, opts, report)
 }

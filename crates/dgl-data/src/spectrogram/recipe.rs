@@ -4,6 +4,7 @@
 //! (see [`crate::audio::fit`] for tiling/cropping) into a row-major `[F, T]` `f32` array,
 //! frequency rows first, like `librosa.stft` / `scipy.signal.spectrogram`.
 
+use crate::limits::LimitExt;
 use serde::{Deserialize, Serialize};
 
 use std::cell::RefCell;
@@ -11,6 +12,7 @@ use std::cell::RefCell;
 use super::stft::{Padding, Post, Stft, StftBuffers};
 use super::window::Window;
 use crate::error::{DataError, Result};
+use crate::limits;
 
 /// What is computed from the STFT.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,6 +139,51 @@ impl SpectrogramRecipe {
     pub fn with_n_samples(mut self, n: usize) -> Self {
         self.n_samples = n;
         self
+    }
+
+    /// Checks every field before any work (nothing panics or allocates on a bad recipe): the rate
+    /// within [`limits::SAMPLE_RATE`], `n_samples` in `1..=`[`limits::AUDIO_SAMPLES`], `n_fft` in
+    /// `2..=`[`limits::N_FFT`], `hop` in `1..=`[`limits::N_FFT`], a Tukey fraction in [0, 1], a
+    /// finite positive `eps`, a non-empty output of at most [`limits::SAMPLE_VALUES`] values.
+    /// Errors name the key as `{prefix}{field}` (e.g. `recipe.hop`).
+    pub fn check(&self, prefix: &str) -> Result<()> {
+        let bad = |m: String| Err(DataError::Invalid(m));
+        let lim = |l: limits::Limit, v: usize, key: &str| l.check_usize(v, &format!("{prefix}{key}"));
+        limits::check_sample_rate(self.sample_rate as u64, &format!("{prefix}sample_rate"))
+            .and_then(|_| lim(limits::AUDIO_SAMPLES, self.n_samples, "n_samples"))
+            .and_then(|_| lim(limits::N_FFT, self.n_fft, "n_fft"))
+            .and_then(|_| lim(limits::N_FFT, self.hop, "hop"))
+            .map_err(DataError::Invalid)?;
+        if self.n_samples == 0 {
+            return bad(format!("{prefix}n_samples must be at least 1"));
+        }
+        if self.n_fft < 2 {
+            return bad(format!("{prefix}n_fft must be at least 2, got {}", self.n_fft));
+        }
+        if self.hop == 0 {
+            return bad(format!("{prefix}hop must be at least 1, got 0"));
+        }
+        if let Window::Tukey(a) = self.window {
+            if !(0.0..=1.0).contains(&a) {
+                return bad(format!("{prefix}window: the Tukey taper fraction must be in [0, 1], got {a}"));
+            }
+        }
+        let eps = match self.output {
+            SpectrogramOutput::LogMagnitude { eps } | SpectrogramOutput::LogPsdDensity { eps } => eps,
+        };
+        if !(eps.is_finite() && eps > 0.0) {
+            return bad(format!("{prefix}output: eps must be finite and > 0, got {eps}"));
+        }
+        let (f, t) = self.shape();
+        if t == 0 {
+            return bad(format!(
+                "{prefix}n_samples {} is shorter than {prefix}n_fft {} without centring: empty spectrogram",
+                self.n_samples, self.n_fft
+            ));
+        }
+        limits::SAMPLE_VALUES
+            .check_label((f as u64) * (t as u64), &format!("the {f} × {t} spectrogram of recipe {}", self.name))
+            .map_err(DataError::Invalid)
     }
 
     /// The planned STFT of this recipe.

@@ -48,20 +48,7 @@ impl SyntheticAv {
     /// Builds a split. The tiny preset generates (in parallel) and caches every sample now; the
     /// paper preset generates samples on demand.
     pub fn new(cfg: SyntheticConfig, split: Split) -> Result<Self> {
-        if !(0.0..=1.0).contains(&cfg.audio_cue_reliability) {
-            return Err(DataError::Invalid(format!(
-                "audio_cue_reliability must be in [0, 1], got {}",
-                cfg.audio_cue_reliability
-            )));
-        }
-        if !(cfg.visual_contrast[0] >= 0.0 && cfg.visual_contrast[0] <= cfg.visual_contrast[1])
-            || cfg.visual_noise < 0.0
-        {
-            return Err(DataError::Invalid(format!(
-                "bad visual settings: contrast {:?}, noise {}",
-                cfg.visual_contrast, cfg.visual_noise
-            )));
-        }
+        cfg.validate()?;
         let n = match split {
             Split::Train => cfg.n_train,
             Split::Test => cfg.n_test,

@@ -11,7 +11,7 @@ use std::path::Path;
 use dgl_core::rng::Rng;
 
 pub use frames::{choose_frames, frame_indices};
-pub use load::{decode_rgb, load_rgb};
+pub use load::{check_image_file, decode_rgb, image_dimensions, load_rgb};
 pub use resize::resize_bilinear;
 pub use transform::{crop, random_resized_crop_params, stack_frames, to_normalized_chw, FrameTransform};
 
