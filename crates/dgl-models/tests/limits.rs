@@ -102,7 +102,7 @@ fn sizes_above_their_limits_are_refused_before_allocating() {
         (
             ModelConfig { num_classes: 4_000_000_000, ..base.clone() },
             shapes.clone(),
-            ["`model.num_classes`", "100000", "DGL_MAX_NUM_CLASSES"],
+            ["`model.num_classes`", "100000", "DGL_MAX_CLASSES"],
         ),
         (mlps, vec![vec![3], vec![3]], ["`model.modalities[1].encoder.hidden[0]`", "65536", "DGL_MAX_HIDDEN_SIZE"]),
         (
