@@ -98,7 +98,7 @@ fn sizes_above_their_limits_are_refused_before_allocating() {
             shapes.clone(),
             ["`model.base_width` = 100000", "512", "DGL_MAX_BASE_WIDTH"],
         ),
-        (ModelConfig { frames: 1 << 20, ..base.clone() }, shapes.clone(), ["`model.frames`", "64", "DGL_MAX_FRAMES"]),
+        (ModelConfig { frames: 1 << 20, ..base.clone() }, shapes.clone(), ["`model.frames`", "256", "DGL_MAX_FRAMES"]),
         (
             ModelConfig { num_classes: 4_000_000_000, ..base.clone() },
             shapes.clone(),

@@ -72,20 +72,7 @@ pub fn gz(bytes: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-/// IDX image + label files of `n` 28×28 images, image i of label i % 10 (its pixels encode i).
-pub fn mnist_idx(n: usize) -> (Vec<u8>, Vec<u8>) {
-    let mut im = vec![0, 0, 8, 3];
-    im.extend_from_slice(&(n as u32).to_be_bytes());
-    im.extend_from_slice(&28u32.to_be_bytes());
-    im.extend_from_slice(&28u32.to_be_bytes());
-    let mut lb = vec![0, 0, 8, 1];
-    lb.extend_from_slice(&(n as u32).to_be_bytes());
-    for i in 0..n {
-        im.extend((0..784).map(|p| ((p * 7 + i * 13) % 256) as u8));
-        lb.push((i % 10) as u8);
-    }
-    (im, lb)
-}
+pub use dgl_data::fixtures::mnist_idx;
 
 /// AV-digits: FSDD recordings of digits `0..digits` by speakers `a`, `b` with indices `0..per`,
 /// and gzip MNIST files with 40 train / 30 test images.
