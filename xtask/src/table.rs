@@ -344,7 +344,7 @@ mod tests {
             branches: vec![("text".into(), 70.0), ("pose".into(), 60.0), ("depth".into(), 50.0)],
         };
         let names = branch_names([&c]);
-        let r = TableRow::aggregate("DGL", &[c.clone()], &[c], &names, None);
+        let r = TableRow::aggregate("DGL", std::slice::from_ref(&c), std::slice::from_ref(&c), &names, None);
         let t = Table { title: "t".into(), protocol: Protocol::BestValidation, branches: names, rows: vec![r] };
         let md = t.markdown();
         assert!(md.contains("| Method | Multi | Text | Pose | Depth | Multi (last) | Text (last) | Pose (last) | Depth (last) |\n|---|---|---|---|---|---|---|---|---|\n"), "{md}");
