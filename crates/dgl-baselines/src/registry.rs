@@ -130,6 +130,12 @@ impl MethodKind {
         }
     }
 
+    /// For the unimodal baselines, the name of the modality they train (`audio` / `visual`): the
+    /// data and model keep the modality of that name, wherever the dataset lists it.
+    pub fn unimodal_modality_name(self) -> Option<&'static str> {
+        self.unimodal_modality().map(|i| ["audio", "visual"][i])
+    }
+
     /// Whether the loop must carve a validation split from the training set.
     pub fn needs_validation(self) -> bool {
         matches!(self, MethodKind::GBlendingOgr | MethodKind::Dnr)

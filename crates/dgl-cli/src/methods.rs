@@ -7,10 +7,10 @@ use dgl_core::Method;
 use crate::config::TrainConfig;
 use crate::error::Result;
 
-/// A method and, for `audio-only` / `visual-only`, the index of the single modality its model sees.
+/// A method and, for `audio-only` / `visual-only`, the name of the single modality its model sees.
 pub struct BuiltMethod {
     pub method: Box<dyn Method>,
-    pub unimodal: Option<usize>,
+    pub unimodal: Option<&'static str>,
 }
 
 /// Whether the configured method needs a validation split carved from the training set.
@@ -20,5 +20,5 @@ pub fn needs_validation(cfg: &TrainConfig) -> bool {
 
 pub fn build_method(cfg: &TrainConfig, num_classes: usize) -> Result<BuiltMethod> {
     let method = dgl_baselines::build_method(&cfg.method, num_classes, cfg.seed)?;
-    Ok(BuiltMethod { method, unimodal: cfg.method.name.unimodal_modality() })
+    Ok(BuiltMethod { method, unimodal: cfg.method.name.unimodal_modality_name() })
 }

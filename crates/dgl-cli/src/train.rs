@@ -245,13 +245,17 @@ pub(crate) fn setup(cfg: &TrainConfig, device_kind: DeviceKind, need_validation:
     cfg.model.num_classes = data.train.num_classes();
     let BuiltMethod { method, unimodal } = build_method(&cfg, data.train.num_classes())?;
     let model_cfg = match unimodal {
-        Some(i) => {
-            let name = data
-                .train
-                .modality_names()
-                .get(i)
-                .cloned()
-                .ok_or_else(|| CliError::Config(format!("the dataset has no modality #{i}")))?;
+        Some(name) => {
+            // `audio-only` / `visual-only` train the modality of that *name* (never whichever view
+            // happens to come first: a generic dataset's views are sorted by name).
+            let name = name.to_string();
+            let names = data.train.modality_names();
+            if !names.contains(&name) {
+                return Err(CliError::Config(format!(
+                    "`{}` trains the modality named `{name}`, and the dataset's modalities are {names:?}",
+                    cfg.method.name
+                )));
+            }
             data.select_modality(&name)?;
             cfg.model.unimodal(&name).ok_or_else(|| CliError::Config(format!("the model has no `{name}` modality")))?
         }

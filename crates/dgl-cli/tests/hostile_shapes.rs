@@ -288,3 +288,20 @@ fn a_batch_of_one_on_one_by_one_maps_is_refused_before_training() {
     refused(&train_with_config(&out, &toml, &[]), "last batch of 1", &["batch of 1 sample", "drop_last = true"]);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `audio-only` on a generic dataset without an `audio` view: refused, naming the views (it trained
+/// the alphabetically first view and reported it as audio).
+#[test]
+fn unimodal_baselines_train_the_modality_they_name() {
+    let root = tmp("hostile-generic-unimodal");
+    generic_tree(&root, &[3]);
+    let toml = generic_config(&root, "mlp")
+        .replace("kind = \"mlp\" }", "kind = \"mlp\", hidden = [4] }")
+        .replace("name = \"vanilla\"", "name = \"audio-only\"");
+    refused(
+        &train_with_config(&root.join("run"), &toml, &[]),
+        "audio-only on views a, b",
+        &["audio-only", "`audio`", "[\"a\", \"b\"]"],
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
