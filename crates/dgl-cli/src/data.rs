@@ -69,12 +69,22 @@ impl RunData {
 
     /// Restricts the model's inputs to the modality called `name` (unimodal baselines).
     pub fn select_modality(&mut self, name: &str) -> Result<()> {
-        let names = self.train.modality_names();
-        let i = names
+        self.select_modalities(&[name])
+    }
+
+    /// Keeps the modalities `names`, in that order (a configuration may list a dataset's views in
+    /// any order; batches follow it).
+    pub fn select_modalities<S: AsRef<str>>(&mut self, names: &[S]) -> Result<()> {
+        let all = self.train.modality_names();
+        self.modalities = names
             .iter()
-            .position(|n| n == name)
-            .ok_or_else(|| CliError::Config(format!("the dataset has no `{name}` modality (it has {names:?})")))?;
-        self.modalities = vec![i];
+            .map(|name| {
+                let name = name.as_ref();
+                all.iter()
+                    .position(|n| n == name)
+                    .ok_or_else(|| CliError::Config(format!("the dataset has no `{name}` modality (it has {all:?})")))
+            })
+            .collect::<Result<_>>()?;
         Ok(())
     }
 

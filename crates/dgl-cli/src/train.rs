@@ -259,7 +259,22 @@ pub(crate) fn setup(cfg: &TrainConfig, device_kind: DeviceKind, need_validation:
             data.select_modality(&name)?;
             cfg.model.unimodal(&name).ok_or_else(|| CliError::Config(format!("the model has no `{name}` modality")))?
         }
-        None => cfg.model.clone(),
+        None => {
+            // The configuration's order wins when it lists the dataset's views in another order
+            // (a generic dataset's views are sorted by name).
+            let mut wanted: Vec<&String> = cfg.model.modalities.iter().map(|m| &m.name).collect();
+            let mut have = data.modality_names();
+            let same_set = wanted.len() == have.len() && {
+                wanted.sort();
+                have.sort();
+                wanted.iter().zip(&have).all(|(a, b)| *a == b)
+            };
+            if same_set {
+                let order: Vec<&str> = cfg.model.modalities.iter().map(|m| m.name.as_str()).collect();
+                data.select_modalities(&order)?;
+            }
+            cfg.model.clone()
+        }
     };
     if model_cfg.modalities.iter().map(|m| &m.name).ne(data.modality_names().iter()) {
         return Err(CliError::Config(format!(

@@ -305,3 +305,22 @@ fn unimodal_baselines_train_the_modality_they_name() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A configuration listing a generic dataset's views in another order than the dataset's
+/// (alphabetical) one trains, with the configuration's order (it was refused).
+#[test]
+fn model_modalities_in_any_order_of_the_views() {
+    let root = tmp("hostile-generic-order");
+    // Views of different widths (a: 5, b: 3), so batches in the wrong order could not pass the model.
+    generic_tree(&root, &[5]);
+    let toml = generic_config(&root, "mlp")
+        .replace("kind = \"mlp\" }", "kind = \"mlp\", hidden = [4] }")
+        .replace("name = \"a\"", "name = \"TMP\"")
+        .replace("name = \"b\"", "name = \"a\"")
+        .replace("name = \"TMP\"", "name = \"b\"");
+    let out = root.join("run");
+    trains(&train_with_config(&out, &toml, &[]), "views listed as b, a");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("test_acc_a") && metrics.contains("test_acc_b"), "{metrics}");
+    let _ = std::fs::remove_dir_all(&root);
+}
