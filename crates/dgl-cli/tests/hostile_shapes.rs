@@ -101,6 +101,11 @@ fn generic_config(root: &Path, encoder_a: &str) -> String {
     )
 }
 
+/// [`generic_config`] with an MLP encoder (hidden width 4) for both views.
+fn mlp_generic_config(root: &Path) -> String {
+    generic_config(root, "mlp").replace("kind = \"mlp\" }", "kind = \"mlp\", hidden = [4] }")
+}
+
 /// Generic features of shape (1, 1, 1) and frames of 1×2 pixels through the ResNet stem (7×7,
 /// stride 2, padding 3): the CPU convolution indexed outside its buffer (exit 101). The trunk is
 /// well defined on them (every stage 1×1, as in PyTorch), so they train.
@@ -295,9 +300,7 @@ fn a_batch_of_one_on_one_by_one_maps_is_refused_before_training() {
 fn unimodal_baselines_train_the_modality_they_name() {
     let root = tmp("hostile-generic-unimodal");
     generic_tree(&root, &[3]);
-    let toml = generic_config(&root, "mlp")
-        .replace("kind = \"mlp\" }", "kind = \"mlp\", hidden = [4] }")
-        .replace("name = \"vanilla\"", "name = \"audio-only\"");
+    let toml = mlp_generic_config(&root).replace("name = \"vanilla\"", "name = \"audio-only\"");
     refused(
         &train_with_config(&root.join("run"), &toml, &[]),
         "audio-only on views a, b",
@@ -313,8 +316,7 @@ fn model_modalities_in_any_order_of_the_views() {
     let root = tmp("hostile-generic-order");
     // Views of different widths (a: 5, b: 3), so batches in the wrong order could not pass the model.
     generic_tree(&root, &[5]);
-    let toml = generic_config(&root, "mlp")
-        .replace("kind = \"mlp\" }", "kind = \"mlp\", hidden = [4] }")
+    let toml = mlp_generic_config(&root)
         .replace("name = \"a\"", "name = \"TMP\"")
         .replace("name = \"b\"", "name = \"a\"")
         .replace("name = \"TMP\"", "name = \"b\"");
