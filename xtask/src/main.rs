@@ -461,20 +461,6 @@ mod tests {
         assert_eq!(rows(&paper.cmd, None).len(), 10, "the paper's α = 1..5 for both methods");
     }
 
-    /// `.npy` v1 of a little-endian f32 vector.
-    fn npy_f32(values: &[f32]) -> Vec<u8> {
-        let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", values.len());
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut b = b"\x93NUMPY\x01\x00".to_vec();
-        b.extend((header.len() as u16).to_le_bytes());
-        b.extend(header.bytes());
-        b.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-        b
-    }
-
     /// A generic dataset (manifest + one `.npy` per sample and modality) of two feature views,
     /// `pose` (8-d) and `text` (5-d), whose class signal is in a few coordinates plus noise.
     fn write_generic(root: &std::path::Path, classes: usize, per_class: usize) {
@@ -494,7 +480,12 @@ mod tests {
                 manifest += &format!("{id},{c},{split}\n");
                 for (view, dim) in [("pose", 8usize), ("text", 5)] {
                     let x: Vec<f32> = (0..dim).map(|d| if d == c % dim { 1.0 } else { 0.0 } + noise()).collect();
-                    std::fs::write(root.join("features").join(view).join(format!("{id}.npy")), npy_f32(&x)).unwrap();
+                    dgl_data::datasets::npy::write_npy_f32(
+                        &root.join("features").join(view).join(format!("{id}.npy")),
+                        &[dim],
+                        &x,
+                    )
+                    .unwrap();
                 }
             }
         }

@@ -262,15 +262,11 @@ pub(crate) fn setup(cfg: &TrainConfig, device_kind: DeviceKind, need_validation:
         None => {
             // The configuration's order wins when it lists the dataset's views in another order
             // (a generic dataset's views are sorted by name).
-            let mut wanted: Vec<&String> = cfg.model.modalities.iter().map(|m| &m.name).collect();
-            let mut have = data.modality_names();
-            let same_set = wanted.len() == have.len() && {
-                wanted.sort();
-                have.sort();
-                wanted.iter().zip(&have).all(|(a, b)| *a == b)
-            };
-            if same_set {
-                let order: Vec<&str> = cfg.model.modalities.iter().map(|m| m.name.as_str()).collect();
+            let order: Vec<&str> = cfg.model.modalities.iter().map(|m| m.name.as_str()).collect();
+            let (mut wanted, mut have) = (order.clone(), data.modality_names());
+            wanted.sort_unstable();
+            have.sort_unstable();
+            if wanted == have {
                 data.select_modalities(&order)?;
             }
             cfg.model.clone()

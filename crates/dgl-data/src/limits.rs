@@ -34,7 +34,7 @@ impl LimitExt for Limit {
 
 /// Size of a media or feature file read whole (WAV/FLAC/…, JPEG/PNG, `.npy`, safetensors): 1 GiB.
 pub const FILE_BYTES: Limit = Limit {
-    key: "largest media or feature file",
+    key: "file size",
     what: "largest media or feature file, in bytes",
     default: 1 << 30,
     env: "DGL_MAX_FILE_BYTES",
@@ -43,7 +43,7 @@ pub const FILE_BYTES: Limit = Limit {
 /// Size of a text file (CSV manifest, class list, `meta.json`, config TOML): 64 MiB (VGGSound's CSV
 /// is about 11 MB).
 pub const TEXT_BYTES: Limit = Limit {
-    key: "largest text file (CSV, class list, config)",
+    key: "text file size",
     what: "largest text file (CSV, class list, config), in bytes",
     default: 64 << 20,
     env: "DGL_MAX_TEXT_BYTES",
@@ -51,7 +51,7 @@ pub const TEXT_BYTES: Limit = Limit {
 
 /// Decompressed size of an MNIST IDX file: 256 MiB (MNIST's training images are 47 MB).
 pub const IDX_BYTES: Limit = Limit {
-    key: "largest (decompressed) IDX file",
+    key: "IDX size",
     what: "largest (decompressed) IDX file, in bytes",
     default: 256 << 20,
     env: "DGL_MAX_IDX_BYTES",
@@ -60,7 +60,7 @@ pub const IDX_BYTES: Limit = Limit {
 /// Pixels of one decoded frame: 2^25 ≈ 33.5 Mpx (8K UHD is 33.2 Mpx); a 22000 × 22000 PNG
 /// (484 Mpx, 1.9 GB) is refused from its header.
 pub const IMAGE_PIXELS: Limit = Limit {
-    key: "largest image (width × height)",
+    key: "image pixels",
     what: "largest image (width × height), in pixels",
     default: 1 << 25,
     env: "DGL_MAX_IMAGE_PIXELS",
@@ -68,7 +68,7 @@ pub const IMAGE_PIXELS: Limit = Limit {
 
 /// Highest sample rate of an audio file (and of a resampling target): 768 kHz.
 pub const SAMPLE_RATE: Limit = Limit {
-    key: "highest audio sample rate",
+    key: "sample rate",
     what: "highest audio sample rate, in Hz",
     default: 768_000,
     env: "DGL_MAX_SAMPLE_RATE",
@@ -80,7 +80,7 @@ pub const MIN_SAMPLE_RATE: u32 = 8;
 /// Samples of one audio signal in memory (a decoded file, a resampled clip, a recipe's clip length,
 /// a crop range): 2^26 ≈ 67 M (50 min at 22.05 kHz; 256 MB as `f32`).
 pub const AUDIO_SAMPLES: Limit = Limit {
-    key: "longest audio signal",
+    key: "audio samples",
     what: "longest audio signal, in samples",
     default: 1 << 26,
     env: "DGL_MAX_AUDIO_SAMPLES",
@@ -93,25 +93,17 @@ pub use dgl_core::limits::CLASSES;
 pub use dgl_core::limits::FRAMES;
 
 /// Side of the square frames (`image_size`): 4096 pixels.
-pub const IMAGE_SIZE: Limit = Limit {
-    key: "largest image_size",
-    what: "largest image_size, in pixels",
-    default: 4096,
-    env: "DGL_MAX_IMAGE_SIZE",
-};
+pub const IMAGE_SIZE: Limit =
+    Limit { key: "image_size", what: "largest image_size, in pixels", default: 4096, env: "DGL_MAX_IMAGE_SIZE" };
 
 /// FFT length (`n_fft`) and hop (`hop`) of a spectrogram recipe: 65,536 samples.
-pub const N_FFT: Limit = Limit {
-    key: "largest n_fft / hop",
-    what: "largest n_fft / hop, in samples",
-    default: 1 << 16,
-    env: "DGL_MAX_N_FFT",
-};
+pub const N_FFT: Limit =
+    Limit { key: "n_fft / hop", what: "largest n_fft / hop, in samples", default: 1 << 16, env: "DGL_MAX_N_FFT" };
 
 /// Values of one sample (all modalities together, `f32`): 2^26 ≈ 67 M (256 MB per sample and worker;
 /// the paper's CREMA-D sample is 0.2 M).
 pub const SAMPLE_VALUES: Limit = Limit {
-    key: "largest sample (values over all modalities)",
+    key: "sample values",
     what: "largest sample (values over all modalities), in values",
     default: 1 << 26,
     env: "DGL_MAX_SAMPLE_VALUES",
@@ -119,7 +111,7 @@ pub const SAMPLE_VALUES: Limit = Limit {
 
 /// AV-digits `images_per_audio`: 1000.
 pub const IMAGES_PER_AUDIO: Limit = Limit {
-    key: "largest images_per_audio",
+    key: "images_per_audio",
     what: "largest images_per_audio, in images",
     default: 1000,
     env: "DGL_MAX_IMAGES_PER_AUDIO",
