@@ -129,12 +129,15 @@ impl ParamGrads {
         Ok(total)
     }
 
-    /// Whether every gradient is finite; otherwise the name of the first bad parameter. Tests the
-    /// elements ([`has_non_finite`]), not a sum: finite elements whose f32 sum overflows (two of
-    /// 3e38) are a healthy gradient.
+    /// Whether every gradient is finite; otherwise the name of the first bad parameter. Decided by
+    /// the elements ([`has_non_finite`]), not by a sum: finite elements whose f32 sum overflows (two
+    /// of 3e38) are a healthy gradient. A finite sum proves every element finite (a NaN or ±∞
+    /// element makes the sum non-finite), so the element test runs only on a tensor whose sum is
+    /// not finite: one reduction per tensor on the every-step path, as before.
     pub fn first_non_finite(&self) -> Result<Option<String>> {
         for e in &self.entries {
-            if has_non_finite(&e.grad)? {
+            let sum = e.grad.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            if !sum.is_finite() && has_non_finite(&e.grad)? {
                 return Ok(Some(e.name.clone()));
             }
         }
