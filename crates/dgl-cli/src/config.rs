@@ -385,14 +385,31 @@ pub fn check_method_modalities(method: &MethodConfig, dataset_modalities: usize)
     }
 }
 
+/// The tagged tables of the configuration and their tag key: a table whose tag the file changes
+/// (another method, another dataset layout) replaces the preset's whole instead of merging into
+/// it, since the options of one variant mean nothing to another.
+const TAGGED_TABLES: [(&str, &str); 2] = [("method", "name"), ("data.dataset", "kind")];
+
 /// Deep merge: every key of `over` replaces the same key of `base`, except that a table merges
-/// into a table key by key (arrays and other values are replaced whole).
+/// into a table key by key (arrays and other values are replaced whole), unless it is one of the
+/// [`TAGGED_TABLES`] and its tag differs.
 fn merge_over(base: &mut toml::Value, over: &toml::Value) {
+    merge_at(base, over, "")
+}
+
+fn merge_at(base: &mut toml::Value, over: &toml::Value, path: &str) {
+    let retagged =
+        TAGGED_TABLES.iter().any(|(p, tag)| *p == path && over.get(tag).is_some_and(|t| base.get(tag) != Some(t)));
+    if retagged {
+        *base = over.clone();
+        return;
+    }
     match (base, over) {
         (toml::Value::Table(b), toml::Value::Table(o)) => {
             for (k, v) in o {
+                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                 match b.get_mut(k) {
-                    Some(bv) if bv.is_table() && v.is_table() => merge_over(bv, v),
+                    Some(bv) if bv.is_table() && v.is_table() => merge_at(bv, v, &child),
                     _ => {
                         b.insert(k.clone(), v.clone());
                     }
