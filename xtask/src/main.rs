@@ -95,7 +95,7 @@ struct Common {
     #[arg(long, value_delimiter = ',')]
     alphas: Vec<f64>,
     /// Override a configuration key of one row (`ROW:key=value`) or of every row (`key=value`);
-    /// the value is TOML (`2`, `true`, `"sgd"`, `[30, 70]`), e.g. `--set 'DGL:method.alpha=2'`
+    /// the value is TOML (`2`, `true`, `"sgd"`, `[30, 70]`), e.g. `--set 'DGL:method.unimodal_weight=2'`
     /// `--set train.epochs=4`. Repeatable; later ones win.
     #[arg(long = "set", value_name = "[ROW:]KEY=VALUE")]
     set: Vec<String>,
@@ -105,45 +105,56 @@ struct Common {
     eval: bool,
 }
 
-/// One run of a table: a row label, a method configuration and a seed.
+/// What a table row trains: a method with its options and, for the unimodal rows, the one
+/// modality its model keeps.
+#[derive(Clone, Debug, PartialEq)]
+struct RowSpec {
+    method: MethodConfig,
+    only: Option<&'static str>,
+}
+
+/// One run of a table: a row label, what it trains and a seed.
 struct Job {
     row: String,
-    method: MethodConfig,
+    spec: RowSpec,
     seed: u64,
 }
 
 /// The rows of a table, each method with its official defaults on `bench` (`dgl_baselines::defaults`).
-fn rows(cmd: &Cmd, bench: Option<Benchmark>) -> Vec<(String, MethodConfig)> {
-    let m = |k: MethodKind| defaults::method_config(k, bench);
+fn rows(cmd: &Cmd, bench: Option<Benchmark>) -> Vec<(String, RowSpec)> {
+    let m = |k: MethodKind| RowSpec { method: defaults::method_config(k, bench), only: None };
+    let label = |k: MethodKind| k.descriptor().label.to_string();
     match cmd {
-        Cmd::ReproduceTable1(_) => vec![
-            ("Audio-only".into(), m(MethodKind::AudioOnly)),
-            ("Visual-only".into(), m(MethodKind::VisualOnly)),
-            ("Concat".into(), m(MethodKind::Vanilla)),
-            ("G-Blending".into(), m(MethodKind::GBlending)),
-            ("OGM-GE".into(), m(MethodKind::OgmGe)),
-            ("PMR".into(), m(MethodKind::Pmr)),
-            ("AGM".into(), m(MethodKind::Agm)),
-            ("MLA".into(), m(MethodKind::Mla)),
-            ("MMPareto".into(), m(MethodKind::MmPareto)),
-            ("D&R".into(), m(MethodKind::Dnr)),
-            ("DGL".into(), m(MethodKind::Dgl)),
-        ],
+        Cmd::ReproduceTable1(_) => {
+            let mut v: Vec<(String, RowSpec)> = defaults::UNIMODAL_ROWS
+                .iter()
+                .map(|&only| {
+                    let title = format!("{}{}-only", only[..1].to_uppercase(), &only[1..]);
+                    (title, RowSpec { only: Some(only), ..m(MethodKind::Vanilla) })
+                })
+                .collect();
+            use MethodKind::*;
+            v.extend([Vanilla, GBlending, OgmGe, Pmr, Agm, Mla, MmPareto, Dnr, Dgl].map(|k| (label(k), m(k))));
+            v
+        }
         Cmd::ReproduceTable3(_) => vec![
             ("Baseline".into(), m(MethodKind::Vanilla)),
-            ("+MT".into(), m(MethodKind::DglMt)),
-            ("+UT".into(), m(MethodKind::DglUt)),
-            ("DGL".into(), m(MethodKind::Dgl)),
+            (label(MethodKind::DglMt), m(MethodKind::DglMt)),
+            (label(MethodKind::DglUt), m(MethodKind::DglUt)),
+            (label(MethodKind::Dgl), m(MethodKind::Dgl)),
         ],
         Cmd::ReproduceTable4(c) => {
             let alphas = if c.alphas.is_empty() { vec![1.0, 2.0, 3.0, 4.0, 5.0] } else { c.alphas.clone() };
             let mut v = Vec::new();
             for k in [MethodKind::Dgl, MethodKind::GBlending] {
                 for &a in &alphas {
-                    v.push((
-                        format!("{} α={a}", if k == MethodKind::Dgl { "DGL" } else { "G-Blending" }),
-                        MethodConfig { alpha: Some(a), ..m(k) },
-                    ));
+                    let mut row = m(k);
+                    match &mut row.method {
+                        MethodConfig::Dgl(c) => c.unimodal_weight = a,
+                        MethodConfig::GBlending(c) => c.unimodal_weight = a,
+                        _ => unreachable!("the α sweep is over DGL and G-Blending"),
+                    }
+                    v.push((format!("{} α={a}", label(k)), row));
                 }
             }
             v
@@ -209,15 +220,23 @@ fn run(cmd: Cmd) -> Result<(), String> {
     };
     let jobs: Vec<Job> = table_rows
         .iter()
-        .flat_map(|(row, m)| (0..c.seeds).map(move |seed| Job { row: row.clone(), method: m.clone(), seed }))
+        .flat_map(|(row, spec)| (0..c.seeds).map(move |seed| Job { row: row.clone(), spec: spec.clone(), seed }))
         .collect();
     let run_dir = |j: &Job| out.join("runs").join(format!("{}-s{}", slug(&j.row), j.seed));
     let config_of = |j: &Job| -> Result<TrainConfig, String> {
         let mut cfg = base.clone();
-        cfg.method = j.method.clone();
+        cfg.method = j.spec.method.clone();
         cfg.seed = j.seed;
+        if let Some(only) = j.spec.only {
+            cfg.model = cfg.model.unimodal(only).ok_or_else(|| {
+                format!("the unimodal row trains the `{only}` modality, and model.modalities has none of that name")
+            })?;
+        }
         if official_schedule {
-            let s = defaults::schedule(j.method.name, bench);
+            let s = match j.spec.only {
+                Some(only) => defaults::unimodal_schedule(only, bench),
+                None => j.spec.method.kind().schedule(bench),
+            };
             cfg.train.optimizer.lr = s.lr;
             cfg.train.scheduler.milestones = s.milestones;
             cfg.train.scheduler.gamma = s.gamma;
@@ -352,42 +371,29 @@ impl Override {
     /// The value is TOML (`2`, `true`, `[30, 70]`, `"adamw"`); anything that is not a TOML value is
     /// taken as a string (`train.optimizer.kind=adamw`).
     fn parse(spec: &str) -> Result<Override, String> {
-        let bad = || format!("--set `{spec}`: expected [ROW:]KEY=VALUE, e.g. `DGL:method.alpha=2` or `train.epochs=4`");
+        let bad = || {
+            format!("--set `{spec}`: expected [ROW:]KEY=VALUE, e.g. `DGL:method.unimodal_weight=2` or `train.epochs=4`")
+        };
         let (row, rest) = match spec.split_once(':') {
             Some((row, rest)) if !row.contains('=') => (Some(row.to_string()), rest),
             _ => (None, spec),
         };
-        let (key, value) = rest.split_once('=').ok_or_else(bad)?;
-        let key = key.trim();
+        let (key, value) = dgl_cli::config::parse_assignment(rest).map_err(|_| bad())?;
         if key.is_empty() || key.split('.').any(|k| k.trim().is_empty()) {
             return Err(bad());
         }
-        let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(value.to_string()));
-        Ok(Override { row, key: key.to_string(), value })
+        Ok(Override { row, key, value })
     }
 
     /// `cfg` with the key set, re-read through the configuration parser (unknown keys and wrong
     /// types are errors naming the key).
     fn apply(&self, cfg: &TrainConfig) -> Result<TrainConfig, String> {
-        let mut doc = toml::Value::try_from(cfg).map_err(|e| e.to_string())?;
-        let parts: Vec<&str> = self.key.split('.').map(str::trim).collect();
-        let mut node = &mut doc;
-        for part in &parts[..parts.len() - 1] {
-            let table = node.as_table_mut().ok_or_else(|| format!("--set {}: `{part}` is not a section", self.key))?;
-            node = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        }
-        let table = node.as_table_mut().ok_or_else(|| format!("--set {}: not a section", self.key))?;
-        table.insert(parts[parts.len() - 1].to_string(), self.value.clone());
-        let text = toml::to_string(&doc).map_err(|e| e.to_string())?;
-        TrainConfig::from_toml_str(&text).map_err(|e| format!("--set {}: {e}", self.key))
+        cfg.with_key(&self.key, self.value.clone()).map_err(|e| format!("--set {e}"))
     }
 }
 
 /// Parses every `--set`; a row that the table does not have is an error listing the rows.
-fn parse_overrides(specs: &[String], rows: &[(String, MethodConfig)]) -> Result<Vec<Override>, String> {
+fn parse_overrides(specs: &[String], rows: &[(String, RowSpec)]) -> Result<Vec<Override>, String> {
     let overrides = specs.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>, _>>()?;
     if let Some(o) = overrides.iter().find(|o| o.row.as_ref().is_some_and(|r| !rows.iter().any(|(l, _)| l == r))) {
         let valid: Vec<&str> = rows.iter().map(|(l, _)| l.as_str()).collect();
@@ -455,7 +461,10 @@ mod tests {
         let sweep = rows(&cli.cmd, None);
         let labels: Vec<&str> = sweep.iter().map(|(l, _)| l.as_str()).collect();
         assert_eq!(labels, ["DGL α=0.5", "DGL α=8", "G-Blending α=0.5", "G-Blending α=8"]);
-        assert_eq!(sweep[1].1.effective_alpha(), Some(8.0));
+        let MethodConfig::Dgl(dgl) = &sweep[1].1.method else { panic!() };
+        assert_eq!(dgl.unimodal_weight, 8.0);
+        let MethodConfig::GBlending(gb) = &sweep[2].1.method else { panic!() };
+        assert_eq!(gb.unimodal_weight, 0.5);
         assert_eq!(slug(labels[0]), "dgl-alpha-0-5");
         let paper = Cli::try_parse_from(["xtask", "reproduce-table4"]).unwrap();
         assert_eq!(rows(&paper.cmd, None).len(), 10, "the paper's α = 1..5 for both methods");
@@ -536,7 +545,7 @@ diagnostics_every = 0
             "--rows",
             "Concat,DGL",
             "--set",
-            "DGL:method.alpha=2",
+            "DGL:method.unimodal_weight=2",
             "--out",
             out.to_str().unwrap(),
         ];
@@ -548,8 +557,9 @@ diagnostics_every = 0
         let saved = |row: &str, seed: u64| {
             TrainConfig::from_toml_file(&out.join("runs").join(format!("{row}-s{seed}")).join(RunDir::CONFIG)).unwrap()
         };
-        assert_eq!(saved("dgl", 1).method.alpha, Some(2.0), "the per-row override reached the DGL runs");
-        assert_eq!(saved("concat", 0).method.name, MethodKind::Vanilla);
+        let MethodConfig::Dgl(dgl) = saved("dgl", 1).method else { panic!("not DGL") };
+        assert_eq!(dgl.unimodal_weight, 2.0, "the per-row override reached the DGL runs");
+        assert_eq!(saved("concat", 0).method.kind(), MethodKind::Vanilla);
         assert_eq!(saved("concat", 0).train.epochs, 3, "the base file's schedule");
         assert_eq!(saved("dgl", 0).model.base_width, TrainConfig::preset(Preset::Tiny).model.base_width);
         let j: serde_json::Value =
@@ -565,10 +575,14 @@ diagnostics_every = 0
     fn overrides_parse_and_apply() {
         let rows = rows(&Cli::try_parse_from(["xtask", "reproduce-table3"]).unwrap().cmd, None);
         let o =
-            parse_overrides(&["+MT:method.alpha=2".into(), "train.scheduler.milestones=[3, 5]".into()], &rows).unwrap();
+            parse_overrides(&["+MT:method.unimodal_weight=2".into(), "train.scheduler.milestones=[3, 5]".into()], &rows)
+                .unwrap();
         assert_eq!(o[0].row.as_deref(), Some("+MT"));
         let cfg = o[1].apply(&o[0].apply(&TrainConfig::preset(Preset::Tiny)).unwrap()).unwrap();
-        assert_eq!((cfg.method.alpha, cfg.train.scheduler.milestones.clone()), (Some(2.0), vec![3, 5]));
+        let MethodConfig::Dgl(dgl) = &cfg.method else { panic!("{:?}", cfg.method) };
+        assert_eq!((dgl.unimodal_weight, cfg.train.scheduler.milestones.clone()), (2.0, vec![3, 5]));
+        let e = Override::parse("method.alpha=2").unwrap().apply(&TrainConfig::default()).unwrap_err();
+        assert!(e.contains("unimodal_weight"), "the removed key names its replacement: {e}");
         let kind = Override::parse("train.optimizer.kind=adamw").unwrap();
         assert_eq!(kind.value, toml::Value::String("adamw".into()), "a bare word is a string");
         let e = parse_overrides(&["Nope:train.epochs=2".into()], &rows).unwrap_err();
@@ -582,11 +596,17 @@ diagnostics_every = 0
     #[test]
     fn rows_use_per_dataset_defaults() {
         let cmd = Cli::try_parse_from(["xtask", "reproduce-table1"]).unwrap().cmd;
-        let alpha_of =
-            |b, label: &str| rows(&cmd, b).into_iter().find(|(l, _)| l == label).unwrap().1.effective_alpha();
-        assert_eq!(alpha_of(Some(Benchmark::KineticsSounds), "DGL"), Some(2.0));
-        assert_eq!(alpha_of(Some(Benchmark::CremaD), "DGL"), Some(4.0));
-        assert_eq!(alpha_of(Some(Benchmark::VggSound), "OGM-GE"), Some(0.1));
+        let row = |b, label: &str| rows(&cmd, b).into_iter().find(|(l, _)| l == label).unwrap().1;
+        let weight = |b| match row(b, "DGL").method {
+            MethodConfig::Dgl(c) => c.unimodal_weight,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(weight(Some(Benchmark::KineticsSounds)), 2.0);
+        assert_eq!(weight(Some(Benchmark::CremaD)), 4.0);
+        let MethodConfig::OgmGe(ogm) = row(Some(Benchmark::VggSound), "OGM-GE").method else { panic!() };
+        assert_eq!(ogm.modulation_strength, 0.1);
+        let audio = row(None, "Audio-only");
+        assert_eq!((audio.method.kind(), audio.only), (MethodKind::Vanilla, Some("audio")));
     }
 
     /// A finished run (DONE marker + the same configuration) is kept; any other configuration, or a

@@ -2,7 +2,7 @@
 //! Under the default protocol every run carves a validation split from the training set, which
 //! selects the epoch; under `--paper-protocol` the test set selects it (as the official code does),
 //! so a run trains on the whole training split unless its method itself needs a validation split
-//! (D&R, G-Blending OGR: `MethodKind::needs_validation`, applied by the loop).
+//! (D&R, G-Blending OGR: their descriptors' `needs_validation`, applied by the loop).
 
 use dgl_cli::run_dir::Row;
 
@@ -61,7 +61,7 @@ mod tests {
     #[test]
     fn paper_protocol_carves_a_validation_split_only_where_the_method_needs_one() {
         for paper in [true, false] {
-            for kind in MethodKind::ALL {
+            for &kind in MethodKind::ALL {
                 let mut cfg = TrainConfig::preset(Preset::Tiny);
                 cfg.data.always_validate = always_validate(paper);
                 cfg.method = MethodConfig::new(kind);

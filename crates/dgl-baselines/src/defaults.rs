@@ -7,9 +7,10 @@
 //! (a test checks it), so the documentation cannot drift from the code.
 //!
 //! Two kinds of defaults:
-//! - the method's own hyper-parameters ([`method_config`]: α and the method-specific fields), used
-//!   on every preset;
-//! - its learning-rate schedule for the 100-epoch protocol ([`schedule`]), used by the paper preset
+//! - the method's own options ([`method_config`], declared by each method's
+//!   [`crate::spec::MethodSpec::official`]), used on every preset;
+//! - its learning-rate schedule for the 100-epoch protocol ([`crate::spec::MethodSpec::schedule`],
+//!   [`unimodal_schedule`] for a one-modality model), used by the paper preset
 //!   (a run of another length keeps its own, unified schedule — a 10-epoch run cannot follow a
 //!   schedule that decays at epoch 70).
 
@@ -69,154 +70,75 @@ pub struct Schedule {
     pub source: &'static str,
 }
 
-const DGL_SCRIPTS: &str = "GeWu-Lab/GDL: main_dgl.py args (SGD 0.9, wd 1e-4, MultiStepLR [70]) and every shipped script's `--learning_rate 0.002`";
-
-/// The α of `kind` on `b`, with its source (`None`: the method has no α).
-fn alpha(kind: MethodKind, b: Option<Benchmark>) -> Option<(f64, &'static str)> {
-    use Benchmark::*;
-    use MethodKind::*;
-    let b = b.unwrap_or(CremaD);
-    Some(match (kind, b) {
-        (Dgl | DglMt | DglUt, CremaD) => (4.0, "GDL `cramed_dgl.sh` (α=4 → 77.48, the Table-1 value)"),
-        (Dgl | DglMt | DglUt, KineticsSounds) => (2.0, "GDL `ks_dgl.sh` (α=2 → 74.78, the Table-1 value)"),
-        (Dgl | DglMt | DglUt, VggSound) => (2.0, "GDL `vggsound.sh`"),
-        (GBlending, CremaD) => (4.0, "inferred: DGL paper Tab. 4, G-Blending α=4 → 69.21 = its Table-1 value"),
-        (GBlending, _) => (4.0, "silent (no script); the CREMA-D inference α=4 is used"),
-        (Ogm | OgmGe, CremaD) => (0.8, "OGM-GE README (recommends 0.8 for CREMA-D)"),
-        (Ogm | OgmGe, KineticsSounds) => (0.8, "GDL `ks_ogm.sh` (`--alpha 0.8`)"),
-        (Ogm | OgmGe, VggSound) => (0.1, "OGM-GE README (recommends 0.1 for VGGSound)"),
-        (Pmr, CremaD) => (2.0, "PMR `bash.sh` (CREMA-D, concat fusion: α=2.0)"),
-        (Pmr, _) => (2.0, "silent (PMR has no KS/VGGSound script); the CREMA-D α=2.0 is used"),
-        (Agm, CremaD) => (1.5, "author, lihongcs/AGM#5 (CREMA-D α=1.5)"),
-        (Agm, _) => (1.5, "silent (AGM has no KS/VGGSound setting); the CREMA-D α=1.5 is used"),
-        (MmPareto, _) => (1.5, "MMPareto `MMPareto.py` (γ_mag = 1.5 hard-coded, every dataset)"),
-        (Dnr, _) => (3.0, "D&R `ours.py` (`move_lambda` = 3, every dataset)"),
-        _ => return None,
-    })
-}
-
-/// The method-specific settings beyond α (key, value, source), applied by [`method_config`].
-fn extra(kind: MethodKind, b: Option<Benchmark>) -> Vec<Setting> {
-    let s = |key, value: &str, source| Setting { key, value: value.to_string(), source };
-    let silent = b.is_some_and(|b| b != Benchmark::CremaD);
-    match kind {
-        MethodKind::Pmr => vec![
-            s(
-                "method.pmr.momentum_coef",
-                "0.0",
-                if silent {
-                    "silent; the CREMA-D script's 0.0 is used"
-                } else {
-                    "PMR `bash.sh` (`--momentum_coef 0.0`; the code default 0.2 is not what was run)"
-                },
-            ),
-            s("method.pmr.modulation_ends", "70", "PMR `bash.sh` (modulation epochs 0..70)"),
-        ],
-        MethodKind::Agm => vec![s(
-            "method.agm.modulation_ends",
-            "none (always on)",
-            if silent {
-                "silent; the CREMA-D setting is used"
-            } else {
-                "author, lihongcs/AGM#5 (end 1500 = always on)"
-            },
-        )],
-        MethodKind::Ogm | MethodKind::OgmGe => {
-            vec![s("method.ogm.modulation_ends", "50", "OGM-GE `main.py` (modulation epochs 0..50, inclusive)")]
-        }
-        MethodKind::Dnr => {
-            vec![s("method.dnr.every / max_times", "20 / 3", "D&R `ours.py` (re-learning after epochs 20, 40, 60)")]
-        }
-        _ => Vec::new(),
+impl Setting {
+    pub fn new(key: &'static str, value: impl fmt::Display, source: &'static str) -> Self {
+        Self { key, value: value.to_string(), source }
     }
 }
 
-/// The configuration of `kind` with its official defaults on `b` (`None`: any other dataset, which
-/// gets the CREMA-D values). α is set explicitly, so the saved `config.toml` records it.
+impl Schedule {
+    /// MultiStepLR(`milestones`, γ = 0.1) from `lr`.
+    pub fn new(lr: f64, milestones: &[usize], source: &'static str) -> Self {
+        Self { lr, milestones: milestones.to_vec(), gamma: 0.1, source }
+    }
+}
+
+/// The learning-rate schedule of a unimodal model of `modality` (plain training of one encoder)
+/// for the 100-epoch protocol: the official unimodal runs (GDL `main.py`).
+pub fn unimodal_schedule(modality: &str, b: Option<Benchmark>) -> Schedule {
+    match modality {
+        "visual" if b.is_none_or(|b| b == Benchmark::CremaD) => {
+            Schedule::new(1e-3, &[30, 70], "GDL `main.py` MultiStepLR [30, 70]; `cramed_audio.sh` passes lr 1e-3 for visual")
+        }
+        "visual" => Schedule::new(2e-3, &[30, 70], "GDL `main.py` defaults (lr 2e-3, MultiStepLR [30, 70]), `ks_visual.sh`"),
+        _ => Schedule::new(2e-3, &[30, 70], "GDL `main.py` defaults (lr 2e-3, MultiStepLR [30, 70]), `cramed_audio.sh`"),
+    }
+}
+
+/// The official configuration of `kind` on `b` (`None`: any other dataset, which gets the
+/// CREMA-D values). Every option is explicit, so the saved `config.toml` records it.
 pub fn method_config(kind: MethodKind, b: Option<Benchmark>) -> MethodConfig {
-    let mut cfg = MethodConfig::new(kind);
-    cfg.alpha = alpha(kind, b).map(|(a, _)| a);
-    if kind == MethodKind::Pmr {
-        cfg.pmr.momentum_coef = 0.0;
-        cfg.pmr.modulation_ends = Some(70);
-    }
-    if kind == MethodKind::Agm {
-        cfg.agm.modulation_ends = None;
-    }
-    if matches!(kind, MethodKind::Ogm | MethodKind::OgmGe) {
-        cfg.ogm.modulation_ends = Some(50);
-    }
-    if kind == MethodKind::Dnr {
-        cfg.dnr.every = 20;
-        cfg.dnr.max_times = 3;
-    }
-    cfg
-}
-
-/// The learning-rate schedule of `kind` on `b` for the 100-epoch protocol.
-pub fn schedule(kind: MethodKind, b: Option<Benchmark>) -> Schedule {
-    use MethodKind::*;
-    let sched = |lr, milestones: &[usize], source| Schedule { lr, milestones: milestones.to_vec(), gamma: 0.1, source };
-    match kind {
-        AudioOnly => {
-            sched(2e-3, &[30, 70], "GDL `main.py` defaults (lr 2e-3, MultiStepLR [30, 70]), `cramed_audio.sh`")
-        }
-        VisualOnly if b.is_none_or(|b| b == Benchmark::CremaD) => {
-            sched(1e-3, &[30, 70], "GDL `main.py` MultiStepLR [30, 70]; `cramed_audio.sh` passes lr 1e-3 for visual")
-        }
-        VisualOnly => sched(2e-3, &[30, 70], "GDL `main.py` defaults (lr 2e-3, MultiStepLR [30, 70]), `ks_visual.sh`"),
-        Ogm | OgmGe => sched(1e-3, &[70], "OGM-GE `main.py` (lr 1e-3, StepLR(70, 0.1))"),
-        Pmr => sched(1e-3, &[70], "PMR `main_Prototype_grad.py` defaults (lr 1e-3, StepLR(70, 0.1))"),
-        Agm => {
-            sched(2e-3, &[70], "AGM config StepLR(70, 0.1); its lr is not in our notes: the DGL scripts' 2e-3 is used")
-        }
-        Mla => sched(1e-3, &[70], "MLA `main.py` (lr 1e-3, StepLR(70, 0.1))"),
-        MmPareto => sched(2e-3, &[], "MMPareto `MMPareto.py` (lr 2e-3; StepLR created but never stepped: constant)"),
-        Dnr if b == Some(Benchmark::KineticsSounds) => {
-            sched(1e-3, &[], "D&R author, GeWu-Lab/Diagnosing_Relearning_ECCV2024#3 (KS lr 1e-3), no scheduler")
-        }
-        Dnr => sched(2e-3, &[], "D&R `ours.py` (lr 2e-3, no scheduler: constant)"),
-        Vanilla | GBlending | GBlendingOgr => {
-            sched(2e-3, &[70], "silent (the GDL code that produced these rows is not runnable); DGL's schedule is used")
-        }
-        Dgl | DglMt | DglUt => sched(2e-3, &[70], DGL_SCRIPTS),
-    }
+    kind.official(b)
 }
 
 /// Every default of `kind` on `b` as (key, value, source) rows.
 pub fn settings(kind: MethodKind, b: Option<Benchmark>) -> Vec<Setting> {
-    let mut out = Vec::new();
-    if let Some((a, source)) = alpha(kind, b) {
-        out.push(Setting { key: "method.alpha", value: format!("{a}"), source });
-    }
-    out.extend(extra(kind, b));
-    let sch = schedule(kind, b);
-    let milestones = if sch.milestones.is_empty() { "constant".to_string() } else { format!("{:?}", sch.milestones) };
-    out.push(Setting {
-        key: "lr / milestones (paper preset)",
-        value: format!("{} / {milestones}", sch.lr),
-        source: sch.source,
-    });
+    let mut out = kind.official_settings(b);
+    out.push(schedule_setting(&kind.schedule(b)));
     out
 }
+
+fn schedule_setting(sch: &Schedule) -> Setting {
+    let milestones = if sch.milestones.is_empty() { "constant".to_string() } else { format!("{:?}", sch.milestones) };
+    Setting { key: "lr / milestones (paper preset)", value: format!("{} / {milestones}", sch.lr), source: sch.source }
+}
+
+/// The modalities of the unimodal rows of Table 1 (a one-modality `vanilla` model each).
+pub const UNIMODAL_ROWS: [&str; 2] = ["audio", "visual"];
 
 /// The table of every method's defaults on every benchmark (docs/methods.md holds it verbatim).
 pub fn markdown_table() -> String {
     let mut s = String::from("| method | dataset | key | value | source |\n|---|---|---|---|---|\n");
-    for kind in MethodKind::ALL {
-        let per: Vec<Vec<Setting>> = Benchmark::ALL.iter().map(|b| settings(kind, Some(*b))).collect();
+    let mut rows = |name: String, per: Vec<Vec<Setting>>| {
         for (i, st) in per[0].iter().enumerate() {
             // A setting equal on every benchmark is one row.
             if per.iter().all(|p| p.get(i) == Some(st)) {
-                s += &format!("| `{kind}` | all | `{}` | {} | {} |\n", st.key, st.value, st.source);
+                s += &format!("| {name} | all | `{}` | {} | {} |\n", st.key, st.value, st.source);
                 continue;
             }
             for (b, p) in Benchmark::ALL.iter().zip(&per) {
                 if let Some(st) = p.get(i) {
-                    s += &format!("| `{kind}` | {b} | `{}` | {} | {} |\n", st.key, st.value, st.source);
+                    s += &format!("| {name} | {b} | `{}` | {} | {} |\n", st.key, st.value, st.source);
                 }
             }
         }
+    };
+    for m in UNIMODAL_ROWS {
+        let per = Benchmark::ALL.iter().map(|b| vec![schedule_setting(&unimodal_schedule(m, Some(*b)))]).collect();
+        rows(format!("`vanilla`, `{m}` only"), per);
+    }
+    for &kind in MethodKind::ALL {
+        rows(format!("`{kind}`"), Benchmark::ALL.iter().map(|b| settings(kind, Some(*b))).collect());
     }
     s
 }
@@ -225,18 +147,26 @@ pub fn markdown_table() -> String {
 mod tests {
     use super::*;
 
+    fn weight(c: &MethodConfig) -> Option<f64> {
+        match c {
+            MethodConfig::Dgl(c) => Some(c.unimodal_weight),
+            MethodConfig::OgmGe(c) => Some(c.modulation_strength),
+            _ => None,
+        }
+    }
+
     #[test]
-    fn per_dataset_alphas_follow_the_official_scripts() {
-        let a = |k, b| method_config(k, b).effective_alpha();
-        assert_eq!(a(MethodKind::Dgl, Some(Benchmark::CremaD)), Some(4.0));
-        assert_eq!(a(MethodKind::Dgl, Some(Benchmark::KineticsSounds)), Some(2.0));
-        assert_eq!(a(MethodKind::Dgl, Some(Benchmark::VggSound)), Some(2.0));
-        assert_eq!(a(MethodKind::OgmGe, Some(Benchmark::CremaD)), Some(0.8));
-        assert_eq!(a(MethodKind::OgmGe, Some(Benchmark::VggSound)), Some(0.1));
-        assert_eq!(a(MethodKind::Dgl, None), Some(4.0), "other datasets get the CREMA-D values");
-        assert_eq!(a(MethodKind::Mla, Some(Benchmark::CremaD)), None);
-        assert_eq!(method_config(MethodKind::Pmr, Some(Benchmark::CremaD)).pmr.momentum_coef, 0.0);
-        for kind in MethodKind::ALL {
+    fn per_dataset_defaults_follow_the_official_scripts() {
+        let w = |k, b| weight(&method_config(k, b));
+        assert_eq!(w(MethodKind::Dgl, Some(Benchmark::CremaD)), Some(4.0));
+        assert_eq!(w(MethodKind::Dgl, Some(Benchmark::KineticsSounds)), Some(2.0));
+        assert_eq!(w(MethodKind::Dgl, Some(Benchmark::VggSound)), Some(2.0));
+        assert_eq!(w(MethodKind::OgmGe, Some(Benchmark::CremaD)), Some(0.8));
+        assert_eq!(w(MethodKind::OgmGe, Some(Benchmark::VggSound)), Some(0.1));
+        assert_eq!(w(MethodKind::Dgl, None), Some(4.0), "other datasets get the CREMA-D values");
+        let MethodConfig::Pmr(p) = method_config(MethodKind::Pmr, Some(Benchmark::CremaD)) else { panic!() };
+        assert_eq!(p.momentum_coef, 0.0);
+        for &kind in MethodKind::ALL {
             for b in Benchmark::ALL.map(Some).into_iter().chain([None]) {
                 method_config(kind, b).validate().unwrap_or_else(|e| panic!("{kind} on {b:?}: {e}"));
             }
@@ -245,11 +175,27 @@ mod tests {
 
     #[test]
     fn schedules_follow_the_official_scripts() {
-        assert_eq!(schedule(MethodKind::AudioOnly, None).milestones, [30, 70]);
-        assert_eq!(schedule(MethodKind::Dgl, Some(Benchmark::KineticsSounds)).milestones, [70]);
-        assert!(schedule(MethodKind::MmPareto, None).milestones.is_empty());
-        assert_eq!(schedule(MethodKind::Dnr, Some(Benchmark::KineticsSounds)).lr, 1e-3);
-        assert_eq!(schedule(MethodKind::OgmGe, Some(Benchmark::CremaD)).lr, 1e-3);
+        assert_eq!(unimodal_schedule("audio", None).milestones, [30, 70]);
+        assert_eq!(unimodal_schedule("visual", Some(Benchmark::CremaD)).lr, 1e-3);
+        assert_eq!(MethodKind::Dgl.schedule(Some(Benchmark::KineticsSounds)).milestones, [70]);
+        assert!(MethodKind::MmPareto.schedule(None).milestones.is_empty());
+        assert_eq!(MethodKind::Dnr.schedule(Some(Benchmark::KineticsSounds)).lr, 1e-3);
+        assert_eq!(MethodKind::OgmGe.schedule(Some(Benchmark::CremaD)).lr, 1e-3);
+    }
+
+    /// Every key of the table is an option of the method's configuration (or the schedule).
+    #[test]
+    fn settings_name_real_options() {
+        for &kind in MethodKind::ALL {
+            let t = toml::Value::try_from(method_config(kind, None)).unwrap();
+            for st in settings(kind, None) {
+                if let (Some(key), false) = (st.key.strip_prefix("method."), st.value.starts_with("none")) {
+                    for k in key.split(" / ") {
+                        assert!(t.get(k).is_some(), "{kind}: `{k}` is not an option of {t}");
+                    }
+                }
+            }
+        }
     }
 
     /// docs/methods.md holds the rendered table, so every documented default is the code's.

@@ -24,13 +24,17 @@ use dgl_core::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::defaults::{Benchmark, Schedule, Setting};
 use crate::kmeans::{kmeans, minmax_scale, purity};
+use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, TaskKind};
 use crate::util::{check_hp, f64_tensor, flatten_rows, host_targets, state_f64};
 
-/// D&R hyper-parameters (λ is [`crate::MethodConfig::alpha`]).
+/// D&R's options.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnrConfig {
+    /// λ of the re-learning strength w = tanh(λ·gap) (official `move_lambda` = 3).
+    pub lambda: f64,
     /// Re-learn after every `every`-th epoch (official 20; BalanceBenchmark 15).
     pub every: usize,
     /// At most this many times (official 3; BalanceBenchmark 2).
@@ -43,12 +47,23 @@ pub struct DnrConfig {
 
 impl Default for DnrConfig {
     fn default() -> Self {
-        Self { every: 20, max_times: 3, kmeans_max_iter: 300, kmeans_tol: 1e-4 }
+        Self { lambda: 3.0, every: 20, max_times: 3, kmeans_max_iter: 300, kmeans_tol: 1e-4 }
     }
 }
 
-impl DnrConfig {
-    pub fn validate(&self) -> Result<()> {
+impl MethodSpec for DnrConfig {
+    const DESCRIPTOR: MethodDescriptor = MethodDescriptor {
+        name: "dnr",
+        label: "D&R",
+        summary: "diagnosing (k-means purity gap) and partial re-initialisation of the encoders",
+        modalities: ModalityCount::AtLeast(1),
+        heads: HeadSupport::Any,
+        tasks: &[TaskKind::Classification],
+        needs_validation: true,
+    };
+
+    fn validate(&self) -> Result<()> {
+        check_hp(self.lambda.is_finite() && self.lambda >= 0.0, "lambda", self.lambda, "must be finite and >= 0")?;
         check_hp(self.every > 0, "every", self.every, "must be > 0")?;
         check_hp(self.kmeans_max_iter > 0, "kmeans_max_iter", self.kmeans_max_iter, "must be > 0")?;
         check_hp(
@@ -57,6 +72,25 @@ impl DnrConfig {
             self.kmeans_tol,
             "must be finite and >= 0",
         )
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {
+        Ok(Box::new(Dnr::new(self.clone(), ctx.num_classes, ctx.seed)))
+    }
+
+    fn official_settings(_bench: Option<Benchmark>) -> Vec<Setting> {
+        vec![
+            Setting::new("method.lambda", 3.0, "D&R `ours.py` (`move_lambda` = 3, every dataset)"),
+            Setting::new("method.every / max_times", "20 / 3", "D&R `ours.py` (re-learning after epochs 20, 40, 60)"),
+        ]
+    }
+
+    fn schedule(bench: Option<Benchmark>) -> Schedule {
+        if bench == Some(Benchmark::KineticsSounds) {
+            Schedule::new(1e-3, &[], "D&R author, GeWu-Lab/Diagnosing_Relearning_ECCV2024#3 (KS lr 1e-3), no scheduler")
+        } else {
+            Schedule::new(2e-3, &[], "D&R `ours.py` (lr 2e-3, no scheduler: constant)")
+        }
     }
 }
 
@@ -128,7 +162,6 @@ pub fn interpolate(params: &[dgl_core::NamedVar], init: &[(String, Tensor)], w: 
 /// D&R.
 #[derive(Debug)]
 pub struct Dnr {
-    pub lambda: f64,
     pub cfg: DnrConfig,
     pub num_classes: usize,
     seed: u64,
@@ -141,13 +174,12 @@ pub struct Dnr {
 }
 
 impl Dnr {
-    pub fn new(lambda: f64, cfg: DnrConfig, num_classes: usize, seed: u64) -> Self {
+    pub fn new(cfg: DnrConfig, num_classes: usize, seed: u64) -> Self {
         Self {
-            lambda,
             cfg,
             num_classes,
             seed,
-            inner: RoutedMethod::new("dnr", Routing::plain()),
+            inner: RoutedMethod::new(DnrConfig::DESCRIPTOR.name, Routing::plain()),
             init: None,
             times: 0,
             last: Vec::new(),
@@ -182,7 +214,7 @@ impl Dnr {
         for m in 0..model.num_modalities() {
             let pt = feature_purity(&ftr[m], &ytr, self.num_classes, &self.cfg, &mut rng)?;
             let pv = feature_purity(&fva[m], &yva, self.num_classes, &self.cfg, &mut rng)?;
-            let w = relearn_weight(pt, pv, self.lambda);
+            let w = relearn_weight(pt, pv, self.cfg.lambda);
             interpolate(&model.encoder_params(m), init, w)?;
             diag.push(Diagnosis { purity_train: pt, purity_val: pv, weight: w });
         }
@@ -195,15 +227,15 @@ impl Dnr {
 
 impl Method for Dnr {
     fn name(&self) -> String {
-        "dnr".into()
+        DnrConfig::DESCRIPTOR.name.into()
     }
 
     fn check(&self, model: &dyn MultimodalModel) -> Result<()> {
-        self.inner.check(model)
+        DnrConfig::DESCRIPTOR.check_modalities(model.num_modalities())
     }
 
     fn needs_validation(&self) -> bool {
-        true
+        DnrConfig::DESCRIPTOR.needs_validation
     }
 
     fn on_epoch_start(&mut self, model: &dyn MultimodalModel, epoch: usize, _data: &dyn BatchSource) -> Result<()> {
@@ -301,7 +333,7 @@ mod tests {
         assert!((relearn_weight(0.9, 0.6, 3.0) - 0.9f64.tanh()).abs() < 1e-12);
         assert_eq!(relearn_weight(0.5, 0.5, 3.0), 0.0);
         let model = Toy::new(&[3, 2], 4, 3, 1);
-        let mut dnr = Dnr::new(3.0, DnrConfig::default(), 3, 0);
+        let mut dnr = Dnr::new(DnrConfig::default(), 3, 0);
         dnr.capture_init(&model).unwrap();
         let init0 = vec(model.enc[0].0.as_tensor());
         let moved: Vec<f64> = init0.iter().map(|v| v + 1.0).collect();
@@ -345,7 +377,7 @@ mod tests {
             (vec![xt.clone(), xt], Tensor::from_vec(y, 12, &dev).unwrap())
         };
         let data = Data { train: vec![batch(true), batch(true)], val: vec![batch(false)] };
-        let mut dnr = Dnr::new(3.0, DnrConfig::default(), 3, 0);
+        let mut dnr = Dnr::new(DnrConfig::default(), 3, 0);
         // θ_init: the current values minus 1.
         dnr.on_epoch_start(&model, 0, &data).unwrap();
         let init = vec(model.enc[1].0.as_tensor());
@@ -381,7 +413,7 @@ mod tests {
         }
         assert_eq!(dnr.times(), 3);
         // State round trip; resuming without it is refused.
-        let mut other = Dnr::new(3.0, DnrConfig::default(), 3, 0);
+        let mut other = Dnr::new(DnrConfig::default(), 3, 0);
         assert!(other.on_epoch_start(&model, 5, &data).is_err());
         other.load_state(&dnr.state().unwrap()).unwrap();
         assert_eq!(other.times(), 3);

@@ -6,8 +6,8 @@
 //!
 //! | name | module | rule |
 //! |---|---|---|
-//! | `vanilla`, `audio-only`, `visual-only` | [`dgl_core::RoutedMethod`] | plain CE |
-//! | `dgl`, `dgl-mt`, `dgl-ut` | [`dgl_core::RoutedMethod`] | DGL and its ablations |
+//! | `vanilla` (with one modality: the unimodal baselines) | [`routed`] | plain CE |
+//! | `dgl`, `dgl-mt`, `dgl-ut` | [`routed`] | DGL and its ablations |
 //! | `gblending` | [`gblending::fixed`] | L_mm + α Σ L_m (as the DGL paper ran it; separate unimodal heads by default) |
 //! | `gblending-ogr` | [`gblending::GBlendingOgr`] | OGR weights re-estimated on a validation split |
 //! | `ogm`, `ogm-ge` | [`ogm::Ogm`] | on-the-fly gradient modulation (+ Gaussian noise) |
@@ -18,8 +18,11 @@
 //! | `dnr` | [`dnr::Dnr`] | diagnosing (k-means purity gap) and partial re-initialisation |
 //!
 //! Heads owned by a method (separate unimodal heads, MLA's shared head) live in [`heads`].
-//! Build one with [`build_method`] from a [`MethodConfig`]. Equations, defaults and every
-//! deviation from the official code: `docs/methods.md`.
+//! Each module declares its method once: a configuration type implementing [`spec::MethodSpec`]
+//! (descriptor, options, checks, construction, official defaults); [`registry`] lists them, one line
+//! each, and derives [`MethodKind`] and the `name`-tagged [`MethodConfig`]. Build a method with
+//! [`MethodConfig::build`]. Equations, defaults and every deviation from the official code:
+//! `docs/methods.md`.
 
 pub mod agm;
 pub mod defaults;
@@ -32,9 +35,12 @@ pub mod mmpareto;
 pub mod ogm;
 pub mod pmr;
 pub mod registry;
+pub mod routed;
+pub mod spec;
 mod util;
 
 #[cfg(test)]
 mod testutil;
 
-pub use registry::{build_method, MethodConfig, MethodKind};
+pub use registry::{MethodConfig, MethodKind};
+pub use spec::{BuildContext, MethodDescriptor, MethodSpec, ModelFacts};

@@ -39,8 +39,10 @@ use dgl_core::{Error, Method, MultimodalModel, NamedVar, Prediction, Result, Ste
 use serde::{Deserialize, Serialize};
 
 use crate::heads::{vector_dims, HeadInit, LinearHeads};
+use crate::defaults::{Benchmark, Schedule};
+use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, TaskKind};
 use crate::util::{
-    all_grads, batch_mean, check_losses, entropy, f64_tensor, find_state, host_f64, require_multimodal, scalar,
+    all_grads, batch_mean, check_losses, entropy, f64_tensor, find_state, host_f64, scalar,
     state_f64, upload,
 };
 
@@ -80,7 +82,7 @@ pub enum MlaFusion {
     Mean,
 }
 
-/// MLA options (MLA has no α). `projection` and `fusion` default to the variant's.
+/// MLA's options. `projection` and `fusion` default to the variant's.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MlaConfig {
@@ -108,6 +110,26 @@ impl MlaConfig {
             MlaVariant::Official => MlaFusion::Mean,
             MlaVariant::MaskedHead => MlaFusion::EntropySample,
         })
+    }
+}
+
+impl MethodSpec for MlaConfig {
+    const DESCRIPTOR: MethodDescriptor = MethodDescriptor {
+        name: "mla",
+        label: "MLA",
+        summary: "alternating unimodal half-steps through one shared head (official) or the masked model head",
+        modalities: ModalityCount::AtLeast(2),
+        heads: HeadSupport::Any,
+        tasks: &[TaskKind::Classification],
+        needs_validation: false,
+    };
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {
+        Ok(Box::new(Mla::new(self.clone(), ctx.num_classes, ctx.seed)))
+    }
+
+    fn schedule(_bench: Option<Benchmark>) -> Schedule {
+        Schedule::new(1e-3, &[70], "MLA `main.py` (lr 1e-3, StepLR(70, 0.1))")
     }
 }
 
@@ -390,11 +412,11 @@ pub fn grads_keeping_zeroed(
 
 impl Method for Mla {
     fn name(&self) -> String {
-        "mla".into()
+        MlaConfig::DESCRIPTOR.name.into()
     }
 
     fn check(&self, model: &dyn MultimodalModel) -> Result<()> {
-        require_multimodal(model, "mla")?;
+        MlaConfig::DESCRIPTOR.check_modalities(model.num_modalities())?;
         if self.cfg.variant == MlaVariant::MaskedHead && self.cfg.projection() != MlaProjection::Off {
             find_head_weight(model)?;
         }

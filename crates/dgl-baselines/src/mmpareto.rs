@@ -27,13 +27,52 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::heads::UnimodalHeads;
 use crate::heads::{HeadInit, LinearHeads, UnimodalBranches};
-use crate::util::{check_losses, require_multimodal, scalar};
+use crate::defaults::{Benchmark, Schedule, Setting};
+use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, TaskKind};
+use crate::util::{check_hp, check_losses, scalar};
 
-/// MMPareto options (γ_mag is [`crate::MethodConfig::alpha`]).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// MMPareto's options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MmParetoConfig {
+    /// γ_mag, the magnitude factor of the integrated encoder gradient (official: 1.5, hard-coded).
+    pub gamma_mag: f64,
     pub unimodal_heads: UnimodalHeads,
+}
+
+impl Default for MmParetoConfig {
+    fn default() -> Self {
+        Self { gamma_mag: 1.5, unimodal_heads: UnimodalHeads::default() }
+    }
+}
+
+impl MethodSpec for MmParetoConfig {
+    const DESCRIPTOR: MethodDescriptor = MethodDescriptor {
+        name: "mmpareto",
+        label: "MMPareto",
+        summary: "Pareto (min-norm) integration of the per-loss encoder gradients",
+        modalities: ModalityCount::AtLeast(2),
+        heads: HeadSupport::Any,
+        tasks: &[TaskKind::Classification],
+        needs_validation: false,
+    };
+
+    fn validate(&self) -> Result<()> {
+        let g = self.gamma_mag;
+        check_hp(g.is_finite() && g > 0.0, "gamma_mag", g, "must be finite and > 0")
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {
+        Ok(Box::new(MmPareto::new(self.clone(), ctx.num_classes, ctx.seed)))
+    }
+
+    fn official_settings(_bench: Option<Benchmark>) -> Vec<Setting> {
+        vec![Setting::new("method.gamma_mag", 1.5, "MMPareto `MMPareto.py` (γ_mag = 1.5 hard-coded, every dataset)")]
+    }
+
+    fn schedule(_bench: Option<Benchmark>) -> Schedule {
+        Schedule::new(2e-3, &[], "MMPareto `MMPareto.py` (lr 2e-3; StepLR created but never stepped: constant)")
+    }
 }
 
 /// The 2-task min-norm solution (`MinNormSolver._min_norm_element_from2`): γ on the first vector.
@@ -85,13 +124,13 @@ pub struct MmPareto {
 }
 
 impl MmPareto {
-    pub fn new(gamma: f64, cfg: MmParetoConfig, num_classes: usize, seed: u64) -> Self {
+    pub fn new(cfg: MmParetoConfig, num_classes: usize, seed: u64) -> Self {
         let heads = UnimodalBranches::new(
             cfg.unimodal_heads,
             "mmpareto.unimodal_heads",
             LinearHeads::new("mmpareto.head", num_classes, HeadInit::TorchDefault, seed),
         );
-        Self { gamma, cfg, num_classes, heads }
+        Self { gamma: cfg.gamma_mag, cfg, num_classes, heads }
     }
 
     /// The MMPareto gradients of one batch (and the report pieces), without updating anything.
@@ -169,11 +208,11 @@ impl MmPareto {
 
 impl Method for MmPareto {
     fn name(&self) -> String {
-        "mmpareto".into()
+        MmParetoConfig::DESCRIPTOR.name.into()
     }
 
     fn check(&self, model: &dyn MultimodalModel) -> Result<()> {
-        require_multimodal(model, "mmpareto")
+        MmParetoConfig::DESCRIPTOR.check_modalities(model.num_modalities())
     }
 
     fn train_step(&mut self, ctx: &mut StepContext<'_>, inputs: &[Tensor], targets: &Tensor) -> Result<StepReport> {
@@ -248,7 +287,7 @@ mod tests {
             let model = Toy::new(&[3, 4], 5, 3, 21);
             let x = model.inputs(7, 22);
             let y = targets(7, 3);
-            let mut mp = MmPareto::new(1.5, MmParetoConfig { unimodal_heads: heads }, 3, 0);
+            let mut mp = MmPareto::new(MmParetoConfig { unimodal_heads: heads, ..MmParetoConfig::default() }, 3, 0);
             let (g, rep) = mp.gradients(&model, &x, &y, &CrossEntropy).unwrap();
 
             let z = model.encode_all(&x, true).unwrap();
@@ -302,7 +341,7 @@ mod tests {
                 assert_eq!(g.entries().iter().filter(|e| e.name.starts_with("mmpareto.head.")).count(), 4);
                 let st = mp.state().unwrap();
                 assert_eq!(st.len(), 4);
-                let mut other = MmPareto::new(1.5, MmParetoConfig { unimodal_heads: heads }, 3, 5);
+                let mut other = MmPareto::new(MmParetoConfig { unimodal_heads: heads, ..MmParetoConfig::default() }, 3, 5);
                 other.load_state(&st).unwrap();
                 let p = other.predict(&model, &x).unwrap();
                 let q = mp.predict(&model, &x).unwrap();

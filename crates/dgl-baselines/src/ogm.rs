@@ -6,11 +6,12 @@
 //!   the modality's own term of a head linear in each modality — concat: the weight block W_m and
 //!   half the shared bias, `fc_out.bias / 2`; sum: layer m's weight and its own bias (`fc_x`,
 //!   `fc_y`). The official formula is undefined for the gated and FiLM heads, which are refused
-//!   ([`Method::check`], and `MethodConfig::check_head` before anything is built) unless the
+//!   ([`Method::check`], and [`MethodSpec::check_model`] before anything is built) unless the
 //!   zero-masked shared head h(0, …, z_m, …, 0) is chosen ([`OgmUnimodalLogits::ZeroMask`], a
 //!   deviation);
 //! * s_m = Σ_i softmax(out_m)_i\[y_i\] (batch sum), ρ_v = s_v / s_a, ρ_a = 1/ρ_v;
-//! * ρ_v > 1: k_v = 1 − tanh(α·relu(ρ_v)), k_a = 1; otherwise k_a = 1 − tanh(α·relu(ρ_a)), k_v = 1;
+//! * ρ_v > 1: k_v = 1 − tanh(α·relu(ρ_v)), k_a = 1; otherwise k_a = 1 − tanh(α·relu(ρ_a)), k_v = 1
+//!   (α: `modulation_strength`);
 //! * inside the modulation window [start, end] (0-based epochs, inclusive), for the selected
 //!   encoder parameters: g ← k_m·g (OGM) or g ← k_m·g + N(0, std(g)+1e-8) (OGM-GE; std of the
 //!   *unscaled* gradient, Bessel-corrected as `torch.Tensor.std()`; noise on both modalities).
@@ -24,9 +25,11 @@ use dgl_core::rng::Rng;
 use dgl_core::{Error, Method, MultimodalModel, Result, StepContext, StepReport};
 use serde::{Deserialize, Serialize};
 
+use crate::defaults::{Benchmark, Schedule, Setting};
+use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, ModelFacts, TaskKind};
 use crate::util::{
-    all_grads, check_losses, check_window, flatten_rows, gaussian, in_window, require_two_modalities, rng_from_tensor,
-    rng_tensor, scalar, std_unbiased, target_probs, upload,
+    all_grads, check_hp, check_losses, check_window, flatten_rows, gaussian, in_window, rng_from_tensor, rng_tensor,
+    scalar, std_unbiased, target_probs, upload,
 };
 
 /// How the per-modality logits of the ratio are formed.
@@ -69,10 +72,13 @@ pub enum OgmParams {
     Matrices,
 }
 
-/// OGM / OGM-GE hyper-parameters (α is [`crate::MethodConfig::alpha`]).
+/// OGM's options (`ogm`); OGM-GE ([`OgmGeConfig`]) has the same.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OgmConfig {
+    /// α of k = 1 − tanh(α·relu(ρ − 1)) (official `--alpha`: README recommends 0.8 for CREMA-D,
+    /// 0.1 for VGGSound).
+    pub modulation_strength: f64,
     /// First modulated epoch (0-based, inclusive). Official default 0.
     pub modulation_starts: usize,
     /// Last modulated epoch (inclusive); `None` = until the end. Official default 50.
@@ -84,6 +90,7 @@ pub struct OgmConfig {
 impl Default for OgmConfig {
     fn default() -> Self {
         Self {
+            modulation_strength: 0.8,
             modulation_starts: 0,
             modulation_ends: Some(50),
             unimodal_logits: OgmUnimodalLogits::Official,
@@ -93,8 +100,137 @@ impl Default for OgmConfig {
 }
 
 impl OgmConfig {
-    pub fn validate(&self) -> Result<()> {
+    fn check(&self) -> Result<()> {
+        let a = self.modulation_strength;
+        check_hp(a.is_finite() && a >= 0.0, "modulation_strength", a, "must be finite and >= 0")?;
         check_window(self.modulation_starts, self.modulation_ends)
+    }
+
+    /// The head check of both variants: the official per-modality logits need a head affine in
+    /// each modality.
+    fn check_head<S: MethodSpec>(&self, model: &ModelFacts<'_>) -> Result<()> {
+        S::DESCRIPTOR.check_modalities(model.modalities)?;
+        if self.unimodal_logits == OgmUnimodalLogits::Official && !model.head_is_linear {
+            return Err(Error::InvalidInput(format!(
+                "`{}` cannot train with model.fusion = \"{}\": {NON_LINEAR_HEAD}",
+                S::DESCRIPTOR.name,
+                model.head
+            )));
+        }
+        Ok(())
+    }
+
+    fn official_strength(bench: Option<Benchmark>) -> (f64, &'static str) {
+        match bench.unwrap_or(Benchmark::CremaD) {
+            Benchmark::CremaD => (0.8, "OGM-GE README (recommends 0.8 for CREMA-D)"),
+            Benchmark::KineticsSounds => (0.8, "GDL `ks_ogm.sh` (`--alpha 0.8`)"),
+            Benchmark::VggSound => (0.1, "OGM-GE README (recommends 0.1 for VGGSound)"),
+        }
+    }
+
+    fn official(bench: Option<Benchmark>) -> Self {
+        Self { modulation_strength: Self::official_strength(bench).0, modulation_ends: Some(50), ..Self::default() }
+    }
+
+    fn official_settings(bench: Option<Benchmark>) -> Vec<Setting> {
+        let (a, source) = Self::official_strength(bench);
+        vec![
+            Setting::new("method.modulation_strength", a, source),
+            Setting::new("method.modulation_ends", 50, "OGM-GE `main.py` (modulation epochs 0..50, inclusive)"),
+        ]
+    }
+}
+
+const OGM_TASKS: &[TaskKind] = &[TaskKind::Classification];
+
+fn ogm_schedule() -> Schedule {
+    Schedule::new(1e-3, &[70], "OGM-GE `main.py` (lr 1e-3, StepLR(70, 0.1))")
+}
+
+impl MethodSpec for OgmConfig {
+    const DESCRIPTOR: MethodDescriptor = MethodDescriptor {
+        name: "ogm",
+        label: "OGM",
+        summary: "on-the-fly gradient modulation of the dominant encoder",
+        modalities: ModalityCount::Exactly(2),
+        heads: HeadSupport::LinearInEachModality,
+        tasks: OGM_TASKS,
+        needs_validation: false,
+    };
+
+    fn validate(&self) -> Result<()> {
+        self.check()
+    }
+
+    fn check_model(&self, model: &ModelFacts<'_>) -> Result<()> {
+        self.check_head::<Self>(model)
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {
+        Ok(Box::new(Ogm::new(false, self.clone(), ctx.seed)))
+    }
+
+    fn official(bench: Option<Benchmark>) -> Self {
+        OgmConfig::official(bench)
+    }
+
+    fn official_settings(bench: Option<Benchmark>) -> Vec<Setting> {
+        OgmConfig::official_settings(bench)
+    }
+
+    fn schedule(_bench: Option<Benchmark>) -> Schedule {
+        ogm_schedule()
+    }
+}
+
+/// OGM-GE's options: OGM's ([`OgmConfig`]); the method adds Gaussian noise.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OgmGeConfig(pub OgmConfig);
+
+impl std::ops::Deref for OgmGeConfig {
+    type Target = OgmConfig;
+    fn deref(&self) -> &OgmConfig {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for OgmGeConfig {
+    fn deref_mut(&mut self) -> &mut OgmConfig {
+        &mut self.0
+    }
+}
+
+impl MethodSpec for OgmGeConfig {
+    const DESCRIPTOR: MethodDescriptor = MethodDescriptor {
+        name: "ogm-ge",
+        label: "OGM-GE",
+        summary: "on-the-fly gradient modulation plus generalisation-enhancing Gaussian noise",
+        ..OgmConfig::DESCRIPTOR
+    };
+
+    fn validate(&self) -> Result<()> {
+        self.0.check()
+    }
+
+    fn check_model(&self, model: &ModelFacts<'_>) -> Result<()> {
+        self.0.check_head::<Self>(model)
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {
+        Ok(Box::new(Ogm::new(true, self.0.clone(), ctx.seed)))
+    }
+
+    fn official(bench: Option<Benchmark>) -> Self {
+        Self(OgmConfig::official(bench))
+    }
+
+    fn official_settings(bench: Option<Benchmark>) -> Vec<Setting> {
+        OgmConfig::official_settings(bench)
+    }
+
+    fn schedule(_bench: Option<Benchmark>) -> Schedule {
+        ogm_schedule()
     }
 }
 
@@ -200,25 +336,24 @@ pub fn modulate(grads: &mut ParamGrads, k: &[f64], sel: OgmParams, mut noise: Op
 /// OGM (`ge = false`) or OGM-GE (`ge = true`).
 #[derive(Clone, Debug)]
 pub struct Ogm {
-    pub alpha: f64,
     pub ge: bool,
     pub cfg: OgmConfig,
     rng: Rng,
 }
 
 impl Ogm {
-    pub fn new(alpha: f64, ge: bool, cfg: OgmConfig, seed: u64) -> Self {
-        Self { alpha, ge, cfg, rng: Rng::derive(seed, 0x0060_6E6E) }
+    pub fn new(ge: bool, cfg: OgmConfig, seed: u64) -> Self {
+        Self { ge, cfg, rng: Rng::derive(seed, 0x0060_6E6E) }
     }
 }
 
 impl Method for Ogm {
     fn name(&self) -> String {
-        if self.ge { "ogm-ge" } else { "ogm" }.to_string()
+        if self.ge { OgmGeConfig::DESCRIPTOR.name } else { OgmConfig::DESCRIPTOR.name }.to_string()
     }
 
     fn check(&self, model: &dyn MultimodalModel) -> Result<()> {
-        require_two_modalities(model, &self.name())?;
+        OgmConfig::DESCRIPTOR.check_modalities(model.num_modalities())?;
         if self.cfg.unimodal_logits == OgmUnimodalLogits::Official && (0..2).any(|m| linear_term(model, m).is_none()) {
             return Err(Error::InvalidInput(format!("`{}` with this model's head: {NON_LINEAR_HEAD}", self.name())));
         }
@@ -240,7 +375,7 @@ impl Method for Ogm {
             (0..2).map(|m| unimodal_logits(model, &z, m, self.cfg.unimodal_logits)).collect::<Result<Vec<_>>>()?;
         let s_a: f64 = target_probs(&uni[0], &y)?.iter().sum();
         let s_v: f64 = target_probs(&uni[1], &y)?.iter().sum();
-        let c = coefficients(s_a, s_v, self.alpha);
+        let c = coefficients(s_a, s_v, self.cfg.modulation_strength);
         let active = in_window(ctx.epoch, self.cfg.modulation_starts, self.cfg.modulation_ends);
         if active {
             let rng = if self.ge { Some(&mut self.rng) } else { None };
@@ -375,7 +510,7 @@ mod tests {
                 target_probs(&lg, &yv).unwrap().iter().sum()
             })
             .collect();
-        let mut method = Ogm::new(0.8, false, OgmConfig::default(), 0);
+        let mut method = Ogm::new(false, OgmConfig { modulation_strength: 0.8, ..OgmConfig::default() }, 0);
         method.check(&model).unwrap();
         let mut sgd = plain_sgd(0.1);
         let mut ctx = context(&model, &mut sgd, 0);
@@ -393,10 +528,11 @@ mod tests {
         use dgl_models::FusionKind;
         for fusion in [FusionKind::Concat, FusionKind::Sum, FusionKind::Gated, FusionKind::Film] {
             let model = mlp_model(fusion, 1);
+            let facts = ModelFacts { modalities: 2, head: fusion.as_str(), head_is_linear: fusion.is_linear() };
             for kind in [MethodKind::Ogm, MethodKind::OgmGe] {
                 let cfg = MethodConfig::new(kind);
-                let at_config = cfg.check_head(fusion.as_str(), fusion.is_linear());
-                let on_model = Ogm::new(0.8, kind == MethodKind::OgmGe, cfg.ogm.clone(), 0).check(&model);
+                let at_config = cfg.check_model(&facts);
+                let on_model = Ogm::new(kind == MethodKind::OgmGe, OgmConfig::default(), 0).check(&model);
                 if fusion.is_linear() {
                     at_config.unwrap();
                     on_model.unwrap();
@@ -408,12 +544,12 @@ mod tests {
                 let e = on_model.unwrap_err().to_string();
                 assert!(e.contains(&format!("`{kind}`")) && e.contains("gated and FiLM"), "{e}");
                 // Opting into the zero-masked shared head is accepted.
-                let mut zm = cfg.clone();
-                zm.ogm.unimodal_logits = OgmUnimodalLogits::ZeroMask;
-                zm.check_head(fusion.as_str(), false).unwrap();
-                Ogm::new(0.8, true, zm.ogm, 0).check(&model).unwrap();
+                let zm = OgmConfig { unimodal_logits: OgmUnimodalLogits::ZeroMask, ..OgmConfig::default() };
+                zm.check_model(&facts).unwrap();
+                OgmGeConfig(zm.clone()).check_model(&facts).unwrap();
+                Ogm::new(true, zm, 0).check(&model).unwrap();
             }
-            MethodConfig::new(MethodKind::Dgl).check_head(fusion.as_str(), fusion.is_linear()).unwrap();
+            MethodConfig::new(MethodKind::Dgl).check_model(&facts).unwrap();
         }
         // The former name of the official logits still parses.
         let c: OgmConfig = toml::from_str("unimodal_logits = \"half-bias\"").unwrap();
@@ -439,7 +575,7 @@ mod tests {
         let c = coefficients(s[0], s[1], 0.7);
         assert!(c.k.iter().any(|&k| k < 1.0));
 
-        let mut method = Ogm::new(0.7, false, OgmConfig::default(), 0);
+        let mut method = Ogm::new(false, OgmConfig { modulation_strength: 0.7, ..OgmConfig::default() }, 0);
         let (upd, rep) = grads_by_sgd(&mut method, &model, 0, &x, &y);
         for (name, got) in &upd {
             let want = vec(g.get(name).unwrap());
@@ -455,7 +591,7 @@ mod tests {
 
         // Outside the window (epoch 51 > 50): plain gradients.
         let model = Toy::new(&[3, 4], 5, 3, 3);
-        let mut method = Ogm::new(0.7, false, OgmConfig::default(), 0);
+        let mut method = Ogm::new(false, OgmConfig { modulation_strength: 0.7, ..OgmConfig::default() }, 0);
         let (upd, _) = grads_by_sgd(&mut method, &model, 51, &x, &y);
         for (name, got) in &upd {
             assert_close(got, &vec(g.get(name).unwrap()), 1e-9, name);
@@ -510,10 +646,10 @@ mod tests {
 
     #[test]
     fn state_roundtrip_and_m2_only() {
-        let mut a = Ogm::new(0.1, true, OgmConfig::default(), 3);
+        let mut a = Ogm::new(true, OgmConfig { modulation_strength: 0.1, ..OgmConfig::default() }, 3);
         a.rng.next_u64();
         let st = a.state().unwrap();
-        let mut b = Ogm::new(0.1, true, OgmConfig::default(), 99);
+        let mut b = Ogm::new(true, OgmConfig { modulation_strength: 0.1, ..OgmConfig::default() }, 99);
         b.load_state(&st).unwrap();
         assert_eq!(a.rng.next_u64(), b.rng.next_u64());
         let m3 = Toy::new(&[2, 2, 2], 3, 2, 0);

@@ -6,7 +6,7 @@
 //!   epoch e > 0 they are blended with the previous ones, p ← (1−μ)·p_new + μ·p_old.
 //! * Prototypical cross-entropy logits sim_m = −‖z_m − p_c^m‖₂ (no temperature).
 //! * ρ = Σ_i softmax(sim_a)_i\[y_i\] / Σ_i softmax(sim_v)_i\[y_i\]; ρ > 1 ⇒ (β, λ) = (0, α),
-//!   ρ < 1 ⇒ (α, 0), ρ = 1 ⇒ (0, 0) (binary switch).
+//!   ρ < 1 ⇒ (α, 0), ρ = 1 ⇒ (0, 0) (binary switch; α: `prototype_weight`).
 //! * Loss (152-178), inside the modulation window: CE(out) + β·CE(sim_a) + λ·CE(sim_v); outside:
 //!   CE(out). One backward. The paper's prototype-entropy regulariser is not in the official code
 //!   (PMR#7, #9) and not here.
@@ -16,15 +16,20 @@ use dgl_core::model::detach_all;
 use dgl_core::{BatchSource, Method, MultimodalModel, Result, Split, StepContext, StepReport};
 use serde::{Deserialize, Serialize};
 
+use crate::defaults::{Benchmark, Schedule, Setting};
+use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, TaskKind};
 use crate::util::{
     all_grads, check_hp, check_losses, check_window, find_state, flatten_rows, host_f64, host_targets, in_window,
-    one_hot, require_two_modalities, scalar, target_probs, upload,
+    one_hot, scalar, target_probs, upload,
 };
 
-/// PMR hyper-parameters (α is [`crate::MethodConfig::alpha`]).
+/// PMR's options.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PmrConfig {
+    /// α: the weight of the weaker modality's prototypical cross-entropy (`--alpha`; the CREMA-D
+    /// concat script's 2.0).
+    pub prototype_weight: f64,
     /// μ of the prototype EMA (`--momentum_coef`; code default 0.2, the shipped scripts 0.0).
     pub momentum_coef: f64,
     /// Fraction of the training batches used for the prototypes (official 0.1; AVE 0.5).
@@ -37,12 +42,30 @@ pub struct PmrConfig {
 
 impl Default for PmrConfig {
     fn default() -> Self {
-        Self { momentum_coef: 0.2, prototype_fraction: 0.1, modulation_starts: 0, modulation_ends: Some(70) }
+        Self {
+            prototype_weight: 2.0,
+            momentum_coef: 0.2,
+            prototype_fraction: 0.1,
+            modulation_starts: 0,
+            modulation_ends: Some(70),
+        }
     }
 }
 
-impl PmrConfig {
-    pub fn validate(&self) -> Result<()> {
+impl MethodSpec for PmrConfig {
+    const DESCRIPTOR: MethodDescriptor = MethodDescriptor {
+        name: "pmr",
+        label: "PMR",
+        summary: "prototypical cross-entropy for the weaker modality, switched by the prototype ratio",
+        modalities: ModalityCount::Exactly(2),
+        heads: HeadSupport::Any,
+        tasks: &[TaskKind::Classification],
+        needs_validation: false,
+    };
+
+    fn validate(&self) -> Result<()> {
+        let a = self.prototype_weight;
+        check_hp(a.is_finite() && a >= 0.0, "prototype_weight", a, "must be finite and >= 0")?;
         check_hp((0.0..=1.0).contains(&self.momentum_coef), "momentum_coef", self.momentum_coef, "must be in [0, 1]")?;
         check_hp(
             self.prototype_fraction > 0.0 && self.prototype_fraction <= 1.0,
@@ -51,6 +74,43 @@ impl PmrConfig {
             "must be in (0, 1]",
         )?;
         check_window(self.modulation_starts, self.modulation_ends)
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {
+        Ok(Box::new(Pmr::new(self.clone(), ctx.num_classes)))
+    }
+
+    fn official(_bench: Option<Benchmark>) -> Self {
+        Self { prototype_weight: 2.0, momentum_coef: 0.0, modulation_ends: Some(70), ..Self::default() }
+    }
+
+    fn official_settings(bench: Option<Benchmark>) -> Vec<Setting> {
+        let silent = bench.is_some_and(|b| b != Benchmark::CremaD);
+        vec![
+            Setting::new(
+                "method.prototype_weight",
+                2.0,
+                if silent {
+                    "silent (PMR has no KS/VGGSound script); the CREMA-D α=2.0 is used"
+                } else {
+                    "PMR `bash.sh` (CREMA-D, concat fusion: α=2.0)"
+                },
+            ),
+            Setting::new(
+                "method.momentum_coef",
+                "0.0",
+                if silent {
+                    "silent; the CREMA-D script's 0.0 is used"
+                } else {
+                    "PMR `bash.sh` (`--momentum_coef 0.0`; the code default 0.2 is not what was run)"
+                },
+            ),
+            Setting::new("method.modulation_ends", 70, "PMR `bash.sh` (modulation epochs 0..70)"),
+        ]
+    }
+
+    fn schedule(_bench: Option<Benchmark>) -> Schedule {
+        Schedule::new(1e-3, &[70], "PMR `main_Prototype_grad.py` defaults (lr 1e-3, StepLR(70, 0.1))")
     }
 }
 
@@ -151,15 +211,14 @@ pub fn switch(ratio: f64, alpha: f64) -> (f64, f64) {
 /// PMR.
 #[derive(Clone, Debug)]
 pub struct Pmr {
-    pub alpha: f64,
     pub cfg: PmrConfig,
     pub num_classes: usize,
     prototypes: Option<Vec<Tensor>>,
 }
 
 impl Pmr {
-    pub fn new(alpha: f64, cfg: PmrConfig, num_classes: usize) -> Self {
-        Self { alpha, cfg, num_classes, prototypes: None }
+    pub fn new(cfg: PmrConfig, num_classes: usize) -> Self {
+        Self { cfg, num_classes, prototypes: None }
     }
 
     /// The current prototypes, one `[K, d_m]` tensor per modality.
@@ -185,11 +244,11 @@ impl Pmr {
 
 impl Method for Pmr {
     fn name(&self) -> String {
-        "pmr".into()
+        PmrConfig::DESCRIPTOR.name.into()
     }
 
     fn check(&self, model: &dyn MultimodalModel) -> Result<()> {
-        require_two_modalities(model, "pmr")
+        PmrConfig::DESCRIPTOR.check_modalities(model.num_modalities())
     }
 
     fn on_epoch_start(&mut self, model: &dyn MultimodalModel, _epoch: usize, data: &dyn BatchSource) -> Result<()> {
@@ -218,7 +277,7 @@ impl Method for Pmr {
         let s_v: f64 = target_probs(&sim[1], &y)?.iter().sum();
         let ratio = s_a / s_v;
         let active = in_window(ctx.epoch, self.cfg.modulation_starts, self.cfg.modulation_ends);
-        let (beta, lam) = if active { switch(ratio, self.alpha) } else { (0.0, 0.0) };
+        let (beta, lam) = if active { switch(ratio, self.cfg.prototype_weight) } else { (0.0, 0.0) };
         let names = model.modality_names();
         let losses = vec![
             ("loss_mm".to_string(), scalar(&l_mm)?),
@@ -289,7 +348,7 @@ mod tests {
 
     /// PMR (α = 2, default config, 3 classes) after the start of epoch 0: initial prototypes.
     fn started(model: &Toy, data: &Data) -> Pmr {
-        let mut pmr = Pmr::new(2.0, PmrConfig::default(), 3);
+        let mut pmr = Pmr::new(PmrConfig::default(), 3);
         pmr.on_epoch_start(model, 0, data).unwrap();
         pmr
     }
@@ -377,7 +436,7 @@ mod tests {
         assert_close(&vec(&pmr.prototypes().unwrap()[0]), &want, 1e-12, "after epoch 1");
         // State round trip.
         let st = pmr.state().unwrap();
-        let mut other = Pmr::new(2.0, PmrConfig::default(), 3);
+        let mut other = Pmr::new(PmrConfig::default(), 3);
         other.load_state(&st).unwrap();
         assert_close(&vec(&other.prototypes().unwrap()[1]), &vec(&pmr.prototypes().unwrap()[1]), 0.0, "state");
     }

@@ -19,26 +19,6 @@ pub(crate) fn check_hp(ok: bool, name: &'static str, value: impl ToString, reaso
     }
 }
 
-/// Refuses a model whose modality count the method does not support.
-fn require_modalities(model: &dyn MultimodalModel, method: &str, ok: impl Fn(usize) -> bool, what: &str) -> Result<()> {
-    let m = model.num_modalities();
-    if ok(m) {
-        Ok(())
-    } else {
-        Err(Error::InvalidInput(format!("`{method}` supports {what}; the model has {m} modalities")))
-    }
-}
-
-/// Refuses a model that does not have exactly 2 modalities.
-pub(crate) fn require_two_modalities(model: &dyn MultimodalModel, method: &str) -> Result<()> {
-    require_modalities(model, method, |m| m == 2, "exactly 2 modalities")
-}
-
-/// Refuses a model with fewer than 2 modalities.
-pub(crate) fn require_multimodal(model: &dyn MultimodalModel, method: &str) -> Result<()> {
-    require_modalities(model, method, |m| m >= 2, "2 or more modalities")
-}
-
 /// A scalar tensor as f64.
 pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
     t.to_dtype(DType::F64)?

@@ -62,7 +62,7 @@ fn main() -> dgl_cli::Result<()> {
     let data = RunData::build(&cfg, true, &dev)?;
     cfg.model.num_classes = data.train.num_classes();
     let model = dgl_models::build_model(&cfg.model, &data.modality_shapes(), &dev, cfg.seed)?;
-    let mut agm = Agm::new(alpha, AgmConfig::default());
+    let mut agm = Agm::new(AgmConfig { modulation_strength: alpha, ..AgmConfig::default() });
     agm.check(&model)?;
     let mut opt = cfg.train.optimizer.build()?;
     let names = model.modality_names();

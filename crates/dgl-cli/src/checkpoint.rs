@@ -158,7 +158,7 @@ impl CheckpointMeta {
             format_version: FORMAT_VERSION,
             dgl_version: env!("CARGO_PKG_VERSION").to_string(),
             git_revision: git_revision(),
-            method: cfg.method.name.to_string(),
+            method: cfg.method.name().to_string(),
             config_toml: cfg.to_toml()?,
             epoch,
             global_step,
@@ -368,11 +368,12 @@ pub fn config_differences(a: &TrainConfig, b: &TrainConfig, except: &[&str]) -> 
 /// Refuses to continue a checkpoint of `saved` with `now` unless they agree on everything but
 /// [`RESUMABLE_CHANGES`]; the message names every difference.
 pub fn check_compatible(saved: &TrainConfig, now: &TrainConfig) -> Result<()> {
-    if saved.method.name != now.method.name {
+    if saved.method.kind() != now.method.kind() {
         return Err(CliError::Config(format!(
             "the checkpoint was written by method `{}`, not `{}`: a run continues with its own method \
              (drop --method, or start a new run with another --out)",
-            saved.method.name, now.method.name
+            saved.method.name(),
+            now.method.name()
         )));
     }
     let mut except = RESUMABLE_CHANGES.to_vec();

@@ -211,10 +211,19 @@ impl TrainConfig {
 
     /// [`Self::from_toml_str`] with `preset` as the base when the text names none.
     pub fn from_toml_str_with_preset(text: &str, preset: Option<Preset>) -> Result<Self> {
-        // Syntax and type errors, and unknown fields of the sections that deny them, with the
-        // line and column of the text (the merged value below has no positions).
-        let _: Self = toml::from_str(text).map_err(|e| CliError::Config(e.to_string()))?;
         let given: toml::Value = toml::from_str(text).map_err(|e| CliError::Config(e.to_string()))?;
+        if let Some(m) = given.get("method").and_then(legacy_method_error) {
+            return Err(CliError::Config(format!("{m} (this configuration was written for an earlier version)")));
+        }
+        // Syntax and type errors, and unknown fields of the sections that deny them, with the
+        // line and column of the text; a tagged table that leaves its tag to the preset (`[method]`
+        // with options only) parses once merged.
+        let positioned = toml::from_str::<Self>(text).err().map(|e| e.to_string());
+        if let Some(e) = &positioned {
+            if !TAGGED_TABLES.iter().any(|(_, tag)| e.contains(&format!("missing field `{tag}`"))) {
+                return Err(CliError::Config(e.clone()));
+            }
+        }
         let named: Option<Preset> = match given.get("preset") {
             Some(p) => {
                 Some(p.clone().try_into().map_err(|e: toml::de::Error| CliError::Config(format!("preset: {e}")))?)
@@ -258,8 +267,7 @@ impl TrainConfig {
         let bad = |m: String| Err(CliError::Config(m));
         check_finite(self)?;
         self.method.validate().map_err(|e| CliError::Config(e.to_string()))?;
-        let fusion = self.model.fusion;
-        self.method.check_head(fusion.as_str(), fusion.is_linear()).map_err(|e| CliError::Config(e.to_string()))?;
+        self.method.check_model(&self.model_facts()).map_err(|e| CliError::Config(e.to_string()))?;
         self.model.check_limits()?;
         limits::EPOCHS.check(self.train.epochs as u64).map_err(|e| CliError::Config(e.to_string()))?;
         limits::BATCH_SIZE.check(self.train.batch_size as u64).map_err(|e| CliError::Config(e.to_string()))?;
@@ -280,13 +288,13 @@ impl TrainConfig {
         // (for datasets whose modalities are only known once opened, the loop checks after opening).
         if let Some(names) = self.data.dataset.modality_names() {
             let model_names: Vec<&str> = self.model.modalities.iter().map(|m| m.name.as_str()).collect();
-            if model_names != names {
+            if let Some(missing) = model_names.iter().find(|m| !names.contains(m)) {
                 return bad(format!(
-                    "model.modalities {model_names:?} do not match the {:?} dataset's modalities {names:?}",
+                    "model.modalities {model_names:?} name `{missing}`, which the {:?} dataset does not have (its \
+                     modalities are {names:?})",
                     self.data.dataset
                 ));
             }
-            check_method_modalities(&self.method, names.len())?;
         }
         if self.train.epochs == 0 {
             return bad("epochs must be >= 1".into());
@@ -354,35 +362,87 @@ impl DatasetKind {
     }
 }
 
-/// Refuses, before anything is built, a method that cannot train on a dataset with
-/// `dataset_modalities` modalities (the built model is checked again by `Method::check`).
-pub fn check_method_modalities(method: &MethodConfig, dataset_modalities: usize) -> Result<()> {
-    use dgl_baselines::MethodKind as K;
-    let kind = method.name;
-    let m = dataset_modalities;
-    if let Some(i) = kind.unimodal_modality() {
-        return if i < m {
-            Ok(())
-        } else {
-            Err(CliError::Config(format!("`{kind}` trains on modality #{i}, the dataset has {m} modalities")))
-        };
-    }
-    let (ok, what) = if kind.two_modalities_only() {
-        (m == 2, "exactly 2 modalities")
-    } else {
-        match kind {
-            K::Vanilla | K::Dnr => (m >= 1, "1 or more modalities"),
-            K::Dgl | K::DglMt | K::DglUt | K::GBlending if method.effective_alpha() == Some(0.0) => {
-                (m >= 1, "1 or more modalities")
-            }
-            _ => (m >= 2, "2 or more modalities"),
+impl TrainConfig {
+    /// What the method may check about the model before anything is built: its modality count
+    /// (a model listing one modality is a unimodal model) and its head.
+    pub fn model_facts(&self) -> dgl_baselines::ModelFacts<'_> {
+        dgl_baselines::ModelFacts {
+            modalities: self.model.modalities.len(),
+            head: self.model.fusion.as_str(),
+            head_is_linear: self.model.fusion.is_linear(),
         }
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(CliError::Config(format!("`{kind}` supports {what}; the dataset has {m}")))
     }
+
+    /// The configuration with one dotted key set (`method.unimodal_weight`, `train.epochs`),
+    /// re-read through the configuration parser: unknown keys and wrong types are errors naming
+    /// the key. `value` is TOML ([`parse_value`]).
+    pub fn with_key(&self, key: &str, value: toml::Value) -> Result<Self> {
+        let bad = |m: String| CliError::Config(format!("{key}: {m}"));
+        let parts: Vec<&str> = key.split('.').map(str::trim).collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(bad("expected a dotted key such as `train.epochs`".into()));
+        }
+        let mut doc = toml::Value::try_from(self).map_err(|e| bad(e.to_string()))?;
+        let mut node = &mut doc;
+        for part in &parts[..parts.len() - 1] {
+            let table = node.as_table_mut().ok_or_else(|| bad(format!("`{part}` is not a section")))?;
+            node = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        }
+        let table = node.as_table_mut().ok_or_else(|| bad("not a section".into()))?;
+        table.insert(parts[parts.len() - 1].to_string(), value);
+        let text = toml::to_string(&doc).map_err(|e| bad(e.to_string()))?;
+        Self::from_toml_str(&text).map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// A command-line value as TOML (`2`, `true`, `[30, 70]`, `"adamw"`); anything that is not a TOML
+/// value is taken as a string (`train.optimizer.kind=adamw`).
+pub fn parse_value(value: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()))
+}
+
+/// `KEY=VALUE` → (key, TOML value).
+pub fn parse_assignment(spec: &str) -> Result<(String, toml::Value)> {
+    let (key, value) = spec
+        .split_once('=')
+        .ok_or_else(|| CliError::Config(format!("`{spec}`: expected KEY=VALUE, e.g. `method.unimodal_weight=2`")))?;
+    Ok((key.trim().to_string(), parse_value(value.trim())))
+}
+
+/// The method options of the format before each method had its own (a shared `alpha`, one
+/// sub-table per method, the unimodal methods): the error saying what changed, or `None`.
+fn legacy_method_error(method: &toml::Value) -> Option<String> {
+    let name = method.get("name").and_then(|n| n.as_str()).unwrap_or("dgl");
+    if let Some(hint) = dgl_baselines::registry::removed_unimodal_hint(name) {
+        return Some(hint);
+    }
+    if let Some(a) = method.get("alpha") {
+        let now = name.parse::<dgl_baselines::MethodKind>().ok().and_then(dgl_baselines::registry::former_alpha);
+        return Some(match now {
+            Some(key) => format!(
+                "`method.alpha` was removed: each method names its own options; for `{name}` write `{key} = {a}` \
+                 in [method] (`--set method.{key}={a}` on the command line)"
+            ),
+            None => format!("`method.alpha` was removed, and `{name}` has no option it stood for"),
+        });
+    }
+    let tables: Vec<&str> = method
+        .as_table()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| v.is_table() && dgl_baselines::registry::FORMER_SUBTABLES.contains(&k.as_str()))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    (!tables.is_empty()).then(|| {
+        format!(
+            "[method.{}] was removed: the chosen method's options now sit directly in [method] (e.g. \
+             `[method]` `name = \"ogm-ge\"` `modulation_ends = 50`)",
+            tables.join("], [method.")
+        )
+    })
 }
 
 /// The tagged tables of the configuration and their tag key: a table whose tag the file changes

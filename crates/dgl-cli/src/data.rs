@@ -11,7 +11,7 @@ use crate::config::{DatasetKind, TrainConfig};
 use crate::error::{CliError, Result};
 
 /// The splits of a run. `modalities` selects, by index into the dataset's modalities, what the
-/// model sees (all of them, or one for the unimodal baselines).
+/// model sees (all of them, or the subset the model names).
 pub struct RunData {
     pub train: Arc<dyn Dataset>,
     pub validation: Option<Arc<dyn Dataset>>,
@@ -52,7 +52,6 @@ impl RunData {
                 )));
             }
         }
-        crate::config::check_method_modalities(&cfg.method, full_train.modality_names().len())?;
         let (train, validation) = if need_validation {
             let labels = (0..full_train.len()).map(|i| full_train.label(i)).collect::<dgl_data::Result<Vec<_>>>()?;
             let (tr, va) = stratified_split(&labels, cfg.data.validation_fraction.max(0.05), cfg.seed ^ 0x5EED);
@@ -67,13 +66,8 @@ impl RunData {
         Ok(Self { train, validation, test, modalities, batch_size: cfg.train.batch_size, device: device.clone() })
     }
 
-    /// Restricts the model's inputs to the modality called `name` (unimodal baselines).
-    pub fn select_modality(&mut self, name: &str) -> Result<()> {
-        self.select_modalities(&[name])
-    }
-
-    /// Keeps the modalities `names`, in that order (a configuration may list a dataset's views in
-    /// any order; batches follow it).
+    /// Keeps the modalities `names`, in that order: all of the dataset's or a subset (a unimodal
+    /// model keeps one), listed in any order (batches follow it).
     pub fn select_modalities<S: AsRef<str>>(&mut self, names: &[S]) -> Result<()> {
         let all = self.train.modality_names();
         self.modalities = names
@@ -82,7 +76,11 @@ impl RunData {
                 let name = name.as_ref();
                 all.iter()
                     .position(|n| n == name)
-                    .ok_or_else(|| CliError::Config(format!("the dataset has no `{name}` modality (it has {all:?})")))
+                    .ok_or_else(|| {
+                        CliError::Config(format!(
+                            "model.modalities names `{name}`, and the dataset has no such modality (it has {all:?})"
+                        ))
+                    })
             })
             .collect::<Result<_>>()?;
         Ok(())

@@ -444,7 +444,7 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
     parameters.push(("total".into(), parameters.iter().map(|p| p.1).sum()));
     let report = EvalReport {
         run: dir.display().to_string(),
-        method: cfg.method.name.to_string(),
+        method: cfg.method.name().to_string(),
         dataset: cfg.data.dataset.as_str().to_string(),
         checkpoint: ckpt.meta.position(),
         test_samples: labels.len(),

@@ -81,10 +81,18 @@ enum OptimizerArg {
 
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// vanilla (concat), dgl, dgl-mt, dgl-ut, audio-only, visual-only, gblending, gblending-ogr,
-    /// ogm, ogm-ge, pmr, agm, mla, mmpareto, dnr [default: dgl, or the --config file's method]
+    /// vanilla (concat), dgl, dgl-mt, dgl-ut, gblending, gblending-ogr, ogm, ogm-ge, pmr, agm,
+    /// mla, mmpareto, dnr [default: dgl, or the --config file's method]; its options with --set
     #[arg(long)]
     method: Option<String>,
+    /// Train a unimodal model of this modality only (keeps that entry of model.modalities; the
+    /// unimodal baselines are `--method vanilla --only audio` / `--only visual`).
+    #[arg(long, value_name = "MODALITY")]
+    only: Option<String>,
+    /// Set any configuration key, e.g. `--set method.unimodal_weight=2`, `--set train.drop_last=false`
+    /// (the value is TOML; repeatable; applied after the other flags).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
     #[arg(long, value_enum)]
     dataset: Option<DatasetKind>,
     /// Dataset root directory (on-disk datasets).
@@ -94,8 +102,8 @@ struct TrainArgs {
     /// --config, the base of every key the file leaves out (when the file sets no `preset`).
     #[arg(long, value_enum)]
     preset: Option<Preset>,
-    /// Weight α of the unimodal losses.
-    #[arg(long, allow_negative_numbers = true)]
+    /// Removed: each method names its own options (`--set method.unimodal_weight=2` for DGL).
+    #[arg(long, hide = true, allow_negative_numbers = true)]
     alpha: Option<f64>,
     #[arg(long)]
     epochs: Option<usize>,
@@ -174,11 +182,16 @@ fn resolve(a: &TrainArgs) -> dgl_cli::Result<TrainConfig> {
     if let Some(m) = method {
         let kind: dgl_baselines::MethodKind =
             m.parse().map_err(|e: dgl_core::Error| CliError::Config(e.to_string()))?;
-        if kind != cfg.method.name {
-            // A different method than the file's: its own defaults, keeping the file's sub-tables.
-            cfg.method.name = kind;
-            cfg.method.alpha = None;
+        if kind != cfg.method.kind() {
+            // A different method than the file's: its own defaults.
+            cfg.method = dgl_baselines::MethodConfig::new(kind);
         }
+    }
+    if let Some(name) = &a.only {
+        let have: Vec<&str> = cfg.model.modalities.iter().map(|m| m.name.as_str()).collect();
+        cfg.model = cfg.model.unimodal(name).ok_or_else(|| {
+            CliError::Config(format!("--only {name}: the model has no `{name}` modality (model.modalities: {have:?})"))
+        })?;
     }
     if let Some(d) = a.dataset {
         cfg.data.dataset = d;
@@ -187,7 +200,11 @@ fn resolve(a: &TrainArgs) -> dgl_cli::Result<TrainConfig> {
         cfg.data.root = a.root.clone();
     }
     if let Some(x) = a.alpha {
-        cfg.method.alpha = Some(x);
+        let key = dgl_baselines::registry::former_alpha(cfg.method.kind());
+        return Err(CliError::Config(match key {
+            Some(k) => format!("--alpha was removed: each method names its own options; use --set method.{k}={x}"),
+            None => format!("--alpha was removed, and `{}` has no option it stood for", cfg.method.name()),
+        }));
     }
     if let Some(x) = a.epochs {
         cfg.train.epochs = x;
@@ -218,6 +235,10 @@ fn resolve(a: &TrainArgs) -> dgl_cli::Result<TrainConfig> {
     }
     if a.tf32 {
         cfg.train.tf32 = true;
+    }
+    for spec in &a.set {
+        let (key, value) = dgl_cli::config::parse_assignment(spec)?;
+        cfg = cfg.with_key(&key, value).map_err(|e| CliError::Config(format!("--set {e}")))?;
     }
     Ok(cfg)
 }
@@ -251,6 +272,31 @@ fn install_stop_handler() -> Arc<AtomicBool> {
     stop
 }
 
+/// The method's name, and the modality of a unimodal model (`vanilla-audio`).
+fn run_label(cfg: &TrainConfig) -> String {
+    match cfg.model.modalities.as_slice() {
+        [only] => format!("{}-{}", cfg.method.name(), only.name),
+        _ => cfg.method.name().to_string(),
+    }
+}
+
+/// The method's options, `key = value, …` (or "no options").
+fn method_options(method: &dgl_baselines::MethodConfig) -> String {
+    let v = toml::Value::try_from(method).ok();
+    let opts: Vec<String> = v
+        .iter()
+        .filter_map(|v| v.as_table())
+        .flatten()
+        .filter(|(k, _)| k.as_str() != "name")
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect();
+    if opts.is_empty() {
+        "no options".into()
+    } else {
+        opts.join(", ")
+    }
+}
+
 fn run_train(a: TrainArgs, stop: Arc<AtomicBool>) -> dgl_cli::Result<()> {
     let cfg = resolve(&a)?;
     cfg.validate()?;
@@ -258,13 +304,13 @@ fn run_train(a: TrainArgs, stop: Arc<AtomicBool>) -> dgl_cli::Result<()> {
         (Some(dir), _) => dir.clone(),
         (None, Some(o)) => o.clone(),
         (None, None) => PathBuf::from("runs")
-            .join(format!("{}-{:?}-{:?}-s{}", cfg.method.name, cfg.data.dataset, cfg.preset, cfg.seed).to_lowercase()),
+            .join(format!("{}-{:?}-{:?}-s{}", run_label(&cfg), cfg.data.dataset, cfg.preset, cfg.seed).to_lowercase()),
     };
     if !a.quiet {
         println!(
-            "dgl train: method {} (alpha {:?}), dataset {:?}, preset {:?}, seed {}, device {:?} → {}",
-            cfg.method.name,
-            cfg.method.effective_alpha(),
+            "dgl train: method {} ({}), dataset {:?}, preset {:?}, seed {}, device {:?} → {}",
+            run_label(&cfg),
+            method_options(&cfg.method),
             cfg.data.dataset,
             cfg.preset,
             cfg.seed,

@@ -30,7 +30,7 @@ use crate::checkpoint::{
 use crate::config::{DeviceKind, TrainConfig};
 use crate::data::RunData;
 use crate::error::{CliError, Result};
-use crate::methods::{build_method, needs_validation, BuiltMethod};
+use crate::methods::{build_method, needs_validation};
 use crate::resume_check;
 use crate::run_dir::{Row, RunDir};
 
@@ -226,7 +226,7 @@ pub(crate) struct Setup {
     /// The configuration with the dataset's class count (what the run directory records).
     pub cfg: TrainConfig,
     pub device: Device,
-    /// The data; a unimodal method keeps only its modality.
+    /// The data, restricted to the model's modalities.
     pub data: RunData,
     pub method: Box<dyn Method>,
     /// Freshly initialised from `cfg.seed`.
@@ -243,42 +243,12 @@ pub(crate) fn setup(cfg: &TrainConfig, device_kind: DeviceKind, need_validation:
     // its checkpoints) records the effective value (runs saved before that say the preset's).
     let mut cfg = cfg.clone();
     cfg.model.num_classes = data.train.num_classes();
-    let BuiltMethod { method, unimodal } = build_method(&cfg, data.train.num_classes())?;
-    let model_cfg = match unimodal {
-        Some(name) => {
-            // `audio-only` / `visual-only` train the modality of that *name* (never whichever view
-            // happens to come first: a generic dataset's views are sorted by name).
-            let name = name.to_string();
-            let names = data.train.modality_names();
-            if !names.contains(&name) {
-                return Err(CliError::Config(format!(
-                    "`{}` trains the modality named `{name}`, and the dataset's modalities are {names:?}",
-                    cfg.method.name
-                )));
-            }
-            data.select_modality(&name)?;
-            cfg.model.unimodal(&name).ok_or_else(|| CliError::Config(format!("the model has no `{name}` modality")))?
-        }
-        None => {
-            // The configuration's order wins when it lists the dataset's views in another order
-            // (a generic dataset's views are sorted by name).
-            let order: Vec<&str> = cfg.model.modalities.iter().map(|m| m.name.as_str()).collect();
-            let (mut wanted, mut have) = (order.clone(), data.modality_names());
-            wanted.sort_unstable();
-            have.sort_unstable();
-            if wanted == have {
-                data.select_modalities(&order)?;
-            }
-            cfg.model.clone()
-        }
-    };
-    if model_cfg.modalities.iter().map(|m| &m.name).ne(data.modality_names().iter()) {
-        return Err(CliError::Config(format!(
-            "model modalities {:?} do not match the dataset's {:?}",
-            model_cfg.modalities.iter().map(|m| &m.name).collect::<Vec<_>>(),
-            data.modality_names()
-        )));
-    }
+    let method = build_method(&cfg, data.train.num_classes())?;
+    // The model's modalities, by name and in the configuration's order, select the data's: all of
+    // them, or a subset (one modality: a unimodal model; a generic dataset's views come sorted).
+    let names: Vec<&str> = cfg.model.modalities.iter().map(|m| m.name.as_str()).collect();
+    data.select_modalities(&names)?;
+    let model_cfg = cfg.model.clone();
     let model = build_model(&model_cfg, &data.modality_shapes(), &device, cfg.seed)?;
     method.check(&model)?;
     Ok(Setup { cfg, device, data, method, model })

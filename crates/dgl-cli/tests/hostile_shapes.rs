@@ -258,14 +258,16 @@ fn degenerate_and_non_finite_options_are_refused() {
         ("[train.optimizer]\nbeta1 = inf\n", &["train.optimizer.beta1", "finite"][..]),
         ("[train.scheduler]\ngamma = nan\n", &["train.scheduler.gamma"][..]),
         ("[data]\nvalidation_fraction = nan\n", &["data.validation_fraction"][..]),
-        ("[method.agm]\nclip_threshold = inf\n", &["method.agm.clip_threshold"][..]),
-        ("[method.gblending]\nogr_momentum = 1.0\n", &["momentum"][..]),
+        ("[method]\nname = \"agm\"\nclip_threshold = inf\n", &["method.clip_threshold"][..]),
+        ("[method]\nname = \"gblending-ogr\"\nogr_momentum = 1.0\n", &["momentum"][..]),
         ("[data.synthetic]\nvisual_noise = nan\n", &["data.synthetic.visual_noise"][..]),
     ] {
-        // [data.synthetic] is already a table of MICRO: add to it; the others are new tables.
-        let toml = match extra.strip_prefix("[data.synthetic]\n") {
-            Some(line) => MICRO.replace("[data.synthetic]\n", &format!("[data.synthetic]\n{line}")),
-            None => format!("{MICRO}{extra}"),
+        // [data.synthetic] is already a table of MICRO: add to it; [method] replaces MICRO's; the
+        // others are new tables.
+        let toml = match (extra.strip_prefix("[data.synthetic]\n"), extra.strip_prefix("[method]\n")) {
+            (Some(line), _) => MICRO.replace("[data.synthetic]\n", &format!("[data.synthetic]\n{line}")),
+            (_, Some(method)) => MICRO.replace("[method]\nname = \"vanilla\"\n", &format!("[method]\n{method}")),
+            _ => format!("{MICRO}{extra}"),
         };
         refused(&train_with_config(&out, &toml, &[]), extra, needles);
         assert!(!out.exists(), "nothing written for {extra}");
@@ -300,12 +302,24 @@ fn a_batch_of_one_on_one_by_one_maps_is_refused_before_training() {
 fn unimodal_baselines_train_the_modality_they_name() {
     let root = tmp("hostile-generic-unimodal");
     generic_tree(&root, &[3]);
-    let toml = mlp_generic_config(&root).replace("name = \"vanilla\"", "name = \"audio-only\"");
-    refused(
-        &train_with_config(&root.join("run"), &toml, &[]),
-        "audio-only on views a, b",
-        &["audio-only", "`audio`", "[\"a\", \"b\"]"],
-    );
+    let base = mlp_generic_config(&root);
+    // The former unimodal methods are refused with how to train a unimodal model now.
+    let toml = base.replace("name = \"vanilla\"", "name = \"audio-only\"");
+    refused(&train_with_config(&root.join("run"), &toml, &[]), "audio-only", &["audio-only", "--only audio"]);
+    // `--only NAME` keeps the modality of that name; a name the model lacks is refused naming both.
+    let cfg = root.join("base.toml");
+    std::fs::write(&cfg, &base).unwrap();
+    let only = |name: &str, out: &Path| {
+        let args = ["train", "--quiet", "--config", cfg.to_str().unwrap(), "--only", name, "--out", out.to_str().unwrap()];
+        dgl(&args.map(OsStr::new), &[])
+    };
+    refused(&only("audio", &root.join("run-audio")), "--only audio on views a, b", &["`audio`", "[\"a\", \"b\"]"]);
+    let out = root.join("run-b");
+    trains(&only("b", &out), "--only b");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert!(!metrics.contains("test_acc_a") && !metrics.contains("test_acc_b"), "one modality, no branches: {metrics}");
+    let saved = dgl_cli::config::TrainConfig::from_toml_file(&out.join("config.toml")).unwrap();
+    assert_eq!(saved.model.modalities.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["b"]);
     let _ = std::fs::remove_dir_all(&root);
 }
 

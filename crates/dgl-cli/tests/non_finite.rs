@@ -12,7 +12,7 @@ use dgl_cli::{train, train_with, CliError, RunControl, RunOptions};
 
 #[test]
 fn every_method_stops_on_a_non_finite_step_naming_it() {
-    for kind in MethodKind::ALL {
+    for &kind in MethodKind::ALL {
         let mut cfg = micro(kind);
         cfg.train.epochs = 1;
         let out = tmp(&format!("nan-{kind}"));

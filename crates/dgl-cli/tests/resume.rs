@@ -84,7 +84,8 @@ fn resume_is_bit_identical_for_dnr_across_a_relearning_round() {
     // 3 steps per epoch (a validation split is carved out); re-learning after epoch 2 (every = 1),
     // whose diagnosis is reported in epoch 3: stop right after it, and inside epoch 3.
     let mut cfg = micro(MethodKind::Dnr);
-    cfg.method.dnr.every = 1;
+    let dgl_baselines::MethodConfig::Dnr(dnr) = &mut cfg.method else { unreachable!() };
+    dnr.every = 1;
     cfg.train.epochs = 3;
     interrupted_run_matches(MethodKind::Dnr, &cfg, &[1, 6, 7]);
 }
@@ -92,7 +93,8 @@ fn resume_is_bit_identical_for_dnr_across_a_relearning_round() {
 #[test]
 fn resume_is_bit_identical_for_mmpareto_and_gblending_ogr() {
     let mut g = micro(MethodKind::GBlendingOgr);
-    g.method.gblending.ogr_every = 1;
+    let dgl_baselines::MethodConfig::GBlendingOgr(ogr) = &mut g.method else { unreachable!() };
+    ogr.ogr_every = 1;
     interrupted_run_matches(MethodKind::GBlendingOgr, &g, &[1, 3, 4]);
     interrupted_run_matches(MethodKind::MmPareto, &micro(MethodKind::MmPareto), &STOPS);
 }

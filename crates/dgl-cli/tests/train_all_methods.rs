@@ -3,31 +3,40 @@
 
 mod common;
 
-use dgl_baselines::MethodKind;
+use dgl_baselines::{MethodConfig, MethodKind};
 use dgl_cli::config::{DeviceKind, Preset, TrainConfig};
 use dgl_cli::run_dir::{read_metrics, RunDir};
 use dgl_cli::{train, RunOptions};
 
-/// The shared micro configuration, with the gradient-source diagnostics on every 2nd step.
-fn micro(kind: MethodKind) -> TrainConfig {
+/// The shared micro configuration, with the gradient-source diagnostics on every 2nd step; `only`
+/// keeps one modality of the model (a unimodal baseline).
+fn micro_of(kind: MethodKind, only: Option<&str>) -> TrainConfig {
     let mut cfg = common::micro(kind);
     cfg.train.diagnostics_every = 2;
+    if let Some(m) = only {
+        cfg.model = cfg.model.unimodal(m).unwrap();
+    }
     cfg
+}
+
+fn micro(kind: MethodKind) -> TrainConfig {
+    micro_of(kind, None)
 }
 
 #[test]
 fn every_method_trains_and_writes_a_run_directory() {
-    for kind in MethodKind::ALL {
-        let out = common::tmp(kind.as_str());
-        let outcome = train(&micro(kind), &out, &RunOptions::default()).unwrap_or_else(|e| panic!("{kind}: {e}"));
+    // Every method on the pair, and the unimodal baselines (plain training of one modality).
+    let cases = MethodKind::ALL.iter().map(|&k| (k, None)).chain([(MethodKind::Vanilla, Some("audio")), (MethodKind::Vanilla, Some("visual"))]);
+    for (kind, only) in cases {
+        let out = common::tmp(&format!("{kind}-{only:?}"));
+        let cfg = micro_of(kind, only);
+        let outcome = train(&cfg, &out, &RunOptions::default()).unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(outcome.epochs.len(), 2, "{kind}");
         let last = outcome.last();
         let acc = last.get("test_acc").unwrap();
         assert!((0.0..=1.0).contains(&acc), "{kind}: {acc}");
-        if kind.unimodal_modality().is_none() {
-            for b in ["test_acc_audio", "test_acc_visual"] {
-                assert!(last.get(b).is_some(), "{kind}: no {b} in {:?}", last.header());
-            }
+        for b in ["test_acc_audio", "test_acc_visual"] {
+            assert_eq!(last.get(b).is_some(), only.is_none(), "{kind} {only:?}: {b} in {:?}", last.header());
         }
         for f in [RunDir::CONFIG, RunDir::METRICS_CSV, RunDir::METRICS_JSONL, RunDir::CHECKPOINT] {
             assert!(out.join(f).is_file(), "{kind}: missing {f}");
@@ -37,7 +46,7 @@ fn every_method_trains_and_writes_a_run_directory() {
         assert!((rows[1].get("test_acc").unwrap() - acc).abs() < 1e-12);
         // The written config reads back to the same configuration.
         let back = TrainConfig::from_toml_file(&out.join(RunDir::CONFIG)).unwrap();
-        assert_eq!(back, micro(kind), "{kind}");
+        assert_eq!(back, cfg, "{kind}");
         let _ = std::fs::remove_dir_all(&out);
     }
 }
@@ -62,9 +71,10 @@ fn bad_options_are_clear_errors() {
     assert!(e.contains("nonsense") && e.contains("dgl"), "{e}");
 
     let mut cfg = micro(MethodKind::Dgl);
-    cfg.method.alpha = Some(-1.0);
+    let MethodConfig::Dgl(dgl) = &mut cfg.method else { unreachable!() };
+    dgl.unimodal_weight = -1.0;
     let e = train(&cfg, &common::tmp("alpha"), &RunOptions::default()).unwrap_err().to_string();
-    assert!(e.contains("alpha"), "{e}");
+    assert!(e.contains("unimodal_weight"), "{e}");
 
     let mut cfg = micro(MethodKind::Dgl);
     cfg.preset = Preset::Paper;
@@ -115,9 +125,10 @@ fn a_non_empty_run_directory_is_not_overwritten_by_accident() {
 #[test]
 fn dnr_metrics_of_a_relearning_epoch_describe_the_model_before_reinitialisation() {
     let mut dnr = common::micro(MethodKind::Dnr);
-    dnr.method.alpha = Some(50.0); // λ: w = tanh(50·gap) ≈ 1 for any purity gap ≥ 0.05
-    dnr.method.dnr.every = 1; // re-learn after 0-based epoch 1 = the last one (2 epochs)
-    dnr.method.dnr.max_times = 1;
+    let MethodConfig::Dnr(c) = &mut dnr.method else { unreachable!() };
+    c.lambda = 50.0; // w = tanh(50·gap) ≈ 1 for any purity gap ≥ 0.05
+    c.every = 1; // re-learn after 0-based epoch 1 = the last one (2 epochs)
+    c.max_times = 1;
     let mut plain = common::micro(MethodKind::Vanilla);
     plain.data.always_validate = true; // the same training / validation split as D&R
     let (dnr_dir, plain_dir) = (common::tmp("dnr-timing"), common::tmp("dnr-timing-plain"));
@@ -174,7 +185,11 @@ fn ogm_refuses_gated_and_film_heads_before_training() {
             let head = format!("model.fusion = \"{}\"", fusion.as_str());
             assert!(e.contains(&format!("`{kind}`")) && e.contains(&head), "{e}");
             assert!(!out.exists(), "refused before the run directory is created");
-            cfg.method.ogm.unimodal_logits = dgl_baselines::ogm::OgmUnimodalLogits::ZeroMask;
+            match &mut cfg.method {
+                MethodConfig::Ogm(c) => c.unimodal_logits = dgl_baselines::ogm::OgmUnimodalLogits::ZeroMask,
+                MethodConfig::OgmGe(c) => c.unimodal_logits = dgl_baselines::ogm::OgmUnimodalLogits::ZeroMask,
+                _ => unreachable!(),
+            }
             cfg.validate().unwrap();
         }
     }

@@ -6,7 +6,7 @@ mod common;
 
 use common::{micro, tmp};
 use dgl_baselines::{MethodConfig, MethodKind};
-use dgl_cli::config::{check_method_modalities, DeviceKind, Preset, TrainConfig};
+use dgl_cli::config::{DeviceKind, Preset, TrainConfig};
 use dgl_cli::{train, RunOptions};
 
 #[test]
@@ -17,7 +17,8 @@ fn unknown_keys_are_refused_in_every_section() {
         ("[train.optimizer]\nmomentun = 0.9", "momentun"),
         ("[train.scheduler]\nmilestone = [3]", "milestone"),
         ("[data]\nvalidation = 0.1", "validation"),
-        ("[method]\nname = \"ogm\"\n[method.ogm]\nmodulation_end = 3", "modulation_end"),
+        ("[method]\nname = \"ogm\"\nmodulation_end = 3", "modulation_end"),
+        ("[method]\nname = \"ogm-ge\"\nunimodal_weight = 3", "unimodal_weight"),
         // Sections whose types (in other crates) do not deny unknown fields themselves.
         ("[data.synthetic]\nn_trian = 10", "data.synthetic.n_trian"),
         ("[model]\nbase_widht = 4", "model.base_widht"),
@@ -48,8 +49,8 @@ fn unknown_keys_are_refused_in_every_section() {
 fn out_of_range_hyper_parameters_are_clear_errors() {
     type Edit = fn(&mut TrainConfig);
     let cases: [(Edit, &str); 16] = [
-        (|c| c.method.alpha = Some(-1.0), "alpha"),
-        (|c| c.method.alpha = Some(f64::NAN), "alpha"),
+        (|c| ogm(c).modulation_strength = -1.0, "modulation_strength"),
+        (|c| ogm(c).modulation_strength = f64::NAN, "modulation_strength"),
         (|c| c.train.optimizer.lr = 0.0, "lr"),
         (|c| c.train.optimizer.lr = -1e-3, "lr"),
         (|c| c.train.optimizer.momentum = -0.1, "momentum"),
@@ -63,11 +64,15 @@ fn out_of_range_hyper_parameters_are_clear_errors() {
         (|c| c.model.base_width = 0, "base_width"),
         (|c| c.model.frames = 0, "frames"),
         (|c| c.data.synthetic.n_train = 0, "n_train"),
-        (|c| c.method.ogm.modulation_ends = Some(0), "modulation_ends"),
+        (|c| ogm(c).modulation_ends = Some(0), "modulation_ends"),
     ];
+    fn ogm(c: &mut TrainConfig) -> &mut dgl_baselines::ogm::OgmConfig {
+        let MethodConfig::OgmGe(o) = &mut c.method else { unreachable!() };
+        o
+    }
     for (i, (edit, name)) in cases.iter().enumerate() {
         let mut cfg = micro(MethodKind::OgmGe);
-        cfg.method.ogm.modulation_starts = 1;
+        ogm(&mut cfg).modulation_starts = 1;
         edit(&mut cfg);
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains(name), "case {i} ({name}): {e}");
@@ -87,31 +92,67 @@ fn out_of_range_hyper_parameters_are_clear_errors() {
     assert!(!out.exists(), "nothing is written for an invalid configuration");
 }
 
+/// What a method supports comes from its descriptor and is checked against the model (its
+/// modality count: a model of one modality is a unimodal model) before anything is built.
 #[test]
 fn methods_are_checked_against_the_modality_count_before_anything_is_built() {
-    let m = |k: MethodKind| MethodConfig::new(k);
+    let with_modalities = |k: MethodKind, names: &[&str]| {
+        let mut cfg = micro(k);
+        let first = cfg.model.modalities[0].clone();
+        cfg.model.modalities =
+            names.iter().map(|n| dgl_models::ModalityConfig { name: n.to_string(), ..first.clone() }).collect();
+        cfg
+    };
     for k in [MethodKind::Ogm, MethodKind::OgmGe, MethodKind::Pmr, MethodKind::Agm] {
-        let e = check_method_modalities(&m(k), 3).unwrap_err().to_string();
+        let e = with_modalities(k, &["a", "b", "c"]).validate().unwrap_err().to_string();
         assert!(e.contains("exactly 2 modalities") && e.contains("has 3"), "{k}: {e}");
-        check_method_modalities(&m(k), 2).unwrap();
     }
     for k in [MethodKind::Dgl, MethodKind::Mla, MethodKind::MmPareto, MethodKind::GBlendingOgr] {
-        let e = check_method_modalities(&m(k), 1).unwrap_err().to_string();
-        assert!(e.contains("2 or more modalities"), "{k}: {e}");
-        check_method_modalities(&m(k), 3).unwrap();
+        let e = micro(k).with_key("model.modalities", toml::Value::Array(vec![])).map(|c| c.validate());
+        let mut one = micro(k);
+        one.model = one.model.unimodal("audio").unwrap();
+        let e2 = one.validate().unwrap_err().to_string();
+        assert!(e2.contains("2 or more modalities"), "{k}: {e2} ({e:?})");
     }
-    check_method_modalities(&m(MethodKind::Vanilla), 1).unwrap();
-    check_method_modalities(&MethodConfig::with_alpha(MethodKind::Dgl, 0.0), 1).unwrap();
-    check_method_modalities(&m(MethodKind::AudioOnly), 1).unwrap();
-    let e = check_method_modalities(&m(MethodKind::VisualOnly), 1).unwrap_err().to_string();
-    assert!(e.contains("modality #1"), "{e}");
+    // A unimodal model trains with plain training, and with DGL only without unimodal losses.
+    let mut one = micro(MethodKind::Vanilla);
+    one.model = one.model.unimodal("visual").unwrap();
+    one.validate().unwrap();
+    let mut dgl0 = one.with_key("method.name", "dgl".into()).unwrap();
+    let MethodConfig::Dgl(d) = &mut dgl0.method else { unreachable!() };
+    d.unimodal_weight = 0.0;
+    dgl0.validate().unwrap();
 
-    // A model whose modalities are not the dataset's is refused by validate(), before any data.
+    // A model naming a modality the dataset lacks is refused by validate(), before any data.
     let mut cfg = micro(MethodKind::Dgl);
     let extra = cfg.model.modalities[0].clone();
     cfg.model.modalities.push(dgl_models::ModalityConfig { name: "text".into(), ..extra });
     let e = cfg.validate().unwrap_err().to_string();
-    assert!(e.contains("text") && e.contains("do not match") && e.contains("\"audio\", \"visual\""), "{e}");
+    assert!(e.contains("`text`") && e.contains("\"audio\", \"visual\""), "{e}");
+}
+
+/// Configurations of the format before each method had its own options are refused with what
+/// changed; the same goes for the removed command-line names.
+#[test]
+fn former_method_formats_say_what_changed() {
+    for (toml, want) in [
+        ("[method]\nname = \"dgl\"\nalpha = 2", "unimodal_weight = 2"),
+        ("[method]\nname = \"ogm-ge\"\nalpha = 0.1", "modulation_strength = 0.1"),
+        ("[method]\nname = \"dnr\"\nalpha = 3", "lambda = 3"),
+        ("[method]\nname = \"ogm\"\n[method.ogm]\nmodulation_ends = 3", "[method.ogm] was removed"),
+        ("[method]\nname = \"audio-only\"", "--only audio"),
+        ("[method]\nname = \"visual-only\"", "--only visual"),
+    ] {
+        let e = TrainConfig::from_toml_str(toml).unwrap_err().to_string();
+        assert!(e.contains(want) && e.contains("earlier version"), "{toml:?}: {e}");
+    }
+    // Options alone keep the preset's method (DGL).
+    let cfg = TrainConfig::from_toml_str("[method]\nunimodal_weight = 2").unwrap();
+    let MethodConfig::Dgl(d) = &cfg.method else { panic!("{:?}", cfg.method) };
+    assert_eq!(d.unimodal_weight, 2.0);
+    // Another method's name replaces the preset's method whole (none of DGL's options carried over).
+    let cfg = TrainConfig::from_toml_str("[method]\nname = \"pmr\"\nprototype_weight = 1").unwrap();
+    assert_eq!(toml::Value::try_from(&cfg.method).unwrap().get("unimodal_weight"), None);
 }
 
 #[test]

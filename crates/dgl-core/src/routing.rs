@@ -39,36 +39,36 @@ pub struct Routing {
     /// Whether the unimodal losses' gradient reaches the fusion module / head (false = "UT").
     pub unimodal_to_head: bool,
     /// α ≥ 0, the weight of Σ_m L_m. 0 disables the unimodal losses.
-    pub alpha: f64,
+    pub unimodal_weight: f64,
 }
 
 impl Routing {
     /// Plain joint training: L_mm only.
     pub fn plain() -> Self {
-        Self { multimodal_to_encoders: true, unimodal_to_head: true, alpha: 0.0 }
+        Self { multimodal_to_encoders: true, unimodal_to_head: true, unimodal_weight: 0.0 }
     }
     /// DGL: MT + UT (Eq. 15).
-    pub fn dgl(alpha: f64) -> Self {
-        Self { multimodal_to_encoders: false, unimodal_to_head: false, alpha }
+    pub fn dgl(unimodal_weight: f64) -> Self {
+        Self { multimodal_to_encoders: false, unimodal_to_head: false, unimodal_weight }
     }
     /// Ablation "MT only" (Table 3).
-    pub fn mt_only(alpha: f64) -> Self {
-        Self { multimodal_to_encoders: false, unimodal_to_head: true, alpha }
+    pub fn mt_only(unimodal_weight: f64) -> Self {
+        Self { multimodal_to_encoders: false, unimodal_to_head: true, unimodal_weight }
     }
     /// Ablation "UT only" (Table 3).
-    pub fn ut_only(alpha: f64) -> Self {
-        Self { multimodal_to_encoders: true, unimodal_to_head: false, alpha }
+    pub fn ut_only(unimodal_weight: f64) -> Self {
+        Self { multimodal_to_encoders: true, unimodal_to_head: false, unimodal_weight }
     }
     /// Fixed-weight blending L_mm + α Σ L_m, every gradient everywhere (G-Blending as the DGL paper
     /// ran it, Table 4).
-    pub fn blend(alpha: f64) -> Self {
-        Self { multimodal_to_encoders: true, unimodal_to_head: true, alpha }
+    pub fn blend(unimodal_weight: f64) -> Self {
+        Self { multimodal_to_encoders: true, unimodal_to_head: true, unimodal_weight }
     }
 
     /// Checks α and the modality count before any work.
     pub fn validate(&self, num_modalities: usize) -> Result<()> {
-        check_hp(self.alpha.is_finite() && self.alpha >= 0.0, "alpha", self.alpha, "must be finite and >= 0")?;
-        if self.alpha > 0.0 && num_modalities < 2 {
+        check_hp(self.unimodal_weight.is_finite() && self.unimodal_weight >= 0.0, "unimodal_weight", self.unimodal_weight, "must be finite and >= 0")?;
+        if self.unimodal_weight > 0.0 && num_modalities < 2 {
             return Err(Error::InvalidInput(format!(
                 "unimodal losses by modality dropout need at least 2 modalities, the model has {num_modalities}"
             )));
@@ -87,8 +87,8 @@ pub struct LossWeights {
 
 impl LossWeights {
     /// (1, [α; M]).
-    pub fn from_alpha(alpha: f64, num_modalities: usize) -> Self {
-        Self { multimodal: 1.0, unimodal: vec![alpha; num_modalities] }
+    pub fn from_unimodal_weight(unimodal_weight: f64, num_modalities: usize) -> Self {
+        Self { multimodal: 1.0, unimodal: vec![unimodal_weight; num_modalities] }
     }
 }
 
@@ -118,11 +118,11 @@ pub fn routed_step(
     routing: &Routing,
     loss: &dyn Loss,
 ) -> Result<StepOutput> {
-    let weights = LossWeights::from_alpha(routing.alpha, model.num_modalities());
+    let weights = LossWeights::from_unimodal_weight(routing.unimodal_weight, model.num_modalities());
     routed_step_weighted(model, inputs, targets, routing, &weights, loss)
 }
 
-/// [`routed_step`] with explicit per-loss weights (`routing.alpha` is then only used to decide
+/// [`routed_step`] with explicit per-loss weights (`routing.unimodal_weight` is then only used to decide
 /// whether unimodal losses exist: they do when any unimodal weight is > 0).
 pub fn routed_step_weighted(
     model: &dyn MultimodalModel,

@@ -28,7 +28,7 @@ fn losses(model: &ToyModel, x: &[Tensor], y: &Tensor) -> (f64, Vec<f64>) {
 
 /// The objective whose derivative a parameter of `group` must receive under `r`.
 fn objective(r: &Routing, group: GroupKind, l_mm: f64, l_m: &[f64]) -> f64 {
-    let uni: f64 = r.alpha * l_m.iter().sum::<f64>();
+    let uni: f64 = r.unimodal_weight * l_m.iter().sum::<f64>();
     match group {
         GroupKind::Encoder(_) => (if r.multimodal_to_encoders { l_mm } else { 0.0 }) + uni,
         GroupKind::Head => l_mm + if r.unimodal_to_head { uni } else { 0.0 },
@@ -49,7 +49,7 @@ fn separate_backward(model: &ToyModel, x: &[Tensor], y: &Tensor, r: &Routing) ->
             let zeros = t.zeros_like().unwrap();
             let get = |s: &candle_core::backprop::GradStore| s.get(t).cloned().unwrap_or_else(|| zeros.clone());
             let uni = g_m.iter().fold(zeros.clone(), |acc, s| (acc + get(s)).unwrap());
-            let uni = (uni * r.alpha).unwrap();
+            let uni = (uni * r.unimodal_weight).unwrap();
             let mm = get(&g_mm);
             let e = match g.kind {
                 GroupKind::Encoder(_) => {
@@ -125,7 +125,7 @@ fn check(m: usize, head: Head, r: Routing) {
     // 3. Losses reported are the real ones.
     let (l_mm, l_m) = losses(&model, &x, &y);
     assert!((out.loss_mm.to_scalar::<f64>().unwrap() - l_mm).abs() < 1e-12);
-    if r.alpha > 0.0 {
+    if r.unimodal_weight > 0.0 {
         for (a, b) in out.loss_uni.iter().zip(&l_m) {
             assert!((a.to_scalar::<f64>().unwrap() - b).abs() < 1e-12);
         }
@@ -182,5 +182,5 @@ fn alpha_must_be_non_negative() {
     let model = ToyModel::new(&dims, 5, K, Head::Concat, 3, DType::F64).unwrap();
     let x = model.inputs(&dims, 4, 9, DType::F64).unwrap();
     let err = routed_step(&model, &x, &targets(4), &Routing::dgl(-1.0), &CrossEntropy).unwrap_err();
-    assert!(err.to_string().contains("alpha"), "{err}");
+    assert!(err.to_string().contains("unimodal_weight"), "{err}");
 }
