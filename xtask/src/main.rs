@@ -574,9 +574,11 @@ diagnostics_every = 0
     #[test]
     fn overrides_parse_and_apply() {
         let rows = rows(&Cli::try_parse_from(["xtask", "reproduce-table3"]).unwrap().cmd, None);
-        let o =
-            parse_overrides(&["+MT:method.unimodal_weight=2".into(), "train.scheduler.milestones=[3, 5]".into()], &rows)
-                .unwrap();
+        let o = parse_overrides(
+            &["+MT:method.unimodal_weight=2".into(), "train.scheduler.milestones=[3, 5]".into()],
+            &rows,
+        )
+        .unwrap();
         assert_eq!(o[0].row.as_deref(), Some("+MT"));
         let cfg = o[1].apply(&o[0].apply(&TrainConfig::preset(Preset::Tiny)).unwrap()).unwrap();
         let MethodConfig::Dgl(dgl) = &cfg.method else { panic!("{:?}", cfg.method) };

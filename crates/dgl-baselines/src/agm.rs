@@ -102,13 +102,21 @@ impl MethodSpec for AgmConfig {
             Setting::new(
                 "method.modulation_ends",
                 "none (always on)",
-                if silent { "silent; the CREMA-D setting is used" } else { "author, lihongcs/AGM#5 (end 1500 = always on)" },
+                if silent {
+                    "silent; the CREMA-D setting is used"
+                } else {
+                    "author, lihongcs/AGM#5 (end 1500 = always on)"
+                },
             ),
         ]
     }
 
     fn schedule(_bench: Option<Benchmark>) -> Schedule {
-        Schedule::new(2e-3, &[70], "AGM config StepLR(70, 0.1); its lr is not in our notes: the DGL scripts' 2e-3 is used")
+        Schedule::new(
+            2e-3,
+            &[70],
+            "AGM config StepLR(70, 0.1); its lr is not in our notes: the DGL scripts' 2e-3 is used",
+        )
     }
 }
 

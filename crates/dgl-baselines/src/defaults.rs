@@ -87,11 +87,17 @@ impl Schedule {
 /// for the 100-epoch protocol: the official unimodal runs (GDL `main.py`).
 pub fn unimodal_schedule(modality: &str, b: Option<Benchmark>) -> Schedule {
     match modality {
-        "visual" if b.is_none_or(|b| b == Benchmark::CremaD) => {
-            Schedule::new(1e-3, &[30, 70], "GDL `main.py` MultiStepLR [30, 70]; `cramed_audio.sh` passes lr 1e-3 for visual")
+        "visual" if b.is_none_or(|b| b == Benchmark::CremaD) => Schedule::new(
+            1e-3,
+            &[30, 70],
+            "GDL `main.py` MultiStepLR [30, 70]; `cramed_audio.sh` passes lr 1e-3 for visual",
+        ),
+        "visual" => {
+            Schedule::new(2e-3, &[30, 70], "GDL `main.py` defaults (lr 2e-3, MultiStepLR [30, 70]), `ks_visual.sh`")
         }
-        "visual" => Schedule::new(2e-3, &[30, 70], "GDL `main.py` defaults (lr 2e-3, MultiStepLR [30, 70]), `ks_visual.sh`"),
-        _ => Schedule::new(2e-3, &[30, 70], "GDL `main.py` defaults (lr 2e-3, MultiStepLR [30, 70]), `cramed_audio.sh`"),
+        _ => {
+            Schedule::new(2e-3, &[30, 70], "GDL `main.py` defaults (lr 2e-3, MultiStepLR [30, 70]), `cramed_audio.sh`")
+        }
     }
 }
 

@@ -27,9 +27,9 @@ use dgl_core::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::defaults::{Benchmark, Schedule, Setting};
 pub use crate::heads::UnimodalHeads;
 use crate::heads::{HeadInit, LinearHeads, UnimodalBranches};
-use crate::defaults::{Benchmark, Schedule, Setting};
 use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, TaskKind};
 use crate::util::{check_hp, f64_tensor, scalar, state_f64};
 

@@ -38,12 +38,11 @@ use dgl_core::model::detach_all;
 use dgl_core::{Error, Method, MultimodalModel, NamedVar, Prediction, Result, StepContext, StepReport};
 use serde::{Deserialize, Serialize};
 
-use crate::heads::{vector_dims, HeadInit, LinearHeads};
 use crate::defaults::{Benchmark, Schedule};
+use crate::heads::{vector_dims, HeadInit, LinearHeads};
 use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, TaskKind};
 use crate::util::{
-    all_grads, batch_mean, check_losses, entropy, f64_tensor, find_state, host_f64, scalar,
-    state_f64, upload,
+    all_grads, batch_mean, check_losses, entropy, f64_tensor, find_state, host_f64, scalar, state_f64, upload,
 };
 
 /// Which MLA (see the module documentation).

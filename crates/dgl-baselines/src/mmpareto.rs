@@ -25,9 +25,9 @@ use dgl_core::model::{detach_all, GroupKind};
 use dgl_core::{Method, MultimodalModel, Prediction, Result, StepContext, StepReport};
 use serde::{Deserialize, Serialize};
 
+use crate::defaults::{Benchmark, Schedule, Setting};
 pub use crate::heads::UnimodalHeads;
 use crate::heads::{HeadInit, LinearHeads, UnimodalBranches};
-use crate::defaults::{Benchmark, Schedule, Setting};
 use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, TaskKind};
 use crate::util::{check_hp, check_losses, scalar};
 
@@ -341,7 +341,8 @@ mod tests {
                 assert_eq!(g.entries().iter().filter(|e| e.name.starts_with("mmpareto.head.")).count(), 4);
                 let st = mp.state().unwrap();
                 assert_eq!(st.len(), 4);
-                let mut other = MmPareto::new(MmParetoConfig { unimodal_heads: heads, ..MmParetoConfig::default() }, 3, 5);
+                let mut other =
+                    MmPareto::new(MmParetoConfig { unimodal_heads: heads, ..MmParetoConfig::default() }, 3, 5);
                 other.load_state(&st).unwrap();
                 let p = other.predict(&model, &x).unwrap();
                 let q = mp.predict(&model, &x).unwrap();

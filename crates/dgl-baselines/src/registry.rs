@@ -237,7 +237,8 @@ mod tests {
                 assert_eq!(serde_json::from_str::<MethodConfig>(&j).unwrap(), c);
             }
         }
-        let c: MethodConfig = toml::from_str("name = \"mla\"\nprojection = \"off\"\nfusion = \"entropy-batch\"").unwrap();
+        let c: MethodConfig =
+            toml::from_str("name = \"mla\"\nprojection = \"off\"\nfusion = \"entropy-batch\"").unwrap();
         let MethodConfig::Mla(m) = &c else { panic!() };
         assert_eq!(m.projection, Some(crate::mla::MlaProjection::Off));
         assert_eq!(m.variant, crate::mla::MlaVariant::Official);
@@ -331,7 +332,8 @@ mod tests {
         // A unimodal model trains with the plain method.
         let model = Toy::new(&[3], 4, 3, 1);
         let data = Data::random(&model, 1, 1, 6, 2);
-        let mut method = MethodConfig::new(MethodKind::Vanilla).build(&BuildContext { num_classes: 3, seed: 0 }).unwrap();
+        let mut method =
+            MethodConfig::new(MethodKind::Vanilla).build(&BuildContext { num_classes: 3, seed: 0 }).unwrap();
         method.check(&model).unwrap();
         let mut sgd: dgl_core::Optimizer = dgl_core::Sgd::new(dgl_core::SgdConfig::default()).unwrap().into();
         let (x, y) = &data.train[0];

@@ -34,7 +34,11 @@ impl MethodSpec for VanillaConfig {
     }
 
     fn schedule(_bench: Option<Benchmark>) -> Schedule {
-        Schedule::new(2e-3, &[70], "silent (the GDL code that produced this row is not runnable); DGL's schedule is used")
+        Schedule::new(
+            2e-3,
+            &[70],
+            "silent (the GDL code that produced this row is not runnable); DGL's schedule is used",
+        )
     }
 }
 

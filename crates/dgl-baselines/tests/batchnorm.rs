@@ -110,7 +110,10 @@ fn context<'a>(model: &'a Model, opt: &'a mut Optimizer, epoch: usize, step: usi
 #[test]
 fn every_method_updates_batchnorm_statistics_exactly_once_per_step() {
     // Every method on the pair, and plain training of each one-modality model (the unimodal rows).
-    let cases = MethodKind::ALL.iter().map(|&k| (k, None)).chain([(MethodKind::Vanilla, Some(0)), (MethodKind::Vanilla, Some(1))]);
+    let cases = MethodKind::ALL
+        .iter()
+        .map(|&k| (k, None))
+        .chain([(MethodKind::Vanilla, Some(0)), (MethodKind::Vanilla, Some(1))]);
     for (kind, only) in cases {
         let model = build(only);
         let twin = build(only);

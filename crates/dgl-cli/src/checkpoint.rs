@@ -28,11 +28,14 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
+use dgl_core::method::{restore, snapshot};
+use dgl_core::{Method, MultimodalModel, Optimizer};
+use dgl_models::Model;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::error::{io_err, CliError, Result};
-use crate::run_dir::write_atomic;
+use crate::fsio::write_atomic;
 
 /// Name of the checkpoint format (metadata key `format`).
 pub const FORMAT: &str = "dgl-checkpoint";
@@ -390,6 +393,69 @@ pub fn check_compatible(saved: &TrainConfig, now: &TrainConfig) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The tensors of a checkpoint: the model's state (parameters and buffers), the optimizer's
+/// (`optimizer.*`) and the method's (`method.*`).
+pub fn capture(model: &Model, opt: &Optimizer, method: &dyn Method) -> Result<HashMap<String, Tensor>> {
+    let mut t: HashMap<String, Tensor> = HashMap::new();
+    for v in model.state_vars() {
+        t.insert(v.name.clone(), v.var.as_tensor().clone());
+    }
+    for (k, v) in opt.state()? {
+        t.insert(format!("{OPTIMIZER_PREFIX}{k}"), v);
+    }
+    for (k, v) in method.state()? {
+        t.insert(format!("{METHOD_PREFIX}{k}"), v);
+    }
+    Ok(t)
+}
+
+/// Puts a checkpoint's model, optimizer (when given) and method state in place (the model's
+/// values and shapes checked first; `path` is where it was read from, for messages).
+pub fn restore_into(
+    c: &Checkpoint,
+    path: &Path,
+    model: &Model,
+    opt: Option<&mut Optimizer>,
+    method: &mut dyn Method,
+    device: &Device,
+) -> Result<()> {
+    let tensors = c.model_tensors();
+    check_model_tensors(&tensors, path)?;
+    dgl_models::import_state(model, &tensors, true)
+        .map_err(|e| CliError::Config(format!("the checkpoint does not fit the model of this configuration: {e}")))?;
+    let on_device = |v: Vec<(String, Tensor)>| -> Result<Vec<(String, Tensor)>> {
+        v.into_iter().map(|(k, t)| Ok((k, t.to_device(device)?))).collect()
+    };
+    if let Some(opt) = opt {
+        opt.load_state(on_device(c.prefixed(OPTIMIZER_PREFIX))?)?;
+    }
+    method.load_state(&on_device(c.prefixed(METHOD_PREFIX))?)?;
+    Ok(())
+}
+
+/// Everything a step may change, kept in memory before it when non-finite steps are skipped.
+pub struct StepSnapshot {
+    model: Vec<(String, Tensor)>,
+    optimizer: Vec<(String, Tensor)>,
+    method: Vec<(String, Tensor)>,
+}
+
+impl StepSnapshot {
+    pub fn take(model: &Model, opt: &Optimizer, method: &dyn Method) -> Result<Self> {
+        Ok(Self { model: snapshot(&model.state_vars())?, optimizer: opt.state()?, method: method.state()? })
+    }
+
+    /// Puts the model (parameters and BatchNorm statistics), the optimizer's momentum and the
+    /// method's state back. Method state created lazily during the step (e.g. the first
+    /// projection matrix) stays, as `Method::load_state` only sets what it is given.
+    pub fn restore(self, model: &Model, opt: &mut Optimizer, method: &mut dyn Method) -> Result<()> {
+        restore(&model.state_vars(), &self.model)?;
+        opt.load_state(self.optimizer)?;
+        method.load_state(&self.method)?;
+        Ok(())
+    }
 }
 
 /// Refuses a model that cannot have come out of training: a parameter or BatchNorm statistic

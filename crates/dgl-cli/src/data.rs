@@ -74,13 +74,11 @@ impl RunData {
             .iter()
             .map(|name| {
                 let name = name.as_ref();
-                all.iter()
-                    .position(|n| n == name)
-                    .ok_or_else(|| {
-                        CliError::Config(format!(
-                            "model.modalities names `{name}`, and the dataset has no such modality (it has {all:?})"
-                        ))
-                    })
+                all.iter().position(|n| n == name).ok_or_else(|| {
+                    CliError::Config(format!(
+                        "model.modalities names `{name}`, and the dataset has no such modality (it has {all:?})"
+                    ))
+                })
             })
             .collect::<Result<_>>()?;
         Ok(())

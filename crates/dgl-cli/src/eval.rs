@@ -29,11 +29,12 @@ use dgl_core::MultimodalModel;
 use dgl_data::{epoch_batches, Dataset, Mode};
 use serde::Serialize;
 
+use crate::checkpoint::restore_into;
 use crate::checkpoint::Checkpoint;
 use crate::config::DeviceKind;
 use crate::data::RunData;
 use crate::run_dir::RunDir;
-use crate::train::{load_checkpoint, setup, Setup};
+use crate::setup::{setup, Setup};
 use crate::{CliError, Result};
 
 /// What `dgl eval` computes besides accuracy and F1.
@@ -342,7 +343,7 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
     let ckpt = Checkpoint::load(&path)?;
     let saved = ckpt.meta.config()?;
     let Setup { cfg, device, data, mut method, model } = setup(&saved, opts.device.unwrap_or(saved.device), false)?;
-    load_checkpoint(&ckpt, &path, &model, None, method.as_mut(), &device)?;
+    restore_into(&ckpt, &path, &model, None, method.as_mut(), &device)?;
     let classes = data.test.num_classes();
     let names = model.modality_names();
     let m = model.num_modalities();

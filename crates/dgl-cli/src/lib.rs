@@ -8,11 +8,13 @@ pub mod data;
 pub mod environment;
 pub mod error;
 pub mod eval;
+mod fsio;
 pub mod methods;
+pub mod observe;
 pub mod plot;
-pub mod replace;
 mod resume_check;
 pub mod run_dir;
+pub mod setup;
 pub mod train;
 
 pub use config::{DatasetKind, DeviceKind, Preset, TrainConfig};

@@ -33,10 +33,11 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::error::{io_err, CliError, Result};
-use crate::run_dir::{read_metrics, write_atomic, Row, RunDir};
+use crate::fsio::write_atomic;
+use crate::run_dir::{read_metrics, Row, RunDir};
 
 /// The sub-directory of a run that [`plot_run`] writes into.
-pub const PLOTS_DIR: &str = "plots";
+pub const PLOTS_DIR: &str = RunDir::PLOTS;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";

@@ -7,14 +7,17 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 
+pub mod replace;
+
 use crate::error::{io_err, CliError, Result};
-use crate::replace::{check_replaceable, not_replaceable, Staged};
+pub use crate::fsio::write_atomic;
+use replace::{check_replaceable, not_replaceable, Staged};
 
 /// Files of a run.
 #[derive(Debug)]
 pub struct RunDir {
     /// Where the files are written: the run directory, or while a new run replacing an old one
-    /// has no checkpoint yet, its staging directory ([`crate::replace`]).
+    /// has no checkpoint yet, its staging directory ([`replace`]).
     pub path: PathBuf,
     /// The run directory being replaced, until [`RunDir::commit`].
     staged: Option<Staged>,
@@ -43,6 +46,8 @@ impl RunDir {
     pub const EVAL_MD: &'static str = "eval.md";
     /// The marker `cargo xtask reproduce-table*` leaves in a finished run.
     pub const DONE: &'static str = "DONE";
+    /// `dgl plot`'s figures: the only sub-directory of a run.
+    pub const PLOTS: &'static str = "plots";
     /// Every file `dgl` (and the table runner) writes at the top of a run directory; `plots/`
     /// (`dgl plot`) is the only sub-directory. `--overwrite` replaces nothing else.
     pub const FILES: [&'static str; 9] = [
@@ -65,7 +70,7 @@ impl RunDir {
 
     /// What a new run into `path` would do, checked before any work: an absent or empty
     /// directory is used; a non-empty one is refused unless `overwrite` and it is a run
-    /// directory `dgl` wrote ([`crate::replace::check_replaceable`]). Changes nothing.
+    /// directory `dgl` wrote ([`replace::check_replaceable`]). Changes nothing.
     pub fn check_new(path: &Path, overwrite: bool) -> Result<NewRun> {
         let meta = match fs::symlink_metadata(path) {
             Ok(m) => m,
@@ -243,23 +248,6 @@ pub fn safetensors_bytes(tensors: &HashMap<String, Tensor>) -> Result<Vec<u8>> {
         tensors.iter().map(|(k, t)| Ok((k.clone(), t.to_device(&candle_core::Device::Cpu)?))).collect::<Result<_>>()?;
     let views: Vec<(String, &Tensor)> = cpu.iter().map(|(k, t)| (k.clone(), t)).collect();
     safetensors::serialize(views, None).map_err(|e| CliError::Run(format!("safetensors: {e}")))
-}
-
-/// Temporary file, fsync, rename, fsync of the directory: a crash leaves either the old or the new
-/// file, never a torn one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
-    {
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-    }
-    fs::rename(&tmp, path).map_err(io_err(path))?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// One row of named values, kept in insertion order.

@@ -1,6 +1,7 @@
-//! The one training loop. Every method goes through it; a method only says how a batch becomes
-//! parameter updates (`dgl_core::Method`). Data flows one way: datasets → batches → method step →
-//! optimizer → metrics / checkpoints.
+//! The one training loop: a step driver ([`Loop`]) and its observers ([`crate::observe`]). Every
+//! method goes through it; a method only says how a batch becomes parameter updates
+//! (`dgl_core::Method`). Data flows one way: datasets → batches → method step → optimizer →
+//! observers (metrics, diagnostics, evaluation, files, progress) → checkpoints.
 //!
 //! Runs never lose work (see docs/runs.md): a checkpoint is written atomically after every epoch
 //! and, when [`RunControl::stop`] is raised (Ctrl-C), after the current step, with the position
@@ -8,31 +9,33 @@
 //! or gradient stops the run keeping the last checkpoint, or, with `train.skip_non_finite`, skips
 //! the step.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
-use candle_core::{Device, Tensor, D};
-use dgl_core::diagnostics::{gradient_sources, s_statistic};
+use candle_core::{Device, Tensor};
 use dgl_core::loss::CrossEntropy;
-use dgl_core::method::{restore, snapshot};
 use dgl_core::rng::Rng;
-use dgl_core::{Method, MultimodalModel, Optimizer, StepContext, StepReport};
-use dgl_data::{epoch_batches, Dataset, Mode};
-use dgl_models::{build_model, Model};
+use dgl_core::{Method, Optimizer, StepContext, StepReport};
+use dgl_data::{epoch_batches, Mode};
+use dgl_models::Model;
 
-use crate::checkpoint::{
-    check_compatible, check_model_tensors, Checkpoint, CheckpointMeta, EpochProgress, METHOD_PREFIX, OPTIMIZER_PREFIX,
-};
-use crate::config::{DeviceKind, TrainConfig};
+use crate::checkpoint::{self, check_compatible, Checkpoint, CheckpointMeta, EpochProgress, StepSnapshot};
+use crate::config::TrainConfig;
 use crate::data::RunData;
 use crate::error::{CliError, Result};
-use crate::methods::{build_method, needs_validation};
+use crate::methods::needs_validation;
+use crate::observe::{
+    EpochClock, EpochStats, EpochView, Evaluation, FigureDiagnostics, MetricsWriter, NonFiniteStep, Observer, Progress,
+    StepCallback, StepPosition, StepTaken,
+};
 use crate::resume_check;
 use crate::run_dir::{Row, RunDir};
+use crate::setup::{setup, Setup};
+
+pub use crate::observe::{correct, epoch_line, evaluate, NONFINITE_TOTAL};
 
 /// How to run (not part of the resolved configuration).
 #[derive(Clone, Debug, Default)]
@@ -93,14 +96,6 @@ pub struct RunOutcome {
 impl RunOutcome {
     pub fn last(&self) -> &Row {
         self.epochs.last().expect("at least one epoch")
-    }
-}
-
-/// The device of a configuration.
-pub fn device(kind: DeviceKind) -> Result<Device> {
-    match kind {
-        DeviceKind::Cpu => Ok(Device::Cpu),
-        DeviceKind::Cuda => Device::new_cuda(0).map_err(|e| CliError::Config(format!("--device cuda: {e}"))),
     }
 }
 
@@ -180,7 +175,14 @@ fn run(
         }
         Some(c) => {
             let run = RunDir::open(out)?;
-            load_checkpoint(&c, &run.file(RunDir::CHECKPOINT), &model, Some(&mut opt), method.as_mut(), &device)?;
+            checkpoint::restore_into(
+                &c,
+                &run.file(RunDir::CHECKPOINT),
+                &model,
+                Some(&mut opt),
+                method.as_mut(),
+                &device,
+            )?;
             let plan = resume_check::check(&run, &c, cfg, steps_per_epoch)?;
             plan.apply(&run)?;
             if opts.verbose {
@@ -196,10 +198,21 @@ fn run(
     );
     let env = serde_json::to_string(&env).map_err(|e| CliError::Run(format!("{}: {e}", RunDir::ENVIRONMENT)))?;
     run.append_line(RunDir::ENVIRONMENT, &env)?;
-    let mut trainer =
-        Loop { cfg, model: &model, data: &data, run, opts, control, step, last_checkpoint, pending_config };
+    let mut trainer = Loop { cfg, model: &model, data: &data, run, control, step, last_checkpoint, pending_config };
+    // The observers, in the order their columns appear: the figure diagnostics (their means join
+    // the training metrics), evaluation; then the files, the progress display, the step callback.
+    let mut diagnostics = FigureDiagnostics { model: &model, every: cfg.train.diagnostics_every };
+    let mut evaluation = Evaluation;
+    let mut writer = MetricsWriter;
+    let mut progress_view = Progress::new(opts.progress, opts.verbose, cfg.train.epochs);
+    let mut callback = control.on_step.as_ref().map(|h| StepCallback(&*h.0));
+    let mut observers: Vec<&mut dyn Observer> =
+        vec![&mut diagnostics, &mut evaluation, &mut writer, &mut progress_view];
+    if let Some(c) = callback.as_mut() {
+        observers.push(c);
+    }
     for epoch in start_epoch..cfg.train.epochs {
-        match trainer.epoch(method.as_mut(), &mut opt, epoch, progress.take())? {
+        match trainer.epoch(method.as_mut(), &mut opt, &mut observers, epoch, progress.take())? {
             EpochEnd::Finished(row) => {
                 epochs.push(row);
                 trainer.checkpoint(method.as_ref(), &opt, epoch + 1, None)?;
@@ -221,63 +234,6 @@ fn run(
     Ok(RunOutcome { epochs, branch_columns })
 }
 
-/// What a run computes with (training, or `dgl eval` on its checkpoint).
-pub(crate) struct Setup {
-    /// The configuration with the dataset's class count (what the run directory records).
-    pub cfg: TrainConfig,
-    pub device: Device,
-    /// The data, restricted to the model's modalities.
-    pub data: RunData,
-    pub method: Box<dyn Method>,
-    /// Freshly initialised from `cfg.seed`.
-    pub model: Model,
-}
-
-/// The device, data, method and model of a configuration, on `device` (TF32 set as configured).
-pub(crate) fn setup(cfg: &TrainConfig, device_kind: DeviceKind, need_validation: bool) -> Result<Setup> {
-    let device = device(device_kind)?;
-    // Process-wide in candle (matmuls) and read by the cuDNN convolution; a no-op on the CPU.
-    candle_core::cuda::set_gemm_reduced_precision_f32(cfg.train.tf32);
-    let mut data = RunData::build(cfg, need_validation, &device)?;
-    // The number of classes comes from the dataset; the configuration saved with the run (and in
-    // its checkpoints) records the effective value (runs saved before that say the preset's).
-    let mut cfg = cfg.clone();
-    cfg.model.num_classes = data.train.num_classes();
-    let method = build_method(&cfg, data.train.num_classes())?;
-    // The model's modalities, by name and in the configuration's order, select the data's: all of
-    // them, or a subset (one modality: a unimodal model; a generic dataset's views come sorted).
-    let names: Vec<&str> = cfg.model.modalities.iter().map(|m| m.name.as_str()).collect();
-    data.select_modalities(&names)?;
-    let model_cfg = cfg.model.clone();
-    let model = build_model(&model_cfg, &data.modality_shapes(), &device, cfg.seed)?;
-    method.check(&model)?;
-    Ok(Setup { cfg, device, data, method, model })
-}
-
-/// Puts a checkpoint's model, optimizer (when given) and method state in place (the model's
-/// values and shapes checked first; `path` is where it was read from, for messages).
-pub(crate) fn load_checkpoint(
-    c: &Checkpoint,
-    path: &Path,
-    model: &Model,
-    opt: Option<&mut Optimizer>,
-    method: &mut dyn Method,
-    device: &Device,
-) -> Result<()> {
-    let tensors = c.model_tensors();
-    check_model_tensors(&tensors, path)?;
-    dgl_models::import_state(model, &tensors, true)
-        .map_err(|e| CliError::Config(format!("the checkpoint does not fit the model of this configuration: {e}")))?;
-    let on_device = |v: Vec<(String, Tensor)>| -> Result<Vec<(String, Tensor)>> {
-        v.into_iter().map(|(k, t)| Ok((k, t.to_device(device)?))).collect()
-    };
-    if let Some(opt) = opt {
-        opt.load_state(on_device(c.prefixed(OPTIMIZER_PREFIX))?)?;
-    }
-    method.load_state(&on_device(c.prefixed(METHOD_PREFIX))?)?;
-    Ok(())
-}
-
 /// How an epoch ended.
 enum EpochEnd {
     Finished(Row),
@@ -285,12 +241,12 @@ enum EpochEnd {
     Interrupted(EpochProgress),
 }
 
+/// The step driver: runs the epochs' steps through the method and reports to the observers.
 struct Loop<'a> {
     cfg: &'a TrainConfig,
     model: &'a Model,
     data: &'a RunData,
     run: RunDir,
-    opts: &'a RunOptions,
     control: &'a RunControl,
     /// Steps taken over the whole run.
     step: u64,
@@ -301,104 +257,71 @@ struct Loop<'a> {
     pending_config: bool,
 }
 
-/// Everything a step may change, copied before it when non-finite steps are skipped.
-struct Saved {
-    model: Vec<(String, Tensor)>,
-    optimizer: Vec<(String, Tensor)>,
-    method: Vec<(String, Tensor)>,
-}
-
-impl Saved {
-    fn take(model: &Model, opt: &Optimizer, method: &dyn Method) -> Result<Self> {
-        Ok(Self { model: snapshot(&model.state_vars())?, optimizer: opt.state()?, method: method.state()? })
-    }
-
-    /// Puts the model (parameters and BatchNorm statistics), the optimizer's momentum and the
-    /// method's state back. Method state created lazily during the step (e.g. the first
-    /// projection matrix) stays, as `Method::load_state` only sets what it is given.
-    fn restore(self, model: &Model, opt: &mut Optimizer, method: &mut dyn Method) -> Result<()> {
-        restore(&model.state_vars(), &self.model)?;
-        opt.load_state(self.optimizer)?;
-        method.load_state(&self.method)?;
-        Ok(())
-    }
+/// What became of one step.
+enum StepOutcome {
+    Taken(StepReport),
+    /// A non-finite loss or gradient; the model, optimizer and method are as before the step when
+    /// the run skips such steps.
+    NonFinite(NonFiniteStep),
 }
 
 /// A non-finite loss or gradient the method did not catch itself (every method checks its losses
 /// before it applies an update; this also covers the reported gradient norm).
-fn check_report(report: &StepReport) -> std::result::Result<(), (&'static str, String)> {
+fn check_report(report: &StepReport) -> Option<NonFiniteStep> {
+    let terms = || {
+        let t: Vec<String> = report.losses.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        format!("loss terms: {}", t.join(", "))
+    };
     if let Some((name, v)) = report.losses.iter().find(|(_, v)| !v.is_finite()) {
-        return Err(("loss", format!("{name} = {v} ({})", loss_terms(report))));
+        return Some(NonFiniteStep { what: "loss", detail: format!("{name} = {v} ({})", terms()) });
     }
     if !report.grad_norm.is_finite() {
-        return Err(("gradient", format!("global gradient norm = {} ({})", report.grad_norm, loss_terms(report))));
+        return Some(NonFiniteStep {
+            what: "gradient",
+            detail: format!("global gradient norm = {} ({})", report.grad_norm, terms()),
+        });
     }
-    Ok(())
-}
-
-fn loss_terms(report: &StepReport) -> String {
-    let t: Vec<String> = report.losses.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-    format!("loss terms: {}", t.join(", "))
-}
-
-/// Running means of named scalars (losses, method scalars, diagnostics) over an epoch. A NaN or
-/// infinite value is never averaged in and never dropped silently: it is counted in
-/// `<name>_nonfinite`, and every row reports [`NONFINITE_TOTAL`], the epoch's total of such values.
-/// A counter is kept in the same list as `(<name>_nonfinite, count, 0)` (n = 0 marks a counter; a
-/// mean always has n ≥ 1), so the position an interrupted epoch's checkpoint saves carries it.
-#[derive(Default)]
-struct Means(Vec<(String, f64, usize)>);
-
-/// The metrics column with the number of non-finite values left out of an epoch's means.
-pub const NONFINITE_TOTAL: &str = "nonfinite_values";
-
-impl Means {
-    fn add(&mut self, k: &str, v: f64) {
-        if v.is_finite() {
-            self.accumulate(k, v, 1);
-        } else {
-            self.accumulate(&format!("{k}_nonfinite"), 1.0, 0);
-        }
-    }
-    fn accumulate(&mut self, k: &str, v: f64, n: usize) {
-        match self.0.iter_mut().find(|(name, _, _)| name == k) {
-            Some(e) => {
-                e.1 += v;
-                e.2 += n;
-            }
-            None => self.0.push((k.to_string(), v, n)),
-        }
-    }
-    fn into_row(self, row: &mut Row) {
-        let mut total = 0.0;
-        for (k, s, n) in self.0 {
-            if n == 0 {
-                total += s;
-                row.push(k, s);
-            } else {
-                row.push(k, s / n as f64);
-            }
-        }
-        row.push(NONFINITE_TOTAL, total);
-    }
-}
-
-/// Number of correct argmax predictions.
-pub fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
-    let pred = logits.argmax(D::Minus1)?;
-    Ok(pred.eq(labels)?.to_dtype(candle_core::DType::F32)?.sum_all()?.to_scalar::<f32>()? as usize)
+    None
 }
 
 impl Loop<'_> {
+    /// One step: the batch through the method, a non-finite result classified (and, when the run
+    /// skips such steps, undone).
+    fn step(
+        &self,
+        method: &mut dyn Method,
+        opt: &mut Optimizer,
+        at: StepPosition,
+        x: &[Tensor],
+        y: &Tensor,
+    ) -> Result<StepOutcome> {
+        let cfg = self.cfg;
+        let saved = if cfg.train.skip_non_finite { Some(StepSnapshot::take(self.model, opt, method)?) } else { None };
+        let mut ctx =
+            step_context(self.model, opt, cfg, at.epoch, at.step_in_epoch, at.steps_per_epoch, at.global_step);
+        let non_finite = match method.train_step(&mut ctx, x, y) {
+            Ok(report) => match check_report(&report) {
+                None => return Ok(StepOutcome::Taken(report)),
+                Some(nf) => nf,
+            },
+            Err(dgl_core::Error::NonFinite { what, detail, .. }) => NonFiniteStep { what, detail },
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(saved) = saved {
+            saved.restore(self.model, opt, method)?;
+        }
+        Ok(StepOutcome::NonFinite(non_finite))
+    }
+
     fn epoch(
         &mut self,
         method: &mut dyn Method,
         opt: &mut Optimizer,
+        observers: &mut [&mut dyn Observer],
         epoch: usize,
         resume: Option<EpochProgress>,
     ) -> Result<EpochEnd> {
         let cfg = self.cfg;
-        let t0 = Instant::now();
         let lr = cfg.train.scheduler.lr_at(cfg.train.optimizer.lr, epoch);
         opt.set_lr(lr);
         // A run resumed inside an epoch already ran the epoch-start hook before its checkpoint
@@ -410,140 +333,67 @@ impl Loop<'_> {
                 EpochProgress::default()
             }
         };
-        let (start, elapsed_before) = (p.step_in_epoch, p.elapsed_s);
-        let (mut n_seen, mut n_correct, mut skipped) = (p.n_seen, p.n_correct, p.skipped);
-        let mut means = Means(p.means);
+        let (start, clock) = (p.step_in_epoch, EpochClock::start(p.elapsed_s));
+        let mut stats = EpochStats::resume(p, cfg.train.skip_non_finite);
         let epoch_seed = Rng::derive(cfg.seed, 1_000 + epoch as u64).next_u64();
         // Not empty, and `start` is inside it: checked before the run started (`resume_check`).
         let batches = epoch_batches(self.data.train.len(), cfg.train.batch_size, Some(epoch_seed), cfg.train.drop_last);
         let steps_per_epoch = batches.len();
-        let pb = progress_bar(self.opts.progress, steps_per_epoch as u64, epoch, cfg.train.epochs);
-        pb.set_position(start as u64);
-        let names = self.model.modality_names();
+        for o in observers.iter_mut() {
+            o.epoch_started(epoch, steps_per_epoch, start)?;
+        }
         for (i, idx) in batches.iter().enumerate().skip(start) {
+            let at = StepPosition { epoch, step_in_epoch: i, steps_per_epoch, global_step: self.step };
             let (mut x, y) = self.data.batch(self.data.train.as_ref(), idx, Mode::Train { seed: epoch_seed })?;
             if self.control.inject_non_finite.as_ref().is_some_and(|r| r.contains(&self.step)) {
                 x = x.iter().map(|t| t.affine(f64::NAN, 0.0)).collect::<candle_core::Result<_>>()?;
             }
-            let saved = if cfg.train.skip_non_finite { Some(Saved::take(self.model, opt, method)?) } else { None };
-            let mut ctx = step_context(self.model, opt, cfg, epoch, i, steps_per_epoch, self.step);
-            let outcome = match method.train_step(&mut ctx, &x, &y) {
-                Ok(report) => check_report(&report).map(|()| report),
-                Err(dgl_core::Error::NonFinite { what, detail }) => {
-                    // The methods say where in 0-based numbers; the loop's messages count from 1.
-                    let suffix = format!(" at epoch {epoch} step {i}");
-                    Err((what, detail.strip_suffix(suffix.as_str()).unwrap_or(&detail).to_string()))
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let report = match (outcome, saved) {
-                (Ok(report), _) => Some(report),
-                (Err((what, detail)), Some(saved)) => {
-                    saved.restore(self.model, opt, method)?;
-                    skipped += 1;
-                    pb.suspend(|| {
-                        eprintln!(
-                            "warning: skipped step {}/{steps_per_epoch} of epoch {}/{} (global step {}): non-finite {what}: {detail}",
-                            i + 1,
-                            epoch + 1,
-                            cfg.train.epochs,
-                            self.step
-                        )
-                    });
-                    None
-                }
-                (Err((what, detail)), None) => {
-                    pb.finish_and_clear();
-                    return Err(self.non_finite(what, &detail, epoch, i, steps_per_epoch));
-                }
-            };
-            if let Some(report) = report {
-                for (k, v) in &report.losses {
-                    means.add(&format!("train_{k}"), *v);
-                }
-                for (k, v) in &report.scalars {
-                    means.add(k, *v);
-                }
-                means.add("grad_norm", report.grad_norm);
-                if let Some(l) = &report.logits_mm {
-                    n_correct += correct(l, &y)?;
-                    n_seen += idx.len();
-                }
-                // Fig. 3(a): s for modality m's branch uses the other modality's head block and z.
-                if names.len() == 2 && report.z.len() == 2 {
-                    for (m, name) in names.iter().enumerate() {
-                        if let Some(w) = self.model.linear_head_block(1 - m) {
-                            let s = s_statistic(&w, &report.z[1 - m], &y)?;
-                            means.add(&format!("s_mean_{name}"), s.mean);
-                            means.add(&format!("s_median_{name}"), s.median);
-                        }
+            match self.step(method, opt, at, &x, &y)? {
+                StepOutcome::Taken(report) => {
+                    let taken = StepTaken { at, run: &self.run, inputs: &x, targets: &y, report: &report };
+                    stats.record(&taken)?;
+                    for o in observers.iter_mut() {
+                        o.step_taken(&taken, &mut stats)?;
                     }
                 }
-                // Fig. 1(c)/3(b): gradient reaching each encoder from L_mm vs L_m (extra passes).
-                if cfg.train.diagnostics_every > 0
-                    && names.len() >= 2
-                    && self.step % cfg.train.diagnostics_every as u64 == 0
-                {
-                    let sources = self.gradient_sources(&x, &y)?;
-                    let mut line = Row::default();
-                    line.push("step", self.step as f64);
-                    line.push("epoch", epoch as f64);
-                    for (name, s) in names.iter().zip(&sources) {
-                        means.add(&format!("grad_mm_{name}"), s.from_multimodal);
-                        means.add(&format!("grad_uni_{name}"), s.from_unimodal);
-                        line.push(format!("grad_mm_{name}"), s.from_multimodal);
-                        line.push(format!("grad_uni_{name}"), s.from_unimodal);
+                StepOutcome::NonFinite(nf) if cfg.train.skip_non_finite => {
+                    stats.skipped += 1;
+                    for o in observers.iter_mut() {
+                        o.step_skipped(at, &nf);
                     }
-                    if self.step == 0 {
-                        self.run.append_line(RunDir::STEPS_CSV, &line.header())?;
+                }
+                StepOutcome::NonFinite(nf) => {
+                    for o in observers.iter_mut() {
+                        o.epoch_abandoned();
                     }
-                    self.run.append_line(RunDir::STEPS_CSV, &line.csv())?;
+                    return Err(self.non_finite(&nf, at));
                 }
             }
             self.step += 1;
-            pb.inc(1);
-            if let Some(hook) = &self.control.on_step {
-                (hook.0)(self.step);
+            for o in observers.iter_mut() {
+                o.step_finished(self.step);
             }
             if i + 1 < steps_per_epoch && self.control.stop_requested(self.step) {
-                pb.finish_and_clear();
-                return Ok(EpochEnd::Interrupted(EpochProgress {
-                    step_in_epoch: i + 1,
-                    means: means.0,
-                    n_seen,
-                    n_correct,
-                    skipped,
-                    elapsed_s: elapsed_before + t0.elapsed().as_secs_f64(),
-                }));
+                for o in observers.iter_mut() {
+                    o.epoch_abandoned();
+                }
+                return Ok(EpochEnd::Interrupted(stats.progress(i + 1, clock.seconds())));
             }
         }
-        pb.finish_and_clear();
         let mut ctx = step_context(self.model, opt, cfg, epoch, steps_per_epoch, steps_per_epoch, self.step);
         method.on_epoch_end(&mut ctx, self.data)?;
 
         let mut row = Row::default();
         row.push("epoch", (epoch + 1) as f64);
         row.push("lr", lr);
-        means.into_row(&mut row);
-        if n_seen > 0 {
-            row.push("train_acc", n_correct as f64 / n_seen as f64);
+        stats.into_row(&mut row);
+        let view = EpochView { method: &*method, model: self.model, data: self.data };
+        for o in observers.iter_mut() {
+            o.epoch_row(&view, &mut row)?;
         }
-        if cfg.train.skip_non_finite {
-            row.push("skipped_steps", skipped as f64);
-        }
-        if let Some(val) = &self.data.validation {
-            for (k, v) in evaluate(method, self.model, self.data, val.as_ref())? {
-                row.push(format!("val_{k}"), v);
-            }
-        }
-        for (k, v) in evaluate(method, self.model, self.data, self.data.test.as_ref())? {
-            row.push(format!("test_{k}"), v);
-        }
-        row.push("seconds", elapsed_before + t0.elapsed().as_secs_f64());
-        self.run.append_line(RunDir::METRICS_JSONL, &row.json())?;
-        self.run.write_metrics_csv()?;
-        if self.opts.verbose {
-            println!("{}", epoch_line(&row, cfg.train.epochs));
+        row.push("seconds", clock.seconds());
+        for o in observers.iter_mut() {
+            o.epoch_finished(&row, &self.run)?;
         }
         // After the epoch's metrics (D&R re-learns here, as the official loop does after its
         // evaluation), before the end-of-epoch checkpoint, which therefore holds the result.
@@ -553,11 +403,11 @@ impl Loop<'_> {
     }
 
     /// The error that stops a run on a non-finite loss or gradient.
-    fn non_finite(&self, what: &str, detail: &str, epoch: usize, i: usize, steps_per_epoch: usize) -> CliError {
+    fn non_finite(&self, nf: &NonFiniteStep, at: StepPosition) -> CliError {
         let dir = self.run.target().display();
         let (kept, next) = match &self.last_checkpoint {
-            Some(at) => (
-                format!("the last good checkpoint ({at}) is kept in {dir}/{}", RunDir::CHECKPOINT),
+            Some(pos) => (
+                format!("the last good checkpoint ({pos}) is kept in {dir}/{}", RunDir::CHECKPOINT),
                 format!("`dgl train --resume {dir} --skip-non-finite` continues from the checkpoint"),
             ),
             None if self.run.replacing() => (
@@ -567,12 +417,15 @@ impl Loop<'_> {
             None => ("no checkpoint was written yet".to_string(), "start the run again with it".to_string()),
         };
         CliError::NonFinite(format!(
-            "training stopped: non-finite {what} in epoch {}/{} at step {}/{steps_per_epoch} (global step {}): {detail}; {kept}. \
+            "training stopped: non-finite {} in epoch {}/{} at step {}/{} (global step {}): {}; {kept}. \
              Lower the learning rate, or skip such steps with --skip-non-finite (train.skip_non_finite = true); {next}",
-            epoch + 1,
+            nf.what,
+            at.epoch + 1,
             self.cfg.train.epochs,
-            i + 1,
-            self.step
+            at.step_in_epoch + 1,
+            at.steps_per_epoch,
+            at.global_step,
+            nf.detail
         ))
     }
 
@@ -585,17 +438,6 @@ impl Loop<'_> {
         ))
     }
 
-    /// The gradient-source diagnostic on a training-mode forward whose BatchNorm statistics updates
-    /// are undone afterwards, so measuring never changes the run.
-    fn gradient_sources(&self, x: &[Tensor], y: &Tensor) -> Result<Vec<dgl_core::diagnostics::GradientSources>> {
-        let state = self.model.state_vars();
-        let saved = snapshot(&state)?;
-        let z = self.model.encode_all(x, true)?;
-        let s = gradient_sources(self.model, &z, y, &CrossEntropy)?;
-        restore(&state, &saved)?;
-        Ok(s)
-    }
-
     /// Writes the checkpoint (atomically): `epoch` completed epochs, plus `progress` inside the
     /// next one. The metrics files are flushed first and their lengths recorded.
     fn checkpoint(
@@ -605,16 +447,7 @@ impl Loop<'_> {
         epoch: usize,
         progress: Option<EpochProgress>,
     ) -> Result<()> {
-        let mut t: HashMap<String, Tensor> = HashMap::new();
-        for v in self.model.state_vars() {
-            t.insert(v.name.clone(), v.var.as_tensor().clone());
-        }
-        for (k, v) in opt.state()? {
-            t.insert(format!("{OPTIMIZER_PREFIX}{k}"), v);
-        }
-        for (k, v) in method.state()? {
-            t.insert(format!("{METHOD_PREFIX}{k}"), v);
-        }
+        let mut t = checkpoint::capture(self.model, opt, method)?;
         t.insert("meta.epoch".into(), Tensor::new(&[epoch as u32], &Device::Cpu)?);
         let mut files = BTreeMap::new();
         for name in RunDir::APPENDED {
@@ -655,105 +488,5 @@ fn step_context<'a>(
         step_in_epoch,
         steps_per_epoch,
         global_step,
-    }
-}
-
-/// Accuracy of the multimodal prediction and of every branch over a whole split (eval mode, every
-/// sample, no dropped batch).
-pub fn evaluate(
-    method: &dyn Method,
-    model: &dyn MultimodalModel,
-    data: &RunData,
-    ds: &dyn Dataset,
-) -> Result<Vec<(String, f64)>> {
-    let batches = epoch_batches(ds.len(), data.batch_size, None, false);
-    let mut total = 0usize;
-    let mut mm = 0usize;
-    let mut branches: Vec<(String, usize)> = Vec::new();
-    for idx in &batches {
-        let (x, y) = data.batch(ds, idx, Mode::Eval)?;
-        let p = method.predict(model, &x)?;
-        mm += correct(&p.multimodal, &y)?;
-        for (name, l) in &p.branches {
-            let c = correct(l, &y)?;
-            match branches.iter_mut().find(|(n, _)| n == name) {
-                Some(e) => e.1 += c,
-                None => branches.push((name.clone(), c)),
-            }
-        }
-        total += idx.len();
-    }
-    let mut out = vec![("acc".to_string(), mm as f64 / total.max(1) as f64)];
-    for (n, c) in branches {
-        out.push((format!("acc_{n}"), c as f64 / total.max(1) as f64));
-    }
-    Ok(out)
-}
-
-fn progress_bar(show: bool, len: u64, epoch: usize, epochs: usize) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new(len);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} batches, {elapsed} (eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb.set_message(format!("{}/{}", epoch + 1, epochs));
-    pb
-}
-
-/// `epoch 3/12  loss_mm 1.234  test multi 45.00%  audio 40.00%  visual 30.00%  (12.3 s)`
-pub fn epoch_line(row: &Row, epochs: usize) -> String {
-    let mut s = format!("epoch {:>3}/{epochs}", row.get("epoch").unwrap_or(0.0) as usize);
-    if let Some(l) = row.get("train_loss_mm") {
-        s += &format!("  loss_mm {l:.4}");
-    }
-    if let Some(a) = row.get("test_acc") {
-        s += &format!("  test multi {:.2}%", 100.0 * a);
-    }
-    for (k, v) in &row.0 {
-        if let Some(b) = k.strip_prefix("test_acc_") {
-            s += &format!("  {b} {:.2}%", 100.0 * v);
-        }
-    }
-    if let Some(t) = row.get("seconds") {
-        s += &format!("  ({t:.1} s)");
-    }
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Non-finite diagnostic values are left out of the means and counted per name, with the
-    /// epoch's total in every row; the counts survive the checkpointed position of an epoch.
-    #[test]
-    fn non_finite_values_are_counted_not_dropped() {
-        let mut m = Means::default();
-        for v in [1.0, f64::NAN, 3.0] {
-            m.add("s_mean_audio", v);
-        }
-        m.add("ratio_visual", f64::INFINITY);
-        m.add("ratio_visual", f64::NEG_INFINITY);
-        m.add("grad_mm_audio", 0.5);
-        // An interrupted epoch saves `m.0` and resumes from it.
-        let resumed = Means(m.0.clone());
-        for means in [m, resumed] {
-            let mut row = Row::default();
-            means.into_row(&mut row);
-            assert_eq!(row.get("s_mean_audio"), Some(2.0), "the mean of the finite values");
-            assert_eq!(row.get("s_mean_audio_nonfinite"), Some(1.0));
-            assert_eq!(row.get("ratio_visual"), None, "no finite value: no mean");
-            assert_eq!(row.get("ratio_visual_nonfinite"), Some(2.0));
-            assert_eq!(row.get("grad_mm_audio"), Some(0.5));
-            assert_eq!(row.get("grad_mm_audio_nonfinite"), None);
-            assert_eq!(row.get(NONFINITE_TOTAL), Some(3.0));
-        }
-        let mut row = Row::default();
-        Means::default().into_row(&mut row);
-        assert_eq!(row.get(NONFINITE_TOTAL), Some(0.0), "reported (as 0) in every row");
     }
 }

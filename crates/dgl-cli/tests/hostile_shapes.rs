@@ -310,7 +310,8 @@ fn unimodal_baselines_train_the_modality_they_name() {
     let cfg = root.join("base.toml");
     std::fs::write(&cfg, &base).unwrap();
     let only = |name: &str, out: &Path| {
-        let args = ["train", "--quiet", "--config", cfg.to_str().unwrap(), "--only", name, "--out", out.to_str().unwrap()];
+        let args =
+            ["train", "--quiet", "--config", cfg.to_str().unwrap(), "--only", name, "--out", out.to_str().unwrap()];
         dgl(&args.map(OsStr::new), &[])
     };
     refused(&only("audio", &root.join("run-audio")), "--only audio on views a, b", &["`audio`", "[\"a\", \"b\"]"]);

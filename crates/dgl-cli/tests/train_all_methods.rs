@@ -26,7 +26,10 @@ fn micro(kind: MethodKind) -> TrainConfig {
 #[test]
 fn every_method_trains_and_writes_a_run_directory() {
     // Every method on the pair, and the unimodal baselines (plain training of one modality).
-    let cases = MethodKind::ALL.iter().map(|&k| (k, None)).chain([(MethodKind::Vanilla, Some("audio")), (MethodKind::Vanilla, Some("visual"))]);
+    let cases = MethodKind::ALL
+        .iter()
+        .map(|&k| (k, None))
+        .chain([(MethodKind::Vanilla, Some("audio")), (MethodKind::Vanilla, Some("visual"))]);
     for (kind, only) in cases {
         let out = common::tmp(&format!("{kind}-{only:?}"));
         let cfg = micro_of(kind, only);

@@ -12,9 +12,17 @@ pub enum Error {
     /// The inputs do not match the model (wrong number of modalities, empty batch, …).
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// A loss or gradient that is NaN or infinite.
-    #[error("non-finite {what}: {detail}")]
-    NonFinite { what: &'static str, detail: String },
+    /// A loss or gradient that is NaN or infinite, and where.
+    #[error("non-finite {what}: {detail} at epoch {epoch} step {step}")]
+    NonFinite {
+        /// `loss` or `gradient`.
+        what: &'static str,
+        /// Which one (`loss_mm = NaN`, ``parameter `enc0.weight` ``).
+        detail: String,
+        /// 0-based epoch and step within it.
+        epoch: usize,
+        step: usize,
+    },
 }
 
 /// `Result` with dgl-core's [`Error`].

@@ -33,7 +33,9 @@ impl StepContext<'_> {
         if let Some((name, v)) = losses.iter().find(|(_, v)| !v.is_finite()) {
             return Err(Error::NonFinite {
                 what: "loss",
-                detail: format!("{name} = {v} at epoch {} step {}", self.epoch, self.step_in_epoch),
+                detail: format!("{name} = {v}"),
+                epoch: self.epoch,
+                step: self.step_in_epoch,
             });
         }
         Ok(())
@@ -65,7 +67,9 @@ impl StepContext<'_> {
         if let Some(name) = grads.first_non_finite()? {
             return Err(Error::NonFinite {
                 what: "gradient",
-                detail: format!("parameter `{name}` at epoch {} step {}", self.epoch, self.step_in_epoch),
+                detail: format!("parameter `{name}`"),
+                epoch: self.epoch,
+                step: self.step_in_epoch,
             });
         }
         let norm = match self.clip_norm {

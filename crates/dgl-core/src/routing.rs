@@ -67,7 +67,12 @@ impl Routing {
 
     /// Checks α and the modality count before any work.
     pub fn validate(&self, num_modalities: usize) -> Result<()> {
-        check_hp(self.unimodal_weight.is_finite() && self.unimodal_weight >= 0.0, "unimodal_weight", self.unimodal_weight, "must be finite and >= 0")?;
+        check_hp(
+            self.unimodal_weight.is_finite() && self.unimodal_weight >= 0.0,
+            "unimodal_weight",
+            self.unimodal_weight,
+            "must be finite and >= 0",
+        )?;
         if self.unimodal_weight > 0.0 && num_modalities < 2 {
             return Err(Error::InvalidInput(format!(
                 "unimodal losses by modality dropout need at least 2 modalities, the model has {num_modalities}"

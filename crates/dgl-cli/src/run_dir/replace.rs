@@ -15,8 +15,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::RunDir;
 use crate::error::{io_err, CliError, Result};
-use crate::run_dir::RunDir;
 
 /// How many unknown entries a refusal names.
 const NAMED: usize = 5;
@@ -84,7 +84,7 @@ fn unknown_entries(dir: &Path) -> Result<Vec<String>> {
         if kind.is_file() && is_run_file(&name) {
             continue;
         }
-        if kind.is_dir() && name == crate::plot::PLOTS_DIR {
+        if kind.is_dir() && name == RunDir::PLOTS {
             for e in fs::read_dir(entry.path()).map_err(io_err(&entry.path()))? {
                 let e = e.map_err(io_err(&entry.path()))?;
                 let n = e.file_name().to_string_lossy().into_owned();

@@ -1,0 +1,53 @@
+//! What a run computes with, built from its configuration: the device, the data (restricted to the
+//! model's modalities), the method and the freshly initialised model. Shared by training and
+//! `dgl eval`.
+
+use candle_core::Device;
+use dgl_core::Method;
+use dgl_models::{build_model, Model};
+
+use crate::config::{DeviceKind, TrainConfig};
+use crate::data::RunData;
+use crate::error::{CliError, Result};
+use crate::methods::build_method;
+
+/// The device of a configuration.
+pub fn device(kind: DeviceKind) -> Result<Device> {
+    match kind {
+        DeviceKind::Cpu => Ok(Device::Cpu),
+        DeviceKind::Cuda => Device::new_cuda(0).map_err(|e| CliError::Config(format!("--device cuda: {e}"))),
+    }
+}
+
+/// What a run computes with (training, or `dgl eval` on its checkpoint).
+pub struct Setup {
+    /// The configuration with the dataset's class count (what the run directory records).
+    pub cfg: TrainConfig,
+    pub device: Device,
+    /// The data, restricted to the model's modalities.
+    pub data: RunData,
+    pub method: Box<dyn Method>,
+    /// Freshly initialised from `cfg.seed`.
+    pub model: Model,
+}
+
+/// The device, data, method and model of a configuration, on `device` (TF32 set as configured).
+pub fn setup(cfg: &TrainConfig, device_kind: DeviceKind, need_validation: bool) -> Result<Setup> {
+    let device = device(device_kind)?;
+    // Process-wide in candle (matmuls) and read by the cuDNN convolution; a no-op on the CPU.
+    candle_core::cuda::set_gemm_reduced_precision_f32(cfg.train.tf32);
+    let mut data = RunData::build(cfg, need_validation, &device)?;
+    // The number of classes comes from the dataset; the configuration saved with the run (and in
+    // its checkpoints) records the effective value (runs saved before that say the preset's).
+    let mut cfg = cfg.clone();
+    cfg.model.num_classes = data.train.num_classes();
+    let method = build_method(&cfg, data.train.num_classes())?;
+    // The model's modalities, by name and in the configuration's order, select the data's: all of
+    // them, or a subset (one modality: a unimodal model; a generic dataset's views come sorted).
+    let names: Vec<&str> = cfg.model.modalities.iter().map(|m| m.name.as_str()).collect();
+    data.select_modalities(&names)?;
+    let model_cfg = cfg.model.clone();
+    let model = build_model(&model_cfg, &data.modality_shapes(), &device, cfg.seed)?;
+    method.check(&model)?;
+    Ok(Setup { cfg, device, data, method, model })
+}
