@@ -412,6 +412,18 @@ pub fn parse_assignment(spec: &str) -> Result<(String, toml::Value)> {
     Ok((key.trim().to_string(), parse_value(value.trim())))
 }
 
+/// Whether `path` is a configuration of an earlier format of this tool (one the loader refuses
+/// saying what changed): a run directory holding one is still a run directory `dgl` wrote.
+pub fn written_by_earlier_version(path: &std::path::Path) -> bool {
+    let Ok(bytes) = dgl_data::datasets::fsutil::read_bounded(path, dgl_data::limits::TEXT_BYTES) else {
+        return false;
+    };
+    let Some(given) = std::str::from_utf8(&bytes).ok().and_then(|t| toml::from_str::<toml::Value>(t).ok()) else {
+        return false;
+    };
+    given.get("method").and_then(legacy_method_error).is_some()
+}
+
 /// The method options of the format before each method had its own (a shared `alpha`, one
 /// sub-table per method, the unimodal methods): the error saying what changed, or `None`.
 fn legacy_method_error(method: &toml::Value) -> Option<String> {

@@ -33,7 +33,7 @@ struct Cli {
 enum Command {
     /// Train one method on one dataset; writes config.toml, metrics.csv/jsonl and a checkpoint.
     /// Ctrl-C stops after the current step with a checkpoint; `--resume RUN_DIR` continues it.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Draw the figures of a run (accuracies, gradient sources, s statistic) into RUN_DIR/plots/.
     Plot {
         /// Run directories (each gets its own plots/).
@@ -399,7 +399,7 @@ fn main() -> ExitCode {
     quiet_error_backtraces();
     let cli = Cli::parse();
     let r = match cli.command {
-        Command::Train(a) => run_train(a, install_stop_handler()),
+        Command::Train(a) => run_train(*a, install_stop_handler()),
         Command::Plot { run_dirs } => run_plot(&run_dirs),
         Command::Eval { run_dirs, noise, probe, device } => {
             let opts = dgl_cli::eval::EvalOptions { noise, probe, device };

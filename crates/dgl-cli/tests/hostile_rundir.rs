@@ -480,3 +480,28 @@ fn eval_of_many_modalities_stays_bounded_and_efficient() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A run written by an earlier version (its configuration in the former format) is still a run
+/// directory `dgl` wrote: `--overwrite` may replace it, and resuming it is refused saying what
+/// changed.
+#[test]
+fn a_run_of_an_earlier_version_can_be_replaced_and_is_not_resumed() {
+    let dir = tmp("earlier-version");
+    one_epoch_run(&dir, MethodKind::Dgl);
+    let config = dir.join(RunDir::CONFIG);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let old = text.replace("unimodal_weight = 4.0", "alpha = 4.0");
+    assert_ne!(old, text, "{text}");
+    std::fs::write(&config, &old).unwrap();
+    let path = dir.join(RunDir::CHECKPOINT);
+    let mut ckpt = Checkpoint::load(&path).unwrap();
+    ckpt.meta.config_toml = old;
+    ckpt.save(&path).unwrap();
+    let e = resume(&dir, None, &RunOptions::default(), &RunControl::default()).unwrap_err().to_string();
+    assert!(e.contains("unimodal_weight = 4") && e.contains("earlier version"), "{e}");
+    let mut cfg = micro(MethodKind::Vanilla);
+    cfg.train.epochs = 1;
+    train(&cfg, &dir, &OVERWRITE).unwrap();
+    assert_eq!(TrainConfig::from_toml_file(&config).unwrap().method.kind(), MethodKind::Vanilla);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -63,7 +63,9 @@ pub fn not_replaceable(path: &Path) -> Result<Option<String>> {
         return Ok(Some(format!("it has no {} (it is not a run directory written by dgl)", RunDir::CONFIG)));
     }
     if let Err(e) = crate::config::TrainConfig::from_toml_file(&config) {
-        return Ok(Some(format!("its {} is not a dgl configuration ({e})", RunDir::CONFIG)));
+        if !crate::config::written_by_earlier_version(&config) {
+            return Ok(Some(format!("its {} is not a dgl configuration ({e})", RunDir::CONFIG)));
+        }
     }
     let ckpt = path.join(RunDir::CHECKPOINT);
     if ckpt.exists() {
