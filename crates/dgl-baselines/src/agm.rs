@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use crate::defaults::{Benchmark, Schedule, Setting};
 use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, TaskKind};
 use crate::util::{
-    all_grads, check_hp, check_losses, check_window, f64_tensor, host_targets, in_window, scalar, state_f64,
-    target_probs,
+    all_grads, check_hp, check_losses, check_non_negative, check_window, f64_tensor, host_targets, in_window, scalar,
+    state_f64, target_probs,
 };
 
 /// AGM's options.
@@ -68,8 +68,7 @@ impl MethodSpec for AgmConfig {
     };
 
     fn validate(&self) -> Result<()> {
-        let a = self.modulation_strength;
-        check_hp(a.is_finite() && a >= 0.0, "modulation_strength", a, "must be finite and >= 0")?;
+        check_non_negative("modulation_strength", self.modulation_strength)?;
         check_hp(
             self.clip_threshold.is_finite() && self.clip_threshold > 0.0,
             "clip_threshold",

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::defaults::{Benchmark, Schedule, Setting};
 use crate::kmeans::{kmeans, minmax_scale, purity};
 use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, TaskKind};
-use crate::util::{check_hp, f64_tensor, flatten_rows, host_targets, state_f64};
+use crate::util::{check_hp, check_non_negative, f64_tensor, flatten_rows, host_targets, state_f64};
 
 /// D&R's options.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -63,15 +63,10 @@ impl MethodSpec for DnrConfig {
     };
 
     fn validate(&self) -> Result<()> {
-        check_hp(self.lambda.is_finite() && self.lambda >= 0.0, "lambda", self.lambda, "must be finite and >= 0")?;
+        check_non_negative("lambda", self.lambda)?;
         check_hp(self.every > 0, "every", self.every, "must be > 0")?;
         check_hp(self.kmeans_max_iter > 0, "kmeans_max_iter", self.kmeans_max_iter, "must be > 0")?;
-        check_hp(
-            self.kmeans_tol.is_finite() && self.kmeans_tol >= 0.0,
-            "kmeans_tol",
-            self.kmeans_tol,
-            "must be finite and >= 0",
-        )
+        check_non_negative("kmeans_tol", self.kmeans_tol)
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {

@@ -31,7 +31,7 @@ use crate::defaults::{Benchmark, Schedule, Setting};
 pub use crate::heads::UnimodalHeads;
 use crate::heads::{HeadInit, LinearHeads, UnimodalBranches};
 use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, TaskKind};
-use crate::util::{check_hp, f64_tensor, scalar, state_f64};
+use crate::util::{check_hp, check_non_negative, f64_tensor, scalar, state_f64};
 
 /// G-Blending as the DGL paper ran it: fixed-weight blending L_mm + α Σ_m L_m.
 pub fn fixed(cfg: &GBlendingConfig, num_classes: usize, seed: u64) -> GBlending {
@@ -131,8 +131,7 @@ impl MethodSpec for GBlendingConfig {
     };
 
     fn validate(&self) -> Result<()> {
-        let a = self.unimodal_weight;
-        check_hp(a.is_finite() && a >= 0.0, "unimodal_weight", a, "must be finite and >= 0")
+        check_non_negative("unimodal_weight", self.unimodal_weight)
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {

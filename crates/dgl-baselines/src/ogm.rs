@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::defaults::{Benchmark, Schedule, Setting};
 use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, ModelFacts, TaskKind};
 use crate::util::{
-    all_grads, check_hp, check_losses, check_window, flatten_rows, gaussian, in_window, rng_from_tensor, rng_tensor,
-    scalar, std_unbiased, target_probs, upload,
+    all_grads, check_losses, check_non_negative, check_window, flatten_rows, gaussian, in_window, rng_from_tensor,
+    rng_tensor, scalar, std_unbiased, target_probs, upload,
 };
 
 /// How the per-modality logits of the ratio are formed.
@@ -101,8 +101,7 @@ impl Default for OgmConfig {
 
 impl OgmConfig {
     fn check(&self) -> Result<()> {
-        let a = self.modulation_strength;
-        check_hp(a.is_finite() && a >= 0.0, "modulation_strength", a, "must be finite and >= 0")?;
+        check_non_negative("modulation_strength", self.modulation_strength)?;
         check_window(self.modulation_starts, self.modulation_ends)
     }
 

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::defaults::{Benchmark, Schedule, Setting};
 use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, TaskKind};
 use crate::util::{
-    all_grads, check_hp, check_losses, check_window, find_state, flatten_rows, host_f64, host_targets, in_window,
-    one_hot, scalar, target_probs, upload,
+    all_grads, check_hp, check_losses, check_non_negative, check_window, find_state, flatten_rows, host_f64,
+    host_targets, in_window, one_hot, scalar, target_probs, upload,
 };
 
 /// PMR's options.
@@ -64,8 +64,7 @@ impl MethodSpec for PmrConfig {
     };
 
     fn validate(&self) -> Result<()> {
-        let a = self.prototype_weight;
-        check_hp(a.is_finite() && a >= 0.0, "prototype_weight", a, "must be finite and >= 0")?;
+        check_non_negative("prototype_weight", self.prototype_weight)?;
         check_hp((0.0..=1.0).contains(&self.momentum_coef), "momentum_coef", self.momentum_coef, "must be in [0, 1]")?;
         check_hp(
             self.prototype_fraction > 0.0 && self.prototype_fraction <= 1.0,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::defaults::{Benchmark, Schedule, Setting};
 use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, ModelFacts, TaskKind};
-use crate::util::check_hp;
+use crate::util::check_non_negative;
 
 const ANY_TASK: &[TaskKind] = &[TaskKind::Classification, TaskKind::DenseLabels];
 
@@ -62,8 +62,7 @@ const DGL_SCRIPTS: &str = "GeWu-Lab/GDL: main_dgl.py args (SGD 0.9, wd 1e-4, Mul
 
 impl DglOptions {
     fn check(&self) -> Result<()> {
-        let a = self.unimodal_weight;
-        check_hp(a.is_finite() && a >= 0.0, "unimodal_weight", a, "must be finite and >= 0")
+        check_non_negative("unimodal_weight", self.unimodal_weight)
     }
 
     /// A unimodal model needs no modality dropout: with α = 0, DGL trains one modality too.

@@ -19,6 +19,11 @@ pub(crate) fn check_hp(ok: bool, name: &'static str, value: impl ToString, reaso
     }
 }
 
+/// Refuses a weight or strength that is negative, NaN or infinite, naming the option.
+pub(crate) fn check_non_negative(name: &'static str, value: f64) -> Result<()> {
+    check_hp(value.is_finite() && value >= 0.0, name, value, "must be finite and >= 0")
+}
+
 /// A scalar tensor as f64.
 pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
     t.to_dtype(DType::F64)?
