@@ -34,7 +34,7 @@ pub fn gradient_sources(
 ) -> Result<Vec<GradientSources>> {
     let groups = model.param_groups();
     let l_mm = loss.loss(&model.fuse(z, true)?, targets)?;
-    let g_mm = ParamGrads::from_store(&l_mm.backward()?, &groups, |k| k != GroupKind::Head);
+    let g_mm = ParamGrads::from_store(&l_mm.backward()?, &groups, |k| !k.is_fusion_or_head());
     let mut out = Vec::with_capacity(z.len());
     for m in 0..z.len() {
         let l_m = loss.loss(&model.fuse_only(z, m, true)?, targets)?;

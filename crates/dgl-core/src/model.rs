@@ -28,8 +28,20 @@ impl NamedVar {
 pub enum GroupKind {
     /// θ_m, the encoder of modality m.
     Encoder(usize),
-    /// θ_τ, W, b: the fusion module and the head.
+    /// A fusion module that sits between encoder stages (dense fusion: MMTM after a ResNet stage,
+    /// ESANet's RGB-D fusion), after stage `after_stage` of the encoders. Part of h (θ_τ): DGL
+    /// trains it, as the head, with L_d only.
+    Fusion { after_stage: usize },
+    /// θ_τ, W, b: the fusion module and the head (of a late-fusion model: all of h).
     Head,
+}
+
+impl GroupKind {
+    /// Whether the group is part of h, the fusion modules and the head (what L_d trains under DGL),
+    /// rather than an encoder.
+    pub fn is_fusion_or_head(self) -> bool {
+        !matches!(self, GroupKind::Encoder(_))
+    }
 }
 
 /// A named group of trainable parameters.
@@ -62,8 +74,16 @@ pub trait MultimodalModel {
     /// Trainable parameters of encoder m.
     fn encoder_params(&self, modality: usize) -> Vec<NamedVar>;
 
-    /// Trainable parameters of the fusion module and head.
+    /// Trainable parameters of the head (and of the fusion module, unless the model lists its
+    /// fusion modules by stage in [`MultimodalModel::fusion_params`]).
     fn head_params(&self) -> Vec<NamedVar>;
+
+    /// Trainable parameters of fusion modules placed between encoder stages, each with the stage
+    /// it follows (`GroupKind::Fusion`). Default: none (late fusion: the fusion module is in
+    /// [`MultimodalModel::head_params`]).
+    fn fusion_params(&self) -> Vec<(usize, Vec<NamedVar>)> {
+        Vec::new()
+    }
 
     /// Every tensor of the model's state for checkpoints and snapshots: the trainable parameters
     /// *and* non-trainable buffers (BatchNorm running statistics). Defaults to the trainable ones.
@@ -86,11 +106,15 @@ pub trait MultimodalModel {
         None
     }
 
-    /// All parameter groups: encoders 0..M, then the head.
+    /// All parameter groups: encoders 0..M, the fusion modules between stages (if any), then the
+    /// head.
     fn param_groups(&self) -> Vec<ParamGroup> {
         let mut groups: Vec<ParamGroup> = (0..self.num_modalities())
             .map(|m| ParamGroup { kind: GroupKind::Encoder(m), params: self.encoder_params(m) })
             .collect();
+        for (after_stage, params) in self.fusion_params() {
+            groups.push(ParamGroup { kind: GroupKind::Fusion { after_stage }, params });
+        }
         groups.push(ParamGroup { kind: GroupKind::Head, params: self.head_params() });
         groups
     }

@@ -27,7 +27,7 @@ use candle_core::Tensor;
 use crate::error::check_hp;
 use crate::grads::ParamGrads;
 use crate::loss::Loss;
-use crate::model::{detach_all, GroupKind, MultimodalModel};
+use crate::model::{detach_all, MultimodalModel};
 use crate::{Error, Result};
 
 /// Which losses reach which parameter groups, and the unimodal weight α.
@@ -185,7 +185,7 @@ pub fn routed_step_weighted(
         (Some(uni), false) => {
             // Encoders: (L_mm if it reaches them) + α Σ L_m, restricted to the encoder groups.
             let enc_loss = if routing.multimodal_to_encoders { (&weighted_mm + uni)? } else { uni.clone() };
-            let mut g = ParamGrads::from_store(&enc_loss.backward()?, &groups, |k| k != GroupKind::Head);
+            let mut g = ParamGrads::from_store(&enc_loss.backward()?, &groups, |k| !k.is_fusion_or_head());
             // Head: the multimodal loss on detached features, restricted to the head.
             let head_loss = if routing.multimodal_to_encoders {
                 let l = loss.loss(&model.fuse(&z_sg, true)?, targets)?;
@@ -197,7 +197,7 @@ pub fn routed_step_weighted(
             } else {
                 weighted_mm.clone()
             };
-            g.merge(ParamGrads::from_store(&head_loss.backward()?, &groups, |k| k == GroupKind::Head))?;
+            g.merge(ParamGrads::from_store(&head_loss.backward()?, &groups, |k| k.is_fusion_or_head()))?;
             g
         }
     };

@@ -9,6 +9,10 @@ use dgl_core::{MultimodalModel, NamedVar};
 pub enum Head {
     Concat,
     Sum,
+    /// A cross-modal fusion module before a concat head, listed by stage
+    /// (`MultimodalModel::fusion_params`, `GroupKind::Fusion`): with s = Σ_k z_k,
+    /// z'_m = z_m ⊙ tanh(s ⊙ u_m), then concat → W, b.
+    GatedConcat,
 }
 
 pub struct ToyModel {
@@ -18,6 +22,8 @@ pub struct ToyModel {
     /// matmul operand, so that (as with candle's conv weights) a Var's raw gradient references the
     /// forward activations — the path through which candle 0.11.1 leaks a step's graph.
     pub head_params: Vec<(Var, Var)>,
+    /// GatedConcat: u_m per modality (the fusion module after stage 0).
+    pub fusion: Vec<Var>,
     pub dims: Vec<usize>,
 }
 
@@ -36,12 +42,18 @@ impl ToyModel {
             .collect::<Result<Vec<_>>>()?;
         let m = input_dims.len();
         let head_params = match head {
-            Head::Concat => vec![(randn(&mut rng, &[d * m, k], 0.7, dtype)?, randn(&mut rng, &[k], 0.3, dtype)?)],
+            Head::Concat | Head::GatedConcat => {
+                vec![(randn(&mut rng, &[d * m, k], 0.7, dtype)?, randn(&mut rng, &[k], 0.3, dtype)?)]
+            }
             Head::Sum => (0..m)
                 .map(|_| Ok((randn(&mut rng, &[d, k], 0.7, dtype)?, randn(&mut rng, &[k], 0.3, dtype)?)))
                 .collect::<Result<Vec<_>>>()?,
         };
-        Ok(Self { enc, head, head_params, dims: vec![d; m] })
+        let fusion = match head {
+            Head::GatedConcat => (0..m).map(|_| randn(&mut rng, &[d], 0.8, dtype)).collect::<Result<Vec<_>>>()?,
+            _ => Vec::new(),
+        };
+        Ok(Self { enc, head, head_params, fusion, dims: vec![d; m] })
     }
 
     pub fn inputs(&self, input_dims: &[usize], batch: usize, seed: u64, dtype: DType) -> Result<Vec<Tensor>> {
@@ -60,6 +72,16 @@ impl MultimodalModel for ToyModel {
     }
     fn fuse(&self, z: &[Tensor], _train: bool) -> Result<Tensor> {
         match self.head {
+            Head::GatedConcat => {
+                let s = z.iter().skip(1).try_fold(z[0].clone(), |a, zk| a + zk)?;
+                let gated = z
+                    .iter()
+                    .zip(&self.fusion)
+                    .map(|(zm, u)| zm * s.broadcast_mul(u.as_tensor())?.tanh()?)
+                    .collect::<Result<Vec<_>>>()?;
+                let (w, b) = &self.head_params[0];
+                Tensor::cat(&gated, 1)?.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())
+            }
             Head::Concat => {
                 let (w, b) = &self.head_params[0];
                 Tensor::cat(z, 1)?.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())
@@ -90,8 +112,18 @@ impl MultimodalModel for ToyModel {
             })
             .collect()
     }
+    fn fusion_params(&self) -> Vec<(usize, Vec<NamedVar>)> {
+        if self.fusion.is_empty() {
+            return Vec::new();
+        }
+        vec![(
+            0,
+            self.fusion.iter().enumerate().map(|(m, u)| NamedVar::new(format!("fusion.u{m}"), u.clone())).collect(),
+        )]
+    }
     fn linear_head_block(&self, m: usize) -> Option<Tensor> {
         match self.head {
+            Head::GatedConcat => None,
             Head::Concat => {
                 let off: usize = self.dims[..m].iter().sum();
                 self.head_params[0].0.as_tensor().narrow(0, off, self.dims[m]).and_then(|t| t.t()).ok()

@@ -31,7 +31,7 @@ fn objective(r: &Routing, group: GroupKind, l_mm: f64, l_m: &[f64]) -> f64 {
     let uni: f64 = r.unimodal_weight * l_m.iter().sum::<f64>();
     match group {
         GroupKind::Encoder(_) => (if r.multimodal_to_encoders { l_mm } else { 0.0 }) + uni,
-        GroupKind::Head => l_mm + if r.unimodal_to_head { uni } else { 0.0 },
+        GroupKind::Head | GroupKind::Fusion { .. } => l_mm + if r.unimodal_to_head { uni } else { 0.0 },
     }
 }
 
@@ -59,7 +59,7 @@ fn separate_backward(model: &ToyModel, x: &[Tensor], y: &Tensor, r: &Routing) ->
                         uni
                     }
                 }
-                GroupKind::Head => {
+                GroupKind::Head | GroupKind::Fusion { .. } => {
                     if r.unimodal_to_head {
                         (mm + uni).unwrap()
                     } else {
@@ -156,6 +156,19 @@ fn routing_m3_sum() {
     all_routings().into_iter().for_each(|r| check(3, Head::Sum, r));
 }
 
+/// A fusion module between encoder stages (`GroupKind::Fusion`, dense fusion) is part of h: every
+/// routing treats it as the head (DGL: L_d on detached features only).
+#[test]
+fn routing_with_a_fusion_module_between_stages() {
+    for m in [2, 3] {
+        let dims: Vec<usize> = (0..m).map(|i| 3 + i).collect();
+        let model = ToyModel::new(&dims, 5, K, Head::GatedConcat, 4, DType::F64).unwrap();
+        let kinds: Vec<GroupKind> = model.param_groups().iter().map(|g| g.kind).collect();
+        assert!(kinds.contains(&GroupKind::Fusion { after_stage: 0 }), "{kinds:?}");
+        all_routings().into_iter().for_each(|r| check(m, Head::GatedConcat, r));
+    }
+}
+
 /// DGL's defining property, stated directly: the head gets nothing from the unimodal losses and the
 /// encoders nothing from the multimodal loss — changing α scales encoder grads only.
 #[test]
@@ -169,7 +182,7 @@ fn dgl_encoder_grads_scale_with_alpha_head_grads_do_not() {
     for e in a.grads.entries() {
         let gb = b.grads.get(&e.name).unwrap();
         let expected = match e.group {
-            GroupKind::Head => e.grad.clone(),
+            GroupKind::Head | GroupKind::Fusion { .. } => e.grad.clone(),
             GroupKind::Encoder(_) => (&e.grad * 3.0).unwrap(),
         };
         assert!(rel_err(gb, &expected) < 1e-12, "{}", e.name);

@@ -7,7 +7,9 @@
 //!   `basic_model.py:77-82`, `adaptive_avg_pool3d(·, 1)`).
 //! * [`MlpEncoder`]: pre-extracted features (B, D) → Linear/ReLU stack → (B, d).
 //!
-//! Any other network can be plugged into a [`crate::FusionModel`] by implementing [`Encoder`].
+//! Any other network can be plugged into a [`crate::FusionModel`] by implementing [`Encoder`]; one
+//! that runs stage by stage ([`StagedEncoder`], the ResNet encoders) can carry fusion modules
+//! between its stages (dense fusion).
 
 use std::marker::PhantomData;
 
@@ -45,14 +47,42 @@ pub trait Encoder: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// An encoder whose trunk runs stage by stage, so that a fusion module can sit between stages of
+/// the encoders (MMTM after layer2..layer4, ESANet's RGB-D fusion after every stage; the model then
+/// lists it by stage in `MultimodalModel::fusion_params`). For every input,
+/// `forward_t(x) = pool(stage_{S−1}(… stage_0(stage_input(x))), frames)`, bit for bit.
+pub trait StagedEncoder: Encoder {
+    /// S, the number of stages.
+    fn num_stages(&self) -> usize;
+
+    /// What stage 0 reads, and the number of frames per sample that [`StagedEncoder::pool`] folds
+    /// back (1 for a spectrogram).
+    fn stage_input(&self, x: &Tensor) -> Result<(Tensor, usize)>;
+
+    /// Stage `stage` on the previous stage's output (or on the stage input).
+    fn forward_stage(&self, stage: usize, h: &Tensor, train: bool) -> Result<Tensor>;
+
+    /// The last stage's map → z_m (B, [`Encoder::out_dim`]).
+    fn pool(&self, h: &Tensor, frames: usize) -> Result<Tensor>;
+
+    /// Channels of stage `stage`'s output (the width of a fusion module placed after it).
+    fn stage_channels(&self, stage: usize) -> usize;
+
+    /// Trainable parameters of one stage (together, in stage order: [`Encoder::params`]).
+    fn stage_params(&self, stage: usize) -> Vec<NamedVar>;
+}
+
 /// How a ResNet-18 encoder reads its modality's input: the images it feeds the trunk and how the
 /// trunk's output is pooled to z.
 pub trait ResNetInput: Send + Sync {
     /// The modality [`Encoder::describe`] names (`audio`, `visual`).
     const KIND: &'static str;
 
-    /// z = pool(net(images(x))), shape (B, 8·base).
-    fn forward_t(net: &ResNet, x: &Tensor, train: bool) -> Result<Tensor>;
+    /// The images of the trunk (N, C, H, W) and the frames per sample (N = B·frames).
+    fn images(net: &ResNet, x: &Tensor) -> Result<(Tensor, usize)>;
+
+    /// The trunk's map (N, C, h, w) → z (B, C).
+    fn pool(y: &Tensor, frames: usize) -> Result<Tensor>;
 }
 
 /// A ResNet-18 trunk on the input of one modality, read as `I` says.
@@ -81,7 +111,8 @@ impl<I: ResNetInput> ResNetEncoder<I> {
 
 impl<I: ResNetInput> Encoder for ResNetEncoder<I> {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        I::forward_t(&self.net, x, train)
+        let (images, frames) = I::images(&self.net, x)?;
+        I::pool(&self.net.forward_t(&images, train)?, frames)
     }
 
     fn out_dim(&self) -> usize {
@@ -102,6 +133,32 @@ impl<I: ResNetInput> Encoder for ResNetEncoder<I> {
     }
 }
 
+impl<I: ResNetInput> StagedEncoder for ResNetEncoder<I> {
+    fn num_stages(&self) -> usize {
+        ResNet::STAGES
+    }
+
+    fn stage_input(&self, x: &Tensor) -> Result<(Tensor, usize)> {
+        I::images(&self.net, x)
+    }
+
+    fn forward_stage(&self, stage: usize, h: &Tensor, train: bool) -> Result<Tensor> {
+        self.net.forward_stage(stage, h, train)
+    }
+
+    fn pool(&self, h: &Tensor, frames: usize) -> Result<Tensor> {
+        I::pool(h, frames)
+    }
+
+    fn stage_channels(&self, stage: usize) -> usize {
+        self.net.stage_channels(stage)
+    }
+
+    fn stage_params(&self, stage: usize) -> Vec<NamedVar> {
+        self.net.stage_params(stage)
+    }
+}
+
 /// The input of an [`AudioEncoder`]: a spectrogram, globally average-pooled after the trunk.
 #[derive(Clone, Copy, Debug)]
 pub struct SpectrogramInput;
@@ -110,13 +167,17 @@ impl ResNetInput for SpectrogramInput {
     const KIND: &'static str = "audio";
 
     /// x: (B, C, F, T), or (B, F, T) when C = 1.
-    fn forward_t(net: &ResNet, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn images(net: &ResNet, x: &Tensor) -> Result<(Tensor, usize)> {
         let x = match x.rank() {
             3 if net.config().in_channels == 1 => x.unsqueeze(1)?,
             4 => x.clone(),
             _ => bail!("AudioEncoder expects (B, {}, F, T), got {:?}", net.config().in_channels, x.shape()),
         };
-        global_avg_pool(&net.forward_t(&x, train)?)
+        Ok((x, 1))
+    }
+
+    fn pool(y: &Tensor, _frames: usize) -> Result<Tensor> {
+        global_avg_pool(y)
     }
 }
 
@@ -128,8 +189,8 @@ impl ResNetInput for FramesInput {
     const KIND: &'static str = "visual";
 
     /// x: (B, C, T, H, W) (the official layout), or (B, C, H, W) for a single frame.
-    fn forward_t(net: &ResNet, x: &Tensor, train: bool) -> Result<Tensor> {
-        let (b, t, frames) = match x.rank() {
+    fn images(net: &ResNet, x: &Tensor) -> Result<(Tensor, usize)> {
+        match x.rank() {
             5 => {
                 let (b, c, t, h, w) = x.dims5()?;
                 // (B, C, T, H, W) -> (B, T, C, H, W) -> (B·T, C, H, W)
@@ -138,15 +199,17 @@ impl ResNetInput for FramesInput {
                 } else {
                     x.permute((0, 2, 1, 3, 4))?.reshape((b * t, c, h, w))?
                 };
-                (b, t, f)
+                Ok((f, t))
             }
-            4 => (x.dim(0)?, 1, x.clone()),
+            4 => Ok((x.clone(), 1)),
             _ => bail!("VisualEncoder expects (B, {}, T, H, W), got {:?}", net.config().in_channels, x.shape()),
-        };
-        let y = net.forward_t(&frames, train)?; // (B·T, C, h, w)
-        let (_, c, h, w) = y.dims4()?;
-        // mean over (T, h, w) = mean over space, then over frames
-        y.reshape((b, t, c, h * w))?.mean(3)?.mean(1)
+        }
+    }
+
+    /// (B·T, C, h, w) → mean over (T, h, w) = mean over space, then over frames.
+    fn pool(y: &Tensor, frames: usize) -> Result<Tensor> {
+        let (n, c, h, w) = y.dims4()?;
+        y.reshape((n / frames, frames, c, h * w))?.mean(3)?.mean(1)
     }
 }
 

@@ -39,7 +39,7 @@ pub mod state;
 pub use config::{
     build_encoder, build_model, build_model_dtype, EncoderKind, ModalityConfig, Model, ModelConfig, ModelEstimate,
 };
-pub use encoder::{AudioEncoder, Encoder, MlpEncoder, VisualEncoder};
+pub use encoder::{AudioEncoder, Encoder, MlpEncoder, StagedEncoder, VisualEncoder};
 pub use error::{ModelError, Result};
 pub use fusion::{
     build_head, head_param_count, ConcatFusion, FilmFusion, FusionHead, FusionKind, GatedFusion, HeadOptions, SumFusion,

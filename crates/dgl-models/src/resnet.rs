@@ -226,29 +226,64 @@ impl ResNet {
         &self.config
     }
 
-    /// x (N, in_channels, H, W) → layer-4 map (N, 8·base, h, w).
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
-        let (k, s, p) = STEM_POOL;
-        y = max_pool2d_padded(&y, k, s, p)?;
-        for layer in &self.layers {
-            for block in layer {
-                y = block.forward_t(&y, train)?;
+    /// Stages of the trunk, each a place a fusion module can follow: 0 = the stem (conv1 – bn1 –
+    /// ReLU – max-pool), 1..=4 = layer1..layer4.
+    pub const STAGES: usize = 5;
+
+    /// Channels of stage `stage`'s output (stem and layer1: base; layer k: base·2^(k−1)).
+    pub fn stage_channels(&self, stage: usize) -> usize {
+        self.config.base_width << stage.saturating_sub(1)
+    }
+
+    /// One stage: the stem on the input images (N, in_channels, H, W), or layer k on the previous
+    /// stage's map.
+    pub fn forward_stage(&self, stage: usize, x: &Tensor, train: bool) -> Result<Tensor> {
+        match stage {
+            0 => {
+                let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+                let (k, s, p) = STEM_POOL;
+                max_pool2d_padded(&y, k, s, p)
             }
+            s if s < Self::STAGES => {
+                let mut y = x.clone();
+                for block in &self.layers[s - 1] {
+                    y = block.forward_t(&y, train)?;
+                }
+                Ok(y)
+            }
+            s => candle_core::bail!("ResNet has stages 0..{}, not {s}", Self::STAGES),
+        }
+    }
+
+    /// x (N, in_channels, H, W) → layer-4 map (N, 8·base, h, w): every stage in turn.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut y = x.clone();
+        for stage in 0..Self::STAGES {
+            y = self.forward_stage(stage, &y, train)?;
         }
         Ok(y)
     }
 
-    /// Trainable tensors (conv weights, BN weight/bias), torchvision names.
-    pub fn params(&self) -> Vec<NamedVar> {
-        let mut v = prefixed("conv1", self.conv1.params());
-        v.extend(prefixed("bn1", self.bn1.params()));
-        for (stage, layer) in self.layers.iter().enumerate() {
-            for (b, block) in layer.iter().enumerate() {
-                v.extend(prefixed(&format!("layer{}.{b}", stage + 1), block.params()));
+    /// Trainable tensors of one stage, torchvision names.
+    pub fn stage_params(&self, stage: usize) -> Vec<NamedVar> {
+        match stage {
+            0 => {
+                let mut v = prefixed("conv1", self.conv1.params());
+                v.extend(prefixed("bn1", self.bn1.params()));
+                v
             }
+            s if s < Self::STAGES => self.layers[s - 1]
+                .iter()
+                .enumerate()
+                .flat_map(|(b, block)| prefixed(&format!("layer{s}.{b}"), block.params()))
+                .collect(),
+            _ => Vec::new(),
         }
-        v
+    }
+
+    /// Trainable tensors (conv weights, BN weight/bias), torchvision names, stage by stage.
+    pub fn params(&self) -> Vec<NamedVar> {
+        (0..Self::STAGES).flat_map(|s| self.stage_params(s)).collect()
     }
 
     /// BN running statistics, torchvision names.

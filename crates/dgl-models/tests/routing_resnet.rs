@@ -76,7 +76,7 @@ fn dgl_routing_on_the_resnet18_pair_equals_separate_backward_passes_and_finite_d
         for p in &g.params {
             let want = match g.kind {
                 GroupKind::Encoder(m) => g_uni[m].get(p.var.as_tensor()),
-                GroupKind::Head => g_head.get(p.var.as_tensor()),
+                GroupKind::Head | GroupKind::Fusion { .. } => g_head.get(p.var.as_tensor()),
             };
             let want = to_vec(want.unwrap_or_else(|| panic!("{}: no reference gradient", p.name)));
             let got = to_vec(out.grads.get(&p.name).unwrap());
@@ -94,7 +94,7 @@ fn dgl_routing_on_the_resnet18_pair_equals_separate_backward_passes_and_finite_d
     //    weights deep in both encoders, the head).
     let objective = |kind: GroupKind| match kind {
         GroupKind::Encoder(_) => scalar(&unimodal_loss(&model, &x, &y, 0)) + scalar(&unimodal_loss(&model, &x, &y, 1)),
-        GroupKind::Head => scalar(&detached_loss(&model, &x, &y)),
+        GroupKind::Head | GroupKind::Fusion { .. } => scalar(&detached_loss(&model, &x, &y)),
     };
     let eps = 1e-5;
     let probes = [
