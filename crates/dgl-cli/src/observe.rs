@@ -5,10 +5,11 @@
 
 use std::time::Instant;
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use dgl_core::diagnostics::{gradient_sources, s_statistic, GradientSources};
-use dgl_core::loss::CrossEntropy;
+use dgl_core::loss::Loss;
 use dgl_core::method::{restore, snapshot};
+use dgl_core::task::{correct, Metric, Task};
 use dgl_core::{Method, MultimodalModel, StepReport};
 use dgl_data::{epoch_batches, Dataset, Mode};
 use dgl_models::Model;
@@ -50,6 +51,7 @@ pub struct NonFiniteStep {
 
 /// What the loop shows an observer at the end of an epoch.
 pub struct EpochView<'a> {
+    pub task: &'a dyn Task,
     pub method: &'a dyn Method,
     pub model: &'a Model,
     pub data: &'a RunData,
@@ -190,17 +192,13 @@ impl EpochStats {
     }
 }
 
-/// Number of correct argmax predictions.
-pub fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
-    let pred = logits.argmax(D::Minus1)?;
-    Ok(pred.eq(labels)?.to_dtype(candle_core::DType::F32)?.sum_all()?.to_scalar::<f32>()? as usize)
-}
-
 /// The paper's figure diagnostics: Fig. 3(a)'s s statistic every step (a two-modality linear head),
 /// and Fig. 1(c)/3(b)'s gradient reaching each encoder from L_mm vs from its L_m every
 /// `every` steps, logged per step to `steps.csv`.
 pub struct FigureDiagnostics<'a> {
     pub model: &'a Model,
+    /// The task's loss (L_mm and L_m of the diagnostic).
+    pub loss: &'a dyn Loss,
     /// 0 = never.
     pub every: usize,
 }
@@ -212,7 +210,7 @@ impl FigureDiagnostics<'_> {
         let state = self.model.state_vars();
         let saved = snapshot(&state)?;
         let z = self.model.encode_all(x, true)?;
-        let s = gradient_sources(self.model, &z, y, &CrossEntropy)?;
+        let s = gradient_sources(self.model, &z, y, self.loss)?;
         restore(&state, &saved)?;
         Ok(s)
     }
@@ -253,52 +251,55 @@ impl Observer for FigureDiagnostics<'_> {
     }
 }
 
-/// Accuracy of the multimodal prediction and of every branch on the validation split (when the
-/// run has one) and the test split: the `val_*` and `test_*` columns.
+/// The task's metrics of the multimodal prediction and of every branch on the validation split
+/// (when the run has one) and the test split: the `val_*` and `test_*` columns (classification:
+/// `test_acc`, `test_acc_<branch>`).
 pub struct Evaluation;
 
 impl Observer for Evaluation {
     fn epoch_row(&mut self, v: &EpochView<'_>, row: &mut Row) -> Result<()> {
         if let Some(val) = &v.data.validation {
-            for (k, x) in evaluate(v.method, v.model, v.data, val.as_ref())? {
+            for (k, x) in evaluate(v.task, v.method, v.model, v.data, val.as_ref())? {
                 row.push(format!("val_{k}"), x);
             }
         }
-        for (k, x) in evaluate(v.method, v.model, v.data, v.data.test.as_ref())? {
+        for (k, x) in evaluate(v.task, v.method, v.model, v.data, v.data.test.as_ref())? {
             row.push(format!("test_{k}"), x);
         }
         Ok(())
     }
 }
 
-/// Accuracy of the multimodal prediction and of every branch over a whole split (eval mode, every
-/// sample, no dropped batch).
+/// The task's metrics of the multimodal prediction and of every branch over a whole split (eval
+/// mode, every sample, no dropped batch): `(metric, value)` for the multimodal prediction, then
+/// `(metric_<branch>, value)` per branch.
 pub fn evaluate(
+    task: &dyn Task,
     method: &dyn Method,
     model: &dyn MultimodalModel,
     data: &RunData,
     ds: &dyn Dataset,
 ) -> Result<Vec<(String, f64)>> {
-    let batches = epoch_batches(ds.len(), data.batch_size, None, false);
-    let mut total = 0usize;
-    let mut mm = 0usize;
-    let mut branches: Vec<(String, usize)> = Vec::new();
-    for idx in &batches {
+    let mut multimodal = task.metric();
+    let mut branches: Vec<(String, Box<dyn Metric>)> = Vec::new();
+    for idx in &epoch_batches(ds.len(), data.batch_size, None, false) {
         let (x, y) = data.batch(ds, idx, Mode::Eval)?;
         let p = method.predict(model, &x)?;
-        mm += correct(&p.multimodal, &y)?;
+        multimodal.update(&p.multimodal, &y)?;
         for (name, l) in &p.branches {
-            let c = correct(l, &y)?;
-            match branches.iter_mut().find(|(n, _)| n == name) {
-                Some(e) => e.1 += c,
-                None => branches.push((name.clone(), c)),
-            }
+            let pos = match branches.iter().position(|(n, _)| n == name) {
+                Some(i) => i,
+                None => {
+                    branches.push((name.clone(), task.metric()));
+                    branches.len() - 1
+                }
+            };
+            branches[pos].1.update(l, &y)?;
         }
-        total += idx.len();
     }
-    let mut out = vec![("acc".to_string(), mm as f64 / total.max(1) as f64)];
-    for (n, c) in branches {
-        out.push((format!("acc_{n}"), c as f64 / total.max(1) as f64));
+    let mut out: Vec<(String, f64)> = multimodal.values().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    for (n, m) in &branches {
+        out.extend(m.values().into_iter().map(|(k, v)| (format!("{k}_{n}"), v)));
     }
     Ok(out)
 }

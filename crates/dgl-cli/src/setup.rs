@@ -3,7 +3,7 @@
 //! `dgl eval`.
 
 use candle_core::Device;
-use dgl_core::Method;
+use dgl_core::{Classification, Method, Task};
 use dgl_models::{build_model, Model};
 
 use crate::config::{DeviceKind, TrainConfig};
@@ -29,6 +29,8 @@ pub struct Setup {
     pub method: Box<dyn Method>,
     /// Freshly initialised from `cfg.seed`.
     pub model: Model,
+    /// The labels, loss and metrics (classification: every dataset of the tables).
+    pub task: Box<dyn Task>,
 }
 
 /// The device, data, method and model of a configuration, on `device` (TF32 set as configured).
@@ -49,5 +51,5 @@ pub fn setup(cfg: &TrainConfig, device_kind: DeviceKind, need_validation: bool) 
     let model_cfg = cfg.model.clone();
     let model = build_model(&model_cfg, &data.modality_shapes(), &device, cfg.seed)?;
     method.check(&model)?;
-    Ok(Setup { cfg, device, data, method, model })
+    Ok(Setup { cfg, device, data, method, model, task: Box::new(Classification) })
 }

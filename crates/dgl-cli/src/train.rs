@@ -16,9 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
-use dgl_core::loss::CrossEntropy;
 use dgl_core::rng::Rng;
-use dgl_core::{Method, Optimizer, StepContext, StepReport};
+use dgl_core::{Method, Optimizer, StepContext, StepReport, Task};
 use dgl_data::{epoch_batches, Mode};
 use dgl_models::Model;
 
@@ -35,7 +34,8 @@ use crate::resume_check;
 use crate::run_dir::{Row, RunDir};
 use crate::setup::{setup, Setup};
 
-pub use crate::observe::{correct, epoch_line, evaluate, NONFINITE_TOTAL};
+pub use crate::observe::{epoch_line, evaluate, NONFINITE_TOTAL};
+pub use dgl_core::task::correct;
 
 /// How to run (not part of the resolved configuration).
 #[derive(Clone, Debug, Default)]
@@ -159,7 +159,8 @@ fn run(
         // A directory the run may not use or replace is refused before any data is read.
         RunDir::check_new(out, opts.overwrite)?;
     }
-    let Setup { cfg: effective, device, data, mut method, model } = setup(cfg, cfg.device, needs_validation(cfg))?;
+    let Setup { cfg: effective, device, data, mut method, model, task } =
+        setup(cfg, cfg.device, needs_validation(cfg))?;
     let cfg = &effective;
     let steps_per_epoch = resume_check::steps_per_epoch(cfg, data.train.len())?;
 
@@ -198,10 +199,20 @@ fn run(
     );
     let env = serde_json::to_string(&env).map_err(|e| CliError::Run(format!("{}: {e}", RunDir::ENVIRONMENT)))?;
     run.append_line(RunDir::ENVIRONMENT, &env)?;
-    let mut trainer = Loop { cfg, model: &model, data: &data, run, control, step, last_checkpoint, pending_config };
+    let mut trainer = Loop {
+        cfg,
+        task: task.as_ref(),
+        model: &model,
+        data: &data,
+        run,
+        control,
+        step,
+        last_checkpoint,
+        pending_config,
+    };
     // The observers, in the order their columns appear: the figure diagnostics (their means join
     // the training metrics), evaluation; then the files, the progress display, the step callback.
-    let mut diagnostics = FigureDiagnostics { model: &model, every: cfg.train.diagnostics_every };
+    let mut diagnostics = FigureDiagnostics { model: &model, loss: task.loss(), every: cfg.train.diagnostics_every };
     let mut evaluation = Evaluation;
     let mut writer = MetricsWriter;
     let mut progress_view = Progress::new(opts.progress, opts.verbose, cfg.train.epochs);
@@ -244,6 +255,8 @@ enum EpochEnd {
 /// The step driver: runs the epochs' steps through the method and reports to the observers.
 struct Loop<'a> {
     cfg: &'a TrainConfig,
+    /// The labels, the loss and the metrics.
+    task: &'a dyn Task,
     model: &'a Model,
     data: &'a RunData,
     run: RunDir,
@@ -285,6 +298,21 @@ fn check_report(report: &StepReport) -> Option<NonFiniteStep> {
 }
 
 impl Loop<'_> {
+    /// What a method sees of the loop at a step (or at the end of an epoch: step = steps per
+    /// epoch).
+    fn context<'b>(&'b self, optimizer: &'b mut Optimizer, at: StepPosition) -> StepContext<'b> {
+        StepContext {
+            model: self.model,
+            optimizer,
+            clip_norm: self.cfg.train.clip_norm,
+            loss: self.task.loss(),
+            epoch: at.epoch,
+            step_in_epoch: at.step_in_epoch,
+            steps_per_epoch: at.steps_per_epoch,
+            global_step: at.global_step,
+        }
+    }
+
     /// One step: the batch through the method, a non-finite result classified (and, when the run
     /// skips such steps, undone).
     fn step(
@@ -297,8 +325,7 @@ impl Loop<'_> {
     ) -> Result<StepOutcome> {
         let cfg = self.cfg;
         let saved = if cfg.train.skip_non_finite { Some(StepSnapshot::take(self.model, opt, method)?) } else { None };
-        let mut ctx =
-            step_context(self.model, opt, cfg, at.epoch, at.step_in_epoch, at.steps_per_epoch, at.global_step);
+        let mut ctx = self.context(opt, at);
         let non_finite = match method.train_step(&mut ctx, x, y) {
             Ok(report) => match check_report(&report) {
                 None => return Ok(StepOutcome::Taken(report)),
@@ -380,14 +407,15 @@ impl Loop<'_> {
                 return Ok(EpochEnd::Interrupted(stats.progress(i + 1, clock.seconds())));
             }
         }
-        let mut ctx = step_context(self.model, opt, cfg, epoch, steps_per_epoch, steps_per_epoch, self.step);
+        let end = StepPosition { epoch, step_in_epoch: steps_per_epoch, steps_per_epoch, global_step: self.step };
+        let mut ctx = self.context(opt, end);
         method.on_epoch_end(&mut ctx, self.data)?;
 
         let mut row = Row::default();
         row.push("epoch", (epoch + 1) as f64);
         row.push("lr", lr);
         stats.into_row(&mut row);
-        let view = EpochView { method: &*method, model: self.model, data: self.data };
+        let view = EpochView { task: self.task, method: &*method, model: self.model, data: self.data };
         for o in observers.iter_mut() {
             o.epoch_row(&view, &mut row)?;
         }
@@ -397,7 +425,7 @@ impl Loop<'_> {
         }
         // After the epoch's metrics (D&R re-learns here, as the official loop does after its
         // evaluation), before the end-of-epoch checkpoint, which therefore holds the result.
-        let mut ctx = step_context(self.model, opt, cfg, epoch, steps_per_epoch, steps_per_epoch, self.step);
+        let mut ctx = self.context(opt, end);
         method.after_evaluation(&mut ctx, self.data)?;
         Ok(EpochEnd::Finished(row))
     }
@@ -466,27 +494,5 @@ impl Loop<'_> {
         self.last_checkpoint = Some(position);
         // A new run replacing an old one takes its place with its first checkpoint.
         self.run.commit()
-    }
-}
-
-/// What a method sees of the loop at one step (or at the end of an epoch: step = steps per epoch).
-fn step_context<'a>(
-    model: &'a Model,
-    optimizer: &'a mut Optimizer,
-    cfg: &TrainConfig,
-    epoch: usize,
-    step_in_epoch: usize,
-    steps_per_epoch: usize,
-    global_step: u64,
-) -> StepContext<'a> {
-    StepContext {
-        model,
-        optimizer,
-        clip_norm: cfg.train.clip_norm,
-        loss: &CrossEntropy,
-        epoch,
-        step_in_epoch,
-        steps_per_epoch,
-        global_step,
     }
 }

@@ -12,7 +12,9 @@
 //! * [`optim`] — what candle lacks, with PyTorch semantics: SGD with momentum / dampening / weight
 //!   decay / Nesterov, `MultiStepLR`;
 //! * [`diagnostics`] — the paper's Fig. 1(c)/3(b) gradient magnitudes and the Fig. 3(a) statistic
-//!   s = exp((W_k − W_y) z).
+//!   s = exp((W_k − W_y) z);
+//! * [`task`] — what the labels are, the loss and the metrics: classification (accuracy) and
+//!   segmentation (cross-entropy with class weights and an ignore index; mIoU, pixel accuracy).
 //!
 //! This crate depends on candle and thiserror only.
 
@@ -26,6 +28,7 @@ pub mod model;
 pub mod optim;
 pub mod rng;
 pub mod routing;
+pub mod task;
 
 pub use error::{Error, Result};
 pub use grads::ParamGrads;
@@ -34,3 +37,4 @@ pub use method::{BatchSource, Method, Prediction, RoutedMethod, Split, StepConte
 pub use model::{GroupKind, MultimodalModel, NamedVar, ParamGroup};
 pub use optim::{AdamW, AdamWConfig, MultiStepLr, Optimizer, OptimizerConfig, OptimizerKind, Sgd, SgdConfig};
 pub use routing::{evaluate_logits, routed_step, Routing, StepOutput};
+pub use task::{Classification, Metric, Segmentation, Task};
