@@ -54,7 +54,7 @@ impl SyntheticPreset {
 ///
 /// Missing fields in a serialized config take the [`Default`] (tiny) values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SyntheticConfig {
     pub preset: SyntheticPreset,
     pub seed: u64,
