@@ -15,6 +15,6 @@ mod resume_check;
 pub mod run_dir;
 pub mod train;
 
-pub use config::{DatasetKind, DeviceKind, Preset, TrainConfig};
+pub use config::{DeviceKind, Preset, TrainConfig};
 pub use error::{CliError, Result};
 pub use train::{resume, train, train_with, RunControl, RunOptions, RunOutcome};
