@@ -44,7 +44,11 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { dataset: DatasetSpec::Synthetic(SyntheticConfig::tiny()), validation_fraction: 0.1, always_validate: false }
+        Self {
+            dataset: DatasetSpec::Synthetic(SyntheticConfig::tiny()),
+            validation_fraction: 0.1,
+            always_validate: false,
+        }
     }
 }
 
@@ -351,8 +355,7 @@ fn refuse_old_data_section(given: &toml::Value) -> Result<()> {
         return Ok(());
     };
     let old_kind = data.get("dataset").and_then(toml::Value::as_str);
-    let old_keys: Vec<&str> =
-        ["root", "options", "synthetic"].into_iter().filter(|k| data.contains_key(*k)).collect();
+    let old_keys: Vec<&str> = ["root", "options", "synthetic"].into_iter().filter(|k| data.contains_key(*k)).collect();
     if old_kind.is_none() && old_keys.is_empty() {
         return Ok(());
     }

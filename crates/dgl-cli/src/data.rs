@@ -96,16 +96,16 @@ impl RunData {
 /// (checked by [`crate::config::check_data_modalities`] before).
 fn check_train_batches(cfg: &TrainConfig, train: &dyn Dataset) -> Result<()> {
     let (names, shapes) = (train.modality_names(), train.modality_shapes());
-    let model_shapes = cfg
-        .model
-        .modalities
-        .iter()
-        .map(|m| {
-            names.iter().position(|n| *n == m.name).map(|i| shapes[i].clone()).ok_or_else(|| {
-                CliError::Config(format!("the dataset has no `{}` modality (it has {names:?})", m.name))
+    let model_shapes =
+        cfg.model
+            .modalities
+            .iter()
+            .map(|m| {
+                names.iter().position(|n| *n == m.name).map(|i| shapes[i].clone()).ok_or_else(|| {
+                    CliError::Config(format!("the dataset has no `{}` modality (it has {names:?})", m.name))
+                })
             })
-        })
-        .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()?;
     let min = cfg.model.min_train_batch(&model_shapes)?;
     let (n, b) = (train.len(), cfg.train.batch_size);
     let last = if cfg.train.drop_last || n % b == 0 { b.min(n) } else { n % b };

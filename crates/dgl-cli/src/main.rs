@@ -264,8 +264,10 @@ fn run_train(a: TrainArgs, stop: Arc<AtomicBool>) -> dgl_cli::Result<()> {
     let out = match (&a.resume, &a.out) {
         (Some(dir), _) => dir.clone(),
         (None, Some(o)) => o.clone(),
-        (None, None) => PathBuf::from("runs")
-            .join(format!("{}-{}-{:?}-s{}", cfg.method.name, cfg.data.dataset.kind_name(), cfg.preset, cfg.seed).to_lowercase()),
+        (None, None) => PathBuf::from("runs").join(
+            format!("{}-{}-{:?}-s{}", cfg.method.name, cfg.data.dataset.kind_name(), cfg.preset, cfg.seed)
+                .to_lowercase(),
+        ),
     };
     if !a.quiet {
         println!(

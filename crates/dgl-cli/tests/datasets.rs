@@ -65,7 +65,9 @@ fn on_disk_datasets_need_a_root() {
     let e = cfg.validate().unwrap_err().to_string();
     assert!(e.contains("root") && e.contains("cremad"), "{e}");
     // Aliases name the same layout; the synthetic set takes no root.
-    for (alias, kind) in [("crema-d", "cremad"), ("Kinetics_Sounds", "ks"), ("avdigits", "av-digits"), ("cache", "cached")] {
+    for (alias, kind) in
+        [("crema-d", "cremad"), ("Kinetics_Sounds", "ks"), ("avdigits", "av-digits"), ("cache", "cached")]
+    {
         assert_eq!(DatasetSpec::from_kind(alias, Some("/r".into())).unwrap().kind_name(), kind);
     }
     assert!(DatasetSpec::from_kind("synthetic", Some("/r".into())).is_err());

@@ -16,10 +16,10 @@ use common::{micro, tmp};
 use dgl_baselines::MethodKind;
 use dgl_cli::checkpoint::Checkpoint;
 use dgl_cli::config::{DeviceKind, Preset, TrainConfig};
-use dgl_data::DatasetSpec;
 use dgl_cli::eval::{eval_run, EvalOptions};
 use dgl_cli::run_dir::{read_metrics, RunDir};
 use dgl_cli::{resume, train, train_with, CliError, RunControl, RunOptions};
+use dgl_data::DatasetSpec;
 use dgl_models::FusionKind;
 
 const OVERWRITE: RunOptions = RunOptions { progress: false, verbose: false, overwrite: true };

@@ -144,7 +144,10 @@ fn config_reads_are_bounded_and_data_options_are_checked() {
     }
     type Edit = fn(&mut TrainConfig);
     let cases: [(Edit, &[&str]); 4] = [
-        (|c| c.data.synthetic_mut().unwrap().n_train = 1 << 40, &["data.dataset", "n_train", "DGL_MAX_SYNTHETIC_SAMPLES"]),
+        (
+            |c| c.data.synthetic_mut().unwrap().n_train = 1 << 40,
+            &["data.dataset", "n_train", "DGL_MAX_SYNTHETIC_SAMPLES"],
+        ),
         (|c| c.data.synthetic_mut().unwrap().visual_noise = f64::NAN, &["data.dataset", "visual_noise"]),
         (
             |c| {
@@ -177,7 +180,8 @@ fn config_reads_are_bounded_and_data_options_are_checked() {
 /// table whole (no synthetic key is inherited), and every variant round-trips through TOML.
 #[test]
 fn dataset_spec_in_config_files() {
-    let c = TrainConfig::from_toml_str("[data.dataset]\nkind = \"cremad\"\nroot = \"/data/cremad\"\nframes = 1").unwrap();
+    let c =
+        TrainConfig::from_toml_str("[data.dataset]\nkind = \"cremad\"\nroot = \"/data/cremad\"\nframes = 1").unwrap();
     let DatasetSpec::Cremad(o) = &c.data.dataset else { panic!("{:?}", c.data.dataset) };
     assert_eq!((o.root.to_str(), o.clip.frames), (Some("/data/cremad"), Some(1)));
     let written = c.to_toml().unwrap();
@@ -223,7 +227,8 @@ fn old_data_section_is_refused_with_the_new_form() {
             assert!(e.contains(part), "{old:?}: {e}");
         }
     }
-    let e = TrainConfig::from_toml_str("[data]\ndataset = \"cremad\"\nroot = \"/data/cremad\"").unwrap_err().to_string();
+    let e =
+        TrainConfig::from_toml_str("[data]\ndataset = \"cremad\"\nroot = \"/data/cremad\"").unwrap_err().to_string();
     assert!(e.contains("kind = \"cremad\"") && e.contains("root = \"/data/cremad\""), "{e}");
 }
 

@@ -6,7 +6,8 @@ mod dsfix;
 use std::path::Path;
 
 use dgl_data::datasets::{
-    open_cremad, open_ks, open_vggsound, AvDigits, AvDigitsOptions, ClipOptions, GenericDataset, GenericOptions, ProblemKind,
+    open_cremad, open_ks, open_vggsound, AvDigits, AvDigitsOptions, ClipOptions, GenericDataset, GenericOptions,
+    ProblemKind,
 };
 use dgl_data::{Dataset, Mode, Split};
 use dsfix::*;
@@ -259,22 +260,45 @@ fn generic_nan_inf_shapes_missing_labels() {
     assert!(e.contains("NaN"), "{e}");
     dgl_data::datasets::npy::write_npy_f32(&f, &[3], &[1.0, f32::INFINITY, 2.0]).unwrap();
     assert!(ds.get(1, Mode::Eval).unwrap_err().to_string().contains("inf"));
-    let v = GenericDataset::open(&GenericOptions { verify: true, skip_bad: true, ..o.clone() }, Split::Train)
-        .unwrap();
+    let v = GenericDataset::open(&GenericOptions { verify: true, skip_bad: true, ..o.clone() }, Split::Train).unwrap();
     assert_eq!((v.len(), v.report().class_counts(Split::Train, 1).corrupt), (3, 1));
     // Wrong shape: caught when opening.
     dgl_data::datasets::npy::write_npy_f32(&f, &[4], &[1.0; 4]).unwrap();
-    let e = GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train).err().unwrap().to_string();
+    let e = GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
+        .err()
+        .unwrap()
+        .to_string();
     names(&e, &f, None);
     assert!(e.contains("shape"), "{e}");
     // Broken npy header, zero-length file.
     write(&f, b"\x93NUMPY\x01\x00\x10\x00{'descr': '|O'}\n");
-    names(&GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train).err().unwrap().to_string(), &f, None);
+    names(
+        &GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
+            .err()
+            .unwrap()
+            .to_string(),
+        &f,
+        None,
+    );
     write(&f, b"");
-    names(&GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train).err().unwrap().to_string(), &f, None);
+    names(
+        &GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
+            .err()
+            .unwrap()
+            .to_string(),
+        &f,
+        None,
+    );
     // Missing file.
     std::fs::remove_file(&f).unwrap();
-    names(&GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train).err().unwrap().to_string(), &f, None);
+    names(
+        &GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
+            .err()
+            .unwrap()
+            .to_string(),
+        &f,
+        None,
+    );
     let s = GenericDataset::open(&GenericOptions { skip_bad: true, ..o.clone() }, Split::Train).unwrap();
     assert_eq!((s.len(), s.report().counts(Split::Train).missing), (3, 1));
 
@@ -289,7 +313,10 @@ fn generic_nan_inf_shapes_missing_labels() {
         (good.replacen("split,id,label", "split,id,lbl", 1), 1, "header"),
     ] {
         write(&m, text.as_bytes());
-        let e = GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train).err().unwrap().to_string();
+        let e = GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
+            .err()
+            .unwrap()
+            .to_string();
         names(&e, &m, Some(line));
         assert!(e.contains(what), "{e}");
     }
@@ -297,7 +324,10 @@ fn generic_nan_inf_shapes_missing_labels() {
     // A class list that disagrees with the labels.
     let cls = root.join("classes.txt");
     write(&cls, b"x\ny\n");
-    let e = GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train).err().unwrap().to_string();
+    let e = GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
+        .err()
+        .unwrap()
+        .to_string();
     names(&e, &m, Some(4));
     assert!(e.contains("out of range") && e.contains("classes.txt"), "{e}");
 }
@@ -316,12 +346,26 @@ fn generic_safetensors_hostile() {
         b"{}".to_vec(),
     ] {
         write(&f, &bad);
-        names(&GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train).err().unwrap().to_string(), &f, None);
+        names(
+            &GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train)
+                .err()
+                .unwrap()
+                .to_string(),
+            &f,
+            None,
+        );
     }
     // Missing a modality / wrong dtype / NaN.
     use dgl_data::datasets::tensorfile::{write_safetensors, WriteTensor};
     write_safetensors(&f, &[WriteTensor::F32("audio", vec![2, 3], &[0.0; 6])], None).unwrap();
-    names(&GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train).err().unwrap().to_string(), &f, None);
+    names(
+        &GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train)
+            .err()
+            .unwrap()
+            .to_string(),
+        &f,
+        None,
+    );
     write_safetensors(
         &f,
         &[WriteTensor::F32("audio", vec![2, 3], &[0.0; 6]), WriteTensor::U32("visual", vec![4], &[1; 4])],

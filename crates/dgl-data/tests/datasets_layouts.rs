@@ -6,9 +6,9 @@ mod dsfix;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dgl_data::datasets::{
-    open_cremad, open_ks, open_vggsound, prepare, AvDigits, AvDigitsOptions, CachedDataset, ClipOptions,
-    CremadOptions, DatasetSpec, FeatureLayout, FsddSplit, GenericDataset, GenericOptions, KsOptions, LabelOrder,
-    PrepareError, VggsoundOptions,
+    open_cremad, open_ks, open_vggsound, prepare, AvDigits, AvDigitsOptions, CachedDataset, ClipOptions, CremadOptions,
+    DatasetSpec, FeatureLayout, FsddSplit, GenericDataset, GenericOptions, KsOptions, LabelOrder, PrepareError,
+    VggsoundOptions,
 };
 use dgl_data::{load_batch, Dataset, Mode, Split};
 use dsfix::*;
@@ -101,8 +101,9 @@ fn vggsound_layout_and_label_order() {
     assert_eq!(tr.class_names(), &["b, with comma".to_string(), "a".to_string()]);
     assert_eq!(tr.items()[0].id, "yt0-0_0_000000");
     assert_eq!(tr.items()[0].label, 0);
-    let s = open_vggsound(&VggsoundOptions { label_order: LabelOrder::Sorted, ..vgg(t.path(), fast_opts()) }, Split::Train)
-        .unwrap();
+    let s =
+        open_vggsound(&VggsoundOptions { label_order: LabelOrder::Sorted, ..vgg(t.path(), fast_opts()) }, Split::Train)
+            .unwrap();
     assert_eq!(s.class_names()[0], "a");
     assert_eq!(s.items()[0].label, 1);
     assert_eq!(tr.modality_shapes()[1], vec![3, 3, 16, 16]);

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dgl_data::datasets::{open_cremad, open_ks, AvDigits, AvDigitsOptions, ClipOptions, GenericDataset, GenericOptions};
+use dgl_data::datasets::{
+    open_cremad, open_ks, AvDigits, AvDigitsOptions, ClipOptions, GenericDataset, GenericOptions,
+};
 use dgl_data::{audio, visual, Dataset, Mode, SpectrogramRecipe, Split, SyntheticAv, SyntheticConfig};
 use dsfix::*;
 
@@ -58,8 +60,8 @@ fn huge_wav_sample_rate_is_refused_with_the_limit() {
     write(&wav, &bytes);
     let ds = open_cremad(&cremad(t.path(), fast_opts()), Split::Train).unwrap();
     says(&err(ds.get(0, Mode::Eval)), Some(&wav), &["DGL_MAX_SAMPLE_RATE"]);
-    let v =
-        open_cremad(&cremad(t.path(), ClipOptions { verify: true, skip_bad: true, ..fast_opts() }), Split::Train).unwrap();
+    let v = open_cremad(&cremad(t.path(), ClipOptions { verify: true, skip_bad: true, ..fast_opts() }), Split::Train)
+        .unwrap();
     assert_eq!((v.len(), v.report().class_counts(Split::Train, 0).corrupt), (5, 1));
 }
 
@@ -121,11 +123,19 @@ fn huge_labels_and_class_counts_are_refused() {
     says(&e, Some(&m), &[&format!("{}:3:", m.display()), "4000000000", "100000", "DGL_MAX_CLASSES"]);
     write(&m, good.as_bytes());
     let o = GenericOptions { num_classes: Some(50_000_000), ..generic(t.path()) };
-    says(&err(GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train)), None, &["num_classes", "DGL_MAX_CLASSES"]);
+    says(
+        &err(GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train)),
+        None,
+        &["num_classes", "DGL_MAX_CLASSES"],
+    );
     // A label at or above num_classes names the line.
     write(&m, good.replacen("train,n1,1", "train,n1,7", 1).as_bytes());
     let o = GenericOptions { num_classes: Some(5), ..generic(t.path()) };
-    says(&err(GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train)), Some(&m), &[&format!("{}:3:", m.display()), "7"]);
+    says(
+        &err(GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train)),
+        Some(&m),
+        &[&format!("{}:3:", m.display()), "7"],
+    );
 }
 
 /// A 2 GiB file named `.wav` (sparse: costs nothing on disk) is refused from its size, without
@@ -268,11 +278,7 @@ fn absurd_options_are_refused_naming_the_key() {
         (ClipOptions { audio_max_start_s: Some(f64::NAN), ..fast_opts() }, &["audio_max_start_s"], true),
         (ClipOptions { frames: Some(1 << 30), ..fast_opts() }, &["frames", "DGL_MAX_FRAMES"], true),
         (ClipOptions { image_size: Some(1 << 20), ..fast_opts() }, &["image_size", "DGL_MAX_IMAGE_SIZE"], true),
-        (
-            ClipOptions { frames: Some(200), image_size: Some(4000), ..fast_opts() },
-            &["DGL_MAX_SAMPLE_VALUES"],
-            false,
-        ),
+        (ClipOptions { frames: Some(200), image_size: Some(4000), ..fast_opts() }, &["DGL_MAX_SAMPLE_VALUES"], false),
     ];
     for (o, parts, early) in cases {
         says(&err(open_cremad(&cremad(t.path(), o.clone()), Split::Train)), None, parts);
@@ -369,11 +375,7 @@ fn same_clip_in_train_and_test_is_refused() {
     let mut text = std::fs::read_to_string(&m).unwrap();
     text.push_str("test,n0,0\n");
     write(&m, text.as_bytes());
-    says(
-        &err(GenericDataset::open(&generic(g.path()), Split::Test)),
-        Some(&m),
-        &["duplicate", "line 2"],
-    );
+    says(&err(GenericDataset::open(&generic(g.path()), Split::Test)), Some(&m), &["duplicate", "line 2"]);
 }
 
 /// A PNG whose header reads but whose pixel data does not (its IDAT bytes are flipped, so the
@@ -401,9 +403,13 @@ fn corrupt_other_frame_is_caught_by_verify_and_prepare() {
     let plain = open_cremad(&cremad(t.path(), fast_opts()), Split::Train).unwrap();
     assert_eq!(plain.len(), 6);
     plain.get(1, Mode::Eval).unwrap();
-    says(&err(open_cremad(&cremad(t.path(), ClipOptions { verify: true, ..fast_opts() }), Split::Train)), Some(&frame), &[]);
-    let v =
-        open_cremad(&cremad(t.path(), ClipOptions { verify: true, skip_bad: true, ..fast_opts() }), Split::Train).unwrap();
+    says(
+        &err(open_cremad(&cremad(t.path(), ClipOptions { verify: true, ..fast_opts() }), Split::Train)),
+        Some(&frame),
+        &[],
+    );
+    let v = open_cremad(&cremad(t.path(), ClipOptions { verify: true, skip_bad: true, ..fast_opts() }), Split::Train)
+        .unwrap();
     assert_eq!((v.len(), v.report().class_counts(Split::Train, 1).corrupt), (5, 1));
     assert!(v.report().problems[0].message.contains("00002.jpg"), "{}", v.report());
     let out = t.path().join("cache");

@@ -268,9 +268,10 @@ impl Features {
                     let npy = self.dir.join(m).join(format!("{id}.npy"));
                     let st = self.dir.join(m).join(format!("{id}.safetensors"));
                     match (npy.exists(), st.exists()) {
-                        (true, true) => {
-                            Err(DataError::bad_file(&npy, format!("both {id}.npy and {id}.safetensors exist; keep one")))
-                        }
+                        (true, true) => Err(DataError::bad_file(
+                            &npy,
+                            format!("both {id}.npy and {id}.safetensors exist; keep one"),
+                        )),
                         (true, false) => Ok(npy),
                         (false, true) => Ok(st),
                         (false, false) => Err(not_found(&npy, "feature file missing (neither .npy nor .safetensors)")),
@@ -433,16 +434,8 @@ impl GenericDataset {
             }
         }
         let Reference { modalities, shapes, .. } = reference;
-        let mut me = Self {
-            split,
-            layout: features.layout,
-            modalities,
-            shapes,
-            class_names: names,
-            num_classes,
-            items,
-            report,
-        };
+        let mut me =
+            Self { split, layout: features.layout, modalities, shapes, class_names: names, num_classes, items, report };
         if opts.verify {
             me.verify(opts.skip_bad)?;
         }

@@ -147,7 +147,9 @@ pub(crate) fn logits(num_classes: Option<usize>, n_names: usize) -> Result<usize
     match num_classes {
         None => Ok(n_names),
         Some(k) if k >= n_names && k > 0 => Ok(k),
-        Some(k) => Err(DataError::Invalid(format!("num_classes {k} is smaller than the {n_names} classes of the data"))),
+        Some(k) => {
+            Err(DataError::Invalid(format!("num_classes {k} is smaller than the {n_names} classes of the data")))
+        }
     }
 }
 
