@@ -188,8 +188,8 @@ impl TrainConfig {
     /// rate and milestones). Arrays (`model.modalities`, `milestones`, …) are values: the file's
     /// replaces the preset's whole. Unknown keys are refused at every depth: `deny_unknown_fields`
     /// catches most, and a comparison of the given keys with the parsed configuration serialised
-    /// back catches those of sections defined in other crates without it (`[model]`,
-    /// `[data.synthetic]`, …).
+    /// back catches those of sections defined in other crates without it (`[model]`, …). A
+    /// `[data.dataset]` or `[method]` naming another kind than the preset's replaces its table whole.
     pub fn from_toml_str(text: &str) -> Result<Self> {
         Self::from_toml_str_with_preset(text, None)
     }
