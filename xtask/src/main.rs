@@ -17,7 +17,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use dgl_baselines::defaults::{self, Benchmark};
 use dgl_baselines::{MethodConfig, MethodKind};
-use dgl_cli::config::{DatasetKind, DeviceKind, Preset, TrainConfig};
+use dgl_cli::config::{DeviceKind, Preset, TrainConfig};
 use dgl_cli::run_dir::{read_metrics, RunDir};
 use dgl_cli::{train, RunOptions};
 
@@ -58,9 +58,10 @@ struct Common {
     /// the method (with its per-dataset defaults) and the seed; `--set` changes anything else.
     #[arg(long, value_name = "BASE.toml")]
     config: Option<PathBuf>,
-    /// Dataset (default: the --config file's, else `synthetic`).
-    #[arg(long, value_enum)]
-    dataset: Option<DatasetKind>,
+    /// Dataset: synthetic, cremad, ks, vggsound, av-digits, generic or cached (default: the
+    /// --config file's, else `synthetic`); another kind than the file's takes that layout's defaults.
+    #[arg(long, value_parser = parse_dataset_kind)]
+    dataset: Option<String>,
     #[arg(long)]
     root: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
@@ -183,11 +184,15 @@ fn run(cmd: Cmd) -> Result<(), String> {
         Some(p) => TrainConfig::from_toml_file(p).map_err(|e| format!("--config: {e}"))?,
         None => TrainConfig::preset(c.preset.unwrap_or_default()),
     };
-    if let Some(d) = c.dataset {
-        base.data.dataset = d;
+    if let Some(d) = &c.dataset {
+        let kind: dgl_data::DatasetKind = d.parse().map_err(|e| format!("--dataset: {e}"))?;
+        if kind != base.data.dataset.kind() {
+            base.data.dataset =
+                dgl_data::DatasetSpec::from_kind(d, c.root.clone()).map_err(|e| format!("--dataset: {e}"))?;
+        }
     }
-    if c.root.is_some() {
-        base.data.root = c.root.clone();
+    if let Some(root) = &c.root {
+        base.data.dataset.set_root(root.clone()).map_err(|e| format!("--root: {e}"))?;
     }
     base.data.always_validate = protocol::always_validate(c.paper_protocol);
     if let Some(d) = c.device {
@@ -196,9 +201,9 @@ fn run(cmd: Cmd) -> Result<(), String> {
     if let Some(e) = c.epochs {
         base.train.epochs = e;
     }
-    let dataset = format!("{:?}", base.data.dataset).to_lowercase();
+    let dataset = base.data.dataset.kind_name().to_string();
     let preset = format!("{:?}", base.preset).to_lowercase();
-    let bench = Benchmark::from_dataset_name(base.data.dataset.as_str());
+    let bench = Benchmark::from_dataset_name(base.data.dataset.kind_name());
     // The official per-method schedules are written for the 100-epoch protocol of the paper preset;
     // any other run (a shorter budget, a --config of one's own) keeps its one schedule for every row.
     let official_schedule = c.config.is_none() && base.preset == Preset::Paper && base.train.epochs == 100;
@@ -416,6 +421,11 @@ fn is_finished(dir: &std::path::Path, cfg: &TrainConfig) -> bool {
         })
 }
 
+/// `--dataset NAME`: a layout name or alias (`crema-d`, `kinetics-sounds`, `avdigits`, …).
+fn parse_dataset_kind(s: &str) -> Result<String, String> {
+    s.parse::<dgl_data::DatasetKind>().map(|_| s.to_string()).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse().cmd) {
         Ok(()) => ExitCode::SUCCESS,
@@ -515,9 +525,11 @@ mod tests {
             format!(
                 r#"
 [data]
-dataset = "generic"
-root = "{}"
 validation_fraction = 0.25
+
+[data.dataset]
+kind = "generic"
+root = "{}"
 
 [model]
 modalities = [
@@ -617,8 +629,8 @@ diagnostics_every = 0
     fn finished_runs_are_recognised_and_kept() {
         let mut cfg = TrainConfig::preset(Preset::Tiny);
         cfg.method = MethodConfig::new(MethodKind::Dgl);
-        cfg.data.synthetic.n_train = 48;
-        cfg.data.synthetic.n_test = 16;
+        cfg.data.synthetic_mut().unwrap().n_train = 48;
+        cfg.data.synthetic_mut().unwrap().n_test = 16;
         cfg.model.base_width = 2;
         cfg.train.epochs = 1;
         cfg.train.batch_size = 16;

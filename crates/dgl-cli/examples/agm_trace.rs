@@ -20,7 +20,7 @@ use std::io::Write;
 
 use candle_core::{DType, Device, Tensor};
 use dgl_baselines::agm::{Agm, AgmConfig};
-use dgl_cli::config::{DatasetKind, Preset, TrainConfig};
+use dgl_cli::config::{Preset, TrainConfig};
 use dgl_cli::data::RunData;
 use dgl_core::loss::CrossEntropy;
 use dgl_core::method::{restore, snapshot};
@@ -54,8 +54,7 @@ fn main() -> dgl_cli::Result<()> {
         cfg.train.optimizer.lr = lr.parse().expect("--lr LR");
     }
     if let Some(root) = arg("--root") {
-        cfg.data.dataset = DatasetKind::AvDigits;
-        cfg.data.root = Some(root.into());
+        cfg.data.dataset = dgl_data::DatasetSpec::from_kind("av-digits", Some(root.into()))?;
     }
     let dev = Device::Cpu;
     // As the tables: a validation split is carved from the training set (same training samples).
@@ -71,8 +70,8 @@ fn main() -> dgl_cli::Result<()> {
     let io = |e: std::io::Error| dgl_cli::CliError::Run(format!("{path}: {e}"));
     writeln!(csv, "step,epoch,coeff_{0},coeff_{1},score_{0},score_{1},grad_norm_raw,head_grad_max,clipped,grad_norm_applied,train_acc", names[0], names[1]).map_err(io)?;
     println!(
-        "AGM α = {alpha}, seed {seed}, {:?}, {} train / {} test, lr {} (tiny preset), loop clip {:?}",
-        cfg.data.dataset,
+        "AGM α = {alpha}, seed {seed}, {}, {} train / {} test, lr {} (tiny preset), loop clip {:?}",
+        cfg.data.dataset.kind_name(),
         data.train.len(),
         data.test.len(),
         cfg.train.optimizer.lr,

@@ -1,11 +1,9 @@
 //! The resolved configuration of a run (burn-style: a `Config` struct with defaults, serialised
 //! with each run as `config.toml`), its presets, and validation before any work starts.
 
-use std::path::PathBuf;
-
 use dgl_baselines::MethodConfig;
 use dgl_core::{MultiStepLr, OptimizerConfig};
-use dgl_data::datasets::DatasetOptions;
+use dgl_data::datasets::DatasetSpec;
 use dgl_data::SyntheticConfig;
 use dgl_models::ModelConfig;
 use serde::{Deserialize, Serialize};
@@ -30,37 +28,13 @@ pub enum DeviceKind {
     Cuda,
 }
 
-/// Which dataset.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum DatasetKind {
-    /// The embedded, generated audio-visual set (no files).
-    #[default]
-    Synthetic,
-    /// CREMA-D in the OGM-GE layout (`--root` with AudioWAV/, Image-01-FPS/, train.csv, test.csv).
-    Cremad,
-    /// Kinetics-Sounds in the official DGL layout, with an explicit class list.
-    Ks,
-    /// VGGSound in the official DGL layout.
-    Vggsound,
-    /// FSDD spoken digits + MNIST digits paired by label (`--root` holding fsdd/ and mnist/).
-    AvDigits,
-    /// A CSV manifest plus per-sample tensors (safetensors / .npy), any number of modalities.
-    Generic,
-    /// A cache written by `dgl prepare`.
-    Cached,
-}
-
-/// Dataset section.
+/// Dataset section: `[data]` with the dataset itself as the tagged table `[data.dataset]`
+/// (`kind = "synthetic" | "cremad" | …` and that layout's options).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
-    pub dataset: DatasetKind,
-    /// Root directory of an on-disk dataset.
-    pub root: Option<PathBuf>,
-    pub synthetic: SyntheticConfig,
-    /// Options of the on-disk loaders (frames, recipe, class list, skip_bad, …).
-    pub options: DatasetOptions,
+    /// The dataset: its layout, root and options.
+    pub dataset: DatasetSpec,
     /// Fraction of the training set held out as a validation split (reproducibly, per class).
     pub validation_fraction: f64,
     /// Always hold out the validation split (for model selection), not only for methods that
@@ -71,12 +45,19 @@ pub struct DataConfig {
 impl Default for DataConfig {
     fn default() -> Self {
         Self {
-            dataset: DatasetKind::Synthetic,
-            root: None,
-            synthetic: SyntheticConfig::tiny(),
-            options: DatasetOptions::default(),
+            dataset: DatasetSpec::Synthetic(SyntheticConfig::tiny()),
             validation_fraction: 0.1,
             always_validate: false,
+        }
+    }
+}
+
+impl DataConfig {
+    /// The synthetic set's settings, when it is the dataset.
+    pub fn synthetic_mut(&mut self) -> Option<&mut SyntheticConfig> {
+        match &mut self.dataset {
+            DatasetSpec::Synthetic(s) => Some(s),
+            _ => None,
         }
     }
 }
@@ -151,7 +132,7 @@ impl TrainConfig {
                 seed: 0,
                 device: DeviceKind::Cuda,
                 method: MethodConfig::default(),
-                data: DataConfig { synthetic: SyntheticConfig::paper(), ..DataConfig::default() },
+                data: DataConfig { dataset: DatasetSpec::Synthetic(SyntheticConfig::paper()), ..DataConfig::default() },
                 model: ModelConfig { base_width: 64, frames: 1, ..ModelConfig::default() },
                 train: TrainSection::default(),
             },
@@ -161,7 +142,11 @@ impl TrainConfig {
                 device: DeviceKind::Cpu,
                 method: MethodConfig::default(),
                 data: DataConfig {
-                    synthetic: SyntheticConfig { n_train: 720, n_test: 360, ..SyntheticConfig::tiny() },
+                    dataset: DatasetSpec::Synthetic(SyntheticConfig {
+                        n_train: 720,
+                        n_test: 360,
+                        ..SyntheticConfig::tiny()
+                    }),
                     ..DataConfig::default()
                 },
                 model: ModelConfig { base_width: 8, frames: 1, ..ModelConfig::default() },
@@ -203,8 +188,8 @@ impl TrainConfig {
     /// rate and milestones). Arrays (`model.modalities`, `milestones`, …) are values: the file's
     /// replaces the preset's whole. Unknown keys are refused at every depth: `deny_unknown_fields`
     /// catches most, and a comparison of the given keys with the parsed configuration serialised
-    /// back catches those of sections defined in other crates without it (`[model]`,
-    /// `[data.synthetic]`, …).
+    /// back catches those of sections defined in other crates without it (`[model]`, …). A
+    /// `[data.dataset]` or `[method]` naming another kind than the preset's replaces its table whole.
     pub fn from_toml_str(text: &str) -> Result<Self> {
         Self::from_toml_str_with_preset(text, None)
     }
@@ -215,15 +200,12 @@ impl TrainConfig {
         if let Some(m) = given.get("method").and_then(legacy_method_error) {
             return Err(CliError::Config(format!("{m} (this configuration was written for an earlier version)")));
         }
-        // Syntax and type errors, and unknown fields of the sections that deny them, with the
-        // line and column of the text; a tagged table that leaves its tag to the preset (`[method]`
-        // with options only) parses once merged.
-        let positioned = toml::from_str::<Self>(text).err().map(|e| e.to_string());
-        if let Some(e) = &positioned {
-            if !TAGGED_TABLES.iter().any(|(_, tag)| e.contains(&format!("missing field `{tag}`"))) {
-                return Err(CliError::Config(e.clone()));
-            }
-        }
+        refuse_old_data_section(&given)?;
+        // Type errors, and unknown fields of the sections that deny them, with the line and column
+        // of the text (the merged value below has no positions). Reported only when the merged
+        // configuration fails too: a partial tagged table (`[method]` without its `name`,
+        // `[data.dataset]` without its `kind`) is complete once merged over the preset.
+        let positioned = toml::from_str::<Self>(text).err();
         let named: Option<Preset> = match given.get("preset") {
             Some(p) => {
                 Some(p.clone().try_into().map_err(|e: toml::de::Error| CliError::Config(format!("preset: {e}")))?)
@@ -240,7 +222,12 @@ impl TrainConfig {
         let base = Self::preset(named.or(preset).unwrap_or_default());
         let mut merged = toml::Value::try_from(&base).map_err(|e| CliError::Config(e.to_string()))?;
         merge_over(&mut merged, &given);
-        let cfg: Self = merged.try_into().map_err(|e: toml::de::Error| CliError::Config(e.to_string()))?;
+        let cfg: Self = merged.try_into().map_err(|e: toml::de::Error| {
+            CliError::Config(match positioned {
+                Some(p) if p.message() == e.message() => p.to_string(),
+                _ => e.to_string(),
+            })
+        })?;
         let known = toml::Value::try_from(&cfg).map_err(|e| CliError::Config(e.to_string()))?;
         let mut unknown = Vec::new();
         unknown_keys(&given, &known, "", &mut unknown);
@@ -271,30 +258,18 @@ impl TrainConfig {
         self.model.check_limits()?;
         limits::EPOCHS.check(self.train.epochs as u64).map_err(|e| CliError::Config(e.to_string()))?;
         limits::BATCH_SIZE.check(self.train.batch_size as u64).map_err(|e| CliError::Config(e.to_string()))?;
-        if self.data.dataset == DatasetKind::Synthetic {
-            self.data.synthetic.validate().map_err(|e| CliError::Config(format!("data.synthetic: {e}")))?;
-        }
+        self.data.dataset.check().map_err(|e| CliError::Config(format!("data.dataset: {e}")))?;
         if self.model.base_width == 0 {
             return bad("model.base_width must be >= 1".into());
         }
         if self.model.frames == 0 {
             return bad("model.frames must be >= 1".into());
         }
-        self.data.options.check().map_err(|e| CliError::Config(format!("data.options: {e}")))?;
-        if self.data.dataset != DatasetKind::Synthetic && self.data.root.is_none() {
-            return bad(format!("the {} dataset needs --root (or data.root)", self.data.dataset.as_str()));
-        }
         // The model's modalities must be the dataset's, and the method must support their number
-        // (for datasets whose modalities are only known once opened, the loop checks after opening).
-        if let Some(names) = self.data.dataset.modality_names() {
-            let model_names: Vec<&str> = self.model.modalities.iter().map(|m| m.name.as_str()).collect();
-            if let Some(missing) = model_names.iter().find(|m| !names.contains(m)) {
-                return bad(format!(
-                    "model.modalities {model_names:?} name `{missing}`, which the {:?} dataset does not have (its \
-                     modalities are {names:?})",
-                    self.data.dataset
-                ));
-            }
+        // (for datasets whose modalities are only known once opened, `RunData::build` checks after
+        // opening).
+        if let Some(names) = self.data.dataset.modalities() {
+            check_data_modalities(self, &names)?;
         }
         if self.train.epochs == 0 {
             return bad("epochs must be >= 1".into());
@@ -334,32 +309,13 @@ impl TrainConfig {
     }
 }
 
-impl DatasetKind {
-    /// The modalities of the dataset, in order, known without building it (the loop checks the
-    /// built dataset agrees).
-    pub fn modality_names(self) -> Option<Vec<&'static str>> {
-        match self {
-            DatasetKind::Synthetic
-            | DatasetKind::Cremad
-            | DatasetKind::Ks
-            | DatasetKind::Vggsound
-            | DatasetKind::AvDigits => Some(vec!["audio", "visual"]),
-            DatasetKind::Generic | DatasetKind::Cached => None,
-        }
-    }
-
-    /// The name `dgl_data::datasets::open_dataset` knows it by.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DatasetKind::Synthetic => "synthetic",
-            DatasetKind::Cremad => "cremad",
-            DatasetKind::Ks => "ks",
-            DatasetKind::Vggsound => "vggsound",
-            DatasetKind::AvDigits => "av-digits",
-            DatasetKind::Generic => "generic",
-            DatasetKind::Cached => "cached",
-        }
-    }
+/// The one check that the model's modalities (`model.modalities`) are the data's `names`, by
+/// name ([`dgl_data::datasets::check_modalities`]): before opening when the layout knows them,
+/// after opening otherwise.
+pub fn check_data_modalities<S: AsRef<str>>(cfg: &TrainConfig, names: &[S]) -> Result<()> {
+    let model: Vec<&str> = cfg.model.modalities.iter().map(|m| m.name.as_str()).collect();
+    let what = format!("the {} dataset", cfg.data.dataset.kind_name());
+    dgl_data::datasets::check_modalities(&model, names, &what).map_err(|e| CliError::Config(e.to_string()))
 }
 
 impl TrainConfig {
@@ -421,7 +377,7 @@ pub fn written_by_earlier_version(path: &std::path::Path) -> bool {
     let Some(given) = std::str::from_utf8(&bytes).ok().and_then(|t| toml::from_str::<toml::Value>(t).ok()) else {
         return false;
     };
-    given.get("method").and_then(legacy_method_error).is_some()
+    given.get("method").and_then(legacy_method_error).is_some() || refuse_old_data_section(&given).is_err()
 }
 
 /// The method options of the format before each method had its own (a shared `alpha`, one
@@ -455,6 +411,35 @@ fn legacy_method_error(method: &toml::Value) -> Option<String> {
             tables.join("], [method.")
         )
     })
+}
+
+/// Refuses the `[data]` section of configurations written before the typed dataset spec
+/// (`dataset = "cremad"`, `root`, `[data.options]`, `[data.synthetic]`), saying what to write.
+fn refuse_old_data_section(given: &toml::Value) -> Result<()> {
+    let Some(data) = given.get("data").and_then(toml::Value::as_table) else {
+        return Ok(());
+    };
+    let old_kind = data.get("dataset").and_then(toml::Value::as_str);
+    let old_keys: Vec<&str> = ["root", "options", "synthetic"].into_iter().filter(|k| data.contains_key(*k)).collect();
+    if old_kind.is_none() && old_keys.is_empty() {
+        return Ok(());
+    }
+    let kind = old_kind.unwrap_or("synthetic");
+    let root = match data.get("root").and_then(toml::Value::as_str) {
+        Some(r) => format!("root = {r:?}"),
+        None if kind == "synthetic" => String::new(),
+        None => "root = \"…\"".into(),
+    };
+    let mut found: Vec<String> = old_kind.map(|k| format!("`data.dataset = {k:?}`")).into_iter().collect();
+    found.extend(old_keys.iter().map(|k| format!("`data.{k}`")));
+    Err(CliError::Config(format!(
+        "this configuration uses the old [data] section ({}): `data.dataset` is now a table holding the dataset's \
+         kind, root and options. Write [data.dataset] with kind = {kind:?}{}{root}, and move the keys of \
+         [data.options] (for the chosen layout) or [data.synthetic] into it (av-digits settings go under \
+         [data.dataset.av_digits]); `data.root`, `data.options.*` and `data.synthetic.*` are gone",
+        found.join(", "),
+        if root.is_empty() { "" } else { ", " },
+    )))
 }
 
 /// The tagged tables of the configuration and their tag key: a table whose tag the file changes

@@ -4,10 +4,9 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use dgl_core::{BatchSource, Split};
-use dgl_data::datasets::open_dataset;
-use dgl_data::{load_batch, stratified_split, Dataset, Mode, Subset, SyntheticAv};
+use dgl_data::{load_batch, stratified_split, Dataset, Mode, Subset};
 
-use crate::config::{DatasetKind, TrainConfig};
+use crate::config::TrainConfig;
 use crate::error::{CliError, Result};
 
 /// The splits of a run. `modalities` selects, by index into the dataset's modalities, what the
@@ -25,33 +24,11 @@ impl RunData {
     /// Builds the datasets named by the configuration; carves a validation split from the training
     /// set (stratified, seeded) when `need_validation`.
     pub fn build(cfg: &TrainConfig, need_validation: bool, device: &Device) -> Result<Self> {
-        let (full_train, test): (Arc<dyn Dataset>, Arc<dyn Dataset>) = match cfg.data.dataset {
-            DatasetKind::Synthetic => {
-                let mut s = cfg.data.synthetic.clone();
-                s.seed = s.seed.wrapping_add(cfg.seed.wrapping_mul(0x9E37_79B9));
-                (
-                    Arc::new(SyntheticAv::new(s.clone(), dgl_data::Split::Train)?),
-                    Arc::new(SyntheticAv::new(s, dgl_data::Split::Test)?),
-                )
-            }
-            kind => {
-                let root = cfg
-                    .data
-                    .root
-                    .as_deref()
-                    .ok_or_else(|| CliError::Config(format!("the {} dataset needs --root", kind.as_str())))?;
-                let open = |split| open_dataset(kind.as_str(), root, split, &cfg.data.options).map(Arc::from);
-                (open(dgl_data::Split::Train)?, open(dgl_data::Split::Test)?)
-            }
-        };
-        if let Some(names) = cfg.data.dataset.modality_names() {
-            if full_train.modality_names() != names {
-                return Err(CliError::Config(format!(
-                    "the opened dataset has modalities {:?}, expected {names:?}",
-                    full_train.modality_names()
-                )));
-            }
-        }
+        // The synthetic set's draws depend on the run seed; on-disk layouts are what they are.
+        let spec = cfg.data.dataset.for_run_seed(cfg.seed);
+        let open = |split| spec.open(split).map(|(d, _report)| Arc::<dyn Dataset>::from(d));
+        let (full_train, test) = (open(dgl_data::Split::Train)?, open(dgl_data::Split::Test)?);
+        crate::config::check_data_modalities(cfg, &full_train.modality_names())?;
         let (train, validation) = if need_validation {
             let labels = (0..full_train.len()).map(|i| full_train.label(i)).collect::<dgl_data::Result<Vec<_>>>()?;
             let (tr, va) = stratified_split(&labels, cfg.data.validation_fraction.max(0.05), cfg.seed ^ 0x5EED);
@@ -111,19 +88,20 @@ impl RunData {
 
 /// Refuses, before training, a batch size that leaves a training batch too small for the model's
 /// batch normalisation ([`dgl_models::ModelConfig::min_train_batch`]): the configured batch, or
-/// the last partial one when `train.drop_last` is off. Models whose modalities are not the
-/// dataset's are left to the model builder to refuse.
+/// the last partial one when `train.drop_last` is off. The model's modalities are the dataset's
+/// (checked by [`crate::config::check_data_modalities`] before).
 fn check_train_batches(cfg: &TrainConfig, train: &dyn Dataset) -> Result<()> {
     let (names, shapes) = (train.modality_names(), train.modality_shapes());
-    let Some(model_shapes) = cfg
-        .model
-        .modalities
-        .iter()
-        .map(|m| names.iter().position(|n| *n == m.name).map(|i| shapes[i].clone()))
-        .collect::<Option<Vec<_>>>()
-    else {
-        return Ok(());
-    };
+    let model_shapes =
+        cfg.model
+            .modalities
+            .iter()
+            .map(|m| {
+                names.iter().position(|n| *n == m.name).map(|i| shapes[i].clone()).ok_or_else(|| {
+                    CliError::Config(format!("the dataset has no `{}` modality (it has {names:?})", m.name))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
     let min = cfg.model.min_train_batch(&model_shapes)?;
     let (n, b) = (train.len(), cfg.train.batch_size);
     let last = if cfg.train.drop_last || n % b == 0 { b.min(n) } else { n % b };

@@ -446,7 +446,7 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
     let report = EvalReport {
         run: dir.display().to_string(),
         method: cfg.method.name().to_string(),
-        dataset: cfg.data.dataset.as_str().to_string(),
+        dataset: cfg.data.dataset.kind_name().to_string(),
         checkpoint: ckpt.meta.position(),
         test_samples: labels.len(),
         parameters,

@@ -17,6 +17,6 @@ pub mod run_dir;
 pub mod setup;
 pub mod train;
 
-pub use config::{DatasetKind, DeviceKind, Preset, TrainConfig};
+pub use config::{DeviceKind, Preset, TrainConfig};
 pub use error::{CliError, Result};
 pub use train::{resume, train, train_with, RunControl, RunOptions, RunOutcome};

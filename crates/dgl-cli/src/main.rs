@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use dgl_cli::checkpoint::read_meta;
-use dgl_cli::config::{DatasetKind, DeviceKind, Preset, TrainConfig};
+use dgl_cli::config::{DeviceKind, Preset, TrainConfig};
 use dgl_cli::run_dir::RunDir;
 use dgl_cli::train::{resume, train_with, RunControl, RunOptions};
 use dgl_cli::CliError;
@@ -61,8 +61,9 @@ enum Command {
     /// parallel); train from it with `--dataset cached --root OUT`. Fails with a report of missing /
     /// corrupt items per split and class unless --skip-bad.
     Prepare {
-        #[arg(long, value_enum)]
-        dataset: DatasetKind,
+        /// cremad, ks, vggsound, av-digits or generic (the layout's default options).
+        #[arg(long, value_parser = parse_dataset_kind)]
+        dataset: String,
         #[arg(long)]
         root: PathBuf,
         #[arg(long)]
@@ -93,8 +94,10 @@ struct TrainArgs {
     /// (the value is TOML; repeatable; applied after the other flags).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    #[arg(long, value_enum)]
-    dataset: Option<DatasetKind>,
+    /// synthetic, cremad, ks, vggsound, av-digits, generic or cached: that layout with its
+    /// default options (a --config file's [data.dataset] is kept when it is of that kind)
+    #[arg(long, value_parser = parse_dataset_kind)]
+    dataset: Option<String>,
     /// Dataset root directory (on-disk datasets).
     #[arg(long)]
     root: Option<PathBuf>,
@@ -193,11 +196,15 @@ fn resolve(a: &TrainArgs) -> dgl_cli::Result<TrainConfig> {
             CliError::Config(format!("--only {name}: the model has no `{name}` modality (model.modalities: {have:?})"))
         })?;
     }
-    if let Some(d) = a.dataset {
-        cfg.data.dataset = d;
+    if let Some(d) = &a.dataset {
+        let kind: dgl_data::DatasetKind = d.parse()?;
+        if kind != cfg.data.dataset.kind() {
+            // Another layout: its defaults (the options of one layout mean nothing to another).
+            cfg.data.dataset = dgl_data::DatasetSpec::from_kind(d, a.root.clone())?;
+        }
     }
-    if a.root.is_some() {
-        cfg.data.root = a.root.clone();
+    if let Some(root) = &a.root {
+        cfg.data.dataset.set_root(root.clone()).map_err(|e| CliError::Config(format!("--root: {e}")))?;
     }
     if let Some(x) = a.alpha {
         let key = dgl_baselines::registry::former_alpha(cfg.method.kind());
@@ -303,15 +310,17 @@ fn run_train(a: TrainArgs, stop: Arc<AtomicBool>) -> dgl_cli::Result<()> {
     let out = match (&a.resume, &a.out) {
         (Some(dir), _) => dir.clone(),
         (None, Some(o)) => o.clone(),
-        (None, None) => PathBuf::from("runs")
-            .join(format!("{}-{:?}-{:?}-s{}", run_label(&cfg), cfg.data.dataset, cfg.preset, cfg.seed).to_lowercase()),
+        (None, None) => PathBuf::from("runs").join(
+            format!("{}-{}-{:?}-s{}", run_label(&cfg), cfg.data.dataset.kind_name(), cfg.preset, cfg.seed)
+                .to_lowercase(),
+        ),
     };
     if !a.quiet {
         println!(
-            "dgl train: method {} ({}), dataset {:?}, preset {:?}, seed {}, device {:?} → {}",
+            "dgl train: method {} ({}), dataset {}, preset {:?}, seed {}, device {:?} → {}",
             run_label(&cfg),
             method_options(&cfg.method),
-            cfg.data.dataset,
+            cfg.data.dataset.kind_name(),
             cfg.preset,
             cfg.seed,
             cfg.device,
@@ -361,22 +370,22 @@ fn run_plot(dirs: &[PathBuf]) -> dgl_cli::Result<()> {
     Ok(())
 }
 
-fn run_prepare(
-    dataset: DatasetKind,
-    root: &std::path::Path,
-    out: &std::path::Path,
-    skip_bad: bool,
-) -> dgl_cli::Result<()> {
-    use dgl_data::datasets::{prepare, DatasetOptions, PrepareError};
-    if matches!(dataset, DatasetKind::Synthetic | DatasetKind::Cached) {
-        return Err(dgl_cli::CliError::Config(format!(
-            "`dgl prepare` is for on-disk datasets, not {}",
-            dataset.as_str()
-        )));
+/// `--dataset NAME`: a layout name or alias (`crema-d`, `kinetics-sounds`, `avdigits`, …).
+fn parse_dataset_kind(s: &str) -> Result<String, String> {
+    s.parse::<dgl_data::DatasetKind>().map(|_| s.to_string()).map_err(|e| e.to_string())
+}
+
+fn run_prepare(dataset: &str, root: &std::path::Path, out: &std::path::Path, skip_bad: bool) -> dgl_cli::Result<()> {
+    use dgl_data::datasets::{prepare, PrepareError};
+    use dgl_data::DatasetKind;
+    let kind: DatasetKind = dataset.parse()?;
+    if matches!(kind, DatasetKind::Synthetic | DatasetKind::Cached) {
+        return Err(dgl_cli::CliError::Config(format!("`dgl prepare` is for on-disk datasets, not {kind}")));
     }
-    let opts = DatasetOptions { skip_bad, ..DatasetOptions::default() };
+    let mut spec = dgl_data::DatasetSpec::from_kind(dataset, Some(root.to_path_buf()))?;
+    spec.set_skip_bad(skip_bad);
     for split in [dgl_data::Split::Train, dgl_data::Split::Test] {
-        let (ds, open_report) = dgl_data::open_dataset_with_report(dataset.as_str(), root, split, &opts)?;
+        let (ds, open_report) = spec.open(split)?;
         let pb = indicatif::ProgressBar::new(ds.len() as u64);
         pb.set_message(format!("{split:?}"));
         let report = prepare(ds.as_ref(), split, out, skip_bad, &|done, _total| pb.set_position(done as u64));
@@ -410,7 +419,7 @@ fn main() -> ExitCode {
                 })
             })
         }
-        Command::Prepare { dataset, root, out, skip_bad } => run_prepare(dataset, &root, &out, skip_bad),
+        Command::Prepare { dataset, root, out, skip_bad } => run_prepare(&dataset, &root, &out, skip_bad),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

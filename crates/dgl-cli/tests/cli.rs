@@ -27,8 +27,12 @@ fn bad_options_fail_before_any_work() {
     fails_with(&["train", "--out", o, "--batch-size", "0"], &["batch_size"]);
     fails_with(&["train", "--out", o, "--epochs", "0"], &["epochs"]);
     fails_with(&["train", "--out", o, "--lr", "0"], &["lr"]);
-    fails_with(&["train", "--out", o, "--alpha", "-1"], &["alpha"]);
-    fails_with(&["train", "--out", o, "--method", "vanilla", "--alpha", "1"], &["no alpha"]);
+    // The former shared --alpha names each method's own option.
+    fails_with(&["train", "--out", o, "--alpha", "2"], &["--alpha was removed", "--set method.unimodal_weight=2"]);
+    fails_with(&["train", "--out", o, "--method", "vanilla", "--alpha", "1"], &["--alpha was removed", "`vanilla`"]);
+    fails_with(&["train", "--out", o, "--set", "method.unimodal_weight=-1"], &["unimodal_weight"]);
+    fails_with(&["train", "--out", o, "--set", "method.nope=1"], &["method.nope"]);
+    fails_with(&["train", "--out", o, "--only", "text"], &["--only text", "\"audio\", \"visual\""]);
     fails_with(&["train", "--out", o, "--method", "ogmge"], &["unknown method `ogmge`", "ogm-ge"]);
     fails_with(&["train", "--out", o, "--optimizer", "adam"], &["adamw"]);
     fails_with(&["train", "--out", o, "--optimizer", "adamw", "--weight-decay", "-1"], &["weight_decay"]);

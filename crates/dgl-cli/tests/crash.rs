@@ -23,7 +23,7 @@ const EPOCHS: usize = 10;
 const CONFIG: &str = r#"
 [method]
 name = "ogm-ge"
-[data.synthetic]
+[data.dataset]
 n_train = 8
 n_test = 6
 [model]

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use dgl_baselines::{MethodConfig, MethodKind};
-use dgl_cli::config::{DatasetKind, Preset, TrainConfig};
+use dgl_cli::config::{Preset, TrainConfig};
 use dgl_cli::{train, RunOptions};
-use dgl_data::datasets::{open_dataset, prepare, DatasetOptions};
+use dgl_data::datasets::prepare;
+use dgl_data::DatasetSpec;
 use dgl_data::Split;
 
 fn shared_data() -> Option<PathBuf> {
@@ -23,14 +24,13 @@ fn av_digits_prepare_then_train_from_the_cache() {
     let cache = std::env::temp_dir().join(format!("dgl-cli-avd-cache-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&cache);
     for split in [Split::Train, Split::Test] {
-        let ds = open_dataset("av-digits", &root, split, &DatasetOptions::default()).unwrap();
+        let (ds, _) = DatasetSpec::from_kind("av-digits", Some(root.clone())).unwrap().open(split).unwrap();
         let report = prepare(ds.as_ref(), split, &cache, false, &|_, _| {}).unwrap();
         assert!(report.to_string().contains("0 missing, 0 corrupt"), "{report}");
     }
     let mut cfg = TrainConfig::preset(Preset::Tiny);
     cfg.method = MethodConfig::new(MethodKind::Dgl);
-    cfg.data.dataset = DatasetKind::Cached;
-    cfg.data.root = Some(cache.clone());
+    cfg.data.dataset = DatasetSpec::from_kind("cached", Some(cache.clone())).unwrap();
     cfg.model.base_width = 2;
     cfg.train.epochs = 1;
     cfg.train.batch_size = 128;
@@ -57,8 +57,19 @@ fn av_digits_prepare_then_train_from_the_cache() {
 
 #[test]
 fn on_disk_datasets_need_a_root() {
+    let e = DatasetSpec::from_kind("cremad", None).unwrap_err().to_string();
+    assert!(e.contains("--root") && e.contains("cremad"), "{e}");
+    // A configuration without one (a file's [data.dataset] with only the kind) is refused too.
     let mut cfg = TrainConfig::preset(Preset::Tiny);
-    cfg.data.dataset = DatasetKind::Cremad;
+    cfg.data.dataset = TrainConfig::from_toml_str("[data.dataset]\nkind = \"cremad\"").unwrap().data.dataset;
     let e = cfg.validate().unwrap_err().to_string();
-    assert!(e.contains("--root"), "{e}");
+    assert!(e.contains("root") && e.contains("cremad"), "{e}");
+    // Aliases name the same layout; the synthetic set takes no root.
+    for (alias, kind) in
+        [("crema-d", "cremad"), ("Kinetics_Sounds", "ks"), ("avdigits", "av-digits"), ("cache", "cached")]
+    {
+        assert_eq!(DatasetSpec::from_kind(alias, Some("/r".into())).unwrap().kind_name(), kind);
+    }
+    assert!(DatasetSpec::from_kind("synthetic", Some("/r".into())).is_err());
+    assert_eq!(DatasetSpec::from_kind("synthetic", None).unwrap().root(), None);
 }

@@ -12,7 +12,7 @@ use dgl_cli::{train, RunOptions};
 fn eval_report_agrees_with_training_and_its_definitions() {
     let mut cfg = micro(MethodKind::Dgl);
     cfg.data.validation_fraction = 0.0;
-    cfg.data.synthetic.n_test = 30;
+    cfg.data.synthetic_mut().unwrap().n_test = 30;
     let out = tmp("eval-dgl");
     let o = train(&cfg, &out, &RunOptions { overwrite: true, ..RunOptions::default() }).unwrap();
     let last = o.last();

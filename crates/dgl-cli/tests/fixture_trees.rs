@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use dgl_baselines::{MethodConfig, MethodKind};
-use dgl_cli::config::{DatasetKind, Preset, TrainConfig};
+use dgl_cli::config::{Preset, TrainConfig};
 use dgl_cli::{train, RunOptions};
-use dgl_data::datasets::{prepare, DatasetOptions};
+use dgl_data::datasets::prepare;
 use dgl_data::fixtures::{write_cremad_tree, write_ks_tree, write_vggsound_tree, FixtureTree, KS_CLASSES};
-use dgl_data::{open_dataset_with_report, Split};
+use dgl_data::{DatasetSpec, Split};
 
 /// A temporary folder, removed on drop.
 struct TempDir(PathBuf);
@@ -30,17 +30,19 @@ impl Drop for TempDir {
     }
 }
 
-/// The tree's options with small frames and `frames` frames per clip.
-fn small(tree: &FixtureTree, frames: usize) -> DatasetOptions {
-    DatasetOptions { image_size: Some(16), frames: Some(frames), ..tree.options.clone() }
+/// The tree's spec with small frames and `frames` frames per clip.
+fn small(tree: &FixtureTree, frames: usize) -> DatasetSpec {
+    let mut spec = tree.spec.clone();
+    let clip = spec.clip_options_mut().expect("a clip layout");
+    clip.image_size = Some(16);
+    clip.frames = Some(frames);
+    spec
 }
 
-fn config(dataset: DatasetKind, root: &Path, options: DatasetOptions, frames: usize) -> TrainConfig {
+fn config(dataset: DatasetSpec, frames: usize) -> TrainConfig {
     let mut cfg = TrainConfig::preset(Preset::Tiny);
     cfg.method = MethodConfig::new(MethodKind::Dgl);
     cfg.data.dataset = dataset;
-    cfg.data.root = Some(root.to_path_buf());
-    cfg.data.options = options;
     cfg.model.base_width = 2;
     cfg.model.frames = frames;
     cfg.train.epochs = 1;
@@ -62,19 +64,19 @@ fn check_metrics(cfg: &TrainConfig, out: &Path, what: &str) {
 
 /// Prepares both splits of the tree at `t/tree` into `t/cache` (as `dgl prepare` does), then
 /// trains from the tree and from the cache.
-fn prepare_and_train(t: &TempDir, dataset: DatasetKind, tree: &FixtureTree, frames: usize) {
-    let (root, cache) = (t.0.join("tree"), t.0.join("cache"));
-    let opts = small(tree, frames);
+fn prepare_and_train(t: &TempDir, tree: &FixtureTree, frames: usize) {
+    let cache = t.0.join("cache");
+    let spec = small(tree, frames);
+    let what = spec.kind_name();
+    assert_eq!(spec.root(), Some(t.0.join("tree").as_path()));
     for (split, ids) in [(Split::Train, &tree.train_ids), (Split::Test, &tree.test_ids)] {
-        let (ds, open_report) = open_dataset_with_report(dataset.as_str(), &root, split, &opts)
-            .unwrap_or_else(|e| panic!("{}: {e}", dataset.as_str()));
-        assert_eq!(ds.len(), ids.len(), "{} {split:?}: {open_report}", dataset.as_str());
+        let (ds, open_report) = spec.open(split).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(ds.len(), ids.len(), "{what} {split:?}: {open_report}");
         let report = prepare(ds.as_ref(), split, &cache, false, &|_, _| {}).unwrap();
         assert!(report.to_string().contains("0 missing, 0 corrupt"), "{report}");
     }
-    let what = dataset.as_str();
-    check_metrics(&config(dataset, &root, opts, frames), &t.0.join("run-direct"), what);
-    let cached = config(DatasetKind::Cached, &cache, DatasetOptions::default(), frames);
+    check_metrics(&config(spec.clone(), frames), &t.0.join("run-direct"), what);
+    let cached = config(DatasetSpec::from_kind("cached", Some(cache)).unwrap(), frames);
     check_metrics(&cached, &t.0.join("run-cached"), &format!("{what} (cached)"));
 }
 
@@ -83,19 +85,19 @@ fn cremad_fixture_tree_prepares_and_trains() {
     let t = TempDir::new("cremad");
     // 12 train clips (2 per emotion), 6 test clips (1 per emotion).
     let tree = write_cremad_tree(&t.0.join("tree"), 12, 6).unwrap();
-    prepare_and_train(&t, DatasetKind::Cremad, &tree, 1);
+    prepare_and_train(&t, &tree, 1);
 }
 
 #[test]
 fn ks_fixture_tree_prepares_and_trains() {
     let t = TempDir::new("ks");
     let tree = write_ks_tree(&t.0.join("tree"), &KS_CLASSES, 4).unwrap();
-    prepare_and_train(&t, DatasetKind::Ks, &tree, 2);
+    prepare_and_train(&t, &tree, 2);
 }
 
 #[test]
 fn vggsound_fixture_tree_prepares_and_trains() {
     let t = TempDir::new("vggsound");
     let tree = write_vggsound_tree(&t.0.join("tree"), &["siren", "dog, barking", "rain"], 4, 2).unwrap();
-    prepare_and_train(&t, DatasetKind::Vggsound, &tree, 2);
+    prepare_and_train(&t, &tree, 2);
 }

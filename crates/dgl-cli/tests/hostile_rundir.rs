@@ -15,10 +15,11 @@ use candle_core::Tensor;
 use common::{micro, tmp};
 use dgl_baselines::MethodKind;
 use dgl_cli::checkpoint::Checkpoint;
-use dgl_cli::config::{DatasetKind, DeviceKind, Preset, TrainConfig};
+use dgl_cli::config::{DeviceKind, Preset, TrainConfig};
 use dgl_cli::eval::{eval_run, EvalOptions};
 use dgl_cli::run_dir::{read_metrics, RunDir};
 use dgl_cli::{resume, train, train_with, CliError, RunControl, RunOptions};
+use dgl_data::DatasetSpec;
 use dgl_models::FusionKind;
 
 const OVERWRITE: RunOptions = RunOptions { progress: false, verbose: false, overwrite: true };
@@ -188,8 +189,7 @@ fn overwrite_replaces_a_run_only_once_the_new_run_has_started() {
 
     // The new run's data cannot be opened: the old run is untouched, nothing is left beside it.
     let mut no_data = new_cfg.clone();
-    no_data.data.dataset = DatasetKind::Generic;
-    no_data.data.root = Some(tmp("replace-no-such-root"));
+    no_data.data.dataset = DatasetSpec::from_kind("generic", Some(tmp("replace-no-such-root"))).unwrap();
     no_data.model.modalities.truncate(1);
     assert!(train(&no_data, &dir, &OVERWRITE).is_err());
     assert_eq!(snapshot(&dir), before, "a new run that could not open its data destroyed the old run");
@@ -347,9 +347,11 @@ fn partial_config_sections_inherit_the_preset() {
     assert_eq!(c.train.optimizer, tiny.train.optimizer);
     assert_eq!(c.train.scheduler, tiny.train.scheduler);
     assert_eq!(c.train.diagnostics_every, tiny.train.diagnostics_every);
-    // Deeper tables too: `[data.synthetic]` with only n_train keeps the tiny n_test.
-    let c = TrainConfig::from_toml_str("[data.synthetic]\nn_train = 10").unwrap();
-    assert_eq!((c.data.synthetic.n_train, c.data.synthetic.n_test), (10, tiny.data.synthetic.n_test));
+    // Deeper tables too: `[data.dataset]` with only n_train keeps the tiny n_test.
+    let c = TrainConfig::from_toml_str("[data.dataset]\nn_train = 10").unwrap();
+    let tiny_synthetic = tiny.clone().data.synthetic_mut().unwrap().clone();
+    let s = c.clone().data.synthetic_mut().unwrap().clone();
+    assert_eq!((s.n_train, s.n_test), (10, tiny_synthetic.n_test));
     // Everything not given is exactly the preset.
     let mut expected = tiny.clone();
     expected.train.epochs = 3;
@@ -360,10 +362,7 @@ fn partial_config_sections_inherit_the_preset() {
     assert_eq!((c.train.batch_size, c.model.base_width, c.device), (paper.train.batch_size, 64, DeviceKind::Cuda));
     assert_eq!(c.train.scheduler, paper.train.scheduler);
     let c = TrainConfig::from_toml_str_with_preset("[model]\nfusion = \"sum\"", Some(Preset::Paper)).unwrap();
-    assert_eq!(
-        (c.preset, c.model.base_width, c.data.synthetic.n_train),
-        (Preset::Paper, 64, paper.data.synthetic.n_train)
-    );
+    assert_eq!((c.preset, c.model.base_width, &c.data.dataset), (Preset::Paper, 64, &paper.data.dataset));
     let e = TrainConfig::from_toml_str_with_preset("preset = \"tiny\"", Some(Preset::Paper)).unwrap_err().to_string();
     assert!(e.contains("disagrees"), "{e}");
     // Arrays are replaced whole: a one-entry milestone list is that list.
@@ -457,8 +456,7 @@ fn eval_of_many_modalities_stays_bounded_and_efficient() {
     let root = tmp("many-modalities-data");
     many_modalities(&root, m);
     let mut cfg = micro(MethodKind::Vanilla);
-    cfg.data.dataset = DatasetKind::Generic;
-    cfg.data.root = Some(root.clone());
+    cfg.data.dataset = DatasetSpec::from_kind("generic", Some(root.clone())).unwrap();
     cfg.data.validation_fraction = 0.0;
     cfg.train.epochs = 1;
     cfg.model.modalities = (0..m)

@@ -71,7 +71,7 @@ fn train_with_config(dir: &Path, toml: &str, envs: &[(&str, &str)]) -> Output {
 }
 
 /// A micro synthetic run (32 / 12 samples, width 2, one epoch of batches of 8).
-const MICRO: &str = "[method]\nname = \"vanilla\"\n[data.synthetic]\nn_train = 32\nn_test = 12\n\
+const MICRO: &str = "[method]\nname = \"vanilla\"\n[data.dataset]\nn_train = 32\nn_test = 12\n\
                      [model]\nbase_width = 2\n[train]\nepochs = 1\nbatch_size = 8\ndiagnostics_every = 0\n";
 
 /// A generic dataset of 8 train / 4 test samples: modality `a` of `shape_a`, `b` of shape (3,).
@@ -93,7 +93,7 @@ fn generic_tree(root: &Path, shape_a: &[usize]) {
 
 fn generic_config(root: &Path, encoder_a: &str) -> String {
     format!(
-        "[method]\nname = \"vanilla\"\n[data]\ndataset = \"generic\"\nroot = \"{}\"\n[model]\nbase_width = 2\n\
+        "[method]\nname = \"vanilla\"\n[data.dataset]\nkind = \"generic\"\nroot = \"{}\"\n[model]\nbase_width = 2\n\
          [[model.modalities]]\nname = \"a\"\nencoder = {{ kind = \"{encoder_a}\" }}\n\
          [[model.modalities]]\nname = \"b\"\nencoder = {{ kind = \"mlp\", hidden = [4] }}\n\
          [train]\nepochs = 1\nbatch_size = 4\ndiagnostics_every = 0\n",
@@ -148,7 +148,7 @@ fn image_size_one_trains() {
     let root = tmp("hostile-cremad");
     fixtures::write_cremad_tree(&root, 12, 6).unwrap();
     let toml = format!(
-        "[method]\nname = \"vanilla\"\n[data]\ndataset = \"cremad\"\nroot = \"{}\"\n[data.options]\nimage_size = 1\n\
+        "[method]\nname = \"vanilla\"\n[data.dataset]\nkind = \"cremad\"\nroot = \"{}\"\nimage_size = 1\n\
          [model]\nbase_width = 2\n[train]\nepochs = 1\nbatch_size = 4\ndiagnostics_every = 0\n",
         root.display()
     );
@@ -177,8 +177,8 @@ fn a_huge_hop_gives_a_one_frame_spectrogram_that_trains() {
         fixtures::write_file(&root.join("mnist").join(format!("{prefix}-labels-idx1-ubyte")), &lb).unwrap();
     }
     let toml = format!(
-        "[method]\nname = \"vanilla\"\n[data]\ndataset = \"av-digits\"\nroot = \"{}\"\n\
-         [data.options.av_digits]\nhop = 65536\n[model]\nbase_width = 2\n\
+        "[method]\nname = \"vanilla\"\n[data.dataset]\nkind = \"av-digits\"\nroot = \"{}\"\n\
+         [data.dataset.av_digits]\nhop = 65536\n[model]\nbase_width = 2\n\
          [train]\nepochs = 1\nbatch_size = 4\ndiagnostics_every = 0\n",
         root.display()
     );
@@ -229,7 +229,7 @@ fn absurd_sizes_are_refused_with_the_limit() {
         ),
         (with("model", "frames = 1000000"), &["model.frames", "DGL_MAX_FRAMES"][..]),
         (
-            with("data.synthetic", "n_train = 1000000000").replace("n_train = 32\n", ""),
+            with("data.dataset", "n_train = 1000000000").replace("n_train = 32\n", ""),
             &["n_train", "50000", "DGL_MAX_SYNTHETIC_SAMPLES"][..],
         ),
         (
@@ -260,12 +260,12 @@ fn degenerate_and_non_finite_options_are_refused() {
         ("[data]\nvalidation_fraction = nan\n", &["data.validation_fraction"][..]),
         ("[method]\nname = \"agm\"\nclip_threshold = inf\n", &["method.clip_threshold"][..]),
         ("[method]\nname = \"gblending-ogr\"\nogr_momentum = 1.0\n", &["momentum"][..]),
-        ("[data.synthetic]\nvisual_noise = nan\n", &["data.synthetic.visual_noise"][..]),
+        ("[data.dataset]\nvisual_noise = nan\n", &["data.dataset.visual_noise"][..]),
     ] {
-        // [data.synthetic] is already a table of MICRO: add to it; [method] replaces MICRO's; the
+        // [data.dataset] is already a table of MICRO: add to it; [method] replaces MICRO's; the
         // others are new tables.
-        let toml = match (extra.strip_prefix("[data.synthetic]\n"), extra.strip_prefix("[method]\n")) {
-            (Some(line), _) => MICRO.replace("[data.synthetic]\n", &format!("[data.synthetic]\n{line}")),
+        let toml = match (extra.strip_prefix("[data.dataset]\n"), extra.strip_prefix("[method]\n")) {
+            (Some(line), _) => MICRO.replace("[data.dataset]\n", &format!("[data.dataset]\n{line}")),
             (_, Some(method)) => MICRO.replace("[method]\nname = \"vanilla\"\n", &format!("[method]\n{method}")),
             _ => format!("{MICRO}{extra}"),
         };

@@ -42,7 +42,7 @@ fn host_memory_is_flat_over_500_steps_for_every_method() {
     runs.push(("dgl+adamw".into(), adamw));
     for (kind, mut cfg) in runs {
         // 192 training samples (48 carved out for validation) in batches of 6: 24 steps per epoch.
-        cfg.data.synthetic.n_train = 192;
+        cfg.data.synthetic_mut().unwrap().n_train = 192;
         cfg.train.batch_size = 6;
         cfg.train.epochs = STEPS.div_ceil(24) as usize;
         cfg.train.diagnostics_every = 10;

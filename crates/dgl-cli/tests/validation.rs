@@ -8,6 +8,11 @@ use common::{micro, tmp};
 use dgl_baselines::{MethodConfig, MethodKind};
 use dgl_cli::config::{DeviceKind, Preset, TrainConfig};
 use dgl_cli::{train, RunOptions};
+use dgl_data::DatasetSpec;
+
+fn cremad(root: &str) -> DatasetSpec {
+    DatasetSpec::from_kind("cremad", Some(root.into())).unwrap()
+}
 
 #[test]
 fn unknown_keys_are_refused_in_every_section() {
@@ -20,7 +25,10 @@ fn unknown_keys_are_refused_in_every_section() {
         ("[method]\nname = \"ogm\"\nmodulation_end = 3", "modulation_end"),
         ("[method]\nname = \"ogm-ge\"\nunimodal_weight = 3", "unimodal_weight"),
         // Sections whose types (in other crates) do not deny unknown fields themselves.
-        ("[data.synthetic]\nn_trian = 10", "data.synthetic.n_trian"),
+        ("[data.dataset]\nn_trian = 10", "n_trian"),
+        ("[data.dataset]\nkind = \"cremad\"\nroot = \"/c\"\nfrmaes = 1", "frmaes"),
+        ("[data.dataset]\nkind = \"generic\"\nroot = \"/g\"\nframes = 1", "frames"),
+        ("[data.dataset]\nkind = \"av-digits\"\nroot = \"/a\"\n[data.dataset.av_digits]\nhopp = 1", "hopp"),
         ("[model]\nbase_widht = 4", "model.base_widht"),
         ("[model.head]\nhiden = 4", "model.head.hiden"),
         (
@@ -35,7 +43,7 @@ fn unknown_keys_are_refused_in_every_section() {
     // Known keys round-trip without complaint, written configurations read back.
     let cfg = micro(MethodKind::OgmGe);
     assert_eq!(TrainConfig::from_toml_str(&cfg.to_toml().unwrap()).unwrap(), cfg);
-    TrainConfig::from_toml_str("[model]\nbase_width = 4\n[model.head]\nhidden = 8\n[data.synthetic]\nn_train = 10")
+    TrainConfig::from_toml_str("[model]\nbase_width = 4\n[model.head]\nhidden = 8\n[data.dataset]\nn_train = 10")
         .unwrap();
     // The file name is part of the message.
     let p = tmp("bad.toml");
@@ -63,7 +71,7 @@ fn out_of_range_hyper_parameters_are_clear_errors() {
         (|c| c.data.validation_fraction = 1.0, "validation_fraction"),
         (|c| c.model.base_width = 0, "base_width"),
         (|c| c.model.frames = 0, "frames"),
-        (|c| c.data.synthetic.n_train = 0, "n_train"),
+        (|c| c.data.synthetic_mut().unwrap().n_train = 0, "n_train"),
         (|c| ogm(c).modulation_ends = Some(0), "modulation_ends"),
     ];
     fn ogm(c: &mut TrainConfig) -> &mut dgl_baselines::ogm::OgmConfig {
@@ -177,16 +185,26 @@ fn config_reads_are_bounded_and_data_options_are_checked() {
     }
     type Edit = fn(&mut TrainConfig);
     let cases: [(Edit, &[&str]); 4] = [
-        (|c| c.data.synthetic.n_train = 1 << 40, &["data.synthetic", "n_train", "DGL_MAX_SYNTHETIC_SAMPLES"]),
-        (|c| c.data.synthetic.visual_noise = f64::NAN, &["data.synthetic", "visual_noise"]),
-        (|c| c.data.options.frames = Some(1 << 30), &["data.options", "frames", "DGL_MAX_FRAMES"]),
+        (
+            |c| c.data.synthetic_mut().unwrap().n_train = 1 << 40,
+            &["data.dataset", "n_train", "DGL_MAX_SYNTHETIC_SAMPLES"],
+        ),
+        (|c| c.data.synthetic_mut().unwrap().visual_noise = f64::NAN, &["data.dataset", "visual_noise"]),
+        (
+            |c| {
+                c.data.dataset = cremad("/c");
+                c.data.dataset.clip_options_mut().unwrap().frames = Some(1 << 30);
+            },
+            &["data.dataset", "frames", "DGL_MAX_FRAMES"],
+        ),
         (
             |c| {
                 let mut r = dgl_data::SpectrogramRecipe::librosa_cremad();
                 r.hop = 0;
-                c.data.options.recipe = Some(r);
+                c.data.dataset = cremad("/c");
+                c.data.dataset.clip_options_mut().unwrap().recipe = Some(r);
             },
-            &["data.options", "recipe.hop"],
+            &["data.dataset", "recipe.hop"],
         ),
     ];
     for (i, (edit, parts)) in cases.iter().enumerate() {
@@ -197,4 +215,83 @@ fn config_reads_are_bounded_and_data_options_are_checked() {
             assert!(e.contains(p), "case {i}: {e}");
         }
     }
+}
+
+/// `[data.dataset]` is a tagged table: a file naming another kind replaces the preset's synthetic
+/// table whole (no synthetic key is inherited), and every variant round-trips through TOML.
+#[test]
+fn dataset_spec_in_config_files() {
+    let c =
+        TrainConfig::from_toml_str("[data.dataset]\nkind = \"cremad\"\nroot = \"/data/cremad\"\nframes = 1").unwrap();
+    let DatasetSpec::Cremad(o) = &c.data.dataset else { panic!("{:?}", c.data.dataset) };
+    assert_eq!((o.root.to_str(), o.clip.frames), (Some("/data/cremad"), Some(1)));
+    let written = c.to_toml().unwrap();
+    assert!(!written.contains("n_train") && !written.contains("visual_noise"), "{written}");
+    assert_eq!(TrainConfig::from_toml_str(&written).unwrap(), c);
+    // Only kind + root: the layout's defaults, nothing of the synthetic table.
+    let c = TrainConfig::from_toml_str("[data.dataset]\nkind = \"crema-d\"\nroot = \"/c\"").unwrap();
+    assert_eq!(c.data.dataset, cremad("/c"));
+    // A synthetic key in a cremad table is unknown there.
+    let e = TrainConfig::from_toml_str("[data.dataset]\nkind = \"cremad\"\nroot = \"/c\"\nn_train = 3").unwrap_err();
+    assert!(e.to_string().contains("n_train"), "{e}");
+    // The same kind as the preset merges key by key.
+    let c = TrainConfig::from_toml_str("[data.dataset]\nkind = \"synthetic\"\nn_test = 7").unwrap();
+    let tiny = TrainConfig::preset(Preset::Tiny);
+    let (s, t) = (c.clone().data.synthetic_mut().unwrap().clone(), tiny.clone().data.synthetic_mut().unwrap().clone());
+    assert_eq!((s.n_train, s.n_test), (t.n_train, 7));
+    // Every variant round-trips.
+    for kind in ["synthetic", "cremad", "ks", "vggsound", "av-digits", "generic", "cached"] {
+        let root = (kind != "synthetic").then(|| std::path::PathBuf::from(format!("/data/{kind}")));
+        let mut cfg = TrainConfig::preset(Preset::Tiny);
+        cfg.data.dataset = DatasetSpec::from_kind(kind, root).unwrap();
+        if let Some(clip) = cfg.data.dataset.clip_options_mut() {
+            clip.frames = Some(2);
+            clip.recipe = Some(dgl_data::SpectrogramRecipe::librosa_ks());
+        }
+        let text = cfg.to_toml().unwrap();
+        assert!(text.contains(&format!("kind = \"{kind}\"")), "{text}");
+        assert_eq!(TrainConfig::from_toml_str(&text).unwrap(), cfg, "{kind}: {text}");
+    }
+}
+
+/// Configurations of the old `[data]` layout are refused with what to write instead.
+#[test]
+fn old_data_section_is_refused_with_the_new_form() {
+    for old in [
+        "[data]\ndataset = \"cremad\"\nroot = \"/data/cremad\"\n[data.options]\nframes = 1",
+        "[data]\ndataset = \"synthetic\"",
+        "[data.synthetic]\nn_train = 10",
+        "[data.options]\nskip_bad = true",
+    ] {
+        let e = TrainConfig::from_toml_str(old).unwrap_err().to_string();
+        for part in ["[data.dataset]", "kind =", "data.options", "data.synthetic", "now a table"] {
+            assert!(e.contains(part), "{old:?}: {e}");
+        }
+    }
+    let e =
+        TrainConfig::from_toml_str("[data]\ndataset = \"cremad\"\nroot = \"/data/cremad\"").unwrap_err().to_string();
+    assert!(e.contains("kind = \"cremad\"") && e.contains("root = \"/data/cremad\""), "{e}");
+}
+
+/// The model's modalities are checked against the data's, by name, in one place.
+#[test]
+fn modality_mismatch_is_one_clear_error() {
+    let mut cfg = micro(MethodKind::Dgl);
+    cfg.model.modalities[1].name = "video".into();
+    let e = cfg.validate().unwrap_err().to_string();
+    for part in ["model.modalities", "synthetic", "\"video\"", "\"visual\""] {
+        assert!(e.contains(part), "{e}");
+    }
+    // The order does not matter (the data follow the model's order).
+    let mut cfg = micro(MethodKind::Dgl);
+    cfg.model.modalities.reverse();
+    cfg.validate().unwrap();
+    let check =
+        |model: &[&str], data: &[&str]| dgl_data::datasets::check_modalities(model, data, "the generic dataset");
+    let e = check(&["a", "b"], &["a", "c"]).unwrap_err().to_string();
+    assert!(e.contains("no [\"b\"]") && e.contains("[\"a\", \"c\"]") && e.contains("generic"), "{e}");
+    // A subset is a model of fewer modalities (one: a unimodal model); a name twice is refused.
+    check(&["c"], &["a", "c"]).unwrap();
+    let e = check(&["a", "a"], &["a", "c"]).unwrap_err().to_string();
+    assert!(e.contains("twice"), "{e}");
 }

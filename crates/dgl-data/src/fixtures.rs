@@ -2,7 +2,7 @@
 //!
 //! Each `write_*_tree` function writes a small but complete tree — tiny WAV tones (a hand-rolled
 //! 16-bit PCM RIFF writer) and tiny JPEG frames — in the on-disk layout the matching loader of
-//! [`crate::datasets`] reads, and returns a [`FixtureTree`] with the [`DatasetOptions`] that open
+//! [`crate::datasets`] reads, and returns a [`FixtureTree`] with the [`DatasetSpec`] that opens
 //! it and the ids of the clips written:
 //!
 //! - [`write_cremad_tree`]: CREMA-D in the OGM-GE layout (`AudioWAV/`, `Image-01-FPS/`,
@@ -19,9 +19,9 @@
 //! ```
 //! # let root = std::env::temp_dir().join(format!("dgl-fixtures-doc-{}", std::process::id()));
 //! use dgl_data::fixtures::{write_ks_tree, KS_CLASSES};
-//! use dgl_data::{open_dataset, Split};
+//! use dgl_data::Split;
 //! let tree = write_ks_tree(&root, &KS_CLASSES, 2).unwrap();
-//! let ds = open_dataset("ks", &root, Split::Train, &tree.options).unwrap();
+//! let (ds, _report) = tree.spec.open(Split::Train).unwrap();
 //! assert_eq!(ds.len(), tree.train_ids.len());
 //! # std::fs::remove_dir_all(&root).unwrap();
 //! ```
@@ -29,14 +29,14 @@
 use std::io;
 use std::path::Path;
 
-use crate::datasets::{DatasetOptions, CREMAD_CLASSES};
+use crate::datasets::{ClipOptions, CremadOptions, DatasetSpec, KsOptions, VggsoundOptions, CREMAD_CLASSES};
 
 /// What a `write_*_tree` function wrote.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FixtureTree {
-    /// Options that open the tree with its loader: the layout's defaults (every index file is at
-    /// its default place) with small frames ([`FIXTURE_IMAGE_SIZE`]).
-    pub options: DatasetOptions,
+    /// The spec that opens the tree: its layout at its root with the layout's defaults (every
+    /// index file is at its default place) and small frames ([`FIXTURE_IMAGE_SIZE`]).
+    pub spec: DatasetSpec,
     /// Class names, in the order the loader numbers them.
     pub classes: Vec<String>,
     /// Ids of the train clips, in the order written.
@@ -56,8 +56,8 @@ impl FixtureTree {
 pub const FIXTURE_IMAGE_SIZE: usize = 16;
 
 /// Small, fast options for the clip datasets (frames of [`FIXTURE_IMAGE_SIZE`]).
-pub fn fast_options() -> DatasetOptions {
-    DatasetOptions { image_size: Some(FIXTURE_IMAGE_SIZE), ..Default::default() }
+pub fn fast_options() -> ClipOptions {
+    ClipOptions { image_size: Some(FIXTURE_IMAGE_SIZE), ..Default::default() }
 }
 
 /// Writes `bytes` to `path`, creating the parent folders.
@@ -162,7 +162,7 @@ pub fn write_cremad_tree(root: &Path, n_train: usize, n_test: usize) -> io::Resu
     write_file(&root.join("train.csv"), train.as_bytes())?;
     write_file(&root.join("test.csv"), test.as_bytes())?;
     Ok(FixtureTree {
-        options: fast_options(),
+        spec: DatasetSpec::Cremad(CremadOptions { clip: fast_options(), ..CremadOptions::new(root) }),
         classes: CREMAD_CLASSES.iter().map(|s| s.to_string()).collect(),
         train_ids,
         test_ids,
@@ -192,7 +192,7 @@ pub fn write_ks_tree(root: &Path, classes: &[&str], per_class: usize) -> io::Res
         }
     }
     Ok(FixtureTree {
-        options: fast_options(),
+        spec: DatasetSpec::Ks(KsOptions { clip: fast_options(), ..KsOptions::new(root) }),
         classes: classes.iter().map(|s| s.replace(' ', "_")).collect(),
         train_ids,
         test_ids,
@@ -233,7 +233,7 @@ pub fn write_vggsound_tree(root: &Path, labels: &[&str], n_train: usize, n_test:
     }
     write_file(&root.join("vggsound.csv"), csv.as_bytes())?;
     Ok(FixtureTree {
-        options: fast_options(),
+        spec: DatasetSpec::Vggsound(VggsoundOptions { clip: fast_options(), ..VggsoundOptions::new(root) }),
         classes: labels.iter().map(|s| s.to_string()).collect(),
         train_ids,
         test_ids,

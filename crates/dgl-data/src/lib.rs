@@ -22,7 +22,7 @@ pub mod synthetic;
 pub mod visual;
 
 pub use dataset::{epoch_batches, load_batch, stratified_split, Batch, Dataset, Example, Mode, Split, Subset};
-pub use datasets::{open_dataset, open_dataset_with_report, prepare, CachedDataset, DatasetOptions, Report};
+pub use datasets::{prepare, CachedDataset, DatasetKind, DatasetSpec, Report};
 pub use error::{DataError, Result};
 pub use spectrogram::SpectrogramRecipe;
 pub use synthetic::{SyntheticAv, SyntheticConfig, SyntheticPreset};

@@ -6,7 +6,8 @@ mod dsfix;
 use std::path::Path;
 
 use dgl_data::datasets::{
-    open_cremad, open_ks, open_vggsound, AvDigits, AvDigitsOptions, DatasetOptions, GenericDataset, ProblemKind,
+    open_cremad, open_ks, open_vggsound, AvDigits, AvDigitsOptions, ClipOptions, GenericDataset, GenericOptions,
+    ProblemKind,
 };
 use dgl_data::{Dataset, Mode, Split};
 use dsfix::*;
@@ -23,8 +24,8 @@ fn names(err: &str, file: &Path, line: Option<usize>) {
     }
 }
 
-fn cremad_err(root: &Path, split: Split, opts: &DatasetOptions) -> String {
-    match open_cremad(root, split, opts) {
+fn cremad_err(root: &Path, split: Split, opts: &ClipOptions) -> String {
+    match open_cremad(&cremad(root, opts.clone()), split) {
         Ok(_) => panic!("expected an error"),
         Err(e) => e.to_string(),
     }
@@ -41,16 +42,16 @@ fn bad_wav_case(tag: &str, bytes: &[u8]) -> String {
         // Zero-length files are caught when opening.
         cremad_err(t.path(), Split::Train, &fast_opts())
     } else {
-        let ds = open_cremad(t.path(), Split::Train, &fast_opts()).unwrap();
+        let ds = open_cremad(&cremad(t.path(), fast_opts()), Split::Train).unwrap();
         let e = ds.get(0, Mode::Eval).unwrap_err().to_string();
         // verify finds it at open time too.
-        let v = cremad_err(t.path(), Split::Train, &DatasetOptions { verify: true, ..fast_opts() });
+        let v = cremad_err(t.path(), Split::Train, &ClipOptions { verify: true, ..fast_opts() });
         names(&v, &wav, None);
         e
     };
     names(&err, &wav, None);
-    let o = DatasetOptions { verify: true, skip_bad: true, ..fast_opts() };
-    let ds = open_cremad(t.path(), Split::Train, &o).unwrap();
+    let o = ClipOptions { verify: true, skip_bad: true, ..fast_opts() };
+    let ds = open_cremad(&cremad(t.path(), o.clone()), Split::Train).unwrap();
     assert_eq!(ds.len(), 5);
     let r = ds.report();
     assert_eq!(r.class_counts(Split::Train, 0).corrupt, 1);
@@ -105,13 +106,13 @@ fn corrupt_jpeg_frame() {
     names(&cremad_err(t.path(), Split::Train, &fast_opts()), &frame, None);
     // Broken after opening: an error naming it when read.
     write(&frame, &jpeg(20, 16, [1, 2, 3]));
-    let ds = open_cremad(t.path(), Split::Train, &fast_opts()).unwrap();
+    let ds = open_cremad(&cremad(t.path(), fast_opts()), Split::Train).unwrap();
     write(&frame, &j);
     names(&ds.get(1, Mode::Eval).unwrap_err().to_string(), &frame, None);
     write(&frame, b"\xff\xd8\xff garbage that is not a jpeg");
     names(&ds.get(1, Mode::Eval).unwrap_err().to_string(), &frame, None);
-    let o = DatasetOptions { verify: true, skip_bad: true, ..fast_opts() };
-    let ds = open_cremad(t.path(), Split::Train, &o).unwrap();
+    let o = ClipOptions { verify: true, skip_bad: true, ..fast_opts() };
+    let ds = open_cremad(&cremad(t.path(), o.clone()), Split::Train).unwrap();
     assert_eq!((ds.len(), ds.report().class_counts(Split::Train, 1).corrupt), (5, 1));
 }
 
@@ -130,8 +131,8 @@ fn missing_and_empty_frame_folders_and_audio() {
     assert!(e.contains("no frames"), "{e}");
     let wav = t.path().join("AudioWAV").join(format!("{}.wav", ids[4]));
     std::fs::remove_file(&wav).unwrap();
-    let o = DatasetOptions { skip_bad: true, ..fast_opts() };
-    let ds = open_cremad(t.path(), Split::Train, &o).unwrap();
+    let o = ClipOptions { skip_bad: true, ..fast_opts() };
+    let ds = open_cremad(&cremad(t.path(), o.clone()), Split::Train).unwrap();
     assert_eq!(ds.len(), 4);
     let r = ds.report();
     assert_eq!((r.class_counts(Split::Train, 2).missing, r.class_counts(Split::Train, 4).missing), (1, 1));
@@ -161,7 +162,7 @@ fn csv_rows_unknown_label_duplicate_id_wrong_columns() {
     }
     // Rows are never skipped, even with skip_bad: the manifest itself is wrong.
     write(&csv, format!("{good}x_clip,XYZ\n").as_bytes());
-    let e = cremad_err(t.path(), Split::Train, &DatasetOptions { skip_bad: true, ..fast_opts() });
+    let e = cremad_err(t.path(), Split::Train, &ClipOptions { skip_bad: true, ..fast_opts() });
     names(&e, &csv, Some(7));
     std::fs::remove_file(&csv).unwrap();
     names(&cremad_err(t.path(), Split::Train, &fast_opts()), &csv, None);
@@ -180,7 +181,7 @@ fn vggsound_csv_errors() {
         (format!("{good}zz,1,a,val\n"), 7, "neither train nor test"),
     ] {
         write(&csv, text.as_bytes());
-        let e = match open_vggsound(t.path(), Split::Train, &fast_opts()) {
+        let e = match open_vggsound(&vgg(t.path(), fast_opts()), Split::Train) {
             Ok(_) => panic!("expected an error for {what}"),
             Err(e) => e.to_string(),
         };
@@ -191,9 +192,9 @@ fn vggsound_csv_errors() {
     write(&csv, good.as_bytes());
     let wav = t.path().join("audio/test-audios/test-set/yt5-1_0_000001.wav");
     std::fs::remove_file(&wav).unwrap();
-    let e = open_vggsound(t.path(), Split::Test, &fast_opts()).err().unwrap().to_string();
+    let e = open_vggsound(&vgg(t.path(), fast_opts()), Split::Test).err().unwrap().to_string();
     names(&e, &wav, None);
-    let ds = open_vggsound(t.path(), Split::Test, &DatasetOptions { skip_bad: true, ..fast_opts() }).unwrap();
+    let ds = open_vggsound(&vgg(t.path(), ClipOptions { skip_bad: true, ..fast_opts() }), Split::Test).unwrap();
     assert_eq!((ds.len(), ds.report().class_counts(Split::Test, 1).missing), (1, 1));
 }
 
@@ -204,19 +205,19 @@ fn ks_class_list_disagreements_and_unpaired_clips() {
     let list = t.path().join("class.txt");
     // A folder not in the list.
     write(&list, b"playing bass guitar,dog barking\n");
-    let e = open_ks(t.path(), Split::Train, &fast_opts()).err().unwrap().to_string();
+    let e = open_ks(&ks(t.path(), fast_opts()), Split::Train).err().unwrap().to_string();
     names(&e, &list, None);
     assert!(e.contains("tapping_pen"), "{e}");
     // A listed class without folders.
     write(&list, b"playing bass guitar,dog barking,tapping pen,cat purring\n");
-    let e = open_ks(t.path(), Split::Train, &fast_opts()).err().unwrap().to_string();
+    let e = open_ks(&ks(t.path(), fast_opts()), Split::Train).err().unwrap().to_string();
     names(&e, &list, None);
     assert!(e.contains("cat_purring"), "{e}");
     // Duplicates in the list.
     write(&list, b"dog barking\ndog barking\n");
-    names(&open_ks(t.path(), Split::Train, &fast_opts()).err().unwrap().to_string(), &list, Some(2));
+    names(&open_ks(&ks(t.path(), fast_opts()), Split::Train).err().unwrap().to_string(), &list, Some(2));
     std::fs::remove_file(&list).unwrap();
-    names(&open_ks(t.path(), Split::Train, &fast_opts()).err().unwrap().to_string(), &list, None);
+    names(&open_ks(&ks(t.path(), fast_opts()), Split::Train).err().unwrap().to_string(), &list, None);
     write(&list, KS_CLASSES.join(",").as_bytes());
 
     // Audio without frames, frames without audio: missing items, never misaligned pairs.
@@ -224,9 +225,9 @@ fn ks_class_list_disagreements_and_unpaired_clips() {
     std::fs::remove_file(&wav).unwrap();
     let frames = t.path().join("visual/train_img/Image-01-FPS/tapping_pen/train2v1");
     std::fs::remove_dir_all(&frames).unwrap();
-    let e = open_ks(t.path(), Split::Train, &fast_opts()).err().unwrap().to_string();
+    let e = open_ks(&ks(t.path(), fast_opts()), Split::Train).err().unwrap().to_string();
     names(&e, &wav, None);
-    let ds = open_ks(t.path(), Split::Train, &DatasetOptions { skip_bad: true, ..fast_opts() }).unwrap();
+    let ds = open_ks(&ks(t.path(), ClipOptions { skip_bad: true, ..fast_opts() }), Split::Train).unwrap();
     assert_eq!(ds.len(), 4);
     let r = ds.report();
     assert_eq!((r.class_counts(Split::Train, 1).missing, r.class_counts(Split::Train, 2).missing), (1, 1));
@@ -238,9 +239,9 @@ fn ks_class_list_disagreements_and_unpaired_clips() {
     let stray = t.path().join("audio/train/dog_barking/readme.txt");
     write(&stray, b"x");
     let e =
-        open_ks(t.path(), Split::Train, &DatasetOptions { skip_bad: false, ..fast_opts() }).err().unwrap().to_string();
+        open_ks(&ks(t.path(), ClipOptions { skip_bad: false, ..fast_opts() }), Split::Train).err().unwrap().to_string();
     assert!(e.contains("train1v0") || e.contains("readme.txt"), "{e}");
-    let ds = open_ks(t.path(), Split::Train, &DatasetOptions { skip_bad: true, ..fast_opts() }).unwrap();
+    let ds = open_ks(&ks(t.path(), ClipOptions { skip_bad: true, ..fast_opts() }), Split::Train).unwrap();
     assert!(ds.report().problems.iter().any(|p| p.message.contains("readme.txt")));
 }
 
@@ -249,33 +250,56 @@ fn generic_nan_inf_shapes_missing_labels() {
     let t = TempDir::new("gbad");
     generic_per_modality(t.path());
     let root = t.path();
-    let o = DatasetOptions::default();
+    let o = GenericOptions::new(root);
     // NaN / Inf values: errors naming the file when read.
     let f = root.join("features/a/n1.npy");
     dgl_data::datasets::npy::write_npy_f32(&f, &[3], &[1.0, f32::NAN, 2.0]).unwrap();
-    let ds = GenericDataset::open(root, Split::Train, &o).unwrap();
+    let ds = GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train).unwrap();
     let e = ds.get(1, Mode::Eval).unwrap_err().to_string();
     names(&e, &f, None);
     assert!(e.contains("NaN"), "{e}");
     dgl_data::datasets::npy::write_npy_f32(&f, &[3], &[1.0, f32::INFINITY, 2.0]).unwrap();
     assert!(ds.get(1, Mode::Eval).unwrap_err().to_string().contains("inf"));
-    let v = GenericDataset::open(root, Split::Train, &DatasetOptions { verify: true, skip_bad: true, ..o.clone() })
-        .unwrap();
+    let v = GenericDataset::open(&GenericOptions { verify: true, skip_bad: true, ..o.clone() }, Split::Train).unwrap();
     assert_eq!((v.len(), v.report().class_counts(Split::Train, 1).corrupt), (3, 1));
     // Wrong shape: caught when opening.
     dgl_data::datasets::npy::write_npy_f32(&f, &[4], &[1.0; 4]).unwrap();
-    let e = GenericDataset::open(root, Split::Train, &o).err().unwrap().to_string();
+    let e = GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
+        .err()
+        .unwrap()
+        .to_string();
     names(&e, &f, None);
     assert!(e.contains("shape"), "{e}");
     // Broken npy header, zero-length file.
     write(&f, b"\x93NUMPY\x01\x00\x10\x00{'descr': '|O'}\n");
-    names(&GenericDataset::open(root, Split::Train, &o).err().unwrap().to_string(), &f, None);
+    names(
+        &GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
+            .err()
+            .unwrap()
+            .to_string(),
+        &f,
+        None,
+    );
     write(&f, b"");
-    names(&GenericDataset::open(root, Split::Train, &o).err().unwrap().to_string(), &f, None);
+    names(
+        &GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
+            .err()
+            .unwrap()
+            .to_string(),
+        &f,
+        None,
+    );
     // Missing file.
     std::fs::remove_file(&f).unwrap();
-    names(&GenericDataset::open(root, Split::Train, &o).err().unwrap().to_string(), &f, None);
-    let s = GenericDataset::open(root, Split::Train, &DatasetOptions { skip_bad: true, ..o.clone() }).unwrap();
+    names(
+        &GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
+            .err()
+            .unwrap()
+            .to_string(),
+        &f,
+        None,
+    );
+    let s = GenericDataset::open(&GenericOptions { skip_bad: true, ..o.clone() }, Split::Train).unwrap();
     assert_eq!((s.len(), s.report().counts(Split::Train).missing), (3, 1));
 
     // Manifest problems.
@@ -289,7 +313,10 @@ fn generic_nan_inf_shapes_missing_labels() {
         (good.replacen("split,id,label", "split,id,lbl", 1), 1, "header"),
     ] {
         write(&m, text.as_bytes());
-        let e = GenericDataset::open(root, Split::Train, &o).err().unwrap().to_string();
+        let e = GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
+            .err()
+            .unwrap()
+            .to_string();
         names(&e, &m, Some(line));
         assert!(e.contains(what), "{e}");
     }
@@ -297,7 +324,10 @@ fn generic_nan_inf_shapes_missing_labels() {
     // A class list that disagrees with the labels.
     let cls = root.join("classes.txt");
     write(&cls, b"x\ny\n");
-    let e = GenericDataset::open(root, Split::Train, &o).err().unwrap().to_string();
+    let e = GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
+        .err()
+        .unwrap()
+        .to_string();
     names(&e, &m, Some(4));
     assert!(e.contains("out of range") && e.contains("classes.txt"), "{e}");
 }
@@ -308,7 +338,7 @@ fn generic_safetensors_hostile() {
     generic_per_sample(t.path());
     let f = t.path().join("features/s2.safetensors");
     let bytes = std::fs::read(&f).unwrap();
-    let o = DatasetOptions::default();
+    let o = GenericOptions::new(t.path());
     for bad in [
         bytes[..bytes.len() - 3].to_vec(),
         [bytes.clone(), vec![1, 2]].concat(),
@@ -316,19 +346,33 @@ fn generic_safetensors_hostile() {
         b"{}".to_vec(),
     ] {
         write(&f, &bad);
-        names(&GenericDataset::open(t.path(), Split::Train, &o).err().unwrap().to_string(), &f, None);
+        names(
+            &GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train)
+                .err()
+                .unwrap()
+                .to_string(),
+            &f,
+            None,
+        );
     }
     // Missing a modality / wrong dtype / NaN.
     use dgl_data::datasets::tensorfile::{write_safetensors, WriteTensor};
     write_safetensors(&f, &[WriteTensor::F32("audio", vec![2, 3], &[0.0; 6])], None).unwrap();
-    names(&GenericDataset::open(t.path(), Split::Train, &o).err().unwrap().to_string(), &f, None);
+    names(
+        &GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train)
+            .err()
+            .unwrap()
+            .to_string(),
+        &f,
+        None,
+    );
     write_safetensors(
         &f,
         &[WriteTensor::F32("audio", vec![2, 3], &[0.0; 6]), WriteTensor::U32("visual", vec![4], &[1; 4])],
         None,
     )
     .unwrap();
-    assert!(GenericDataset::open(t.path(), Split::Train, &o).is_ok());
+    assert!(GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train).is_ok());
     let nan = [0.0, 0.0, f32::NAN, 0.0];
     write_safetensors(
         &f,
@@ -336,7 +380,7 @@ fn generic_safetensors_hostile() {
         None,
     )
     .unwrap();
-    let ds = GenericDataset::open(t.path(), Split::Train, &o).unwrap();
+    let ds = GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train).unwrap();
     let e = ds.get(2, Mode::Eval).unwrap_err().to_string();
     names(&e, &f, None);
     assert!(e.contains("visual"), "{e}");

@@ -1,15 +1,16 @@
 //! The on-disk loaders on fixture trees in each real layout: sizes, labels, shapes, pairing,
-//! deterministic evaluation, seeded training, options, `open_dataset`, `prepare` + cache.
+//! deterministic evaluation, seeded training, options, `DatasetSpec::open`, `prepare` + cache.
 
 mod dsfix;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dgl_data::datasets::{
-    open_cremad, open_ks, open_vggsound, prepare, AvDigits, AvDigitsOptions, CachedDataset, DatasetOptions,
-    FeatureLayout, FsddSplit, GenericDataset, LabelOrder, PrepareError,
+    open_cremad, open_ks, open_vggsound, prepare, AvDigits, AvDigitsOptions, CachedDataset, ClipOptions, CremadOptions,
+    DatasetSpec, FeatureLayout, FsddSplit, GenericDataset, GenericOptions, KsOptions, LabelOrder, PrepareError,
+    VggsoundOptions,
 };
-use dgl_data::{load_batch, open_dataset, open_dataset_with_report, Dataset, Mode, Split};
+use dgl_data::{load_batch, Dataset, Mode, Split};
 use dsfix::*;
 
 #[test]
@@ -17,8 +18,8 @@ fn cremad_layout() {
     let t = TempDir::new("cremad");
     let ids = cremad_tree(t.path(), 6, 3);
     let o = fast_opts();
-    let tr = open_cremad(t.path(), Split::Train, &o).unwrap();
-    let te = open_cremad(t.path(), Split::Test, &o).unwrap();
+    let tr = open_cremad(&cremad(t.path(), o.clone()), Split::Train).unwrap();
+    let te = open_cremad(&cremad(t.path(), o.clone()), Split::Test).unwrap();
     assert_eq!((tr.len(), te.len(), tr.num_classes()), (6, 3, 6));
     assert_eq!(tr.modality_names(), vec!["audio", "visual"]);
     assert_eq!(tr.modality_shapes(), vec![vec![1, 257, 188], vec![3, 1, 16, 16]]);
@@ -42,8 +43,8 @@ fn cremad_layout() {
     assert!((e.modalities[1][0] - want).abs() < 0.05, "{} vs {want}", e.modalities[1][0]);
 
     // T = 3 frames and another recipe.
-    let o3 = DatasetOptions { frames: Some(3), audio_recipe: Some("scipy-paper".into()), ..fast_opts() };
-    let tr3 = open_cremad(t.path(), Split::Train, &o3).unwrap();
+    let o3 = ClipOptions { frames: Some(3), audio_recipe: Some("scipy-paper".into()), ..fast_opts() };
+    let tr3 = open_cremad(&cremad(t.path(), o3.clone()), Split::Train).unwrap();
     assert_eq!(tr3.modality_shapes(), vec![vec![1, 257, 299], vec![3, 3, 16, 16]]);
     let b = load_batch(&tr3, &[0, 1], Mode::Eval, &candle_core::Device::Cpu).unwrap();
     assert_eq!(b.inputs[1].dims(), &[2, 3, 3, 16, 16]);
@@ -51,8 +52,8 @@ fn cremad_layout() {
     // csv_dir elsewhere.
     let other = TempDir::new("cremad-csv");
     std::fs::copy(t.path().join("test.csv"), other.path().join("test.csv")).unwrap();
-    let o = DatasetOptions { csv_dir: Some(other.path().to_path_buf()), ..fast_opts() };
-    assert_eq!(open_cremad(t.path(), Split::Test, &o).unwrap().len(), 3);
+    let o = CremadOptions { csv_dir: Some(other.path().to_path_buf()), ..cremad(t.path(), fast_opts()) };
+    assert_eq!(open_cremad(&o, Split::Test).unwrap().len(), 3);
 }
 
 #[test]
@@ -60,8 +61,8 @@ fn ks_layout_pairs_by_id() {
     let t = TempDir::new("ks");
     ks_tree(t.path(), 2);
     let o = fast_opts();
-    let tr = open_ks(t.path(), Split::Train, &o).unwrap();
-    let te = open_ks(t.path(), Split::Test, &o).unwrap();
+    let tr = open_ks(&ks(t.path(), o.clone()), Split::Train).unwrap();
+    let te = open_ks(&ks(t.path(), o.clone()), Split::Test).unwrap();
     assert_eq!((tr.len(), te.len(), tr.num_classes()), (6, 6, 3));
     assert_eq!(tr.class_names()[0], "playing_bass_guitar");
     assert_eq!(tr.modality_shapes(), vec![vec![1, 129, 626], vec![3, 3, 16, 16]]);
@@ -76,12 +77,12 @@ fn ks_layout_pairs_by_id() {
     assert_ne!(x.modalities[0], y.modalities[0]);
 
     // 34-logit head on the 3-class list; a 2-class list with the extra folder ignored.
-    let o = DatasetOptions { num_classes: Some(4), ..fast_opts() };
-    assert_eq!(open_ks(t.path(), Split::Train, &o).unwrap().num_classes(), 4);
+    let o = ClipOptions { num_classes: Some(4), ..fast_opts() };
+    assert_eq!(open_ks(&ks(t.path(), o.clone()), Split::Train).unwrap().num_classes(), 4);
     let list = t.path().join("two.txt");
     write(&list, b"dog barking\nplaying bass guitar\n");
-    let o = DatasetOptions { class_list: Some(list.clone()), ignore_unlisted_classes: true, ..fast_opts() };
-    let two = open_ks(t.path(), Split::Train, &o).unwrap();
+    let o = KsOptions { class_list: Some(list.clone()), ignore_unlisted_classes: true, ..ks(t.path(), fast_opts()) };
+    let two = open_ks(&o, Split::Train).unwrap();
     assert_eq!((two.len(), two.num_classes()), (4, 2));
     assert_eq!(two.items()[0].label, 0);
     assert!(two.items()[0].audio.to_string_lossy().contains("dog_barking"));
@@ -93,15 +94,16 @@ fn vggsound_layout_and_label_order() {
     let t = TempDir::new("vgg");
     vgg_tree(t.path());
     let o = fast_opts();
-    let tr = open_vggsound(t.path(), Split::Train, &o).unwrap();
-    let te = open_vggsound(t.path(), Split::Test, &o).unwrap();
+    let tr = open_vggsound(&vgg(t.path(), o.clone()), Split::Train).unwrap();
+    let te = open_vggsound(&vgg(t.path(), o.clone()), Split::Test).unwrap();
     assert_eq!((tr.len(), te.len(), tr.num_classes()), (4, 2, 2));
     // First appearance among train rows: "b, with comma" is 0.
     assert_eq!(tr.class_names(), &["b, with comma".to_string(), "a".to_string()]);
     assert_eq!(tr.items()[0].id, "yt0-0_0_000000");
     assert_eq!(tr.items()[0].label, 0);
-    let s = open_vggsound(t.path(), Split::Train, &DatasetOptions { label_order: LabelOrder::Sorted, ..fast_opts() })
-        .unwrap();
+    let s =
+        open_vggsound(&VggsoundOptions { label_order: LabelOrder::Sorted, ..vgg(t.path(), fast_opts()) }, Split::Train)
+            .unwrap();
     assert_eq!(s.class_names()[0], "a");
     assert_eq!(s.items()[0].label, 1);
     assert_eq!(tr.modality_shapes()[1], vec![3, 3, 16, 16]);
@@ -109,8 +111,8 @@ fn vggsound_layout_and_label_order() {
     // A header row is accepted.
     let csv = std::fs::read_to_string(t.path().join("vggsound.csv")).unwrap();
     write(&t.path().join("h.csv"), format!("ytid,start_s,label,split\n{csv}").as_bytes());
-    let o = DatasetOptions { manifest: Some(t.path().join("h.csv")), ..fast_opts() };
-    assert_eq!(open_vggsound(t.path(), Split::Train, &o).unwrap().len(), 4);
+    let o = VggsoundOptions { manifest: Some(t.path().join("h.csv")), ..vgg(t.path(), fast_opts()) };
+    assert_eq!(open_vggsound(&o, Split::Train).unwrap().len(), 4);
 }
 
 #[test]
@@ -152,8 +154,8 @@ fn avdigits_layout() {
 fn generic_layouts() {
     let t = TempDir::new("gen-a");
     generic_per_sample(t.path());
-    let tr = GenericDataset::open(t.path(), Split::Train, &DatasetOptions::default()).unwrap();
-    let te = GenericDataset::open(t.path(), Split::Test, &DatasetOptions::default()).unwrap();
+    let tr = GenericDataset::open(&generic(t.path()), Split::Train).unwrap();
+    let te = GenericDataset::open(&generic(t.path()), Split::Test).unwrap();
     assert_eq!(tr.layout(), FeatureLayout::PerSample);
     assert_eq!((tr.len(), te.len(), tr.num_classes()), (4, 2, 2));
     assert_eq!(tr.modality_names(), vec!["audio", "visual"]);
@@ -163,71 +165,81 @@ fn generic_layouts() {
     assert_eq!(e.label, 1);
     assert_eq!(e.modalities[0], (50..56).map(|v| v as f32).collect::<Vec<_>>());
     // A chosen subset / order of modalities.
-    let o = DatasetOptions { modalities: Some(vec!["visual".into()]), ..Default::default() };
-    let v = GenericDataset::open(t.path(), Split::Test, &o).unwrap();
+    let o = GenericOptions { modalities: Some(vec!["visual".into()]), ..generic(t.path()) };
+    let v = GenericDataset::open(&o, Split::Test).unwrap();
     assert_eq!(v.modality_shapes(), vec![vec![4]]);
     // A class list reorders the labels; integer labels index it.
     write(&t.path().join("classes.txt"), b"dog\ncat\nbird\n");
-    let c = GenericDataset::open(t.path(), Split::Train, &DatasetOptions::default()).unwrap();
+    let c = GenericDataset::open(&generic(t.path()), Split::Train).unwrap();
     assert_eq!((c.num_classes(), c.label(0).unwrap()), (3, 1));
 
     let t = TempDir::new("gen-b");
     generic_per_modality(t.path());
-    let tr = GenericDataset::open(t.path(), Split::Train, &DatasetOptions::default()).unwrap();
+    let tr = GenericDataset::open(&generic(t.path()), Split::Train).unwrap();
     assert_eq!(tr.layout(), FeatureLayout::PerModality);
     assert_eq!(tr.modality_names(), vec!["a", "b"]);
     assert_eq!(tr.modality_shapes(), vec![vec![3], vec![2, 2]]);
     assert_eq!(tr.num_classes(), 3);
     let e = tr.get(3, Mode::Eval).unwrap();
     assert_eq!((e.label, e.modalities[1].clone()), (0, vec![1.5, 2.0, 2.5, 3.0]));
-    let o = DatasetOptions { num_classes: Some(5), ..Default::default() };
-    assert_eq!(GenericDataset::open(t.path(), Split::Train, &o).unwrap().num_classes(), 5);
+    let o = GenericOptions { num_classes: Some(5), ..generic(t.path()) };
+    assert_eq!(GenericDataset::open(&o, Split::Train).unwrap().num_classes(), 5);
 }
 
 #[test]
-fn open_dataset_builder_and_options() {
+fn dataset_spec_opens_every_layout() {
     let t = TempDir::new("open");
     generic_per_sample(t.path());
-    let d = open_dataset("generic", t.path(), Split::Train, &DatasetOptions::default()).unwrap();
-    assert_eq!(d.len(), 4);
-    let err = open_dataset("imagenet", t.path(), Split::Train, &DatasetOptions::default()).err().unwrap().to_string();
+    let spec = DatasetSpec::from_kind("generic", Some(t.path().into())).unwrap();
+    assert_eq!(spec.open(Split::Train).unwrap().0.len(), 4);
+    let err = DatasetSpec::from_kind("imagenet", Some(t.path().into())).err().unwrap().to_string();
     assert!(err.contains("unknown dataset kind") && err.contains("av-digits"), "{err}");
-    let err = open_dataset("cremad", &t.path().join("nope"), Split::Train, &DatasetOptions::default())
-        .err()
-        .unwrap()
-        .to_string();
+    let err = DatasetSpec::from_kind("cremad", Some(t.path().join("nope"))).unwrap().open(Split::Train);
+    let err = err.err().unwrap().to_string();
     assert!(err.contains("nope"), "{err}");
 
+    let with_clip = |kind: &str, root: &std::path::Path| {
+        let mut spec = DatasetSpec::from_kind(kind, Some(root.into())).unwrap();
+        *spec.clip_options_mut().unwrap() = fast_opts();
+        spec
+    };
     let c = TempDir::new("open-c");
     cremad_tree(c.path(), 6, 1);
-    assert_eq!(open_dataset("crema-d", c.path(), Split::Train, &fast_opts()).unwrap().len(), 6);
+    assert_eq!(with_clip("crema-d", c.path()).open(Split::Train).unwrap().0.len(), 6);
     let k = TempDir::new("open-k");
     ks_tree(k.path(), 1);
-    assert_eq!(open_dataset("ks", k.path(), Split::Test, &fast_opts()).unwrap().len(), 3);
+    assert_eq!(with_clip("ks", k.path()).open(Split::Test).unwrap().0.len(), 3);
     let v = TempDir::new("open-v");
     vgg_tree(v.path());
-    assert_eq!(open_dataset("vggsound", v.path(), Split::Test, &fast_opts()).unwrap().len(), 2);
+    assert_eq!(with_clip("vggsound", v.path()).open(Split::Test).unwrap().0.len(), 2);
     let a = TempDir::new("open-a");
     avdigits_tree(a.path(), 2, 6);
-    let (d, r) = open_dataset_with_report("av-digits", a.path(), Split::Train, &DatasetOptions::default()).unwrap();
+    let (d, r) = DatasetSpec::from_kind("av-digits", Some(a.path().into())).unwrap().open(Split::Train).unwrap();
     assert_eq!((d.len(), r.counts(Split::Train).ok), (4, 4));
+    // The synthetic set goes the same way (no root).
+    let (s, _) = DatasetSpec::from_kind("synthetic", None).unwrap().open(Split::Test).unwrap();
+    assert_eq!(s.modality_names(), vec!["audio", "visual"]);
 
     // The options are serde (what a CLI config holds); unknown fields are refused.
-    let json = r#"{"skip_bad": true, "frames": 2, "label_order": "sorted", "av_digits": {"snr_db": 5.0, "split": "speakers"}}"#;
-    let o: DatasetOptions = serde_json::from_str(json).unwrap();
-    assert!(o.skip_bad && o.frames == Some(2) && o.label_order == LabelOrder::Sorted);
-    assert_eq!((o.av_digits.snr_db, o.av_digits.split, o.av_digits.occlusion), (Some(5.0), FsddSplit::Speakers, 10));
-    let back: DatasetOptions = serde_json::from_str(&serde_json::to_string(&o).unwrap()).unwrap();
+    let json = r#"{"kind": "vggsound", "root": "/v", "skip_bad": true, "frames": 2, "label_order": "sorted"}"#;
+    let o: DatasetSpec = serde_json::from_str(json).unwrap();
+    let DatasetSpec::Vggsound(v) = &o else { panic!("{o:?}") };
+    assert!(v.clip.skip_bad && v.clip.frames == Some(2) && v.label_order == LabelOrder::Sorted);
+    let back: DatasetSpec = serde_json::from_str(&serde_json::to_string(&o).unwrap()).unwrap();
     assert_eq!(back, o);
-    assert!(serde_json::from_str::<DatasetOptions>(r#"{"skip_bda": true}"#).is_err());
+    let json = r#"{"kind": "av-digits", "root": "/a", "av_digits": {"snr_db": 5.0, "split": "speakers"}}"#;
+    let DatasetSpec::AvDigits(a) = serde_json::from_str(json).unwrap() else { panic!() };
+    assert_eq!((a.av_digits.snr_db, a.av_digits.split, a.av_digits.occlusion), (Some(5.0), FsddSplit::Speakers, 10));
+    let e = serde_json::from_str::<DatasetSpec>(r#"{"kind": "cremad", "root": "/c", "skip_bda": true}"#);
+    assert!(e.err().unwrap().to_string().contains("skip_bda"));
 }
 
 #[test]
 fn prepare_and_cached_dataset() {
     let t = TempDir::new("prep");
     cremad_tree(t.path(), 6, 2);
-    let o = DatasetOptions { frames: Some(2), ..fast_opts() };
-    let src = open_cremad(t.path(), Split::Train, &o).unwrap();
+    let o = ClipOptions { frames: Some(2), ..fast_opts() };
+    let src = open_cremad(&cremad(t.path(), o.clone()), Split::Train).unwrap();
     let out = TempDir::new("prep-out");
     let calls = AtomicUsize::new(0);
     let report = prepare(&src, Split::Train, out.path(), false, &|done, total| {
@@ -246,14 +258,14 @@ fn prepare_and_cached_dataset() {
         assert_eq!(cached.get(i, Mode::Eval).unwrap(), src.get(i, Mode::Eval).unwrap());
         assert_eq!(cached.label(i).unwrap(), src.label(i).unwrap());
     }
-    let via = open_dataset("cached", out.path(), Split::Train, &DatasetOptions::default()).unwrap();
+    let (via, _) = DatasetSpec::from_kind("cached", Some(out.path().into())).unwrap().open(Split::Train).unwrap();
     assert_eq!(via.len(), 6);
     assert!(CachedDataset::open(out.path(), Split::Test).is_err());
 
     // Several shards.
     let g = TempDir::new("prep-g");
     generic_per_modality(g.path());
-    let src = GenericDataset::open(g.path(), Split::Train, &DatasetOptions::default()).unwrap();
+    let src = GenericDataset::open(&generic(g.path()), Split::Train).unwrap();
     let opts = dgl_data::datasets::PrepareOptions { shard_bytes: 40, ..Default::default() };
     dgl_data::datasets::prepare_with(&src, Split::Train, out.path(), &opts, &|_, _| {}).unwrap();
     let cached = CachedDataset::open(out.path(), Split::Train).unwrap();
@@ -266,7 +278,7 @@ fn prepare_and_cached_dataset() {
     // A corrupt item: without skip_bad the whole report comes back and no cache is left.
     let bad_wav = t.path().join("AudioWAV").join("1003_IEO_FEA_XX.wav");
     write(&bad_wav, b"RIFF\x10\x00\x00\x00WAVEjunkjunk");
-    let src = open_cremad(t.path(), Split::Train, &fast_opts()).unwrap();
+    let src = open_cremad(&cremad(t.path(), fast_opts()), Split::Train).unwrap();
     let out2 = TempDir::new("prep-bad");
     match prepare(&src, Split::Train, out2.path(), false, &|_, _| {}) {
         Err(PrepareError::Bad(r)) => {

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dgl_data::datasets::{open_cremad, open_ks, AvDigits, AvDigitsOptions, DatasetOptions, GenericDataset};
+use dgl_data::datasets::{
+    open_cremad, open_ks, AvDigits, AvDigitsOptions, ClipOptions, GenericDataset, GenericOptions,
+};
 use dgl_data::{audio, visual, Dataset, Mode, SpectrogramRecipe, Split, SyntheticAv, SyntheticConfig};
 use dsfix::*;
 
@@ -56,10 +58,10 @@ fn huge_wav_sample_rate_is_refused_with_the_limit() {
     let ids = cremad_tree(t.path(), 6, 1);
     let wav = t.path().join("AudioWAV").join(format!("{}.wav", ids[0]));
     write(&wav, &bytes);
-    let ds = open_cremad(t.path(), Split::Train, &fast_opts()).unwrap();
+    let ds = open_cremad(&cremad(t.path(), fast_opts()), Split::Train).unwrap();
     says(&err(ds.get(0, Mode::Eval)), Some(&wav), &["DGL_MAX_SAMPLE_RATE"]);
-    let v =
-        open_cremad(t.path(), Split::Train, &DatasetOptions { verify: true, skip_bad: true, ..fast_opts() }).unwrap();
+    let v = open_cremad(&cremad(t.path(), ClipOptions { verify: true, skip_bad: true, ..fast_opts() }), Split::Train)
+        .unwrap();
     assert_eq!((v.len(), v.report().class_counts(Split::Train, 0).corrupt), (5, 1));
 }
 
@@ -117,15 +119,23 @@ fn huge_labels_and_class_counts_are_refused() {
     let m = t.path().join("manifest.csv");
     let good = std::fs::read_to_string(&m).unwrap();
     write(&m, good.replacen("train,n1,1", "train,n1,4000000000", 1).as_bytes());
-    let e = err(GenericDataset::open(t.path(), Split::Train, &DatasetOptions::default()));
+    let e = err(GenericDataset::open(&generic(t.path()), Split::Train));
     says(&e, Some(&m), &[&format!("{}:3:", m.display()), "4000000000", "100000", "DGL_MAX_CLASSES"]);
     write(&m, good.as_bytes());
-    let o = DatasetOptions { num_classes: Some(50_000_000), ..DatasetOptions::default() };
-    says(&err(GenericDataset::open(t.path(), Split::Train, &o)), None, &["num_classes", "DGL_MAX_CLASSES"]);
+    let o = GenericOptions { num_classes: Some(50_000_000), ..generic(t.path()) };
+    says(
+        &err(GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train)),
+        None,
+        &["num_classes", "DGL_MAX_CLASSES"],
+    );
     // A label at or above num_classes names the line.
     write(&m, good.replacen("train,n1,1", "train,n1,7", 1).as_bytes());
-    let o = DatasetOptions { num_classes: Some(5), ..DatasetOptions::default() };
-    says(&err(GenericDataset::open(t.path(), Split::Train, &o)), Some(&m), &[&format!("{}:3:", m.display()), "7"]);
+    let o = GenericOptions { num_classes: Some(5), ..generic(t.path()) };
+    says(
+        &err(GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train)),
+        Some(&m),
+        &[&format!("{}:3:", m.display()), "7"],
+    );
 }
 
 /// A 2 GiB file named `.wav` (sparse: costs nothing on disk) is refused from its size, without
@@ -139,8 +149,8 @@ fn oversize_wav_is_refused_without_reading_it() {
     f.set_len(2 << 30).unwrap();
     drop(f);
     says(&err(audio::decode_file(&wav)), Some(&wav), &["2147483648", "1073741824", "DGL_MAX_FILE_BYTES"]);
-    says(&err(open_cremad(t.path(), Split::Train, &fast_opts())), Some(&wav), &["DGL_MAX_FILE_BYTES"]);
-    let s = open_cremad(t.path(), Split::Train, &DatasetOptions { skip_bad: true, ..fast_opts() }).unwrap();
+    says(&err(open_cremad(&cremad(t.path(), fast_opts()), Split::Train)), Some(&wav), &["DGL_MAX_FILE_BYTES"]);
+    let s = open_cremad(&cremad(t.path(), ClipOptions { skip_bad: true, ..fast_opts() }), Split::Train).unwrap();
     assert_eq!((s.len(), s.report().class_counts(Split::Train, 0).corrupt), (5, 1));
 }
 
@@ -184,7 +194,7 @@ fn fifos_and_devices_are_refused_not_read() {
     let kept = std::fs::read(&csv).unwrap();
     mkfifo(&csv);
     let root = t.path().to_path_buf();
-    let e = without_hanging(move || err(open_cremad(&root, Split::Train, &fast_opts())));
+    let e = without_hanging(move || err(open_cremad(&cremad(&root, fast_opts()), Split::Train)));
     says(&e, Some(&csv), &["not a regular file"]);
     std::fs::remove_file(&csv).unwrap(); // writing to the FIFO would block
     write(&csv, &kept);
@@ -195,7 +205,7 @@ fn fifos_and_devices_are_refused_not_read() {
         let original = std::fs::read(&p).unwrap();
         mkfifo(&p);
         let root = t.path().to_path_buf();
-        let e = without_hanging(move || err(open_cremad(&root, Split::Train, &fast_opts())));
+        let e = without_hanging(move || err(open_cremad(&cremad(&root, fast_opts()), Split::Train)));
         says(&e, Some(&p), &["not a regular file"]);
         let q = p.clone();
         let e = without_hanging(move || {
@@ -213,9 +223,8 @@ fn fifos_and_devices_are_refused_not_read() {
     if Path::new("/dev/zero").exists() {
         let g = TempDir::new("devzero");
         generic_per_modality(g.path());
-        let o = DatasetOptions { manifest: Some("/dev/zero".into()), ..DatasetOptions::default() };
-        let root = g.path().to_path_buf();
-        let e = without_hanging(move || err(GenericDataset::open(&root, Split::Train, &o)));
+        let o = GenericOptions { manifest: Some("/dev/zero".into()), ..generic(g.path()) };
+        let e = without_hanging(move || err(GenericDataset::open(&o, Split::Train)));
         says(&e, Some(Path::new("/dev/zero")), &["not a regular file"]);
     }
 }
@@ -238,8 +247,8 @@ fn huge_png_header_is_refused() {
     let ids = cremad_tree(t.path(), 6, 1);
     let frame = t.path().join("Image-01-FPS").join(&ids[3]).join("00000.jpg");
     write(&frame, &b);
-    says(&err(open_cremad(t.path(), Split::Train, &fast_opts())), Some(&frame), &["DGL_MAX_IMAGE_PIXELS"]);
-    let s = open_cremad(t.path(), Split::Train, &DatasetOptions { skip_bad: true, ..fast_opts() }).unwrap();
+    says(&err(open_cremad(&cremad(t.path(), fast_opts()), Split::Train)), Some(&frame), &["DGL_MAX_IMAGE_PIXELS"]);
+    let s = open_cremad(&cremad(t.path(), ClipOptions { skip_bad: true, ..fast_opts() }), Split::Train).unwrap();
     assert_eq!((s.len(), s.report().class_counts(Split::Train, 3).corrupt), (5, 1));
 }
 
@@ -252,31 +261,27 @@ fn absurd_options_are_refused_naming_the_key() {
     let recipe = |f: &dyn Fn(&mut SpectrogramRecipe)| {
         let mut r = SpectrogramRecipe::librosa_cremad();
         f(&mut r);
-        DatasetOptions { recipe: Some(r), ..fast_opts() }
+        ClipOptions { recipe: Some(r), ..fast_opts() }
     };
-    // (options, what the error says, whether `DatasetOptions::check` — before the dataset kind's
+    // (options, what the error says, whether `ClipOptions::check` — before the dataset kind's
     // defaults are known — already catches it)
-    let cases: Vec<(DatasetOptions, &[&str], bool)> = vec![
+    let cases: Vec<(ClipOptions, &[&str], bool)> = vec![
         (recipe(&|r| r.hop = 0), &["recipe.hop"], true),
         (recipe(&|r| r.n_fft = 1 << 24), &["recipe.n_fft", "DGL_MAX_N_FFT"], true),
         (recipe(&|r| r.n_samples = 1 << 40), &["recipe.n_samples", "DGL_MAX_AUDIO_SAMPLES"], true),
         (recipe(&|r| r.sample_rate = 0), &["recipe.sample_rate"], true),
         (
-            DatasetOptions { audio_max_start_s: Some(1e300), ..fast_opts() },
+            ClipOptions { audio_max_start_s: Some(1e300), ..fast_opts() },
             &["audio_max_start_s", "DGL_MAX_AUDIO_SAMPLES"],
             false,
         ),
-        (DatasetOptions { audio_max_start_s: Some(f64::NAN), ..fast_opts() }, &["audio_max_start_s"], true),
-        (DatasetOptions { frames: Some(1 << 30), ..fast_opts() }, &["frames", "DGL_MAX_FRAMES"], true),
-        (DatasetOptions { image_size: Some(1 << 20), ..fast_opts() }, &["image_size", "DGL_MAX_IMAGE_SIZE"], true),
-        (
-            DatasetOptions { frames: Some(200), image_size: Some(4000), ..fast_opts() },
-            &["DGL_MAX_SAMPLE_VALUES"],
-            false,
-        ),
+        (ClipOptions { audio_max_start_s: Some(f64::NAN), ..fast_opts() }, &["audio_max_start_s"], true),
+        (ClipOptions { frames: Some(1 << 30), ..fast_opts() }, &["frames", "DGL_MAX_FRAMES"], true),
+        (ClipOptions { image_size: Some(1 << 20), ..fast_opts() }, &["image_size", "DGL_MAX_IMAGE_SIZE"], true),
+        (ClipOptions { frames: Some(200), image_size: Some(4000), ..fast_opts() }, &["DGL_MAX_SAMPLE_VALUES"], false),
     ];
     for (o, parts, early) in cases {
-        says(&err(open_cremad(t.path(), Split::Train, &o)), None, parts);
+        says(&err(open_cremad(&cremad(t.path(), o.clone()), Split::Train)), None, parts);
         if early {
             says(&err(o.check()), None, &parts[..1]);
         }
@@ -309,22 +314,22 @@ fn empty_splits_are_refused() {
     let good = std::fs::read_to_string(&m).unwrap();
     let no_test: String = good.lines().filter(|l| !l.starts_with("test")).map(|l| format!("{l}\n")).collect();
     write(&m, no_test.as_bytes());
-    says(&err(GenericDataset::open(t.path(), Split::Test, &DatasetOptions::default())), Some(&m), &["no test rows"]);
-    assert_eq!(GenericDataset::open(t.path(), Split::Train, &DatasetOptions::default()).unwrap().len(), 4);
+    says(&err(GenericDataset::open(&generic(t.path()), Split::Test)), Some(&m), &["no test rows"]);
+    assert_eq!(GenericDataset::open(&generic(t.path()), Split::Train).unwrap().len(), 4);
 
     let c = TempDir::new("empty-cremad");
     let ids = cremad_tree(c.path(), 6, 1);
     let csv = c.path().join("train.csv");
     write(&csv, b"");
-    says(&err(open_cremad(c.path(), Split::Train, &fast_opts())), Some(&csv), &["no samples"]);
+    says(&err(open_cremad(&cremad(c.path(), fast_opts()), Split::Train)), Some(&csv), &["no samples"]);
     // Every clip left out by skip_bad: refused, counting what was left out.
     write(&csv, format!("{},NEU\n", ids[0]).as_bytes());
     std::fs::remove_file(c.path().join("AudioWAV").join(format!("{}.wav", ids[0]))).unwrap();
-    let e = err(open_cremad(c.path(), Split::Train, &DatasetOptions { skip_bad: true, ..fast_opts() }));
+    let e = err(open_cremad(&cremad(c.path(), ClipOptions { skip_bad: true, ..fast_opts() }), Split::Train));
     says(&e, Some(&csv), &["no samples", "1 missing"]);
 
     // prepare of an empty dataset: an error, and no cache.
-    let g = GenericDataset::open(t.path(), Split::Train, &DatasetOptions::default()).unwrap();
+    let g = GenericDataset::open(&generic(t.path()), Split::Train).unwrap();
     let inner: Box<dyn Dataset> = Box::new(g);
     let empty = dgl_data::Subset { inner, indices: vec![] };
     let out = t.path().join("cache");
@@ -345,7 +350,7 @@ fn same_clip_in_train_and_test_is_refused() {
     write(&test_csv, text.as_bytes());
     let train_csv = t.path().join("train.csv");
     for split in [Split::Train, Split::Test] {
-        let e = err(open_cremad(t.path(), split, &fast_opts()));
+        let e = err(open_cremad(&cremad(t.path(), fast_opts()), split));
         says(&e, None, &[&ids[0], "train.csv:1", "test.csv:3"]);
         assert!(e.contains(&*train_csv.to_string_lossy()) || e.contains(&*test_csv.to_string_lossy()), "{e}");
     }
@@ -359,9 +364,9 @@ fn same_clip_in_train_and_test_is_refused() {
     let vdst = k.path().join("visual/train_img/Image-01-FPS/dog_barking/test1v0");
     write_frames(&vdst, 2);
     assert!(vsrc.exists());
-    let o = DatasetOptions { ..fast_opts() };
+    let o = ClipOptions { ..fast_opts() };
     for split in [Split::Train, Split::Test] {
-        says(&err(open_ks(k.path(), split, &o)), None, &["test1v0", "both the"]);
+        says(&err(open_ks(&ks(k.path(), o.clone()), split)), None, &["test1v0", "both the"]);
     }
     // Generic: one id per manifest, so a clip in both splits is a duplicate id (names both lines).
     let g = TempDir::new("dup-gen");
@@ -370,11 +375,7 @@ fn same_clip_in_train_and_test_is_refused() {
     let mut text = std::fs::read_to_string(&m).unwrap();
     text.push_str("test,n0,0\n");
     write(&m, text.as_bytes());
-    says(
-        &err(GenericDataset::open(g.path(), Split::Test, &DatasetOptions::default())),
-        Some(&m),
-        &["duplicate", "line 2"],
-    );
+    says(&err(GenericDataset::open(&generic(g.path()), Split::Test)), Some(&m), &["duplicate", "line 2"]);
 }
 
 /// A PNG whose header reads but whose pixel data does not (its IDAT bytes are flipped, so the
@@ -399,12 +400,16 @@ fn corrupt_other_frame_is_caught_by_verify_and_prepare() {
     // 3 frames, 1 used: evaluation reads the middle one (00001); training any of the three.
     let frame = t.path().join("Image-01-FPS").join(&ids[1]).join("00002.jpg");
     write(&frame, &png_with_corrupt_data());
-    let plain = open_cremad(t.path(), Split::Train, &fast_opts()).unwrap();
+    let plain = open_cremad(&cremad(t.path(), fast_opts()), Split::Train).unwrap();
     assert_eq!(plain.len(), 6);
     plain.get(1, Mode::Eval).unwrap();
-    says(&err(open_cremad(t.path(), Split::Train, &DatasetOptions { verify: true, ..fast_opts() })), Some(&frame), &[]);
-    let v =
-        open_cremad(t.path(), Split::Train, &DatasetOptions { verify: true, skip_bad: true, ..fast_opts() }).unwrap();
+    says(
+        &err(open_cremad(&cremad(t.path(), ClipOptions { verify: true, ..fast_opts() }), Split::Train)),
+        Some(&frame),
+        &[],
+    );
+    let v = open_cremad(&cremad(t.path(), ClipOptions { verify: true, skip_bad: true, ..fast_opts() }), Split::Train)
+        .unwrap();
     assert_eq!((v.len(), v.report().class_counts(Split::Train, 1).corrupt), (5, 1));
     assert!(v.report().problems[0].message.contains("00002.jpg"), "{}", v.report());
     let out = t.path().join("cache");

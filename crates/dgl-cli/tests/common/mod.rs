@@ -13,8 +13,8 @@ use dgl_cli::run_dir::RunDir;
 pub fn micro(kind: MethodKind) -> TrainConfig {
     let mut cfg = TrainConfig::preset(Preset::Tiny);
     cfg.method = MethodConfig::new(kind);
-    cfg.data.synthetic.n_train = 32;
-    cfg.data.synthetic.n_test = 12;
+    cfg.data.synthetic_mut().unwrap().n_train = 32;
+    cfg.data.synthetic_mut().unwrap().n_test = 12;
     cfg.data.validation_fraction = 0.25;
     cfg.model.base_width = 2;
     cfg.train.epochs = 2;

@@ -22,7 +22,7 @@ use dgl_core::rng::Rng;
 use rayon::prelude::*;
 
 use super::fsutil::{check_file, list_frames};
-use super::options::DatasetOptions;
+use super::options::ClipOptions;
 use super::report::Report;
 use crate::audio;
 use crate::dataset::{Dataset, Example, Mode, Split};
@@ -111,7 +111,7 @@ impl AvClips {
         candidates: Vec<Candidate>,
         (class_names, num_classes): (Vec<String>, usize),
         front: AvFrontEnd,
-        opts: &DatasetOptions,
+        opts: &ClipOptions,
         mut report: Report,
     ) -> Result<Self> {
         let (skip_bad, verify) = (opts.skip_bad, opts.verify);

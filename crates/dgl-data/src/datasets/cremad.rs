@@ -16,7 +16,7 @@ use std::path::Path;
 
 use super::av::{AvClips, Candidate};
 use super::csv::CsvFile;
-use super::options::DatasetOptions;
+use super::options::CremadOptions;
 use super::report::Report;
 use crate::dataset::Split;
 use crate::error::{DataError, Result};
@@ -39,8 +39,9 @@ pub fn cremad_csv_name(split: Split) -> &'static str {
 }
 
 /// Opens one split of CREMA-D.
-pub fn open_cremad(root: &Path, split: Split, opts: &DatasetOptions) -> Result<AvClips> {
-    let front = opts.front_end(SpectrogramRecipe::librosa_cremad(), 1, 0.0)?;
+pub fn open_cremad(opts: &CremadOptions, split: Split) -> Result<AvClips> {
+    let root = opts.root.as_path();
+    let front = opts.clip.front_end(SpectrogramRecipe::librosa_cremad(), 1, 0.0)?;
     let csv_path = opts.csv_dir.as_deref().unwrap_or(root).join(cremad_csv_name(split));
     let csv = CsvFile::read(&csv_path)?;
     csv.expect_columns(2, "clip,EMO")?;
@@ -68,9 +69,9 @@ pub fn open_cremad(root: &Path, split: Split, opts: &DatasetOptions) -> Result<A
         &opts.csv_dir.as_deref().unwrap_or(root).join(cremad_csv_name(split.other())),
     )?;
     let names: Vec<String> = CREMAD_CLASSES.iter().map(|s| s.to_string()).collect();
-    let k = opts.logits(names.len())?;
+    let k = opts.clip.logits(names.len())?;
     let report = Report::new(names.clone());
-    AvClips::build(("cremad", &csv_path), split, candidates, (names, k), front, opts, report)
+    AvClips::build(("cremad", &csv_path), split, candidates, (names, k), front, &opts.clip, report)
 }
 
 /// A clip of this split's CSV (`seen`: clip → line) that the other split's CSV also lists is an

@@ -31,7 +31,7 @@ use rayon::prelude::*;
 use super::classes::ClassList;
 use super::csv::CsvFile;
 use super::fsutil::{list_dir, not_found};
-use super::options::DatasetOptions;
+use super::options::{logits, GenericOptions};
 use super::report::Report;
 use super::tensorfile::{check_finite, probe_feature_file, read_feature_file};
 use crate::dataset::{Dataset, Example, Mode, Split};
@@ -207,24 +207,22 @@ pub fn parse_manifest(
     Ok((rows, names))
 }
 
-impl GenericDataset {
-    /// Opens one split (see the module docs; uses `manifest`, `class_list`, `num_classes`,
-    /// `modalities`, `skip_bad`, `verify` of `opts`).
-    pub fn open(root: &Path, split: Split, opts: &DatasetOptions) -> Result<Self> {
-        let manifest = opts.manifest.clone().unwrap_or_else(|| root.join("manifest.csv"));
-        let class_path = opts.class_list.clone().or_else(|| Some(root.join("classes.txt")).filter(|p| p.exists()));
-        let classes = class_path.as_deref().map(|p| ClassList::read(p, false)).transpose()?;
-        let bytes = super::fsutil::read_bounded(&manifest, crate::limits::TEXT_BYTES)?;
-        let (rows, names) = parse_manifest(&bytes, &manifest, classes.as_ref(), opts.num_classes)?;
-        let num_classes = opts.logits(names.len())?;
-        if num_classes == 0 {
-            return Err(DataError::bad_file(&manifest, "no classes (the manifest has no rows)"));
-        }
+/// The features folder: its layout and what it offers.
+struct Features {
+    dir: PathBuf,
+    layout: FeatureLayout,
+    /// The modality folders (per-modality layout; empty otherwise).
+    folders: Vec<String>,
+}
 
-        let fdir = root.join("features");
-        let entries = list_dir(&fdir)?;
-        let dirs: Vec<&str> = entries.iter().filter(|e| e.is_dir).map(|e| e.name.as_str()).collect();
-        let layout = if dirs.is_empty() {
+impl Features {
+    /// Lists `<root>/features` and decides its layout (per-sample files, or one folder per
+    /// modality; a mix is an error).
+    fn resolve(root: &Path) -> Result<Self> {
+        let dir = root.join("features");
+        let entries = list_dir(&dir)?;
+        let folders: Vec<String> = entries.iter().filter(|e| e.is_dir).map(|e| e.name.clone()).collect();
+        let layout = if folders.is_empty() {
             FeatureLayout::PerSample
         } else {
             if let Some(f) = entries.iter().find(|e| !e.is_dir && e.name.ends_with(".safetensors")) {
@@ -235,142 +233,181 @@ impl GenericDataset {
             }
             FeatureLayout::PerModality
         };
-        let files_of = |id: &str, mods: &[String]| -> Result<Vec<PathBuf>> {
-            match layout {
-                FeatureLayout::PerSample => Ok(vec![fdir.join(format!("{id}.safetensors"))]),
-                FeatureLayout::PerModality => mods
-                    .iter()
-                    .map(|m| {
-                        let npy = fdir.join(m).join(format!("{id}.npy"));
-                        let st = fdir.join(m).join(format!("{id}.safetensors"));
-                        match (npy.exists(), st.exists()) {
-                            (true, true) => Err(DataError::bad_file(
-                                &npy,
-                                format!("both {id}.npy and {id}.safetensors exist; keep one"),
-                            )),
-                            (true, false) => Ok(npy),
-                            (false, true) => Ok(st),
-                            (false, false) => {
-                                Err(not_found(&npy, "feature file missing (neither .npy nor .safetensors)"))
-                            }
-                        }
-                    })
-                    .collect(),
-            }
-        };
+        Ok(Self { dir, layout, folders })
+    }
 
-        // Modality names.
-        let mut modalities: Vec<String> = match (&opts.modalities, layout) {
-            (Some(m), _) => m.clone(),
-            (None, FeatureLayout::PerModality) => dirs.iter().map(|s| s.to_string()).collect(),
-            (None, FeatureLayout::PerSample) => Vec::new(), // from the reference file below
+    /// The modalities before any file is probed: the configured list (each must have its folder
+    /// in the per-modality layout), else the folders; empty for per-sample files without a list
+    /// (they come from the reference file).
+    fn initial_modalities(&self, selected: Option<&[String]>) -> Result<Vec<String>> {
+        let modalities = match (selected, self.layout) {
+            (Some(m), _) => m.to_vec(),
+            (None, FeatureLayout::PerModality) => self.folders.clone(),
+            (None, FeatureLayout::PerSample) => Vec::new(),
         };
-        if let (Some(m), FeatureLayout::PerModality) = (&opts.modalities, layout) {
+        if let (Some(m), FeatureLayout::PerModality) = (selected, self.layout) {
             for name in m {
-                if !dirs.contains(&name.as_str()) {
-                    return Err(not_found(&fdir.join(name), "modality folder missing"));
+                if !self.folders.contains(name) {
+                    return Err(not_found(&self.dir.join(name), "modality folder missing"));
                 }
             }
         }
-        let selected = opts.modalities.is_some();
-        if selected && modalities.is_empty() {
-            return Err(DataError::Invalid("modalities is an empty list".into()));
+        if selected.is_some() {
+            super::options::check_modality_list(&modalities)?;
         }
-        if selected {
-            let set: BTreeSet<&String> = modalities.iter().collect();
-            if set.len() != modalities.len() {
-                return Err(DataError::Invalid(format!("modalities lists a name twice: {modalities:?}")));
-            }
-        }
+        Ok(modalities)
+    }
 
-        // Per row: the shapes of its modalities (probing headers only).
-        let probe = |row: &Row, mods: &[String]| -> Result<Probed> {
-            let files = files_of(&row.id, mods)?;
-            let mut found = Vec::new();
-            match layout {
-                FeatureLayout::PerSample => {
-                    let t = probe_feature_file(&files[0])?;
-                    found.extend(t);
-                }
-                FeatureLayout::PerModality => {
-                    for (m, f) in mods.iter().zip(&files) {
-                        let t = probe_feature_file(f)?;
-                        let shape = match t.as_slice() {
-                            [(_, s)] => s.clone(),
-                            many => match many.iter().find(|(n, _)| n == m) {
-                                Some((_, s)) => s.clone(),
-                                None => {
-                                    return Err(DataError::bad_file(
-                                        f,
-                                        format!("holds {} tensors and none is named {m:?}", many.len()),
-                                    ))
-                                }
-                            },
-                        };
-                        found.push((m.clone(), shape));
+    /// The files of sample `id`: one (per-sample layout) or one per modality of `mods`.
+    fn files_of(&self, id: &str, mods: &[String]) -> Result<Vec<PathBuf>> {
+        match self.layout {
+            FeatureLayout::PerSample => Ok(vec![self.dir.join(format!("{id}.safetensors"))]),
+            FeatureLayout::PerModality => mods
+                .iter()
+                .map(|m| {
+                    let npy = self.dir.join(m).join(format!("{id}.npy"));
+                    let st = self.dir.join(m).join(format!("{id}.safetensors"));
+                    match (npy.exists(), st.exists()) {
+                        (true, true) => Err(DataError::bad_file(
+                            &npy,
+                            format!("both {id}.npy and {id}.safetensors exist; keep one"),
+                        )),
+                        (true, false) => Ok(npy),
+                        (false, true) => Ok(st),
+                        (false, false) => Err(not_found(&npy, "feature file missing (neither .npy nor .safetensors)")),
                     }
+                })
+                .collect(),
+        }
+    }
+
+    /// A row's files and the shapes of its tensors (headers only).
+    fn probe(&self, row: &Row, mods: &[String]) -> Result<Probed> {
+        let files = self.files_of(&row.id, mods)?;
+        let mut found = Vec::new();
+        match self.layout {
+            FeatureLayout::PerSample => found.extend(probe_feature_file(&files[0])?),
+            FeatureLayout::PerModality => {
+                for (m, f) in mods.iter().zip(&files) {
+                    let t = probe_feature_file(f)?;
+                    let shape = match t.as_slice() {
+                        [(_, s)] => s.clone(),
+                        many => match many.iter().find(|(n, _)| n == m) {
+                            Some((_, s)) => s.clone(),
+                            None => {
+                                return Err(DataError::bad_file(
+                                    f,
+                                    format!("holds {} tensors and none is named {m:?}", many.len()),
+                                ))
+                            }
+                        },
+                    };
+                    found.push((m.clone(), shape));
                 }
             }
-            Ok((files, found))
-        };
+        }
+        Ok((files, found))
+    }
+}
 
-        // Reference: the first row (manifest order, any split) whose files are all usable.
-        let mut reference: Option<(PathBuf, Shapes)> = None;
-        for row in &rows {
-            if let Ok((files, found)) = probe(row, &modalities) {
-                reference = Some((files[0].clone(), found));
-                break;
-            }
-        }
-        let Some((ref_file, ref_found)) = reference else {
-            // Nothing usable: report the first row's own error.
-            let first = rows.first().ok_or_else(|| DataError::bad_file(&manifest, "the manifest has no rows"))?;
-            return Err(probe(first, &modalities).expect_err("the probe failed"));
+/// The modalities and their shapes, fixed by a reference file.
+struct Reference {
+    file: PathBuf,
+    modalities: Vec<String>,
+    shapes: Vec<Vec<usize>>,
+    /// Whether `modalities` was configured (a per-sample file may then hold more tensors).
+    selected: bool,
+}
+
+impl Reference {
+    /// The first row (manifest order, any split) whose files are all usable fixes the shapes
+    /// (and, for per-sample files without a configured list, the modalities); with none usable,
+    /// the first row's own error.
+    fn find(features: &Features, rows: &[Row], manifest: &Path, initial: Vec<String>, selected: bool) -> Result<Self> {
+        let reference = rows.iter().find_map(|row| features.probe(row, &initial).ok());
+        let Some((files, found)) = reference else {
+            let first = rows.first().ok_or_else(|| DataError::bad_file(manifest, "the manifest has no rows"))?;
+            return Err(features.probe(first, &initial).expect_err("the probe failed"));
         };
-        if layout == FeatureLayout::PerSample && !selected {
-            modalities = ref_found.iter().map(|(n, _)| n.clone()).collect();
-        }
+        let file = files[0].clone();
+        let modalities = if features.layout == FeatureLayout::PerSample && !selected {
+            found.iter().map(|(n, _)| n.clone()).collect()
+        } else {
+            initial
+        };
         if modalities.is_empty() {
-            return Err(DataError::bad_file(&ref_file, "holds no tensors"));
+            return Err(DataError::bad_file(&file, "holds no tensors"));
         }
-        let ref_map: HashMap<&str, &Vec<usize>> = ref_found.iter().map(|(n, s)| (n.as_str(), s)).collect();
-        let mut shapes = Vec::with_capacity(modalities.len());
-        for m in &modalities {
-            let s = ref_map
-                .get(m.as_str())
-                .ok_or_else(|| DataError::bad_file(&ref_file, format!("has no tensor named {m:?}")))?;
-            shapes.push((*s).clone());
-        }
+        let map: HashMap<&str, &Vec<usize>> = found.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        let shapes = modalities
+            .iter()
+            .map(|m| {
+                map.get(m.as_str())
+                    .map(|s| (*s).clone())
+                    .ok_or_else(|| DataError::bad_file(&file, format!("has no tensor named {m:?}")))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { file, modalities, shapes, selected })
+    }
 
-        // Check every row of this split.
-        let check = |row: &Row| -> Result<Vec<PathBuf>> {
-            let (files, found) = probe(row, &modalities)?;
-            let map: HashMap<&str, &Vec<usize>> = found.iter().map(|(n, s)| (n.as_str(), s)).collect();
-            if layout == FeatureLayout::PerSample && !selected && found.len() != modalities.len() {
-                let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
-                return Err(DataError::bad_file(
-                    &files[0],
-                    format!("holds tensors {names:?}, expected {modalities:?} (as {})", ref_file.display()),
-                ));
-            }
-            for (k, (m, want)) in modalities.iter().zip(&shapes).enumerate() {
-                let f = if layout == FeatureLayout::PerSample { &files[0] } else { &files[k] };
-                match map.get(m.as_str()) {
-                    None => return Err(DataError::bad_file(f, format!("has no tensor named {m:?}"))),
-                    Some(s) if *s != want => {
-                        return Err(DataError::bad_file(
-                            f,
-                            format!(
-                                "modality {m:?} has shape {s:?}, expected {want:?} (the shape in {})",
-                                ref_file.display()
-                            ),
-                        ))
-                    }
-                    Some(_) => {}
+    /// A row's files, once its tensors are checked against the reference's names and shapes.
+    fn check(&self, features: &Features, row: &Row) -> Result<Vec<PathBuf>> {
+        let per_sample = features.layout == FeatureLayout::PerSample;
+        let (files, found) = features.probe(row, &self.modalities)?;
+        let map: HashMap<&str, &Vec<usize>> = found.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        if per_sample && !self.selected && found.len() != self.modalities.len() {
+            let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(DataError::bad_file(
+                &files[0],
+                format!("holds tensors {names:?}, expected {:?} (as {})", self.modalities, self.file.display()),
+            ));
+        }
+        for (k, (m, want)) in self.modalities.iter().zip(&self.shapes).enumerate() {
+            let f = if per_sample { &files[0] } else { &files[k] };
+            match map.get(m.as_str()) {
+                None => return Err(DataError::bad_file(f, format!("has no tensor named {m:?}"))),
+                Some(s) if *s != want => {
+                    return Err(DataError::bad_file(
+                        f,
+                        format!(
+                            "modality {m:?} has shape {s:?}, expected {want:?} (the shape in {})",
+                            self.file.display()
+                        ),
+                    ))
                 }
+                Some(_) => {}
             }
-            Ok(files)
-        };
+        }
+        Ok(files)
+    }
+}
+
+/// The manifest's path, its rows, the class names and the number of logits.
+fn read_manifest(opts: &GenericOptions) -> Result<(PathBuf, Vec<Row>, Vec<String>, usize)> {
+    let root = &opts.root;
+    let manifest = opts.manifest.clone().unwrap_or_else(|| root.join("manifest.csv"));
+    let class_path = opts.class_list.clone().or_else(|| Some(root.join("classes.txt")).filter(|p| p.exists()));
+    let classes = class_path.as_deref().map(|p| ClassList::read(p, false)).transpose()?;
+    let bytes = super::fsutil::read_bounded(&manifest, crate::limits::TEXT_BYTES)?;
+    let (rows, names) = parse_manifest(&bytes, &manifest, classes.as_ref(), opts.num_classes)?;
+    let num_classes = logits(opts.num_classes, names.len())?;
+    if num_classes == 0 {
+        return Err(DataError::bad_file(&manifest, "no classes (the manifest has no rows)"));
+    }
+    Ok((manifest, rows, names, num_classes))
+}
+
+impl GenericDataset {
+    /// Opens one split (see the module docs): reads the manifest and class list, resolves the
+    /// feature layout and the modalities, probes every file of the split against a reference,
+    /// and assembles the usable samples (reading each once with `verify`).
+    pub fn open(opts: &GenericOptions, split: Split) -> Result<Self> {
+        let (manifest, rows, names, num_classes) = read_manifest(opts)?;
+        let features = Features::resolve(&opts.root)?;
+        let selected = opts.modalities.as_deref();
+        let initial = features.initial_modalities(selected)?;
+        let reference = Reference::find(&features, &rows, &manifest, initial, selected.is_some())?;
+
         let mine: Vec<&Row> = rows.iter().filter(|r| r.split == split).collect();
         if mine.is_empty() {
             return Err(DataError::bad_file(
@@ -378,7 +415,7 @@ impl GenericDataset {
                 format!("has no {} rows: the {} split would have no samples", split.name(), split.name()),
             ));
         }
-        let checked: Vec<Result<Vec<PathBuf>>> = mine.par_iter().map(|r| check(r)).collect();
+        let checked: Vec<Result<Vec<PathBuf>>> = mine.par_iter().map(|r| reference.check(&features, r)).collect();
         let mut report = Report::new(names.clone());
         report.touch(split);
         let mut items = Vec::with_capacity(mine.len());
@@ -396,27 +433,35 @@ impl GenericDataset {
                 Err(e) => return Err(e),
             }
         }
-        let mut me = Self { split, layout, modalities, shapes, class_names: names, num_classes, items, report };
+        let Reference { modalities, shapes, .. } = reference;
+        let mut me =
+            Self { split, layout: features.layout, modalities, shapes, class_names: names, num_classes, items, report };
         if opts.verify {
-            let res: Vec<Result<()>> =
-                (0..me.items.len()).into_par_iter().map(|i| me.get(i, Mode::Eval).map(|_| ())).collect();
-            let mut keep = Vec::new();
-            for (it, r) in std::mem::take(&mut me.items).into_iter().zip(res) {
-                match r {
-                    Ok(()) => keep.push(it),
-                    Err(e) if opts.skip_bad => {
-                        me.report.record_problem(split, Some(it.label), &it.id, &e);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            me.items = keep;
+            me.verify(opts.skip_bad)?;
         }
         super::require_samples(me.items.len(), split, &manifest, &me.report)?;
         for it in &me.items {
             me.report.record_ok(split, it.label);
         }
         Ok(me)
+    }
+
+    /// Reads every sample once; a bad one is left out (counted) with `skip_bad`, else the error.
+    fn verify(&mut self, skip_bad: bool) -> Result<()> {
+        let res: Vec<Result<()>> =
+            (0..self.items.len()).into_par_iter().map(|i| self.get(i, Mode::Eval).map(|_| ())).collect();
+        let mut keep = Vec::new();
+        for (it, r) in std::mem::take(&mut self.items).into_iter().zip(res) {
+            match r {
+                Ok(()) => keep.push(it),
+                Err(e) if skip_bad => {
+                    self.report.record_problem(self.split, Some(it.label), &it.id, &e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.items = keep;
+        Ok(())
     }
 
     pub fn split(&self) -> Split {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use super::av::{AvClips, Candidate};
 use super::classes::ClassList;
 use super::fsutil::{list_dir, not_found};
-use super::options::DatasetOptions;
+use super::options::KsOptions;
 use super::report::Report;
 use crate::dataset::Split;
 use crate::error::{DataError, Result};
@@ -37,11 +37,12 @@ pub fn ks_split_dirs(root: &Path, split: Split) -> (PathBuf, PathBuf) {
 }
 
 /// Opens one split of Kinetics-Sounds.
-pub fn open_ks(root: &Path, split: Split, opts: &DatasetOptions) -> Result<AvClips> {
-    let front = opts.front_end(SpectrogramRecipe::librosa_ks(), 3, 5.0)?;
+pub fn open_ks(opts: &KsOptions, split: Split) -> Result<AvClips> {
+    let root = opts.root.as_path();
+    let front = opts.clip.front_end(SpectrogramRecipe::librosa_ks(), 3, 5.0)?;
     let list_path = opts.class_list.clone().unwrap_or_else(|| root.join("class.txt"));
     let classes = ClassList::read(&list_path, true)?;
-    let k = opts.logits(classes.len())?;
+    let k = opts.clip.logits(classes.len())?;
     let (adir, vdir) = ks_split_dirs(root, split);
     let mut report = Report::new(classes.names.clone());
 
@@ -160,7 +161,7 @@ pub fn open_ks(root: &Path, split: Split, opts: &DatasetOptions) -> Result<AvCli
         }
     }
     refuse_cross_split_clips(root, split, &owner)?;
-    AvClips::build(("ks", &adir), split, candidates, (classes.names.clone(), k), front, opts, report)
+    AvClips::build(("ks", &adir), split, candidates, (classes.names.clone(), k), front, &opts.clip, report)
 }
 
 /// A clip id (`<vid>.wav` under any class) of this split that is also under the other split's

@@ -1,8 +1,9 @@
 //! On-disk datasets: the paper's layouts (CREMA-D, Kinetics-Sounds, VGGSound), AV-digits
 //! (FSDD + MNIST), a generic manifest + tensors format, and a decoded cache.
 //!
-//! Entry point for the CLI: [`open_dataset`] with a kind (`cremad`, `ks`, `vggsound`,
-//! `av-digits`, `generic`, `cached`), a root folder, a split and [`DatasetOptions`].
+//! Entry point: a [`DatasetSpec`] (one variant per layout — `synthetic`, `cremad`, `ks`,
+//! `vggsound`, `av-digits`, `generic`, `cached` — each with its own options) and
+//! [`DatasetSpec::open`] with a split.
 //!
 //! Every loader is strict: a malformed manifest, an unknown label, a duplicate id, a class list
 //! that disagrees with the folders are errors naming the file (and line); a missing or corrupt
@@ -24,6 +25,7 @@ pub mod options;
 pub mod prepare;
 pub mod probe;
 pub mod report;
+pub mod spec;
 pub mod tensorfile;
 pub mod vggsound;
 
@@ -35,80 +37,16 @@ pub use classes::ClassList;
 pub use cremad::{open_cremad, CREMAD_CLASSES};
 pub use generic::{FeatureLayout, GenericDataset};
 pub use ks::open_ks;
-pub use options::{DatasetOptions, LabelOrder};
+pub use options::{
+    AvDigitsSpec, CachedOptions, ClipOptions, CremadOptions, GenericOptions, KsOptions, LabelOrder, VggsoundOptions,
+};
 pub use prepare::{prepare, prepare_with, CacheMeta, CachedDataset, PrepareError, PrepareOptions};
 pub use report::{Counts, Problem, ProblemKind, Report, SplitReport};
+pub use spec::{check_modalities, DatasetKind, DatasetSpec};
 pub use vggsound::open_vggsound;
 
-use crate::dataset::{Dataset, Split};
+use crate::dataset::Split;
 use crate::error::{DataError, Result};
-
-/// The kinds [`open_dataset`] knows.
-pub const DATASET_KINDS: [&str; 6] = ["cremad", "ks", "vggsound", "av-digits", "generic", "cached"];
-
-/// The canonical kind of a name (accepts `crema-d`, `kinetics-sounds`, `avdigits`, `av_digits`, …).
-pub fn canonical_kind(kind: &str) -> Option<&'static str> {
-    let k = kind.to_ascii_lowercase().replace('_', "-");
-    Some(match k.as_str() {
-        "cremad" | "crema-d" => "cremad",
-        "ks" | "kinetics-sounds" | "kineticssounds" | "kinetics-sound" => "ks",
-        "vggsound" | "vgg-sound" | "vgg" => "vggsound",
-        "av-digits" | "avdigits" | "av-mnist" | "avmnist" => "av-digits",
-        "generic" => "generic",
-        "cached" | "cache" => "cached",
-        _ => return None,
-    })
-}
-
-/// Opens one split of a dataset on disk. `root` is the dataset folder (for `cached`, the
-/// `out_dir` given to [`prepare`](fn@prepare)).
-pub fn open_dataset(kind: &str, root: &Path, split: Split, opts: &DatasetOptions) -> Result<Box<dyn Dataset>> {
-    Ok(open_dataset_with_report(kind, root, split, opts)?.0)
-}
-
-/// [`open_dataset`] plus the load report (what was left out with `skip_bad`).
-pub fn open_dataset_with_report(
-    kind: &str,
-    root: &Path,
-    split: Split,
-    opts: &DatasetOptions,
-) -> Result<(Box<dyn Dataset>, Report)> {
-    let canon = canonical_kind(kind).ok_or_else(|| {
-        DataError::Invalid(format!("unknown dataset kind {kind:?} (known: {})", DATASET_KINDS.join(", ")))
-    })?;
-    if !root.exists() {
-        return Err(DataError::io(
-            root,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "dataset root does not exist"),
-        ));
-    }
-    Ok(match canon {
-        "cremad" => boxed(open_cremad(root, split, opts)?),
-        "ks" => boxed(open_ks(root, split, opts)?),
-        "vggsound" => boxed(open_vggsound(root, split, opts)?),
-        "av-digits" => {
-            let d = AvDigits::open(root, split, &opts.av_digits, opts.skip_bad, opts.verify)?;
-            let r = d.report().clone();
-            (Box::new(d), r)
-        }
-        "generic" => {
-            let d = GenericDataset::open(root, split, opts)?;
-            let r = d.report().clone();
-            (Box::new(d), r)
-        }
-        "cached" => {
-            let d = CachedDataset::open(root, split)?;
-            let r = d.report().clone();
-            (Box::new(d), r)
-        }
-        _ => unreachable!("canonical kinds are matched above"),
-    })
-}
-
-fn boxed(d: AvClips) -> (Box<dyn Dataset>, Report) {
-    let r = d.report().clone();
-    (Box::new(d), r)
-}
 
 /// Refuses an empty split: training on it would report accuracies of 0 samples and `prepare`
 /// would write an empty cache. `source` names where the split comes from (a manifest, a folder);

@@ -1,8 +1,9 @@
-//! [`DatasetOptions`]: one serde-friendly bag of options for every loader (what the CLI's config
-//! holds); fields a loader does not use are ignored by it.
+//! The options of each on-disk layout, one struct per layout holding only what that layout uses
+//! (the variants of [`super::spec::DatasetSpec`]). The three clip layouts (CREMA-D,
+//! Kinetics-Sounds, VGGSound) share [`ClipOptions`], flattened into their own table.
 
 use crate::limits::LimitExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,10 +25,11 @@ pub enum LabelOrder {
     Sorted,
 }
 
-/// Options of [`super::open_dataset`]. `Default` gives each dataset its official-code settings.
+/// Options shared by the clip layouts (CREMA-D, Kinetics-Sounds, VGGSound). `Default` gives each
+/// layout its official-code settings (the `None`s take the layout's defaults).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct DatasetOptions {
+pub struct ClipOptions {
     /// Leave out missing/corrupt items (counted in the report) instead of failing on the first.
     pub skip_bad: bool,
     /// Decode every item once when opening (finds corrupt files up front).
@@ -43,28 +45,12 @@ pub struct DatasetOptions {
     /// Largest audio crop start, seconds (CREMA-D 0, KS / VGGSound 5). The crop is seeded-random
     /// in training and the middle of the range at evaluation.
     pub audio_max_start_s: Option<f64>,
-    /// CREMA-D: folder holding `train.csv` / `test.csv` (default: the root).
-    pub csv_dir: Option<PathBuf>,
-    /// VGGSound: the 4-column CSV (default `<root>/vggsound.csv`); generic: the manifest
-    /// (default `<root>/manifest.csv`).
-    pub manifest: Option<PathBuf>,
-    /// KS: class list (default `<root>/class.txt`); VGGSound / generic: optional class list.
-    pub class_list: Option<PathBuf>,
     /// Number of logits, at least the number of classes (e.g. 34 for KS's 33-name list with
     /// the official dead logit); default = number of classes.
     pub num_classes: Option<usize>,
-    /// KS: class folders absent from the class list are left out (with a note in the report)
-    /// instead of being an error — how a 31-class list is used on the 33-folder tree.
-    pub ignore_unlisted_classes: bool,
-    /// VGGSound label numbering.
-    pub label_order: LabelOrder,
-    /// Generic: the modalities to load, in order (default: all, sorted by name).
-    pub modalities: Option<Vec<String>>,
-    /// AV-digits (FSDD + MNIST) settings.
-    pub av_digits: AvDigitsOptions,
 }
 
-impl DatasetOptions {
+impl ClipOptions {
     /// The spectrogram recipe: `recipe`, else the preset `audio_recipe`, else `default`.
     pub fn recipe_or(&self, default: SpectrogramRecipe) -> Result<SpectrogramRecipe> {
         match (&self.recipe, &self.audio_recipe) {
@@ -104,9 +90,9 @@ impl DatasetOptions {
     }
 
     /// Checks every option that is set against its range and [`limits`] (what can be checked
-    /// before the dataset kind's defaults are applied; the loaders check the rest when opening).
+    /// before the layout's defaults are applied; the loaders check the rest when opening).
     /// Errors name the key (`frames`, `image_size`, `recipe.hop`, `audio_max_start_s`,
-    /// `num_classes`, `av_digits.n_fft`, …).
+    /// `num_classes`, …).
     pub fn check(&self) -> Result<()> {
         let inv = DataError::Invalid;
         for (key, v) in [("frames", self.frames), ("image_size", self.image_size)] {
@@ -120,12 +106,7 @@ impl DatasetOptions {
         if let Some(s) = self.image_size {
             limits::IMAGE_SIZE.check_usize(s, "image_size").map_err(inv)?;
         }
-        if let Some(k) = self.num_classes {
-            if k == 0 {
-                return Err(inv("num_classes must be at least 1".into()));
-            }
-            limits::CLASSES.check_usize(k, "num_classes").map_err(inv)?;
-        }
+        check_num_classes(self.num_classes)?;
         if let Some(s) = self.audio_max_start_s {
             if !(s.is_finite() && s >= 0.0) {
                 return Err(inv(format!("audio_max_start_s must be finite and ≥ 0, got {s}")));
@@ -136,21 +117,231 @@ impl DatasetOptions {
         } else if let Some(name) = &self.audio_recipe {
             SpectrogramRecipe::by_name(name)?;
         }
-        self.av_digits.check()
+        Ok(())
     }
 
     /// `num_classes`, checked against the number of named classes and [`limits::CLASSES`].
     pub(crate) fn logits(&self, n_names: usize) -> Result<usize> {
-        if let Some(k) = self.num_classes {
-            limits::CLASSES.check_usize(k, "num_classes").map_err(DataError::Invalid)?;
+        logits(self.num_classes, n_names)
+    }
+}
+
+/// `num_classes` (when set) is at least 1 and within [`limits::CLASSES`].
+fn check_num_classes(num_classes: Option<usize>) -> Result<()> {
+    if let Some(k) = num_classes {
+        if k == 0 {
+            return Err(DataError::Invalid("num_classes must be at least 1".into()));
         }
-        limits::CLASSES.check_usize(n_names, "the number of classes of the data").map_err(DataError::Invalid)?;
-        match self.num_classes {
-            None => Ok(n_names),
-            Some(k) if k >= n_names && k > 0 => Ok(k),
-            Some(k) => {
-                Err(DataError::Invalid(format!("num_classes {k} is smaller than the {n_names} classes of the data")))
-            }
+        limits::CLASSES.check_usize(k, "num_classes").map_err(DataError::Invalid)?;
+    }
+    Ok(())
+}
+
+/// The number of logits: `num_classes` when set (at least `n_names`), else `n_names`; both
+/// checked against [`limits::CLASSES`].
+pub(crate) fn logits(num_classes: Option<usize>, n_names: usize) -> Result<usize> {
+    if let Some(k) = num_classes {
+        limits::CLASSES.check_usize(k, "num_classes").map_err(DataError::Invalid)?;
+    }
+    limits::CLASSES.check_usize(n_names, "the number of classes of the data").map_err(DataError::Invalid)?;
+    match num_classes {
+        None => Ok(n_names),
+        Some(k) if k >= n_names && k > 0 => Ok(k),
+        Some(k) => {
+            Err(DataError::Invalid(format!("num_classes {k} is smaller than the {n_names} classes of the data")))
         }
+    }
+}
+
+/// CREMA-D in the OGM-GE layout (`AudioWAV/`, `Image-01-FPS/`, `train.csv`, `test.csv`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CremadOptions {
+    /// The dataset folder.
+    #[serde(default)]
+    pub root: PathBuf,
+    #[serde(flatten)]
+    pub clip: ClipOptions,
+    /// Folder holding `train.csv` / `test.csv` (default: the root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_dir: Option<PathBuf>,
+}
+
+impl CremadOptions {
+    /// The layout's defaults for the tree at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into(), clip: ClipOptions::default(), csv_dir: None }
+    }
+}
+
+/// Kinetics-Sounds in the official DGL layout, with an explicit class list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KsOptions {
+    /// The dataset folder.
+    #[serde(default)]
+    pub root: PathBuf,
+    #[serde(flatten)]
+    pub clip: ClipOptions,
+    /// The class list (default `<root>/class.txt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_list: Option<PathBuf>,
+    /// Class folders absent from the class list are left out (with a note in the report)
+    /// instead of being an error — how a 31-class list is used on the 33-folder tree.
+    #[serde(default)]
+    pub ignore_unlisted_classes: bool,
+}
+
+impl KsOptions {
+    /// The layout's defaults for the tree at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into(), clip: ClipOptions::default(), class_list: None, ignore_unlisted_classes: false }
+    }
+}
+
+/// VGGSound in the official DGL layout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VggsoundOptions {
+    /// The dataset folder.
+    #[serde(default)]
+    pub root: PathBuf,
+    #[serde(flatten)]
+    pub clip: ClipOptions,
+    /// The 4-column CSV (default `<root>/vggsound.csv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<PathBuf>,
+    /// An optional class list (fixes the label numbers and the class set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_list: Option<PathBuf>,
+    /// Label numbering (without a class list).
+    #[serde(default)]
+    pub label_order: LabelOrder,
+}
+
+impl VggsoundOptions {
+    /// The layout's defaults for the tree at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            clip: ClipOptions::default(),
+            manifest: None,
+            class_list: None,
+            label_order: LabelOrder::default(),
+        }
+    }
+}
+
+/// FSDD spoken digits + MNIST digits paired by label (a root holding `fsdd/` and `mnist/`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AvDigitsSpec {
+    /// The folder holding `fsdd/` and `mnist/`.
+    #[serde(default)]
+    pub root: PathBuf,
+    /// Leave out unparsable / empty recordings (counted in the report) instead of failing.
+    #[serde(default)]
+    pub skip_bad: bool,
+    /// Decode every item once when opening.
+    #[serde(default)]
+    pub verify: bool,
+    /// The pairing, the front-end and the degradations (`[… .av_digits]`).
+    #[serde(default)]
+    pub av_digits: AvDigitsOptions,
+}
+
+impl AvDigitsSpec {
+    /// The default settings for the tree at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into(), skip_bad: false, verify: false, av_digits: AvDigitsOptions::default() }
+    }
+}
+
+/// A CSV manifest plus per-sample tensors (see [`super::generic`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericOptions {
+    /// The dataset folder (`manifest.csv`, `features/`, optional `classes.txt`).
+    #[serde(default)]
+    pub root: PathBuf,
+    /// The manifest (default `<root>/manifest.csv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<PathBuf>,
+    /// An optional class list (default `<root>/classes.txt` when it exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_list: Option<PathBuf>,
+    /// Number of logits, at least the number of classes; default = number of classes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_classes: Option<usize>,
+    /// The modalities to load, in order (default: all, sorted by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modalities: Option<Vec<String>>,
+    /// Leave out missing/corrupt items (counted in the report) instead of failing on the first.
+    #[serde(default)]
+    pub skip_bad: bool,
+    /// Read every sample once when opening.
+    #[serde(default)]
+    pub verify: bool,
+}
+
+impl GenericOptions {
+    /// The defaults for the tree at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            manifest: None,
+            class_list: None,
+            num_classes: None,
+            modalities: None,
+            skip_bad: false,
+            verify: false,
+        }
+    }
+
+    /// `num_classes` in range, `modalities` (when given) not empty and without repeats.
+    pub fn check(&self) -> Result<()> {
+        check_num_classes(self.num_classes)?;
+        if let Some(m) = &self.modalities {
+            check_modality_list(m)?;
+        }
+        Ok(())
+    }
+}
+
+/// A `modalities` list is not empty and names each modality once.
+pub(crate) fn check_modality_list(modalities: &[String]) -> Result<()> {
+    if modalities.is_empty() {
+        return Err(DataError::Invalid("modalities is an empty list".into()));
+    }
+    let set: std::collections::BTreeSet<&String> = modalities.iter().collect();
+    if set.len() != modalities.len() {
+        return Err(DataError::Invalid(format!("modalities lists a name twice: {modalities:?}")));
+    }
+    Ok(())
+}
+
+/// A cache written by [`super::prepare`](fn@super::prepare).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CachedOptions {
+    /// The `out_dir` given to `prepare`.
+    #[serde(default)]
+    pub root: PathBuf,
+}
+
+impl CachedOptions {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+}
+
+/// The folder of an on-disk layout is given and exists (an error naming it otherwise).
+pub(crate) fn require_root(root: &Path) -> Result<()> {
+    if root.as_os_str().is_empty() {
+        Err(DataError::Invalid("no root: give the dataset's folder (`root`, or --root DIR)".into()))
+    } else if root.exists() {
+        Ok(())
+    } else {
+        Err(DataError::io(root, std::io::Error::new(std::io::ErrorKind::NotFound, "dataset root does not exist")))
     }
 }

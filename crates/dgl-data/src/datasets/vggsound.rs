@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use super::av::{AvClips, Candidate};
 use super::classes::ClassList;
 use super::csv::CsvFile;
-use super::options::{DatasetOptions, LabelOrder};
+use super::options::{LabelOrder, VggsoundOptions};
 use super::report::Report;
 use crate::dataset::Split;
 use crate::error::Result;
@@ -85,8 +85,9 @@ fn parse_rows<'a>(csv: &'a CsvFile) -> Result<Vec<Row<'a>>> {
 }
 
 /// Opens one split of VGGSound.
-pub fn open_vggsound(root: &Path, split: Split, opts: &DatasetOptions) -> Result<AvClips> {
-    let front = opts.front_end(SpectrogramRecipe::librosa_ks(), 3, 5.0)?;
+pub fn open_vggsound(opts: &VggsoundOptions, split: Split) -> Result<AvClips> {
+    let root = opts.root.as_path();
+    let front = opts.clip.front_end(SpectrogramRecipe::librosa_ks(), 3, 5.0)?;
     let path = opts.manifest.clone().unwrap_or_else(|| root.join("vggsound.csv"));
     let csv = CsvFile::read(&path)?;
     let rows = parse_rows(&csv)?;
@@ -134,7 +135,7 @@ pub fn open_vggsound(root: &Path, split: Split, opts: &DatasetOptions) -> Result
             problem: None,
         });
     }
-    let k = opts.logits(names.len())?;
+    let k = opts.clip.logits(names.len())?;
     let report = Report::new(names.clone());
-    AvClips::build(("vggsound", &path), split, candidates, (names, k), front, opts, report)
+    AvClips::build(("vggsound", &path), split, candidates, (names, k), front, &opts.clip, report)
 }

@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DataError, Result};
 use crate::spectrogram::{Padding, SpectrogramRecipe, Window};
 
-/// `data.synthetic.n_train` / `n_test`: samples per split. The tiny preset generates and keeps
-/// every sample in memory (about 29 KB each), the paper preset keeps one label per sample.
+/// `n_train` / `n_test` of the synthetic `[data.dataset]`: samples per split. The tiny preset
+/// generates and keeps every sample in memory (about 29 KB each), the paper preset keeps one label
+/// per sample.
 pub const MAX_SAMPLES: Limit = Limit {
-    key: "data.synthetic.n_train / n_test",
+    key: "data.dataset.n_train / n_test",
     what: "samples per synthetic split; the tiny preset keeps about 29 KB per sample in memory",
     default: 50_000,
     env: "DGL_MAX_SYNTHETIC_SAMPLES",
@@ -54,7 +55,7 @@ impl SyntheticPreset {
 ///
 /// Missing fields in a serialized config take the [`Default`] (tiny) values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SyntheticConfig {
     pub preset: SyntheticPreset,
     pub seed: u64,

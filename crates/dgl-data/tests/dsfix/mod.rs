@@ -128,3 +128,18 @@ pub fn generic_per_modality(root: &Path) {
     }
     write(&root.join("manifest.csv"), m.as_bytes());
 }
+
+/// A layout's options at `root` with these clip options.
+pub fn cremad(root: &Path, clip: dgl_data::datasets::ClipOptions) -> dgl_data::datasets::CremadOptions {
+    dgl_data::datasets::CremadOptions { clip, ..dgl_data::datasets::CremadOptions::new(root) }
+}
+pub fn ks(root: &Path, clip: dgl_data::datasets::ClipOptions) -> dgl_data::datasets::KsOptions {
+    dgl_data::datasets::KsOptions { clip, ..dgl_data::datasets::KsOptions::new(root) }
+}
+pub fn vgg(root: &Path, clip: dgl_data::datasets::ClipOptions) -> dgl_data::datasets::VggsoundOptions {
+    dgl_data::datasets::VggsoundOptions { clip, ..dgl_data::datasets::VggsoundOptions::new(root) }
+}
+/// The generic layout's defaults at `root`.
+pub fn generic(root: &Path) -> dgl_data::datasets::GenericOptions {
+    dgl_data::datasets::GenericOptions::new(root)
+}
