@@ -136,7 +136,7 @@ fn methods_are_checked_against_the_modality_count_before_anything_is_built() {
     let extra = cfg.model.modalities[0].clone();
     cfg.model.modalities.push(dgl_models::ModalityConfig { name: "text".into(), ..extra });
     let e = cfg.validate().unwrap_err().to_string();
-    assert!(e.contains("`text`") && e.contains("\"audio\", \"visual\""), "{e}");
+    assert!(e.contains("no [\"text\"]") && e.contains("\"audio\", \"visual\"]"), "{e}");
 }
 
 /// Configurations of the format before each method had its own options are refused with what
