@@ -251,10 +251,12 @@ fn generic_nan_inf_shapes_missing_labels() {
     generic_per_modality(t.path());
     let root = t.path();
     let o = GenericOptions::new(root);
+    // The error opening the training split.
+    let open_err = || GenericDataset::open(&o, Split::Train).err().unwrap().to_string();
     // NaN / Inf values: errors naming the file when read.
     let f = root.join("features/a/n1.npy");
     dgl_data::datasets::npy::write_npy_f32(&f, &[3], &[1.0, f32::NAN, 2.0]).unwrap();
-    let ds = GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train).unwrap();
+    let ds = GenericDataset::open(&o, Split::Train).unwrap();
     let e = ds.get(1, Mode::Eval).unwrap_err().to_string();
     names(&e, &f, None);
     assert!(e.contains("NaN"), "{e}");
@@ -264,41 +266,17 @@ fn generic_nan_inf_shapes_missing_labels() {
     assert_eq!((v.len(), v.report().class_counts(Split::Train, 1).corrupt), (3, 1));
     // Wrong shape: caught when opening.
     dgl_data::datasets::npy::write_npy_f32(&f, &[4], &[1.0; 4]).unwrap();
-    let e = GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = open_err();
     names(&e, &f, None);
     assert!(e.contains("shape"), "{e}");
     // Broken npy header, zero-length file.
     write(&f, b"\x93NUMPY\x01\x00\x10\x00{'descr': '|O'}\n");
-    names(
-        &GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
-            .err()
-            .unwrap()
-            .to_string(),
-        &f,
-        None,
-    );
+    names(&open_err(), &f, None);
     write(&f, b"");
-    names(
-        &GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
-            .err()
-            .unwrap()
-            .to_string(),
-        &f,
-        None,
-    );
+    names(&open_err(), &f, None);
     // Missing file.
     std::fs::remove_file(&f).unwrap();
-    names(
-        &GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
-            .err()
-            .unwrap()
-            .to_string(),
-        &f,
-        None,
-    );
+    names(&open_err(), &f, None);
     let s = GenericDataset::open(&GenericOptions { skip_bad: true, ..o.clone() }, Split::Train).unwrap();
     assert_eq!((s.len(), s.report().counts(Split::Train).missing), (3, 1));
 
@@ -313,10 +291,7 @@ fn generic_nan_inf_shapes_missing_labels() {
         (good.replacen("split,id,label", "split,id,lbl", 1), 1, "header"),
     ] {
         write(&m, text.as_bytes());
-        let e = GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = open_err();
         names(&e, &m, Some(line));
         assert!(e.contains(what), "{e}");
     }
@@ -324,10 +299,7 @@ fn generic_nan_inf_shapes_missing_labels() {
     // A class list that disagrees with the labels.
     let cls = root.join("classes.txt");
     write(&cls, b"x\ny\n");
-    let e = GenericDataset::open(&GenericOptions { root: root.into(), ..o.clone() }, Split::Train)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = open_err();
     names(&e, &m, Some(4));
     assert!(e.contains("out of range") && e.contains("classes.txt"), "{e}");
 }
