@@ -82,9 +82,7 @@ enum OptimizerArg {
 
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// vanilla (concat), dgl, dgl-mt, dgl-ut, gblending, gblending-ogr, ogm, ogm-ge, pmr, agm,
-    /// mla, mmpareto, dnr [default: dgl, or the --config file's method]; its options with --set
-    #[arg(long)]
+    #[arg(long, help = method_help(), long_help = method_long_help())]
     method: Option<String>,
     /// Train a unimodal model of this modality only (keeps that entry of model.modalities; the
     /// unimodal baselines are `--method vanilla --only audio` / `--only visual`).
@@ -371,6 +369,27 @@ fn run_plot(dirs: &[PathBuf]) -> dgl_cli::Result<()> {
 }
 
 /// `--dataset NAME`: a layout name or alias (`crema-d`, `kinetics-sounds`, `avdigits`, …).
+/// `--method`'s help: the registered methods (from their descriptors).
+fn method_help() -> String {
+    let names: Vec<&str> = dgl_baselines::MethodKind::ALL.iter().map(|k| k.as_str()).collect();
+    format!(
+        "{} [default: dgl, or the --config file's method]; its options with --set method.KEY=VALUE",
+        names.join(", ")
+    )
+}
+
+/// `--method`'s long help: each method's name, aliases and summary (`dgl train --help`).
+fn method_long_help() -> String {
+    let mut s = String::from("The training method [default: dgl, or the --config file's method]:\n");
+    for &k in dgl_baselines::MethodKind::ALL {
+        let d = k.descriptor();
+        let aliases = k.aliases();
+        let alias = if aliases.is_empty() { String::new() } else { format!(" (also {})", aliases.join(", ")) };
+        s += &format!("  {}{alias}: {}\n", d.name, d.summary);
+    }
+    s + "Its options: --set method.KEY=VALUE (docs/methods.md). A unimodal model: --method vanilla --only MODALITY."
+}
+
 fn parse_dataset_kind(s: &str) -> Result<String, String> {
     s.parse::<dgl_data::DatasetKind>().map(|_| s.to_string()).map_err(|e| e.to_string())
 }
