@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::defaults::{Benchmark, Schedule, Setting};
 pub use crate::heads::UnimodalHeads;
 use crate::heads::{HeadInit, LinearHeads, UnimodalBranches};
-use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, TaskKind};
+use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, ModelFacts, TaskKind};
 use crate::util::{check_hp, check_non_negative, f64_tensor, scalar, state_f64};
 
 /// G-Blending as the DGL paper ran it: fixed-weight blending L_mm + α Σ_m L_m.
@@ -134,6 +134,11 @@ impl MethodSpec for GBlendingConfig {
         check_non_negative("unimodal_weight", self.unimodal_weight)
     }
 
+    fn check_model(&self, model: &ModelFacts<'_>) -> Result<()> {
+        Self::DESCRIPTOR.check_modalities(model.modalities)?;
+        crate::heads::check_heads_fit(Self::DESCRIPTOR.name, self.unimodal_heads, model)
+    }
+
     fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {
         Ok(Box::new(fixed(self, ctx.num_classes, ctx.seed)))
     }
@@ -232,6 +237,11 @@ impl MethodSpec for GBlendingOgrConfig {
         check_hp(self.ogr_every > 0, "ogr_every", self.ogr_every, "must be > 0")?;
         check_hp(self.ogr_epochs > 0, "ogr_epochs", self.ogr_epochs, "must be > 0")?;
         self.sgd().validate()
+    }
+
+    fn check_model(&self, model: &ModelFacts<'_>) -> Result<()> {
+        Self::DESCRIPTOR.check_modalities(model.modalities)?;
+        crate::heads::check_heads_fit(Self::DESCRIPTOR.name, self.unimodal_heads, model)
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {

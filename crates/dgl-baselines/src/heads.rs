@@ -281,6 +281,24 @@ impl UnimodalBranches {
     }
 }
 
+/// Refuses separate unimodal heads on a dense fusion model (z_m is a feature map there): the
+/// paper's dense-fusion table takes the unimodal logits from the shared model with the other
+/// modalities zeroed, `unimodal_heads = "shared-masked"`.
+pub(crate) fn check_heads_fit(
+    method: &str,
+    heads: UnimodalHeads,
+    model: &crate::spec::ModelFacts<'_>,
+) -> dgl_core::Result<()> {
+    if heads == UnimodalHeads::Separate && model.dense {
+        return Err(dgl_core::Error::InvalidInput(format!(
+            "`{method}` with separate unimodal heads cannot train with model.fusion = \"{}\" (z_m is a feature map \
+             there): set method.unimodal_heads = \"shared-masked\", the paper's setting for dense fusion",
+            model.head
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,7 +118,7 @@ impl MethodSpec for MlaConfig {
         label: "MLA",
         summary: "alternating unimodal half-steps through one shared head (official) or the masked model head",
         modalities: ModalityCount::AtLeast(2),
-        heads: HeadSupport::Any,
+        heads: HeadSupport::LateFusion,
         tasks: &[TaskKind::Classification],
         needs_validation: false,
     };

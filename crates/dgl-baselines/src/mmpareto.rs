@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::defaults::{Benchmark, Schedule, Setting};
 pub use crate::heads::UnimodalHeads;
 use crate::heads::{HeadInit, LinearHeads, UnimodalBranches};
-use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, TaskKind};
+use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, ModelFacts, TaskKind};
 use crate::util::{check_hp, check_losses, scalar};
 
 /// MMPareto's options.
@@ -60,6 +60,11 @@ impl MethodSpec for MmParetoConfig {
     fn validate(&self) -> Result<()> {
         let g = self.gamma_mag;
         check_hp(g.is_finite() && g > 0.0, "gamma_mag", g, "must be finite and > 0")
+    }
+
+    fn check_model(&self, model: &ModelFacts<'_>) -> Result<()> {
+        Self::DESCRIPTOR.check_modalities(model.modalities)?;
+        crate::heads::check_heads_fit(Self::DESCRIPTOR.name, self.unimodal_heads, model)
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {

@@ -527,7 +527,8 @@ mod tests {
         use dgl_models::FusionKind;
         for fusion in [FusionKind::Concat, FusionKind::Sum, FusionKind::Gated, FusionKind::Film] {
             let model = mlp_model(fusion, 1);
-            let facts = ModelFacts { modalities: 2, head: fusion.as_str(), head_is_linear: fusion.is_linear() };
+            let facts =
+                ModelFacts { modalities: 2, head: fusion.as_str(), head_is_linear: fusion.is_linear(), dense: false };
             for kind in [MethodKind::Ogm, MethodKind::OgmGe] {
                 let cfg = MethodConfig::new(kind);
                 let at_config = cfg.check_model(&facts);

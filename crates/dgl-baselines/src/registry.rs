@@ -191,6 +191,16 @@ impl MethodConfig {
 }
 
 #[cfg(test)]
+impl MethodConfig {
+    /// The configuration with one option set (TOML round trip), for tests.
+    fn with_key_for_test(&self, key: &str, value: &str) -> Self {
+        let mut t = toml::Value::try_from(self).unwrap();
+        t.as_table_mut().unwrap().insert(key.into(), toml::Value::String(value.into()));
+        t.try_into().unwrap()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::testutil::*;
@@ -264,7 +274,7 @@ mod tests {
     /// The descriptors decide what a method supports before anything is built.
     #[test]
     fn model_checks_follow_the_descriptors() {
-        let facts = |m, head, lin| ModelFacts { modalities: m, head, head_is_linear: lin };
+        let facts = |m, head, lin| ModelFacts { modalities: m, head, head_is_linear: lin, dense: false };
         let pairs_only = [MethodKind::Ogm, MethodKind::OgmGe, MethodKind::Pmr, MethodKind::Agm];
         for &k in MethodKind::ALL {
             let c = MethodConfig::new(k);
@@ -277,6 +287,20 @@ mod tests {
         assert!(MethodConfig::new(MethodKind::Dgl).check_model(&facts(1, "concat", true)).is_err());
         let dgl0: MethodConfig = toml::from_str("name = \"dgl\"\nunimodal_weight = 0").unwrap();
         assert!(dgl0.check_model(&facts(1, "concat", true)).is_ok(), "without unimodal losses DGL is plain training");
+        // Dense fusion (MMTM): MLA is refused, separate unimodal heads are refused naming the option,
+        // the zero-masked variants and the rest are accepted.
+        let mmtm = ModelFacts { modalities: 2, head: "mmtm", head_is_linear: false, dense: true };
+        let e = MethodConfig::new(MethodKind::Mla).check_model(&mmtm).unwrap_err().to_string();
+        assert!(e.contains("`mla`") && e.contains("mmtm"), "{e}");
+        for k in [MethodKind::GBlending, MethodKind::GBlendingOgr, MethodKind::MmPareto] {
+            let e = MethodConfig::new(k).check_model(&mmtm).unwrap_err().to_string();
+            assert!(e.contains("shared-masked"), "{k}: {e}");
+            let masked = MethodConfig::new(k).with_key_for_test("unimodal_heads", "shared-masked");
+            masked.check_model(&mmtm).unwrap();
+        }
+        for k in [MethodKind::Vanilla, MethodKind::Dgl, MethodKind::Pmr, MethodKind::Agm, MethodKind::Dnr] {
+            MethodConfig::new(k).check_model(&mmtm).unwrap();
+        }
         let needs_val: Vec<_> = MethodKind::ALL.iter().filter(|k| k.descriptor().needs_validation).collect();
         assert_eq!(needs_val, [&MethodKind::GBlendingOgr, &MethodKind::Dnr]);
     }

@@ -45,6 +45,9 @@ pub enum HeadSupport {
     /// A head that is affine in each modality, h(z) = Σ_m W^{(m)} z_m + b (concat, sum): the
     /// method's formula reads W^{(m)} (OGM / OGM-GE's official per-modality logits).
     LinearInEachModality,
+    /// Any late-fusion head: the method puts heads of its own on the pooled features z_m (MLA's
+    /// shared `Linear(d, K)`), so a dense fusion (MMTM, where z_m is a feature map) is refused.
+    LateFusion,
 }
 
 /// What the training task's labels are.
@@ -95,6 +98,8 @@ pub struct ModelFacts<'a> {
     pub head: &'a str,
     /// Whether the head is affine in each modality.
     pub head_is_linear: bool,
+    /// Whether the fusion is dense (inside the encoders: z_m is a feature map, not a vector).
+    pub dense: bool,
 }
 
 /// What building a method needs beyond its options.
@@ -124,6 +129,13 @@ pub trait MethodSpec: Clone + Debug + Default + PartialEq + Serialize + Deserial
         if d.heads == HeadSupport::LinearInEachModality && !model.head_is_linear {
             return Err(Error::InvalidInput(format!(
                 "`{}` cannot train with model.fusion = \"{}\": it needs a head affine in each modality (concat, sum)",
+                d.name, model.head
+            )));
+        }
+        if d.heads == HeadSupport::LateFusion && model.dense {
+            return Err(Error::InvalidInput(format!(
+                "`{}` cannot train with model.fusion = \"{}\": it puts heads of its own on each modality's pooled \
+                 features, and this dense fusion has none (the paper leaves it out of its dense-fusion table)",
                 d.name, model.head
             )));
         }

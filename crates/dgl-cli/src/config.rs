@@ -326,6 +326,7 @@ impl TrainConfig {
             modalities: self.model.modalities.len(),
             head: self.model.fusion.as_str(),
             head_is_linear: self.model.fusion.is_linear(),
+            dense: self.model.fusion.is_dense(),
         }
     }
 

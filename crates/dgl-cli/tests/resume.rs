@@ -172,3 +172,11 @@ fn a_finished_run_extends_with_more_epochs_and_refuses_other_configurations() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// The MMTM dense-fusion model resumes bit-identically too (its blocks, later stages and BatchNorm
+/// statistics are in the checkpoint).
+#[test]
+fn resume_is_bit_identical_for_dgl_on_mmtm() {
+    let cfg = micro(MethodKind::Dgl).with_key("model.fusion", "mmtm".into()).unwrap();
+    interrupted_run_matches(MethodKind::Dgl, &cfg, &STOPS);
+}

@@ -13,6 +13,7 @@ use crate::error::config_err;
 use crate::fusion::{build_head, head_param_count, FusionKind, HeadOptions};
 use crate::init::InitCtx;
 use crate::limits;
+use crate::mmtm::{MmtmModel, Trunk};
 use crate::multimodal::{encoder_prefix, FusionModel, ModelState, UnimodalClassifier, FUSION_PREFIX};
 use crate::resnet::ResNetConfig;
 use crate::Result;
@@ -95,6 +96,8 @@ impl ModelConfig {
 pub enum Model {
     Fusion(FusionModel),
     Unimodal(UnimodalClassifier),
+    /// `fusion = "mmtm"`: dense fusion between the ResNet trunks.
+    Mmtm(MmtmModel),
 }
 
 impl Model {
@@ -102,6 +105,7 @@ impl Model {
         match self {
             Model::Fusion(m) => m,
             Model::Unimodal(m) => m,
+            Model::Mmtm(m) => m,
         }
     }
 
@@ -109,6 +113,7 @@ impl Model {
         match self {
             Model::Fusion(m) => m,
             Model::Unimodal(m) => m,
+            Model::Mmtm(m) => m,
         }
     }
 }
@@ -131,6 +136,9 @@ impl MultimodalModel for Model {
     }
     fn head_params(&self) -> Vec<NamedVar> {
         self.inner().head_params()
+    }
+    fn fusion_params(&self) -> Vec<(usize, Vec<NamedVar>)> {
+        self.inner().fusion_params()
     }
     fn linear_head_block(&self, modality: usize) -> Option<Tensor> {
         self.inner().linear_head_block(modality)
@@ -327,6 +335,36 @@ pub fn build_encoder(
     })
 }
 
+/// The MMTM model of `cfg`: ResNet-18 trunks only, one frame per clip.
+fn build_mmtm(cfg: &ModelConfig, modality_shapes: &[Vec<usize>], root: &InitCtx) -> Result<MmtmModel> {
+    if cfg.frames != 1 {
+        return config_err(format!(
+            "model.fusion = \"mmtm\" takes one frame per clip (the paper's setting), not {}",
+            cfg.frames
+        ));
+    }
+    let mut trunks = Vec::with_capacity(cfg.modalities.len());
+    for (m, shape) in cfg.modalities.iter().zip(modality_shapes) {
+        let ctx = root.sub(&encoder_prefix(&m.name));
+        let trunk = match (EncoderInput::of(m, shape, cfg.frames)?, &m.encoder) {
+            (EncoderInput::ResNet { channels, .. }, EncoderKind::Resnet18Audio) => {
+                Trunk::Audio(AudioEncoder::new(&ctx, channels, cfg.base_width)?)
+            }
+            (EncoderInput::ResNet { channels, .. }, _) => {
+                Trunk::Visual(VisualEncoder::new(&ctx, channels, cfg.base_width)?)
+            }
+            (EncoderInput::Mlp { .. }, _) => {
+                return config_err(format!(
+                    "model.fusion = \"mmtm\" fuses ResNet-18 trunks; modality `{}` has an MLP encoder",
+                    m.name
+                ))
+            }
+        };
+        trunks.push((m.name.clone(), trunk));
+    }
+    MmtmModel::new(root, trunks, cfg.num_classes)
+}
+
 /// Builds the model of `cfg` in f32; see [`build_model_dtype`].
 pub fn build_model(cfg: &ModelConfig, modality_shapes: &[Vec<usize>], device: &Device, seed: u64) -> Result<Model> {
     build_model_dtype(cfg, modality_shapes, device, DType::F32, seed)
@@ -372,6 +410,9 @@ pub fn build_model_dtype(
     if encoders.len() == 1 {
         let (name, enc) = encoders.pop().expect("one encoder");
         return Ok(Model::Unimodal(UnimodalClassifier::new(&root, name, enc, cfg.num_classes)?));
+    }
+    if cfg.fusion == FusionKind::Mmtm {
+        return build_mmtm(cfg, modality_shapes, &root).map(Model::Mmtm);
     }
     let dims: Vec<usize> = encoders.iter().map(|(_, e)| e.out_dim()).collect();
     let head = build_head(&root.sub(FUSION_PREFIX), cfg.fusion, &dims, cfg.num_classes, cfg.head)?;

@@ -34,6 +34,9 @@ pub enum FusionKind {
     Gated,
     /// FiLM (M = 2), OGM-GE's real FiLM.
     Film,
+    /// MMTM dense fusion between ResNet-18 trunks, after layer2, layer3 and layer4 (paper Table 2;
+    /// [`crate::mmtm`]): not a head on pooled features — the encoders end at layer2 and z_m is a map.
+    Mmtm,
 }
 
 impl FusionKind {
@@ -44,7 +47,14 @@ impl FusionKind {
             FusionKind::Sum => "sum",
             FusionKind::Gated => "gated",
             FusionKind::Film => "film",
+            FusionKind::Mmtm => "mmtm",
         }
+    }
+
+    /// Whether the fusion is dense (between encoder stages, z_m a feature map) rather than a head
+    /// on pooled features: methods with per-modality heads on z_m cannot use it.
+    pub fn is_dense(self) -> bool {
+        matches!(self, FusionKind::Mmtm)
     }
 
     /// Whether the head is linear in each z_m, h(z) = Σ_m (W^{(m)} z_m + b^{(m)}) (concat, sum):
@@ -416,6 +426,18 @@ pub fn head_param_count(kind: FusionKind, dims: &[usize], num_classes: usize, op
             let (film, target) = if options.condition_on_first { (*d0, *d1) } else { (*d1, *d0) };
             linear(film, 2 * target) + linear(target, k)
         }
+        // Three MMTM blocks on C = d/4, d/2, d channels per modality (hidden = ΣC), and the head.
+        (FusionKind::Mmtm, _) => {
+            let blocks: u128 = [4u128, 2, 1]
+                .iter()
+                .map(|&div| {
+                    let c: Vec<u128> = d.iter().map(|&d| d / div).collect();
+                    let total: u128 = c.iter().sum();
+                    linear(total, total) + c.iter().map(|&c| linear(total, c)).sum::<u128>()
+                })
+                .sum();
+            blocks + linear(d.iter().sum(), k)
+        }
         _ => 0,
     }
 }
@@ -439,5 +461,8 @@ pub fn build_head(
             Box::new(GatedFusion::new(ctx, dims, hidden, num_classes, options.condition_on_first)?)
         }
         FusionKind::Film => Box::new(FilmFusion::new(ctx, dims, num_classes, options.condition_on_first)?),
+        FusionKind::Mmtm => {
+            return config_err("MMTM is a model, not a head on pooled features: build it with build_model")
+        }
     })
 }

@@ -23,7 +23,7 @@ use dgl_core::{MultimodalModel, NamedVar};
 use crate::encoder::{AudioEncoder, StagedEncoder, VisualEncoder};
 use crate::init::InitCtx;
 use crate::layers::{prefixed, Linear};
-use crate::multimodal::encoder_prefix;
+use crate::multimodal::{encoder_prefix, ModelState};
 use crate::resnet::ResNet;
 
 /// The last stage of the encoders (layer2); MMTM blocks follow it and every later stage.
@@ -77,6 +77,7 @@ impl Mmtm {
 }
 
 /// A modality's ResNet-18 trunk (spectrogram or frames).
+#[derive(Debug)]
 pub enum Trunk {
     Audio(AudioEncoder),
     Visual(VisualEncoder),
@@ -92,6 +93,7 @@ impl Trunk {
 }
 
 /// ResNet-18 trunks with MMTM blocks after layer2, layer3 and layer4 (see the module doc).
+#[derive(Debug)]
 pub struct MmtmModel {
     names: Vec<String>,
     trunks: Vec<Trunk>,
@@ -190,12 +192,19 @@ impl MultimodalModel for MmtmModel {
         v
     }
 
-    /// Every parameter and every trunk's BatchNorm running statistics.
+    /// Every parameter and every trunk's BatchNorm running statistics ([`ModelState`]).
     fn state_vars(&self) -> Vec<NamedVar> {
-        let mut v: Vec<NamedVar> = self.param_groups().into_iter().flat_map(|g| g.params).collect();
-        for (m, t) in self.trunks.iter().enumerate() {
-            v.extend(prefixed(&encoder_prefix(&self.names[m]), t.staged().buffers()));
-        }
-        v
+        self.named_state()
+    }
+}
+
+impl ModelState for MmtmModel {
+    fn named_params(&self) -> Vec<NamedVar> {
+        self.param_groups().into_iter().flat_map(|g| g.params).collect()
+    }
+
+    fn named_buffers(&self) -> Vec<NamedVar> {
+        let buffers = |(m, t): (usize, &Trunk)| prefixed(&encoder_prefix(&self.names[m]), t.staged().buffers());
+        self.trunks.iter().enumerate().flat_map(buffers).collect()
     }
 }
