@@ -41,6 +41,10 @@ pub enum InitKind {
     XavierNormal,
     /// Every entry equal to the constant.
     Const(f64),
+    /// U(−1/√fan_in, 1/√fan_in) with the fan-in of the layer whose weight has this shape
+    /// PyTorch's default `nn.Linear` initialisation of both the weight
+    /// (`kaiming_uniform_(a=√5)`) and the bias.
+    TorchLinearDefault { fan_in: usize },
 }
 
 /// PyTorch's `_calculate_fan_in_and_fan_out`: (fan_in, fan_out) of a weight of this shape.
@@ -61,6 +65,10 @@ pub fn host_values(shape: &[usize], kind: InitKind, rng: &mut Rng) -> Vec<f64> {
     let (fan_in, fan_out) = fans(shape);
     let std = match kind {
         InitKind::Const(c) => return vec![c; n],
+        InitKind::TorchLinearDefault { fan_in } => {
+            let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+            return (0..n).map(|_| rng.uniform_range(-bound, bound)).collect();
+        }
         InitKind::KaimingNormalFanOutRelu => (2.0 / fan_out as f64).sqrt(),
         InitKind::XavierNormal => (2.0 / (fan_in + fan_out) as f64).sqrt(),
     };

@@ -203,6 +203,15 @@ impl Linear {
         })
     }
 
+    /// `nn.Linear` with PyTorch's default initialisation: weight and bias U(−1/√in, 1/√in).
+    pub fn torch_default(ctx: &InitCtx, name: &str, in_dim: usize, out_dim: usize) -> crate::Result<Self> {
+        let kind = InitKind::TorchLinearDefault { fan_in: in_dim };
+        Ok(Self {
+            weight: ctx.var(&join(name, "weight"), &[out_dim, in_dim], kind)?,
+            bias: ctx.var(&join(name, "bias"), &[out_dim], kind)?,
+        })
+    }
+
     pub fn in_dim(&self) -> usize {
         self.weight.as_tensor().dims()[1]
     }

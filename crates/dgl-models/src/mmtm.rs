@@ -5,7 +5,9 @@
 //! An MMTM block on the maps A_1 … A_M (B, C_m, h_m, w_m): squeeze S = [mean_hw A_1, …, mean_hw A_M]
 //! (B, Σ C_m) → Z = ReLU(W_s S + b_s) (hidden = 2·ΣC_m / ratio, ratio 2 as in the GDL repo's
 //! `mmtm_net.py`) → per modality E_m = σ(W_m Z + b_m) (B, C_m) → Ã_m = A_m ⊙ E_m (channel-wise), as the
-//! official MMTM code (`visual * vis_out`, no factor 2).
+//! official MMTM code (`mmtm.py:40-80`: plain σ, no factor 2; PyTorch's default Linear
+//! initialisation, since its `init_weights` only prints). The trunks are this crate's ResNet-18
+//! (7×7 stem, as the Table-1 models), not the GDL file's 3×3/2 stem variant.
 //!
 //! The split DGL needs (`dgl_core::MultimodalModel`): the encoders φ_m are stem..layer2 of each trunk
 //! (the official file's `special_bone_*`), so z_m is the layer2 map; h is everything after it: the
@@ -41,11 +43,12 @@ impl Mmtm {
     pub fn new(ctx: &InitCtx, channels: &[usize], ratio: usize) -> crate::Result<Self> {
         let total: usize = channels.iter().sum();
         let hidden = (2 * total / ratio.max(1)).max(1);
-        let squeeze = Linear::new(ctx, "fc_squeeze", total, hidden)?;
+        // The official `init_weights` only prints: PyTorch's default Linear initialisation.
+        let squeeze = Linear::torch_default(ctx, "fc_squeeze", total, hidden)?;
         let excite = channels
             .iter()
             .enumerate()
-            .map(|(m, &c)| Linear::new(ctx, &format!("fc_{m}"), hidden, c))
+            .map(|(m, &c)| Linear::torch_default(ctx, &format!("fc_{m}"), hidden, c))
             .collect::<crate::Result<_>>()?;
         Ok(Self { squeeze, excite })
     }

@@ -60,7 +60,12 @@ fn split_groups_and_modality_dropout() {
     assert!(groups[0].params.iter().all(|p| p.name.starts_with("audio_net.") && !p.name.contains("layer3")));
     assert!(groups[0].params.iter().any(|p| p.name.starts_with("audio_net.layer2.")));
     assert!(groups[5].params.iter().any(|p| p.name.starts_with("visual_net.layer4.")));
-    assert!(groups[2].params.iter().any(|p| p.name == "mmtm2.fc_squeeze.weight"));
+    // MMTM linears: PyTorch's default init, U(−1/√fan_in, 1/√fan_in) (layer2: 4 + 4 channels in).
+    let sq = groups[2].params.iter().find(|p| p.name == "mmtm2.fc_squeeze.weight").unwrap();
+    let w = to_vec(sq.var.as_tensor());
+    assert_eq!(sq.var.as_tensor().dims(), &[8, 8]);
+    let bound = 1.0 / 8f64.sqrt();
+    assert!(w.iter().all(|v| v.abs() <= bound) && w.iter().any(|v| v.abs() > bound / 2.0), "{w:?}");
     // BatchNorm statistics are part of the state, not of the trainable groups.
     let state: Vec<String> = model.state_vars().into_iter().map(|v| v.name).collect();
     assert!(state.iter().any(|n| n == "visual_net.layer3.0.bn1.running_mean"));
