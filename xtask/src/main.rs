@@ -1,4 +1,4 @@
-//! `cargo xtask reproduce-table1 | reproduce-table3 | reproduce-table4`: train every row of a paper
+//! `cargo xtask reproduce-table1 | reproduce-table2 | reproduce-table3 | reproduce-table4`: train every row of a paper
 //! table over several seeds through the one training loop and write the table beside the paper's
 //! numbers (Markdown, CSV, JSON). Finished runs are never redone.
 
@@ -16,10 +16,13 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use dgl_baselines::defaults::{self, Benchmark};
+use dgl_baselines::heads::UnimodalHeads;
+use dgl_baselines::ogm::OgmUnimodalLogits;
 use dgl_baselines::{MethodConfig, MethodKind};
 use dgl_cli::config::{DeviceKind, Preset, TrainConfig};
 use dgl_cli::run_dir::{read_metrics, RunDir};
 use dgl_cli::{train, RunOptions};
+use dgl_models::FusionKind;
 
 use table::{Cell, Protocol, Table, TableRow};
 
@@ -39,6 +42,10 @@ struct Cli {
 enum Cmd {
     /// Table 1: every method (Multi / Audio / Visual, mean ± std over seeds).
     ReproduceTable1(Common),
+    /// Table 2: the methods on dense fusion. `--part mmtm` (the default): an MMTM network between
+    /// the two ResNet-18s (Audio / Visual / Multi). The MLP-Mixer half (three modalities, MOSI) is
+    /// not implemented yet.
+    ReproduceTable2(Common),
     /// Table 3: plain / +MT / +UT / DGL.
     ReproduceTable3(Common),
     /// Table 4: α = 1..5 for DGL and fixed-weight G-Blending.
@@ -95,6 +102,9 @@ struct Common {
     /// `--alphas 0.5,1,2,4,8` — the DGL authors note the best α depends on the software stack.
     #[arg(long, value_delimiter = ',')]
     alphas: Vec<f64>,
+    /// reproduce-table2 only: which half (`mmtm`; `mixer` is not implemented yet).
+    #[arg(long, value_enum)]
+    part: Option<Table2Part>,
     /// Override a configuration key of one row (`ROW:key=value`) or of every row (`key=value`);
     /// the value is TOML (`2`, `true`, `"sgd"`, `[30, 70]`), e.g. `--set 'DGL:method.unimodal_weight=2'`
     /// `--set train.epochs=4`. Repeatable; later ones win.
@@ -106,12 +116,36 @@ struct Common {
     eval: bool,
 }
 
-/// What a table row trains: a method with its options and, for the unimodal rows, the one
-/// modality its model keeps.
+/// The halves of Table 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Table2Part {
+    /// MMTM dense fusion between the ResNet-18s (CREMA-D in the paper).
+    Mmtm,
+    /// MLP-Mixer fusion of three modalities (MOSI in the paper): not implemented yet.
+    Mixer,
+}
+
+/// What a table row trains: a method with its options, for the unimodal rows the one modality its
+/// model keeps, and the fusion when the table fixes one (Table 2: MMTM).
 #[derive(Clone, Debug, PartialEq)]
 struct RowSpec {
     method: MethodConfig,
     only: Option<&'static str>,
+    fusion: Option<FusionKind>,
+}
+
+/// A method as the paper runs it on a dense-fusion model: its unimodal logits from the shared
+/// model with the other modalities' representations zeroed (G-Blending, OGM-GE, MMPareto).
+fn zero_masked(mut method: MethodConfig) -> MethodConfig {
+    match &mut method {
+        MethodConfig::GBlending(c) => c.unimodal_heads = UnimodalHeads::SharedMasked,
+        MethodConfig::GBlendingOgr(c) => c.unimodal_heads = UnimodalHeads::SharedMasked,
+        MethodConfig::MmPareto(c) => c.unimodal_heads = UnimodalHeads::SharedMasked,
+        MethodConfig::Ogm(c) => c.unimodal_logits = OgmUnimodalLogits::ZeroMask,
+        MethodConfig::OgmGe(c) => c.unimodal_logits = OgmUnimodalLogits::ZeroMask,
+        _ => {}
+    }
+    method
 }
 
 /// One run of a table: a row label, what it trains and a seed.
@@ -123,7 +157,7 @@ struct Job {
 
 /// The rows of a table, each method with its official defaults on `bench` (`dgl_baselines::defaults`).
 fn rows(cmd: &Cmd, bench: Option<Benchmark>) -> Vec<(String, RowSpec)> {
-    let m = |k: MethodKind| RowSpec { method: defaults::method_config(k, bench), only: None };
+    let m = |k: MethodKind| RowSpec { method: defaults::method_config(k, bench), only: None, fusion: None };
     let label = |k: MethodKind| k.descriptor().label.to_string();
     match cmd {
         Cmd::ReproduceTable1(_) => {
@@ -136,6 +170,21 @@ fn rows(cmd: &Cmd, bench: Option<Benchmark>) -> Vec<(String, RowSpec)> {
                 .collect();
             use MethodKind::*;
             v.extend([Vanilla, GBlending, OgmGe, Pmr, Agm, Mla, MmPareto, Dnr, Dgl].map(|k| (label(k), m(k))));
+            v
+        }
+        Cmd::ReproduceTable2(_) => {
+            let mmtm =
+                |k: MethodKind| RowSpec { method: zero_masked(m(k).method), fusion: Some(FusionKind::Mmtm), ..m(k) };
+            let mut v: Vec<(String, RowSpec)> = defaults::UNIMODAL_ROWS
+                .iter()
+                .map(|&only| {
+                    let title = format!("{}{}-only", only[..1].to_uppercase(), &only[1..]);
+                    (title, RowSpec { only: Some(only), ..m(MethodKind::Vanilla) })
+                })
+                .collect();
+            v.push(("Multimodal Baseline".into(), mmtm(MethodKind::Vanilla)));
+            use MethodKind::*;
+            v.extend([GBlending, OgmGe, Pmr, Agm, MmPareto, Dnr, Dgl].map(|k| (label(k), mmtm(k))));
             v
         }
         Cmd::ReproduceTable3(_) => vec![
@@ -170,10 +219,22 @@ fn run(cmd: Cmd) -> Result<(), String> {
     }
     let (name, c) = match &cmd {
         Cmd::ReproduceTable1(c) => ("table1", c.clone()),
+        Cmd::ReproduceTable2(c) => ("table2-mmtm", c.clone()),
         Cmd::ReproduceTable3(c) => ("table3", c.clone()),
         Cmd::ReproduceTable4(c) => ("table4", c.clone()),
         Cmd::CudaBuild { .. } => unreachable!(),
     };
+    match (name, c.part) {
+        ("table2-mmtm", Some(Table2Part::Mixer)) => {
+            return Err(
+                "reproduce-table2 --part mixer: the MLP-Mixer half (three modalities, MOSI) is not implemented \
+                        yet (issue 15); --part mmtm runs the MMTM half"
+                    .into(),
+            )
+        }
+        ("table2-mmtm", _) | (_, None) => {}
+        (_, Some(_)) => return Err(format!("--part applies to reproduce-table2, not to {name}")),
+    }
     if name != "table4" && !c.alphas.is_empty() {
         return Err(format!("--alphas applies to reproduce-table4 (the α sweep), not to {name}"));
     }
@@ -232,6 +293,9 @@ fn run(cmd: Cmd) -> Result<(), String> {
         let mut cfg = base.clone();
         cfg.method = j.spec.method.clone();
         cfg.seed = j.seed;
+        if let Some(fusion) = j.spec.fusion {
+            cfg.model.fusion = fusion;
+        }
         if let Some(only) = j.spec.only {
             cfg.model = cfg.model.unimodal(only).ok_or_else(|| {
                 format!("the unimodal row trains the `{only}` modality, and model.modalities has none of that name")
@@ -604,6 +668,72 @@ diagnostics_every = 0
         let e = Override::parse("train.epochz=2").unwrap().apply(&TrainConfig::default()).unwrap_err();
         assert!(e.contains("train.epochz"), "{e}");
         assert!(Override::parse("no-equals-sign").is_err());
+    }
+
+    /// Table 2 (MMTM half): every multimodal row trains the MMTM model, with zero-masked unimodal
+    /// logits for G-Blending / OGM-GE / MMPareto; the unimodal rows are one-modality models; MLA is
+    /// not a row; the MLP-Mixer half and `--part` on another table are refused.
+    #[test]
+    fn table2_mmtm_half_runs_the_dense_model() {
+        let cmd = Cli::try_parse_from(["xtask", "reproduce-table2"]).unwrap().cmd;
+        let table = rows(&cmd, None);
+        let labels: Vec<&str> = table.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "Audio-only",
+                "Visual-only",
+                "Multimodal Baseline",
+                "G-Blending",
+                "OGM-GE",
+                "PMR",
+                "AGM",
+                "MMPareto",
+                "D&R",
+                "DGL"
+            ]
+        );
+        for (label, spec) in &table {
+            assert_eq!(spec.fusion.is_some(), spec.only.is_none(), "{label}");
+        }
+        let dir = std::env::temp_dir().join(format!("xtask-table2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = dir.join("base.toml");
+        std::fs::write(
+            &base,
+            "[data.dataset]\nn_train = 48\nn_test = 24\n[model]\nbase_width = 2\n\
+             [train]\nepochs = 1\nbatch_size = 16\ndiagnostics_every = 0\n",
+        )
+        .unwrap();
+        let out = dir.join("results");
+        let args = [
+            "xtask",
+            "reproduce-table2",
+            "--config",
+            base.to_str().unwrap(),
+            "--rows",
+            "Audio-only,G-Blending,OGM-GE,DGL",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        run(Cli::try_parse_from(args).unwrap().cmd).unwrap();
+        let saved = |row: &str| {
+            TrainConfig::from_toml_file(&out.join("runs").join(format!("{row}-s0")).join(RunDir::CONFIG)).unwrap()
+        };
+        assert_eq!(saved("dgl").model.fusion, FusionKind::Mmtm);
+        assert_eq!(saved("audio-only").model.modalities.len(), 1);
+        let MethodConfig::GBlending(g) = saved("g-blending").method else { panic!() };
+        assert_eq!(g.unimodal_heads, UnimodalHeads::SharedMasked);
+        let MethodConfig::OgmGe(o) = saved("ogm-ge").method else { panic!() };
+        assert_eq!(o.unimodal_logits, OgmUnimodalLogits::ZeroMask);
+        let md = std::fs::read_to_string(out.join("table-audio-only-g-blending-ogm-ge-dgl.md")).unwrap();
+        assert!(md.contains("| DGL | ") && md.contains("| Multi | Audio | Visual |"), "{md}");
+        let e = run(Cli::try_parse_from(["xtask", "reproduce-table2", "--part", "mixer"]).unwrap().cmd).unwrap_err();
+        assert!(e.contains("not implemented yet"), "{e}");
+        let e = run(Cli::try_parse_from(["xtask", "reproduce-table1", "--part", "mmtm"]).unwrap().cmd).unwrap_err();
+        assert!(e.contains("--part applies to reproduce-table2"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The table rows use the dataset's official defaults (Kinetics-Sounds: DGL α = 2).
