@@ -159,15 +159,19 @@ struct Job {
 fn rows(cmd: &Cmd, bench: Option<Benchmark>) -> Vec<(String, RowSpec)> {
     let m = |k: MethodKind| RowSpec { method: defaults::method_config(k, bench), only: None, fusion: None };
     let label = |k: MethodKind| k.descriptor().label.to_string();
+    // `Audio-only`, `Visual-only`: plain training of a one-modality model.
+    let unimodal_rows = || -> Vec<(String, RowSpec)> {
+        defaults::UNIMODAL_ROWS
+            .iter()
+            .map(|&only| {
+                let title = format!("{}{}-only", only[..1].to_uppercase(), &only[1..]);
+                (title, RowSpec { only: Some(only), ..m(MethodKind::Vanilla) })
+            })
+            .collect()
+    };
     match cmd {
         Cmd::ReproduceTable1(_) => {
-            let mut v: Vec<(String, RowSpec)> = defaults::UNIMODAL_ROWS
-                .iter()
-                .map(|&only| {
-                    let title = format!("{}{}-only", only[..1].to_uppercase(), &only[1..]);
-                    (title, RowSpec { only: Some(only), ..m(MethodKind::Vanilla) })
-                })
-                .collect();
+            let mut v = unimodal_rows();
             use MethodKind::*;
             v.extend([Vanilla, GBlending, OgmGe, Pmr, Agm, Mla, MmPareto, Dnr, Dgl].map(|k| (label(k), m(k))));
             v
@@ -175,13 +179,7 @@ fn rows(cmd: &Cmd, bench: Option<Benchmark>) -> Vec<(String, RowSpec)> {
         Cmd::ReproduceTable2(_) => {
             let mmtm =
                 |k: MethodKind| RowSpec { method: zero_masked(m(k).method), fusion: Some(FusionKind::Mmtm), ..m(k) };
-            let mut v: Vec<(String, RowSpec)> = defaults::UNIMODAL_ROWS
-                .iter()
-                .map(|&only| {
-                    let title = format!("{}{}-only", only[..1].to_uppercase(), &only[1..]);
-                    (title, RowSpec { only: Some(only), ..m(MethodKind::Vanilla) })
-                })
-                .collect();
+            let mut v = unimodal_rows();
             v.push(("Multimodal Baseline".into(), mmtm(MethodKind::Vanilla)));
             use MethodKind::*;
             v.extend([GBlending, OgmGe, Pmr, Agm, MmPareto, Dnr, Dgl].map(|k| (label(k), mmtm(k))));

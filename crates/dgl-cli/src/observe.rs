@@ -197,6 +197,8 @@ impl EpochStats {
 /// `every` steps, logged per step to `steps.csv`.
 pub struct FigureDiagnostics<'a> {
     pub model: &'a Model,
+    /// The model's modality names (read once, not at every step).
+    pub names: Vec<String>,
     /// The task's loss (L_mm and L_m of the diagnostic).
     pub loss: &'a dyn Loss,
     /// 0 = never.
@@ -218,7 +220,7 @@ impl FigureDiagnostics<'_> {
 
 impl Observer for FigureDiagnostics<'_> {
     fn step_taken(&mut self, step: &StepTaken<'_>, stats: &mut EpochStats) -> Result<()> {
-        let names = self.model.modality_names();
+        let names = &self.names;
         let (z, y) = (&step.report.z, step.targets);
         // Fig. 3(a): s for modality m's branch uses the other modality's head block and z.
         if names.len() == 2 && z.len() == 2 {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use dgl_core::rng::Rng;
-use dgl_core::{Method, Optimizer, StepContext, StepReport, Task};
+use dgl_core::{Method, MultimodalModel, Optimizer, StepContext, StepReport, Task};
 use dgl_data::{epoch_batches, Mode};
 use dgl_models::Model;
 
@@ -212,7 +212,12 @@ fn run(
     };
     // The observers, in the order their columns appear: the figure diagnostics (their means join
     // the training metrics), evaluation; then the files, the progress display, the step callback.
-    let mut diagnostics = FigureDiagnostics { model: &model, loss: task.loss(), every: cfg.train.diagnostics_every };
+    let mut diagnostics = FigureDiagnostics {
+        model: &model,
+        names: model.modality_names(),
+        loss: task.loss(),
+        every: cfg.train.diagnostics_every,
+    };
     let mut evaluation = Evaluation;
     let mut writer = MetricsWriter;
     let mut progress_view = Progress::new(opts.progress, opts.verbose, cfg.train.epochs);

@@ -245,14 +245,18 @@ fn ks_class_list_disagreements_and_unpaired_clips() {
     assert!(ds.report().problems.iter().any(|p| p.message.contains("readme.txt")));
 }
 
+/// The error opening the training split of a generic dataset.
+fn open_err(o: &GenericOptions) -> String {
+    GenericDataset::open(o, Split::Train).err().unwrap().to_string()
+}
+
 #[test]
 fn generic_nan_inf_shapes_missing_labels() {
     let t = TempDir::new("gbad");
     generic_per_modality(t.path());
     let root = t.path();
     let o = GenericOptions::new(root);
-    // The error opening the training split.
-    let open_err = || GenericDataset::open(&o, Split::Train).err().unwrap().to_string();
+    let open_err = || open_err(&o);
     // NaN / Inf values: errors naming the file when read.
     let f = root.join("features/a/n1.npy");
     dgl_data::datasets::npy::write_npy_f32(&f, &[3], &[1.0, f32::NAN, 2.0]).unwrap();
@@ -318,33 +322,19 @@ fn generic_safetensors_hostile() {
         b"{}".to_vec(),
     ] {
         write(&f, &bad);
-        names(
-            &GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train)
-                .err()
-                .unwrap()
-                .to_string(),
-            &f,
-            None,
-        );
+        names(&open_err(&o), &f, None);
     }
     // Missing a modality / wrong dtype / NaN.
     use dgl_data::datasets::tensorfile::{write_safetensors, WriteTensor};
     write_safetensors(&f, &[WriteTensor::F32("audio", vec![2, 3], &[0.0; 6])], None).unwrap();
-    names(
-        &GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train)
-            .err()
-            .unwrap()
-            .to_string(),
-        &f,
-        None,
-    );
+    names(&open_err(&o), &f, None);
     write_safetensors(
         &f,
         &[WriteTensor::F32("audio", vec![2, 3], &[0.0; 6]), WriteTensor::U32("visual", vec![4], &[1; 4])],
         None,
     )
     .unwrap();
-    assert!(GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train).is_ok());
+    assert!(GenericDataset::open(&o, Split::Train).is_ok());
     let nan = [0.0, 0.0, f32::NAN, 0.0];
     write_safetensors(
         &f,
@@ -352,7 +342,7 @@ fn generic_safetensors_hostile() {
         None,
     )
     .unwrap();
-    let ds = GenericDataset::open(&GenericOptions { root: t.path().into(), ..o.clone() }, Split::Train).unwrap();
+    let ds = GenericDataset::open(&o, Split::Train).unwrap();
     let e = ds.get(2, Mode::Eval).unwrap_err().to_string();
     names(&e, &f, None);
     assert!(e.contains("visual"), "{e}");

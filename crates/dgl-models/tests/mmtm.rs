@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 
 use candle_core::{DType, Device, Tensor};
-use common::{randn, to_vec};
+use common::{randn, rel_err, to_vec};
 use dgl_core::loss::{CrossEntropy, Loss};
 use dgl_core::model::{detach_all, keep_only};
 use dgl_core::rng::Rng;
@@ -29,12 +29,6 @@ fn batch() -> (Vec<Tensor>, Tensor) {
     let x = vec![randn(&mut rng, &[B, 1, 32, 32], DType::F64), randn(&mut rng, &[B, 3, 1, 32, 32], DType::F64)];
     let y = Tensor::from_vec((0..B as u32).map(|i| (2 * i + 1) % K as u32).collect::<Vec<_>>(), B, &Device::Cpu);
     (x, y.unwrap())
-}
-
-fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    let d: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
-    let n: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-    d / n.max(1e-300)
 }
 
 #[test]

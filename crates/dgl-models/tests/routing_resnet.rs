@@ -11,7 +11,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{randn, to_vec};
+use common::{randn, rel_err, to_vec};
 use dgl_core::loss::{CrossEntropy, Loss};
 use dgl_core::model::{detach_all, keep_only};
 use dgl_core::rng::Rng;
@@ -52,12 +52,6 @@ fn detached_loss(model: &Model, x: &[Tensor], y: &Tensor) -> Tensor {
 
 fn scalar(t: &Tensor) -> f64 {
     t.to_scalar::<f64>().unwrap()
-}
-
-fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    let d: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
-    let n: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-    d / n.max(1e-300)
 }
 
 #[test]

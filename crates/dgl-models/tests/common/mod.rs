@@ -10,6 +10,13 @@ pub fn randn(rng: &mut Rng, shape: &[usize], dtype: DType) -> Tensor {
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
 }
 
+/// ‖a − b‖ / ‖b‖.
+pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    let d: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+    let n: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    d / n.max(1e-300)
+}
+
 pub fn to_vec(t: &Tensor) -> Vec<f64> {
     t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
 }
