@@ -13,6 +13,7 @@ use crate::error::config_err;
 use crate::fusion::{build_head, head_param_count, FusionKind, HeadOptions};
 use crate::init::InitCtx;
 use crate::limits;
+use crate::mixer::{sequence_dims, MixerModel, MixerOptions};
 use crate::mmtm::{MmtmModel, Trunk};
 use crate::multimodal::{encoder_prefix, FusionModel, ModelState, UnimodalClassifier, FUSION_PREFIX};
 use crate::resnet::ResNetConfig;
@@ -64,6 +65,8 @@ pub struct ModelConfig {
     pub head: HeadOptions,
     /// K (CREMA-D 6, Kinetics-Sounds 34 in the official code, VGGSound 309).
     pub num_classes: usize,
+    /// Sizes of the MLP-Mixer model (`fusion = "mixer"`; unused otherwise).
+    pub mixer: MixerOptions,
 }
 
 impl Default for ModelConfig {
@@ -78,6 +81,7 @@ impl Default for ModelConfig {
             fusion: FusionKind::Concat,
             head: HeadOptions::default(),
             num_classes: 6,
+            mixer: MixerOptions::default(),
         }
     }
 }
@@ -98,6 +102,8 @@ pub enum Model {
     Unimodal(UnimodalClassifier),
     /// `fusion = "mmtm"`: dense fusion between the ResNet trunks.
     Mmtm(MmtmModel),
+    /// `fusion = "mixer"`: MLP-Mixer fusion over per-modality sequences (any M, also 1).
+    Mixer(MixerModel),
 }
 
 impl Model {
@@ -106,6 +112,7 @@ impl Model {
             Model::Fusion(m) => m,
             Model::Unimodal(m) => m,
             Model::Mmtm(m) => m,
+            Model::Mixer(m) => m,
         }
     }
 
@@ -114,6 +121,7 @@ impl Model {
             Model::Fusion(m) => m,
             Model::Unimodal(m) => m,
             Model::Mmtm(m) => m,
+            Model::Mixer(m) => m,
         }
     }
 }
@@ -212,7 +220,10 @@ impl EncoderInput {
             EncoderKind::Mlp { hidden } => {
                 return match *shape {
                     [d] if d > 0 => Ok(Self::Mlp { in_dim: d, hidden: hidden.clone() }),
-                    _ => config_err(format!("modality `{name}` (MLP) needs a non-empty (D,) shape, got {shape:?}")),
+                    _ => config_err(format!(
+                        "modality `{name}` (MLP) needs a non-empty (D,) shape, got {shape:?} (a (T, D) sequence \
+                         needs model.fusion = \"mixer\")"
+                    )),
                 };
             }
         };
@@ -252,6 +263,9 @@ impl ModelConfig {
         if let Some(h) = self.head.hidden {
             limits::HIDDEN_SIZE.check_key("model.head.hidden", h as u64)?;
         }
+        if self.fusion == FusionKind::Mixer {
+            self.mixer.check()?;
+        }
         for (m, modality) in self.modalities.iter().enumerate() {
             if let EncoderKind::Mlp { hidden } = &modality.encoder {
                 for (i, &h) in hidden.iter().enumerate() {
@@ -266,6 +280,9 @@ impl ModelConfig {
     /// shapes `modality_shapes` (as [`build_model_dtype`] takes them), after checking the
     /// shapes as the builder does.
     pub fn estimate(&self, modality_shapes: &[Vec<usize>]) -> Result<ModelEstimate> {
+        if self.fusion == FusionKind::Mixer {
+            return self.mixer_estimate(modality_shapes);
+        }
         let mut params = 0u128;
         let mut activations = 0u128;
         let mut dims = Vec::with_capacity(self.modalities.len());
@@ -301,6 +318,10 @@ impl ModelConfig {
     /// (inputs up to 32×32 end on a 1×1 map; frames multiply it), else 1. Checks the shapes as
     /// [`ModelConfig::estimate`] does.
     pub fn min_train_batch(&self, modality_shapes: &[Vec<usize>]) -> Result<usize> {
+        if self.fusion == FusionKind::Mixer {
+            // No batch normalisation.
+            return self.mixer_inputs(modality_shapes).map(|_| 1);
+        }
         let mut min = 1;
         for (m, shape) in self.modalities.iter().zip(modality_shapes) {
             if let EncoderInput::ResNet { h, w, images, .. } = EncoderInput::of(m, shape, self.frames)? {
@@ -314,6 +335,52 @@ impl ModelConfig {
             }
         }
         Ok(min)
+    }
+}
+
+impl ModelConfig {
+    /// (name, D_m, encoder hidden sizes) of every modality of a mixer model, checking that each
+    /// has an MLP encoder and a (T, D) or (D,) input.
+    fn mixer_inputs(&self, modality_shapes: &[Vec<usize>]) -> Result<Vec<(String, usize, Vec<usize>)>> {
+        self.modalities
+            .iter()
+            .zip(modality_shapes)
+            .map(|(m, shape)| {
+                let EncoderKind::Mlp { hidden } = &m.encoder else {
+                    return config_err(format!(
+                        "model.fusion = \"mixer\" encodes sequences with per-step MLPs; modality `{}` has a ResNet \
+                         encoder (set its encoder to {{ kind = \"mlp\", hidden = [...] }})",
+                        m.name
+                    ));
+                };
+                match sequence_dims(shape) {
+                    Some((_, d)) => Ok((m.name.clone(), d, hidden.clone())),
+                    None => config_err(format!(
+                        "model.fusion = \"mixer\" reads a (T, D) sequence or a (D,) vector per sample; modality `{}` \
+                         has the shape {shape:?}",
+                        m.name
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    /// [`ModelConfig::estimate`] of a mixer model: parameters exactly; activations = the pooled
+    /// inputs, every encoder layer's and every block's outputs per sample.
+    fn mixer_estimate(&self, modality_shapes: &[Vec<usize>]) -> Result<ModelEstimate> {
+        let inputs = self.mixer_inputs(modality_shapes)?;
+        let dims: Vec<(usize, Vec<usize>)> = inputs.iter().map(|(_, d, h)| (*d, h.clone())).collect();
+        let l = self.mixer.seq_len as u128;
+        let mut activations: u128 = dims
+            .iter()
+            .map(|(d, h)| l * (*d as u128 + h.iter().map(|&h| h as u128).sum::<u128>() + self.mixer.width as u128))
+            .sum();
+        let m = inputs.len() as u128;
+        activations += self.mixer.blocks.iter().map(|s| 3 * s.seq_len as u128 * m * s.channels as u128).sum::<u128>();
+        Ok(ModelEstimate {
+            params: self.mixer.param_count(&dims, self.num_classes),
+            activations_per_sample: activations,
+        })
     }
 }
 
@@ -402,6 +469,10 @@ pub fn build_model_dtype(
     limits::PARAMETERS.check(estimate.params)?;
     limits::SAMPLE_ACTIVATIONS.check(estimate.activations_per_sample)?;
     let root = InitCtx::new(seed, dtype, device);
+    if cfg.fusion == FusionKind::Mixer {
+        let inputs = cfg.mixer_inputs(modality_shapes)?;
+        return Ok(Model::Mixer(MixerModel::new(&root, &inputs, &cfg.mixer, cfg.num_classes)?));
+    }
     let mut encoders = Vec::with_capacity(cfg.modalities.len());
     for (m, shape) in cfg.modalities.iter().zip(modality_shapes) {
         let ctx = root.sub(&encoder_prefix(&m.name));

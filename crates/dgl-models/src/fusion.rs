@@ -37,6 +37,9 @@ pub enum FusionKind {
     /// MMTM dense fusion between ResNet-18 trunks, after layer2, layer3 and layer4 (paper Table 2;
     /// [`crate::mmtm`]): not a head on pooled features — the encoders end at layer2 and z_m is a map.
     Mmtm,
+    /// MLP-Mixer fusion over per-modality sequences, any M (paper Table 2, right; CubeMLP;
+    /// [`crate::mixer`]): z_m is a (L, d) sequence, mixed along sequence, modality and channels.
+    Mixer,
 }
 
 impl FusionKind {
@@ -48,13 +51,15 @@ impl FusionKind {
             FusionKind::Gated => "gated",
             FusionKind::Film => "film",
             FusionKind::Mmtm => "mmtm",
+            FusionKind::Mixer => "mixer",
         }
     }
 
-    /// Whether the fusion is dense (between encoder stages, z_m a feature map) rather than a head
-    /// on pooled features: methods with per-modality heads on z_m cannot use it.
+    /// Whether the fusion is dense (between encoder stages or over a sequence, z_m a feature map or
+    /// a sequence) rather than a head on pooled feature vectors: methods with per-modality heads on
+    /// z_m cannot use it.
     pub fn is_dense(self) -> bool {
-        matches!(self, FusionKind::Mmtm)
+        matches!(self, FusionKind::Mmtm | FusionKind::Mixer)
     }
 
     /// Whether the head is linear in each z_m, h(z) = Σ_m (W^{(m)} z_m + b^{(m)}) (concat, sum):
@@ -461,8 +466,11 @@ pub fn build_head(
             Box::new(GatedFusion::new(ctx, dims, hidden, num_classes, options.condition_on_first)?)
         }
         FusionKind::Film => Box::new(FilmFusion::new(ctx, dims, num_classes, options.condition_on_first)?),
-        FusionKind::Mmtm => {
-            return config_err("MMTM is a model, not a head on pooled features: build it with build_model")
+        FusionKind::Mmtm | FusionKind::Mixer => {
+            return config_err(format!(
+                "{} fusion is a model, not a head on pooled features: build it with build_model",
+                kind.as_str()
+            ))
         }
     })
 }

@@ -250,3 +250,35 @@ impl Linear {
         vec![NamedVar::new("weight", self.weight.clone()), NamedVar::new("bias", self.bias.clone())]
     }
 }
+
+/// Layer normalisation over the last dimension (`nn.LayerNorm(n, eps)`): weight 1, bias 0, biased
+/// variance. Built from differentiable tensor ops (candle's fused `layer_norm` has no backward).
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    weight: Var,
+    bias: Var,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(ctx: &InitCtx, name: &str, size: usize, eps: f64) -> crate::Result<Self> {
+        Ok(Self {
+            weight: ctx.var(&join(name, "weight"), &[size], InitKind::Const(1.0))?,
+            bias: ctx.var(&join(name, "bias"), &[size], InitKind::Const(0.0))?,
+            eps,
+        })
+    }
+
+    /// x (…, n) → (x − mean) / √(var + eps) · weight + bias, statistics over the last dim.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        normed.broadcast_mul(self.weight.as_tensor())?.broadcast_add(self.bias.as_tensor())
+    }
+
+    pub fn params(&self) -> Vec<NamedVar> {
+        vec![NamedVar::new("weight", self.weight.clone()), NamedVar::new("bias", self.bias.clone())]
+    }
+}

@@ -31,6 +31,7 @@ pub mod init;
 pub mod kernels;
 pub mod layers;
 pub mod limits;
+pub mod mixer;
 pub mod mmtm;
 pub mod multimodal;
 pub mod ops;
@@ -46,6 +47,7 @@ pub use fusion::{
     build_head, head_param_count, ConcatFusion, FilmFusion, FusionHead, FusionKind, GatedFusion, HeadOptions, SumFusion,
 };
 pub use init::InitCtx;
+pub use mixer::{MixerModel, MixerOptions, MixerStage, SequenceEncoder};
 pub use mmtm::{Mmtm, MmtmModel};
 pub use multimodal::{encoder_prefix, FusionModel, ModelState, UnimodalClassifier};
 pub use ops::{conv2d_any, max_pool2d_padded};
