@@ -96,12 +96,19 @@ impl Stat {
     }
 }
 
-/// The paper's Multi / Audio / Visual for a row (Audio/Visual absent for unimodal rows).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The paper's Multi and per-modality branch accuracies for a row (no branches for unimodal rows).
+#[derive(Clone, Debug, PartialEq)]
 pub struct PaperNumbers {
     pub multi: f64,
-    pub audio: Option<f64>,
-    pub visual: Option<f64>,
+    /// (modality, accuracy), e.g. `("audio", 59.62)`.
+    pub branches: Vec<(&'static str, f64)>,
+}
+
+impl PaperNumbers {
+    /// The paper's accuracy of branch `name`, if reported.
+    pub fn branch(&self, name: &str) -> Option<f64> {
+        self.branches.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
 }
 
 /// One row's statistics at one kind of epoch: Multi and one entry per table branch (aligned with
@@ -193,8 +200,11 @@ impl Table {
         self.rows.iter().any(|r| r.paper.is_some())
     }
 
-    fn paper_cells(p: Option<PaperNumbers>) -> [Option<f64>; 3] {
-        [p.map(|p| p.multi), p.and_then(|p| p.audio), p.and_then(|p| p.visual)]
+    /// The paper's Multi then one value per table branch.
+    fn paper_cells(&self, p: &Option<PaperNumbers>) -> Vec<Option<f64>> {
+        let mut v = vec![p.as_ref().map(|p| p.multi)];
+        v.extend(self.branches.iter().map(|b| p.as_ref().and_then(|p| p.branch(b))));
+        v
     }
 
     pub fn markdown(&self) -> String {
@@ -209,7 +219,8 @@ impl Table {
         header.push("Multi (last)".into());
         header.extend(names.iter().map(|n| format!("{n} (last)")));
         if self.has_paper() {
-            header.extend(["paper Multi", "paper Audio", "paper Visual"].map(String::from));
+            header.push("paper Multi".into());
+            header.extend(names.iter().map(|n| format!("paper {n}")));
         }
         s += &format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
         for r in &self.rows {
@@ -218,7 +229,9 @@ impl Table {
             cells.push(Stat::fmt(r.last.multi));
             cells.extend(r.last.branches.iter().map(|b| Stat::fmt(*b)));
             if self.has_paper() {
-                cells.extend(Self::paper_cells(r.paper).map(|v| v.map_or("–".to_string(), |v| format!("{v:.2}"))));
+                cells.extend(
+                    self.paper_cells(&r.paper).into_iter().map(|v| v.map_or("–".to_string(), |v| format!("{v:.2}"))),
+                );
             }
             s += &format!("| {} |\n", cells.join(" | "));
         }
@@ -233,7 +246,8 @@ impl Table {
                 header.push(format!("{prefix}{col}_std"));
             }
         }
-        header.extend(["paper_multi", "paper_audio", "paper_visual"].map(String::from));
+        header.push("paper_multi".into());
+        header.extend(self.branches.iter().map(|b| format!("paper_{b}")));
         let mut s = header.join(",") + "\n";
         let f = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.4}"));
         for r in &self.rows {
@@ -244,7 +258,7 @@ impl Table {
                     line.push(f(st.map(|x| x.std)));
                 }
             }
-            line.extend(Self::paper_cells(r.paper).map(f));
+            line.extend(self.paper_cells(&r.paper).into_iter().map(f));
             s += &(line.join(",") + "\n");
         }
         s
@@ -258,7 +272,14 @@ impl Table {
                 serde_json::json!({
                     "method": r.label, "seeds": r.seeds,
                     "selected": r.selected.json(&self.branches), "last": r.last.json(&self.branches),
-                    "paper": r.paper.map(|p| serde_json::json!({"multi": p.multi, "audio": p.audio, "visual": p.visual})),
+                    "paper": r.paper.as_ref().map(|p| {
+                        let mut o = serde_json::Map::new();
+                        o.insert("multi".into(), p.multi.into());
+                        for (n, v) in &p.branches {
+                            o.insert(n.to_string(), (*v).into());
+                        }
+                        serde_json::Value::Object(o)
+                    }),
                 })
             })
             .collect();
@@ -302,7 +323,7 @@ mod tests {
         let branches = vec!["audio".to_string(), "visual".to_string()];
         let selected = [cell(60.0, Some(50.0)), cell(70.0, Some(54.0))];
         let last = [cell(50.0, Some(40.0)), cell(52.0, None)];
-        let paper = Some(PaperNumbers { multi: 77.48, audio: Some(63.12), visual: Some(69.11) });
+        let paper = Some(PaperNumbers { multi: 77.48, branches: vec![("audio", 63.12), ("visual", 69.11)] });
         let r = TableRow::aggregate("X", &selected, &last, &branches, paper);
         let m = r.selected.multi.unwrap();
         assert!((m.mean - 65.0).abs() < 1e-12 && (m.std - 50f64.sqrt()).abs() < 1e-12);

@@ -398,7 +398,7 @@ fn run_prepare(dataset: &str, root: &std::path::Path, out: &std::path::Path, ski
     use dgl_data::datasets::{prepare, PrepareError};
     use dgl_data::DatasetKind;
     let kind: DatasetKind = dataset.parse()?;
-    if matches!(kind, DatasetKind::Synthetic | DatasetKind::Cached) {
+    if !kind.on_disk() || kind == DatasetKind::Cached {
         return Err(dgl_cli::CliError::Config(format!("`dgl prepare` is for on-disk datasets, not {kind}")));
     }
     let mut spec = dgl_data::DatasetSpec::from_kind(dataset, Some(root.to_path_buf()))?;

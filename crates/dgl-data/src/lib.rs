@@ -7,7 +7,8 @@
 //! - [`spectrogram`]: realfft STFT and the named front-ends (`librosa-cremad`, `librosa-ks`,
 //!   `scipy-paper`, generic).
 //! - [`visual`]: JPEG/PNG frames, RandomResizedCrop/flip/normalise, frame choice.
-//! - [`synthetic`]: the embedded 6-class audio-visual dataset ([`SyntheticAv`]).
+//! - [`synthetic`]: the embedded 6-class audio-visual dataset ([`SyntheticAv`]) and the embedded
+//!   three-modality sequence set ([`SyntheticSequences`], Table 2's mixer half).
 //! - [`dataset`]: the [`Dataset`] trait and batching.
 //! - [`fixtures`]: tiny fixture trees in the CREMA-D, Kinetics-Sounds and VGGSound layouts.
 
@@ -25,4 +26,5 @@ pub use dataset::{epoch_batches, load_batch, stratified_split, Batch, Dataset, E
 pub use datasets::{prepare, CachedDataset, DatasetKind, DatasetSpec, Report};
 pub use error::{DataError, Result};
 pub use spectrogram::SpectrogramRecipe;
+pub use synthetic::sequences::{SequenceSetConfig, SyntheticSequences};
 pub use synthetic::{SyntheticAv, SyntheticConfig, SyntheticPreset};

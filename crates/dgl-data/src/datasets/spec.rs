@@ -27,6 +27,7 @@ use super::report::Report;
 use super::vggsound::open_vggsound;
 use crate::dataset::{Dataset, Split};
 use crate::error::{DataError, Result};
+use crate::synthetic::sequences::{SequenceSetConfig, SyntheticSequences};
 use crate::synthetic::{SyntheticAv, SyntheticConfig};
 
 /// The layouts, without their options (what `--dataset NAME` names).
@@ -34,6 +35,8 @@ use crate::synthetic::{SyntheticAv, SyntheticConfig};
 pub enum DatasetKind {
     /// The embedded, generated audio-visual set (no files).
     Synthetic,
+    /// The embedded, generated text / audio / visual sequence set (no files).
+    SyntheticSequences,
     /// CREMA-D in the OGM-GE layout.
     Cremad,
     /// Kinetics-Sounds in the official DGL layout.
@@ -49,8 +52,9 @@ pub enum DatasetKind {
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 7] = [
+    pub const ALL: [DatasetKind; 8] = [
         DatasetKind::Synthetic,
+        DatasetKind::SyntheticSequences,
         DatasetKind::Cremad,
         DatasetKind::Ks,
         DatasetKind::Vggsound,
@@ -63,6 +67,7 @@ impl DatasetKind {
     pub fn name(self) -> &'static str {
         match self {
             DatasetKind::Synthetic => "synthetic",
+            DatasetKind::SyntheticSequences => "synthetic-sequences",
             DatasetKind::Cremad => "cremad",
             DatasetKind::Ks => "ks",
             DatasetKind::Vggsound => "vggsound",
@@ -72,9 +77,9 @@ impl DatasetKind {
         }
     }
 
-    /// Whether the layout is read from a folder (every kind but `synthetic`).
+    /// Whether the layout is read from a folder (every kind but the generated ones).
     pub fn on_disk(self) -> bool {
-        self != DatasetKind::Synthetic
+        !matches!(self, DatasetKind::Synthetic | DatasetKind::SyntheticSequences)
     }
 }
 
@@ -93,6 +98,7 @@ impl FromStr for DatasetKind {
         let k = s.to_ascii_lowercase().replace('_', "-");
         Ok(match k.as_str() {
             "synthetic" => DatasetKind::Synthetic,
+            "synthetic-sequences" | "synthetic-seq" | "sequences" => DatasetKind::SyntheticSequences,
             "cremad" | "crema-d" => DatasetKind::Cremad,
             "ks" | "kinetics-sounds" | "kineticssounds" | "kinetics-sound" => DatasetKind::Ks,
             "vggsound" | "vgg-sound" | "vgg" => DatasetKind::Vggsound,
@@ -114,6 +120,9 @@ impl FromStr for DatasetKind {
 pub enum DatasetSpec {
     /// The embedded, generated audio-visual set (no files).
     Synthetic(SyntheticConfig),
+    /// The embedded, generated three-modality sequence set (no files; Table 2's mixer half).
+    #[serde(alias = "synthetic-seq", alias = "sequences")]
+    SyntheticSequences(SequenceSetConfig),
     #[serde(alias = "crema-d", alias = "crema_d")]
     Cremad(CremadOptions),
     #[serde(alias = "kinetics-sounds", alias = "kineticssounds", alias = "kinetics-sound", alias = "kinetics_sounds")]
@@ -146,15 +155,16 @@ impl DatasetSpec {
         let Some(root) = root else {
             return match kind {
                 DatasetKind::Synthetic => Ok(DatasetSpec::default()),
+                DatasetKind::SyntheticSequences => Ok(DatasetSpec::SyntheticSequences(SequenceSetConfig::default())),
                 k => Err(DataError::Invalid(format!(
                     "the {k} dataset is read from a folder: give its root (--root DIR, or `root`)"
                 ))),
             };
         };
         Ok(match kind {
-            DatasetKind::Synthetic => {
+            DatasetKind::Synthetic | DatasetKind::SyntheticSequences => {
                 return Err(DataError::Invalid(format!(
-                    "the synthetic dataset is generated and has no root (got {})",
+                    "the {kind} dataset is generated and has no root (got {})",
                     root.display()
                 )))
             }
@@ -171,6 +181,7 @@ impl DatasetSpec {
     pub fn kind(&self) -> DatasetKind {
         match self {
             DatasetSpec::Synthetic(_) => DatasetKind::Synthetic,
+            DatasetSpec::SyntheticSequences(_) => DatasetKind::SyntheticSequences,
             DatasetSpec::Cremad(_) => DatasetKind::Cremad,
             DatasetSpec::Ks(_) => DatasetKind::Ks,
             DatasetSpec::Vggsound(_) => DatasetKind::Vggsound,
@@ -206,7 +217,7 @@ impl DatasetSpec {
 
     fn root_slot(&self) -> Option<&PathBuf> {
         match self {
-            DatasetSpec::Synthetic(_) => None,
+            DatasetSpec::Synthetic(_) | DatasetSpec::SyntheticSequences(_) => None,
             DatasetSpec::Cremad(o) => Some(&o.root),
             DatasetSpec::Ks(o) => Some(&o.root),
             DatasetSpec::Vggsound(o) => Some(&o.root),
@@ -218,7 +229,7 @@ impl DatasetSpec {
 
     fn root_slot_mut(&mut self) -> Option<&mut PathBuf> {
         match self {
-            DatasetSpec::Synthetic(_) => None,
+            DatasetSpec::Synthetic(_) | DatasetSpec::SyntheticSequences(_) => None,
             DatasetSpec::Cremad(o) => Some(&mut o.root),
             DatasetSpec::Ks(o) => Some(&mut o.root),
             DatasetSpec::Vggsound(o) => Some(&mut o.root),
@@ -242,7 +253,7 @@ impl DatasetSpec {
     /// that have it; `false` for those that do not (the synthetic set and a cache).
     pub fn set_skip_bad(&mut self, on: bool) -> bool {
         let slot = match self {
-            DatasetSpec::Synthetic(_) | DatasetSpec::Cached(_) => return false,
+            DatasetSpec::Synthetic(_) | DatasetSpec::SyntheticSequences(_) | DatasetSpec::Cached(_) => return false,
             DatasetSpec::Cremad(o) => &mut o.clip.skip_bad,
             DatasetSpec::Ks(o) => &mut o.clip.skip_bad,
             DatasetSpec::Vggsound(o) => &mut o.clip.skip_bad,
@@ -258,8 +269,11 @@ impl DatasetSpec {
     /// different draws; every on-disk layout unchanged.
     pub fn for_run_seed(&self, run_seed: u64) -> Self {
         let mut spec = self.clone();
-        if let DatasetSpec::Synthetic(s) = &mut spec {
-            s.seed = s.seed.wrapping_add(run_seed.wrapping_mul(RUN_SEED_MIX));
+        let mix = |seed: &mut u64| *seed = seed.wrapping_add(run_seed.wrapping_mul(RUN_SEED_MIX));
+        match &mut spec {
+            DatasetSpec::Synthetic(s) => mix(&mut s.seed),
+            DatasetSpec::SyntheticSequences(s) => mix(&mut s.seed),
+            _ => {}
         }
         spec
     }
@@ -275,6 +289,9 @@ impl DatasetSpec {
             | DatasetSpec::Ks(_)
             | DatasetSpec::Vggsound(_)
             | DatasetSpec::AvDigits(_) => av(),
+            DatasetSpec::SyntheticSequences(_) => {
+                Some(crate::synthetic::sequences::MODALITIES.iter().map(|(n, _, _)| n.to_string()).collect())
+            }
             DatasetSpec::Generic(o) => o.modalities.clone(),
             DatasetSpec::Cached(_) => None,
         }
@@ -292,6 +309,7 @@ impl DatasetSpec {
         }
         match self {
             DatasetSpec::Synthetic(s) => s.validate(),
+            DatasetSpec::SyntheticSequences(s) => s.validate(),
             DatasetSpec::Cremad(o) => o.clip.check(),
             DatasetSpec::Ks(o) => o.clip.check(),
             DatasetSpec::Vggsound(o) => o.clip.check(),
@@ -313,6 +331,9 @@ impl DatasetSpec {
         }
         Ok(match self {
             DatasetSpec::Synthetic(s) => (Box::new(SyntheticAv::new(s.clone(), split)?), Report::new(Vec::new())),
+            DatasetSpec::SyntheticSequences(s) => {
+                (Box::new(SyntheticSequences::new(s, split)?), Report::new(Vec::new()))
+            }
             DatasetSpec::Cremad(o) => boxed(open_cremad(o, split)?, |d| d.report()),
             DatasetSpec::Ks(o) => boxed(open_ks(o, split)?, |d| d.report()),
             DatasetSpec::Vggsound(o) => boxed(open_vggsound(o, split)?, |d| d.report()),
