@@ -229,6 +229,7 @@ mod tests {
             audio_ok += ((power(2.0) > power(1.0)) == (e.label == 1)) as usize;
         }
         let acc = |k: usize| k as f64 / ds.len() as f64;
+        eprintln!("cue detectors: text {} audio {} visual {}", acc(text_ok), acc(audio_ok), acc(visual_ok));
         assert!((acc(text_ok) - 0.75).abs() < 0.06, "text {}", acc(text_ok));
         assert!(acc(audio_ok) > 0.8, "audio {}", acc(audio_ok));
         assert!(acc(visual_ok) > 0.8, "visual {}", acc(visual_ok));
