@@ -1,44 +1,70 @@
-//! AGM, Adaptive Gradient Modulation (Li et al., ICCV 2023), `AGM_ICCV2023/model/CREMAD_net.py:7-72`,
-//! `run/CREMAD_main.py:126-248`.
+//! AGM, Adaptive Gradient Modulation (Li et al., ICCV 2023), in the M-modality form of its
+//! official code (any 2 ≤ M ≤ [`MAX_MODALITIES`]): `AGM_ICCV2023/model/CREMAD_net.py:7-72`,
+//! `run/CREMAD_main.py:126-248` (M = 2) and `model/URFunny_net.py:6-126`, `run/URFunny_main.py:104-133`
+//! (M = 3, audio / visual / text), both at lihong2303/AGM_ICCV2023 `5a65542c70`.
 //!
-//! Per step, forwards of the same model: f(a,v) in training mode and, in evaluation mode (BatchNorm
-//! running statistics) but *with* gradient, f(a,0) and f(0,v), where 0 is a zeroed raw input. The
-//! official code also computes f(0,0), which the two-player responses do not use; it is skipped.
+//! Per step, forwards of the same model for every non-empty coalition S of modalities: f(N) (all
+//! present) in training mode and, in evaluation mode (BatchNorm running statistics) but *with*
+//! gradient, f(S) for every other S, where a modality outside S is a zeroed raw input. That is
+//! 2^M − 1 head forwards (M = 2: f(a,v), f(a,0), f(0,v)); the official code also computes
+//! f(∅) = f(0, …, 0), which the responses do not use (it is skipped).
 //!
-//! * Mono-modal (Shapley) responses: m_a = ½(f(a,v) − f(0,v) + f(a,0)),
-//!   m_v = ½(f(a,v) − f(a,0) + f(0,v)); the output is m_a + m_v (= f(a,v)) → CE.
-//! * Scores s_m = mean_i −log max(softmax(m_m)_i\[y_i\], 1e-8); r_a = exp(s_v − s_a),
-//!   r_v = exp(s_a − s_v); running means S_m over every iteration so far (across epochs);
-//!   r*_a = exp(S_v − S_a) with S *before* this iteration's update; k_a = exp(α·min(r*_a − r_a, 10)) (α: `modulation_strength`),
-//!   k_v likewise; then S_m ← S_m·(t−1)/t + s_m/t.
-//! * The official backward hooks multiply the gradient flowing out of m_a by k_a and out of m_v by
-//!   k_v. With g = ∂CE/∂out: f(a,v) receives ½(k_a+k_v)·g, f(0,v) receives ½(k_v−k_a)·g and
-//!   f(a,0) receives ½(k_a−k_v)·g. Here the same gradients come from one backward of
-//!   CE(k_a·m_a + k_v·m_v + sg(m_a + m_v − k_a·m_a − k_v·m_v)): its value is CE(m_a + m_v) and its
-//!   cotangents on m_a, m_v are k_a·g, k_v·g, exactly the hooks'.
+//! * Mono-modal (Shapley) responses with f(∅) dropped (taken as 0):
+//!   m_i = Σ_{S ⊆ N∖{i}} |S|!(M−|S|−1)!/M! · (f(S ∪ {i}) − f(S)), so Σ_i m_i = f(N) → CE.
+//!   M = 2: m_a = ½(f(a,v) − f(0,v) + f(a,0)), m_v = ½(f(a,v) − f(a,0) + f(0,v)) (`CREMAD_net.py`);
+//!   M = 3: m_a = [f(AVT) − f(VT) + f(A)]/3 + [f(AV) − f(V) + f(AT) − f(T)]/6 (`URFunny_net.py`
+//!   `Modality_Audio`).
+//! * Scores s_m = mean_i −log max(softmax(m_m)_i\[y_i\], 1e-8) (the CREMA-D floor; the UR-Funny
+//!   code has none). r_m = exp(M/(M−1)·(s̄ − s_m)), s̄ the mean score (`URFunny_main.py`:
+//!   `exp((mean_score − score_m)·3/2)`), computed as exp(mean_{j≠m}(s_j − s_m)), the same number,
+//!   which at M = 2 is exactly the CREMA-D code's r_a = exp(s_v − s_a), r_v = exp(s_a − s_v).
+//!   Running means S_m over every iteration so far (across epochs); r*_m the same function of S
+//!   *before* this iteration's update; k_m = exp(α·min(r*_m − r_m, c)) (α: `modulation_strength`),
+//!   with the official cap c = 10 at M = 2 (`CREMAD_main.py`) and c = 7 at M ≥ 3
+//!   (`URFunny_main.py`); then S_m ← S_m·(t−1)/t + s_m/t.
+//! * The official backward hooks multiply the gradient flowing out of m_i by k_i. Here the same
+//!   gradients come from one backward of CE(Σ_i k_i·m_i + sg(Σ_i m_i − Σ_i k_i·m_i)): its value is
+//!   CE(Σ_i m_i) and its cotangent on m_i is k_i·g, exactly the hooks'. At M = 2, with
+//!   g = ∂CE/∂out: f(a,v) receives ½(k_a+k_v)·g, f(0,v) ½(k_v−k_a)·g, f(a,0) ½(k_a−k_v)·g.
 //! * If any element of the head weight gradient leaves [−1, 1], every gradient is clipped to global
 //!   norm 1 (`clip_grad_norm_(model.parameters(), 1.0)`).
 //!
-//! Unimodal predictions are argmax m_a, argmax m_v. Two modalities only.
+//! Unimodal predictions are argmax m_i. More than [`MAX_MODALITIES`] modalities (2^M − 1 forwards
+//! per step) are refused by [`MethodSpec::check_model`] and [`Method::check`].
 
 use candle_core::Tensor;
 use dgl_core::grads::ParamGrads;
 use dgl_core::model::{detach_all, GroupKind};
-use dgl_core::{Method, MultimodalModel, Prediction, Result, StepContext, StepReport};
+use dgl_core::{Error, Method, MultimodalModel, Prediction, Result, StepContext, StepReport};
 use serde::{Deserialize, Serialize};
 
 use crate::defaults::{Benchmark, Schedule, Setting};
-use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, TaskKind};
+use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, ModelFacts, TaskKind};
 use crate::util::{
-    all_grads, check_hp, check_losses, check_non_negative, check_window, f64_tensor, host_targets, in_window, scalar,
-    state_f64, target_probs,
+    all_grads, check_hp, check_losses, check_non_negative, check_window, f64_tensor, find_state, host_f64,
+    host_targets, in_window, scalar, state_f64, target_probs,
 };
+
+/// The most modalities AGM trains: a step runs 2^M − 1 head forwards (255 at M = 8).
+pub const MAX_MODALITIES: usize = 8;
+
+/// Refuses a modality count AGM cannot train: the descriptor's (M ≥ 2) and M ≤ [`MAX_MODALITIES`].
+fn check_modality_count(m: usize) -> Result<()> {
+    AgmConfig::DESCRIPTOR.check_modalities(m)?;
+    if m > MAX_MODALITIES {
+        return Err(Error::InvalidInput(format!(
+            "`agm` supports at most {MAX_MODALITIES} modalities (a step runs a forward for each of the 2^M − 1 \
+             coalitions); the model has {m}"
+        )));
+    }
+    Ok(())
+}
 
 /// AGM's options.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgmConfig {
-    /// α of k_m = exp(α·min(r*_m − r_m, 10)) (the author's CREMA-D value 1.5, lihongcs/AGM#5).
+    /// α of k_m = exp(α·min(r*_m − r_m, c)) (the author's CREMA-D value 1.5, lihongcs/AGM#5).
     pub modulation_strength: f64,
     /// First modulated epoch (0-based, inclusive).
     pub modulation_starts: usize,
@@ -61,7 +87,7 @@ impl MethodSpec for AgmConfig {
         name: "agm",
         label: "AGM",
         summary: "Shapley mono-modal responses, cotangent scaling toward the running balance",
-        modalities: ModalityCount::Exactly(2),
+        modalities: ModalityCount::AtLeast(2),
         heads: HeadSupport::Any,
         tasks: &[TaskKind::Classification],
         needs_validation: false,
@@ -76,6 +102,10 @@ impl MethodSpec for AgmConfig {
             "must be finite and > 0",
         )?;
         check_window(self.modulation_starts, self.modulation_ends)
+    }
+
+    fn check_model(&self, model: &ModelFacts<'_>) -> Result<()> {
+        check_modality_count(model.modalities)
     }
 
     fn build(&self, _ctx: &BuildContext) -> Result<Box<dyn Method>> {
@@ -122,35 +152,72 @@ impl MethodSpec for AgmConfig {
 /// The forwards of one batch and the mono-modal responses.
 #[derive(Debug)]
 pub struct Responses {
-    /// f(a, v) (training or evaluation mode).
-    pub full: Tensor,
-    /// f(a, 0): the second raw input zeroed, evaluation mode.
-    pub only_a: Tensor,
-    /// f(0, v): the first raw input zeroed, evaluation mode.
-    pub only_v: Tensor,
-    /// m_a, m_v.
-    pub m: [Tensor; 2],
-    /// z of the f(a, v) forward.
+    /// f(S) for every non-empty coalition S, at index mask(S) − 1 (bit m of the mask: modality m
+    /// present); the last is f(N), the full forward (training or evaluation mode).
+    pub coalitions: Vec<Tensor>,
+    /// m_i for every modality.
+    pub m: Vec<Tensor>,
+    /// z of the f(N) forward.
     pub z: Vec<Tensor>,
 }
 
-/// Computes f(a,v) (in training mode when `train`), f(a,0), f(0,v) (evaluation mode, with
-/// gradient) and the Shapley responses.
+impl Responses {
+    /// f(S) of the coalition whose bit mask is `mask` (≥ 1).
+    pub fn f(&self, mask: usize) -> &Tensor {
+        &self.coalitions[mask - 1]
+    }
+
+    /// f(N), all modalities present.
+    pub fn full(&self) -> &Tensor {
+        &self.coalitions[self.coalitions.len() - 1]
+    }
+}
+
+/// The Shapley weights |S|!(M−|S|−1)!/M! for |S| = 0, …, M−1 (M = 2: ½, ½; M = 3: ⅓, ⅙, ⅓).
+pub fn shapley_weights(m: usize) -> Vec<f64> {
+    let fact = |n: usize| (1..=n).map(|k| k as f64).product::<f64>();
+    (0..m).map(|s| fact(s) * fact(m - s - 1) / fact(m)).collect()
+}
+
+/// Computes f(N) (in training mode when `train`), f(S) for every other non-empty coalition
+/// (evaluation mode, with gradient; absent modalities are zeroed raw inputs) and the Shapley
+/// responses.
 pub fn responses(model: &dyn MultimodalModel, inputs: &[Tensor], train: bool) -> Result<Responses> {
+    let n = model.num_modalities();
+    check_modality_count(n)?;
+    if inputs.len() != n {
+        return Err(Error::InvalidInput(format!("AGM: {} inputs for a {n}-modality model", inputs.len())));
+    }
     let z = model.encode_all(inputs, train)?;
     let full = model.fuse(&z, train)?;
-    let (za, zv) = if train {
-        (model.encode(0, &inputs[0], false)?, model.encode(1, &inputs[1], false)?)
+    let present: Vec<Tensor> = if train {
+        (0..n).map(|m| model.encode(m, &inputs[m], false)).collect::<candle_core::Result<_>>()?
     } else {
-        (z[0].clone(), z[1].clone())
+        z.clone()
     };
-    let za0 = model.encode(0, &inputs[0].zeros_like()?, false)?;
-    let zv0 = model.encode(1, &inputs[1].zeros_like()?, false)?;
-    let only_a = model.fuse(&[za, zv0], false)?;
-    let only_v = model.fuse(&[za0, zv], false)?;
-    let m_a = ((&full - &only_v)? + &only_a)?.affine(0.5, 0.0)?;
-    let m_v = ((&full - &only_a)? + &only_v)?.affine(0.5, 0.0)?;
-    Ok(Responses { full, only_a, only_v, m: [m_a, m_v], z })
+    let absent: Vec<Tensor> =
+        (0..n).map(|m| model.encode(m, &inputs[m].zeros_like()?, false)).collect::<candle_core::Result<_>>()?;
+    let all = (1usize << n) - 1;
+    let mut coalitions = Vec::with_capacity(all);
+    for mask in 1..all {
+        let zs: Vec<Tensor> =
+            (0..n).map(|m| if (mask >> m) & 1 == 1 { present[m].clone() } else { absent[m].clone() }).collect();
+        coalitions.push(model.fuse(&zs, false)?);
+    }
+    coalitions.push(full);
+    let f = |mask: usize| &coalitions[mask - 1];
+    let w = shapley_weights(n);
+    let response = |i: usize| -> Result<Tensor> {
+        let bit = 1usize << i;
+        let terms = (0..=all).filter(|s| s & bit == 0).map(|s| {
+            // f(∅) is dropped: the empty coalition's marginal is f({i}).
+            let marginal = if s == 0 { f(bit).clone() } else { (f(s | bit) - f(s))? };
+            Ok((marginal * w[s.count_ones() as usize])?)
+        });
+        sum_of(terms.collect::<Result<Vec<_>>>()?)
+    };
+    let m = (0..n).map(response).collect::<Result<Vec<_>>>()?;
+    Ok(Responses { coalitions, m, z })
 }
 
 /// s = mean_i −log max(softmax(m)_i\[y_i\], 1e-8).
@@ -159,24 +226,53 @@ pub fn score(m: &Tensor, targets: &[usize]) -> Result<f64> {
     Ok(p.iter().map(|&p| -(p.max(1e-8)).ln()).sum::<f64>() / p.len() as f64)
 }
 
-/// k_a, k_v from this batch's scores and the running scores before the update.
-pub fn coefficients(s: [f64; 2], running: [f64; 2], alpha: f64) -> [f64; 2] {
-    let r = [(s[1] - s[0]).exp(), (s[0] - s[1]).exp()];
-    let r_opt = [(running[1] - running[0]).exp(), (running[0] - running[1]).exp()];
-    [(alpha * (r_opt[0] - r[0]).min(10.0)).exp(), (alpha * (r_opt[1] - r[1]).min(10.0)).exp()]
+/// r_m = exp(M/(M−1)·(s̄ − s_m)), computed as exp(mean_{j≠m}(s_j − s_m)) (algebraically equal; at
+/// M = 2 exactly the CREMA-D code's exp(s_v − s_a), exp(s_a − s_v)).
+pub fn balance_ratios(s: &[f64]) -> Vec<f64> {
+    let others = s.len().saturating_sub(1).max(1) as f64;
+    s.iter()
+        .enumerate()
+        .map(|(m, &s_m)| {
+            let sum: f64 = s.iter().enumerate().filter(|&(j, _)| j != m).map(|(_, &s_j)| s_j - s_m).sum();
+            (sum / others).exp()
+        })
+        .collect()
+}
+
+/// The official cap c of k_m = exp(α·min(r*_m − r_m, c)): 10 at M = 2 (`CREMAD_main.py`), 7 at
+/// M ≥ 3 (`URFunny_main.py`).
+pub fn ratio_cap(m: usize) -> f64 {
+    if m <= 2 {
+        10.0
+    } else {
+        7.0
+    }
+}
+
+/// k_m from this batch's scores and the running scores before the update.
+pub fn coefficients(s: &[f64], running: &[f64], alpha: f64) -> Vec<f64> {
+    let cap = ratio_cap(s.len());
+    let (r, r_opt) = (balance_ratios(s), balance_ratios(running));
+    r.iter().zip(&r_opt).map(|(r, r_opt)| (alpha * (r_opt - r).min(cap)).exp()).collect()
 }
 
 /// S ← S·(t−1)/t + s/t for iteration t ≥ 1.
-pub fn update_running(running: [f64; 2], s: [f64; 2], t: u64) -> [f64; 2] {
+pub fn update_running(running: &[f64], s: &[f64], t: u64) -> Vec<f64> {
     let t = t as f64;
-    [running[0] * (t - 1.0) / t + s[0] / t, running[1] * (t - 1.0) / t + s[1] / t]
+    running.iter().zip(s).map(|(r, s)| r * (t - 1.0) / t + s / t).collect()
 }
 
-/// The output whose CE has the value CE(m_a + m_v) and whose gradient is the hooks' (k_a on m_a,
-/// k_v on m_v).
-pub fn scaled_output(m: &[Tensor; 2], k: [f64; 2]) -> Result<Tensor> {
-    let scaled = ((&m[0] * k[0])? + (&m[1] * k[1])?)?;
-    let sum = (&m[0] + &m[1])?;
+/// Σ_i t_i, left to right (an error for no term).
+fn sum_of(terms: impl IntoIterator<Item = Tensor>) -> Result<Tensor> {
+    let mut it = terms.into_iter();
+    let first = it.next().ok_or_else(|| Error::InvalidInput("AGM: no mono-modal response".into()))?;
+    it.try_fold(first, |a, t| Ok((a + t)?))
+}
+
+/// The output whose CE has the value CE(Σ_i m_i) and whose gradient is the hooks' (k_i on m_i).
+pub fn scaled_output(m: &[Tensor], k: &[f64]) -> Result<Tensor> {
+    let scaled = sum_of(m.iter().zip(k).map(|(m, &k)| m * k).collect::<candle_core::Result<Vec<_>>>()?)?;
+    let sum = sum_of(m.iter().cloned())?;
     Ok((&scaled + (sum - &scaled)?.detach())?)
 }
 
@@ -205,18 +301,30 @@ pub fn head_weight_grad_max(grads: &ParamGrads) -> Result<f64> {
 #[derive(Clone, Debug)]
 pub struct Agm {
     pub cfg: AgmConfig,
-    running: [f64; 2],
+    /// S_m per modality; empty until the first step (or a loaded state) fixes M.
+    running: Vec<f64>,
     iteration: u64,
 }
 
 impl Agm {
     pub fn new(cfg: AgmConfig) -> Self {
-        Self { cfg, running: [0.0; 2], iteration: 0 }
+        Self { cfg, running: Vec::new(), iteration: 0 }
     }
 
-    /// Running scores S_a, S_v and the number of iterations they average.
-    pub fn running(&self) -> ([f64; 2], u64) {
-        (self.running, self.iteration)
+    /// Running scores S_m (empty before the first step) and the number of iterations they average.
+    pub fn running(&self) -> (&[f64], u64) {
+        (&self.running, self.iteration)
+    }
+
+    /// The running scores for an `n`-modality model: zeros before the first step.
+    fn running_for(&self, n: usize) -> Result<Vec<f64>> {
+        match self.running.len() {
+            0 => Ok(vec![0.0; n]),
+            len if len == n => Ok(self.running.clone()),
+            len => {
+                Err(Error::InvalidInput(format!("AGM holds running scores for {len} modalities, the model has {n}")))
+            }
+        }
     }
 }
 
@@ -226,29 +334,29 @@ impl Method for Agm {
     }
 
     fn check(&self, model: &dyn MultimodalModel) -> Result<()> {
-        AgmConfig::DESCRIPTOR.check_modalities(model.num_modalities())
+        check_modality_count(model.num_modalities())
     }
 
     fn train_step(&mut self, ctx: &mut StepContext<'_>, inputs: &[Tensor], targets: &Tensor) -> Result<StepReport> {
         self.check(ctx.model)?;
         let model = ctx.model;
+        let running = self.running_for(model.num_modalities())?;
         let r = responses(model, inputs, true)?;
         let y = host_targets(targets)?;
-        let s = [score(&r.m[0], &y)?, score(&r.m[1], &y)?];
-        let k_raw = coefficients(s, self.running, self.cfg.modulation_strength);
+        let s = r.m.iter().map(|m| score(m, &y)).collect::<Result<Vec<_>>>()?;
+        let k_raw = coefficients(&s, &running, self.cfg.modulation_strength);
         self.iteration += 1;
-        self.running = update_running(self.running, s, self.iteration);
+        self.running = update_running(&running, &s, self.iteration);
         let active = in_window(ctx.epoch, self.cfg.modulation_starts, self.cfg.modulation_ends);
-        let k = if active { k_raw } else { [1.0, 1.0] };
+        let k = if active { k_raw } else { vec![1.0; s.len()] };
 
-        let out = scaled_output(&r.m, k)?;
+        let out = scaled_output(&r.m, &k)?;
         let loss = ctx.loss.loss(&out, targets)?;
         let names = model.modality_names();
-        let losses = vec![
-            ("loss_mm".to_string(), scalar(&loss)?),
-            (format!("loss_{}", names[0]), scalar(&ctx.loss.loss(&r.m[0], targets)?)?),
-            (format!("loss_{}", names[1]), scalar(&ctx.loss.loss(&r.m[1], targets)?)?),
-        ];
+        let mut losses = vec![("loss_mm".to_string(), scalar(&loss)?)];
+        for (n, m) in names.iter().zip(&r.m) {
+            losses.push((format!("loss_{n}"), scalar(&ctx.loss.loss(m, targets)?)?));
+        }
         check_losses(&losses, ctx)?;
         let mut grads = all_grads(model, &loss)?;
         // Instrumentation (issue #13 item 12): the modulated gradient before the conditional clip.
@@ -256,47 +364,54 @@ impl Method for Agm {
         let head_grad_max = head_weight_grad_max(&grads)?;
         let clipped = clip_on_head_weight(&mut grads, self.cfg.clip_threshold)?;
         let grad_norm = ctx.apply(&mut grads)?;
-        let logits_mm = (&r.m[0] + &r.m[1])?.detach();
+        let logits_mm = sum_of(r.m.iter().cloned())?.detach();
+        let per =
+            |what: &str, v: &[f64]| names.iter().zip(v).map(|(n, &x)| (format!("{what}_{n}"), x)).collect::<Vec<_>>();
+        let mut scalars = per("score", &s);
+        scalars.extend(per("running_score", &self.running));
+        scalars.extend(per("coeff", &k));
+        scalars.extend([
+            ("clipped".into(), if clipped { 1.0 } else { 0.0 }),
+            ("grad_norm_raw".into(), grad_norm_raw),
+            ("head_grad_max".into(), head_grad_max),
+        ]);
         Ok(StepReport {
             losses,
             logits_mm: Some(logits_mm),
-            logits_branches: vec![(names[0].clone(), r.m[0].detach()), (names[1].clone(), r.m[1].detach())],
+            logits_branches: names.iter().cloned().zip(r.m.iter().map(|m| m.detach())).collect(),
             z: detach_all(&r.z),
             grad_norm,
-            scalars: vec![
-                (format!("score_{}", names[0]), s[0]),
-                (format!("score_{}", names[1]), s[1]),
-                (format!("running_score_{}", names[0]), self.running[0]),
-                (format!("running_score_{}", names[1]), self.running[1]),
-                (format!("coeff_{}", names[0]), k[0]),
-                (format!("coeff_{}", names[1]), k[1]),
-                ("clipped".into(), if clipped { 1.0 } else { 0.0 }),
-                ("grad_norm_raw".into(), grad_norm_raw),
-                ("head_grad_max".into(), head_grad_max),
-            ],
+            scalars,
         })
     }
 
     fn predict(&self, model: &dyn MultimodalModel, inputs: &[Tensor]) -> Result<Prediction> {
         let r = responses(model, inputs, false)?;
         let names = model.modality_names();
-        let [m_a, m_v] = r.m;
         Ok(Prediction {
-            multimodal: (&m_a + &m_v)?.detach(),
-            branches: vec![(names[0].clone(), m_a.detach()), (names[1].clone(), m_v.detach())],
+            multimodal: sum_of(r.m.iter().cloned())?.detach(),
+            branches: names.into_iter().zip(r.m.iter().map(|m| m.detach())).collect(),
         })
     }
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(vec![
-            ("agm.running_scores".into(), f64_tensor(&self.running)?),
-            ("agm.iteration".into(), f64_tensor(&[self.iteration as f64])?),
-        ])
+        let mut st = vec![("agm.iteration".to_string(), f64_tensor(&[self.iteration as f64])?)];
+        if !self.running.is_empty() {
+            st.insert(0, ("agm.running_scores".into(), f64_tensor(&self.running)?));
+        }
+        Ok(st)
     }
 
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
-        if let Some(v) = state_f64(state, "agm.running_scores", 2)? {
-            self.running = [v[0], v[1]];
+        if let Some(t) = find_state(state, "agm.running_scores") {
+            let v = host_f64(t)?;
+            if !(2..=MAX_MODALITIES).contains(&v.len()) {
+                return Err(Error::InvalidInput(format!(
+                    "method state `agm.running_scores` has {} values, expected 2 to {MAX_MODALITIES}",
+                    v.len()
+                )));
+            }
+            self.running = v;
         }
         if let Some(v) = state_f64(state, "agm.iteration", 1)? {
             self.iteration = v[0] as u64;
@@ -310,53 +425,180 @@ mod tests {
     use super::*;
     use crate::testutil::*;
     use dgl_core::loss::{CrossEntropy, Loss};
+    use dgl_core::rng::Rng;
 
-    /// The gradients of CE of the scaled output of `r`.
-    fn scaled_grads(model: &Toy, r: &Responses, k: [f64; 2], y: &Tensor) -> ParamGrads {
-        let out = scaled_output(&r.m, k).unwrap();
-        all_grads(model, &CrossEntropy.loss(&out, y).unwrap()).unwrap()
+    /// f(S) by hand: present modalities re-encoded in evaluation mode, absent ones from zeroed
+    /// inputs; `mask` = all gives the full forward.
+    fn forward(model: &Toy, x: &[Tensor], mask: usize) -> Tensor {
+        let z: Vec<Tensor> = (0..x.len())
+            .map(|m| {
+                let input = if (mask >> m) & 1 == 1 { x[m].clone() } else { x[m].zeros_like().unwrap() };
+                model.encode(m, &input, false).unwrap()
+            })
+            .collect();
+        model.fuse(&z, false).unwrap()
+    }
+
+    /// The former two-modality responses: m_a = ½((f(a,v) − f(0,v)) + f(a,0)), m_v likewise.
+    fn two_modality_responses(model: &Toy, x: &[Tensor]) -> [Tensor; 2] {
+        let full = model.fuse(&model.encode_all(x, true).unwrap(), true).unwrap();
+        let (only_a, only_v) = (forward(model, x, 1), forward(model, x, 2));
+        let m_a = ((&full - &only_v).unwrap() + &only_a).unwrap().affine(0.5, 0.0).unwrap();
+        let m_v = ((&full - &only_a).unwrap() + &only_v).unwrap().affine(0.5, 0.0).unwrap();
+        [m_a, m_v]
+    }
+
+    /// The former two-modality coefficients (cap 10).
+    fn two_modality_coefficients(s: [f64; 2], running: [f64; 2], alpha: f64) -> [f64; 2] {
+        let r = [(s[1] - s[0]).exp(), (s[0] - s[1]).exp()];
+        let r_opt = [(running[1] - running[0]).exp(), (running[0] - running[1]).exp()];
+        [(alpha * (r_opt[0] - r[0]).min(10.0)).exp(), (alpha * (r_opt[1] - r[1]).min(10.0)).exp()]
+    }
+
+    /// The official UR-Funny responses (`URFunny_net.py` `Modality_Audio` / `_Visual` / `_Text`),
+    /// written out from hand forwards; bits: audio 1, visual 2, text 4.
+    fn urfunny_responses(model: &Toy, x: &[Tensor]) -> Vec<Tensor> {
+        let f = |mask: usize| forward(model, x, mask);
+        let total = model.fuse(&model.encode_all(x, true).unwrap(), true).unwrap();
+        let (pad_audio, pad_visual, pad_text) = (f(6), f(5), f(3));
+        let (pad_visual_audio, pad_visual_text, pad_audio_text) = (f(4), f(1), f(2));
+        let third_sixth = |a: Tensor, b: Tensor| ((a / 3.0).unwrap() + (b / 6.0).unwrap()).unwrap();
+        let m_a = third_sixth(
+            ((&total - &pad_audio).unwrap() + &pad_visual_text).unwrap(),
+            (((&pad_visual - &pad_audio_text).unwrap() + &pad_text).unwrap() - &pad_visual_audio).unwrap(),
+        );
+        let m_v = third_sixth(
+            ((&total - &pad_visual).unwrap() + &pad_audio_text).unwrap(),
+            (((&pad_audio - &pad_visual_text).unwrap() + &pad_text).unwrap() - &pad_visual_audio).unwrap(),
+        );
+        let m_t = third_sixth(
+            ((&total - &pad_text).unwrap() + &pad_visual_audio).unwrap(),
+            (((&pad_visual - &pad_audio_text).unwrap() + &pad_audio).unwrap() - &pad_visual_text).unwrap(),
+        );
+        vec![m_a, m_v, m_t]
+    }
+
+    /// s = mean_i −log max(softmax(m)_i[y_i], 1e-8), by hand on the host.
+    fn hand_score(m: &Tensor, y: &[usize]) -> f64 {
+        let (v, k) = (vec(m), m.dim(1).unwrap());
+        let nll = |i: usize| {
+            let row = &v[i * k..(i + 1) * k];
+            let p = row[y[i]].exp() / row.iter().map(|x| x.exp()).sum::<f64>();
+            -p.max(1e-8).ln()
+        };
+        (0..y.len()).map(nll).sum::<f64>() / y.len() as f64
+    }
+
+    /// The gradients of the hook semantics: a surrogate Σ_i k_i ⟨g, m_i⟩ with g = ∂CE/∂out of
+    /// out = Σ_i m_i held fixed, i.e. cotangent k_i·g on m_i.
+    fn hook_grads(model: &Toy, m: &[Tensor], k: &[f64], y: &Tensor) -> ParamGrads {
+        let out = m.iter().skip(1).fold(m[0].clone(), |a, t| (a + t).unwrap());
+        let (b, kk) = out.dims2().unwrap();
+        let p = candle_nn::ops::softmax(&out, 1).unwrap();
+        let oh =
+            crate::util::one_hot(&host_targets(y).unwrap(), kk, candle_core::DType::F64, &candle_core::Device::Cpu)
+                .unwrap();
+        let g = ((p - oh).unwrap() / b as f64).unwrap().detach();
+        let surrogate = m
+            .iter()
+            .zip(k)
+            .map(|(mi, &ki)| ((&g * ki).unwrap() * mi).unwrap().sum_all().unwrap())
+            .reduce(|a, t| (a + t).unwrap())
+            .unwrap();
+        all_grads(model, &surrogate).unwrap()
     }
 
     #[test]
-    fn shapley_responses_sum_to_the_full_output() {
-        let model = Toy::new(&[3, 4], 5, 3, 1);
-        let x = model.inputs(6, 2);
-        let r = responses(&model, &x, true).unwrap();
-        let full = vec(&r.full);
-        let sum = vec(&(&r.m[0] + &r.m[1]).unwrap());
-        assert_close(&sum, &full, 1e-12, "m_a + m_v = f(a,v)");
-        // f(a,0) by hand: zero visual input → z_v = tanh(b_v).
-        let za = model.encode(0, &x[0], false).unwrap();
-        let zv0 = model.encode(1, &x[1].zeros_like().unwrap(), false).unwrap();
-        let fa0 = vec(&model.fuse(&[za, zv0], false).unwrap());
-        assert_close(&vec(&r.only_a), &fa0, 1e-12, "f(a,0)");
-        let want: Vec<f64> =
-            full.iter().zip(vec(&r.only_v)).zip(&fa0).map(|((f, ov), oa)| 0.5 * (f - ov + oa)).collect();
-        assert_close(&vec(&r.m[0]), &want, 1e-12, "m_a");
-    }
-
-    #[test]
-    fn scores_running_means_and_coefficients() {
-        // Score: mean −log p_y with the 1e-8 floor.
-        let m = Tensor::new(&[[0.0f64, 0.0], [100.0, -100.0]], &candle_core::Device::Cpu).unwrap();
-        let s = score(&m, &[0, 1]).unwrap();
-        assert!((s - 0.5 * (2f64.ln() + 1e8f64.ln())).abs() < 1e-9, "{s}");
-        // Coefficients at the first iteration: S = 0 ⇒ r* = 1.
-        let k = coefficients([0.5, 1.0], [0.0, 0.0], 1.5);
-        assert!((k[0] - (1.5 * (1.0 - 0.5f64.exp())).exp()).abs() < 1e-12);
-        assert!((k[1] - (1.5 * (1.0 - (-0.5f64).exp())).exp()).abs() < 1e-12);
-        // The min(·, 10) cap.
-        let k = coefficients([10.0, 0.0], [0.0, 30.0], 0.1);
-        assert!((k[0] - 1f64.exp()).abs() < 1e-12, "{k:?}");
-        // Running means: cumulative average.
-        let mut r = [0.0, 0.0];
-        for (t, s) in [[1.0, 2.0], [3.0, 4.0], [5.0, 0.0]].iter().enumerate() {
-            r = update_running(r, *s, t as u64 + 1);
+    fn shapley_weights_by_hand() {
+        assert_eq!(shapley_weights(2), vec![0.5, 0.5]);
+        assert_close(&shapley_weights(3), &[1.0 / 3.0, 1.0 / 6.0, 1.0 / 3.0], 1e-15, "M = 3");
+        assert_close(&shapley_weights(4), &[0.25, 1.0 / 12.0, 1.0 / 12.0, 0.25], 1e-15, "M = 4");
+        // Σ_S w(|S|) over the 2^(M−1) coalitions without i is 1.
+        for m in 2..=MAX_MODALITIES {
+            let w = shapley_weights(m);
+            let binom = |n: usize, k: usize| (0..k).fold(1.0, |a, j| a * (n - j) as f64 / (j + 1) as f64);
+            let total: f64 = (0..m).map(|s| binom(m - 1, s) * w[s]).sum();
+            assert!((total - 1.0).abs() < 1e-12, "M = {m}: {total}");
         }
-        assert_close(&r, &[3.0, 2.0], 1e-12, "running");
     }
 
-    /// The gradients of the scaled output equal the hook formula: ½(k_a+k_v)·g on f(a,v),
+    /// At M = 2 the Shapley responses are bit for bit the former ½(f(a,v) − f(0,v) + f(a,0)).
+    #[test]
+    fn m2_responses_equal_the_two_modality_formula() {
+        for seed in 0..6u64 {
+            let model = Toy::new(&[3, 4], 5, 3, seed);
+            let x = model.inputs(6, 50 + seed);
+            let r = responses(&model, &x, true).unwrap();
+            assert_eq!(r.coalitions.len(), 3);
+            let want = two_modality_responses(&model, &x);
+            for (m, (got, want)) in r.m.iter().zip(&want).enumerate() {
+                assert_close(&vec(got), &vec(want), 0.0, &format!("seed {seed}: m_{m}"));
+            }
+            assert_close(&vec(r.f(1)), &vec(&forward(&model, &x, 1)), 0.0, "f(a,0)");
+            let sum = vec(&(&r.m[0] + &r.m[1]).unwrap());
+            assert_close(&sum, &vec(r.full()), 1e-12, "m_a + m_v = f(a,v)");
+        }
+    }
+
+    #[test]
+    fn m2_coefficients_and_running_means_equal_the_two_modality_rule() {
+        let mut rng = Rng::new(17);
+        for i in 0..2000 {
+            let mut draw = || 6.0 * rng.uniform();
+            let (s, running) = ([draw(), draw()], [draw(), draw()]);
+            let alpha = [0.1, 1.5, 4.0][i % 3];
+            assert_eq!(
+                coefficients(&s, &running, alpha),
+                two_modality_coefficients(s, running, alpha),
+                "{s:?} {running:?}"
+            );
+            let t = 1 + i as u64 % 50;
+            let old = [0, 1].map(|m| running[m] * (t as f64 - 1.0) / t as f64 + s[m] / t as f64);
+            assert_eq!(update_running(&running, &s, t), old);
+        }
+        // The cap 10 at M = 2.
+        assert_eq!(coefficients(&[10.0, 0.0], &[0.0, 30.0], 0.1)[0], 1f64.exp());
+    }
+
+    /// At M = 2 one step changes the parameters as the former code did: its responses, its
+    /// coefficients from the running scores before the update, its scaled output, and the
+    /// conditional clip, on random toys, states and clip thresholds.
+    #[test]
+    fn m2_step_equals_the_two_modality_update() {
+        for seed in 0..6u64 {
+            let model = Toy::new(&[3, 4], 5, 3, seed);
+            let x = model.inputs(6, 10 + seed);
+            let y = targets(6, 3);
+            let yv = host_targets(&y).unwrap();
+            let running = [0.2 + 0.1 * seed as f64, 0.9 - 0.1 * seed as f64];
+            let clip_threshold = if seed % 2 == 0 { 1e9 } else { 0.05 };
+            let mut agm = Agm::new(AgmConfig { clip_threshold, ..AgmConfig::default() });
+            agm.load_state(&[("agm.running_scores".into(), f64_tensor(&running).unwrap())]).unwrap();
+            agm.iteration = 4;
+
+            let m = two_modality_responses(&model, &x);
+            let s = [hand_score(&m[0], &yv), hand_score(&m[1], &yv)];
+            let k = two_modality_coefficients(s, running, 1.5);
+            let scaled = ((&m[0] * k[0]).unwrap() + (&m[1] * k[1]).unwrap()).unwrap();
+            let sum = (&m[0] + &m[1]).unwrap();
+            let out = (&scaled + (sum - &scaled).unwrap().detach()).unwrap();
+            let mut want = all_grads(&model, &CrossEntropy.loss(&out, &y).unwrap()).unwrap();
+            let clipped = clip_on_head_weight(&mut want, clip_threshold).unwrap();
+            assert_eq!(clipped, seed % 2 == 1, "the clip is exercised on odd seeds");
+
+            let (upd, rep) = grads_by_sgd(&mut agm, &model, 3, &x, &y);
+            for (name, got) in &upd {
+                assert_close(got, &vec(want.get(name).unwrap()), 1e-12, &format!("seed {seed}: {name}"));
+            }
+            let get = |key: &str| rep.scalars.iter().find(|(n, _)| n == key).unwrap().1;
+            assert!((get("coeff_audio") - k[0]).abs() < 1e-12 && (get("coeff_visual") - k[1]).abs() < 1e-12);
+            let (run, it) = agm.running();
+            assert_eq!(it, 5);
+            assert_close(run, &[0, 1].map(|m| running[m] * 4.0 / 5.0 + s[m] / 5.0), 1e-12, "running");
+        }
+    }
+
+    /// The gradients of the scaled output equal the hook formula at M = 2: ½(k_a+k_v)·g on f(a,v),
     /// ½(k_v−k_a)·g on f(0,v), ½(k_a−k_v)·g on f(a,0).
     #[test]
     fn scaled_gradients_equal_the_hook_formula() {
@@ -364,9 +606,10 @@ mod tests {
         let x = model.inputs(6, 8);
         let y = targets(6, 3);
         let k = [1.7, 0.4];
-        let g_ours = scaled_grads(&model, &responses(&model, &x, true).unwrap(), k, &y);
+        let r = responses(&model, &x, true).unwrap();
+        let out = scaled_output(&r.m, &k).unwrap();
+        let g_ours = all_grads(&model, &CrossEntropy.loss(&out, &y).unwrap()).unwrap();
 
-        // Cotangent g = (softmax(out) − onehot)/B, then Σ c ⊙ f per forward.
         let r = responses(&model, &x, true).unwrap();
         let out = (&r.m[0] + &r.m[1]).unwrap();
         let p = candle_nn::ops::softmax(&out, 1).unwrap();
@@ -375,10 +618,10 @@ mod tests {
                 .unwrap();
         let g = ((p - oh).unwrap() / 6.0).unwrap().detach();
         let c = |f: f64| (&g * f).unwrap();
-        let surrogate = (((c(0.5 * (k[0] + k[1])) * &r.full).unwrap().sum_all().unwrap()
-            + (c(0.5 * (k[1] - k[0])) * &r.only_v).unwrap().sum_all().unwrap())
+        let surrogate = (((c(0.5 * (k[0] + k[1])) * r.full()).unwrap().sum_all().unwrap()
+            + (c(0.5 * (k[1] - k[0])) * r.f(2)).unwrap().sum_all().unwrap())
         .unwrap()
-            + (c(0.5 * (k[0] - k[1])) * &r.only_a).unwrap().sum_all().unwrap())
+            + (c(0.5 * (k[0] - k[1])) * r.f(1)).unwrap().sum_all().unwrap())
         .unwrap();
         let g_hook = all_grads(&model, &surrogate).unwrap();
         assert_eq!(g_ours.len(), g_hook.len());
@@ -388,42 +631,120 @@ mod tests {
     }
 
     #[test]
-    fn step_uses_running_scores_before_update_and_clips() {
-        let model = Toy::new(&[3, 4], 5, 3, 9);
-        let x = model.inputs(6, 10);
-        let y = targets(6, 3);
-        let yv = host_targets(&y).unwrap();
-        let cfg = AgmConfig { clip_threshold: 1e9, ..AgmConfig::default() };
-        let mut agm = Agm::new(cfg);
-        agm.running = [0.3, 0.9];
-        agm.iteration = 4;
-        let r = responses(&model, &x, true).unwrap();
-        let s = [score(&r.m[0], &yv).unwrap(), score(&r.m[1], &yv).unwrap()];
-        let k = coefficients(s, [0.3, 0.9], 1.5);
-        let want = scaled_grads(&model, &r, k, &y);
-        let (upd, rep) = grads_by_sgd(&mut agm, &model, 3, &x, &y);
-        for (name, got) in &upd {
-            assert_close(got, &vec(want.get(name).unwrap()), 1e-9, name);
+    fn score_floor_and_running_means() {
+        let m = Tensor::new(&[[0.0f64, 0.0], [100.0, -100.0]], &candle_core::Device::Cpu).unwrap();
+        let s = score(&m, &[0, 1]).unwrap();
+        assert!((s - 0.5 * (2f64.ln() + 1e8f64.ln())).abs() < 1e-9, "{s}");
+        let mut r = vec![0.0; 3];
+        for (t, s) in [[1.0, 2.0, 0.0], [3.0, 4.0, 3.0], [5.0, 0.0, 9.0]].iter().enumerate() {
+            r = update_running(&r, s, t as u64 + 1);
         }
-        let (run, it) = agm.running();
-        assert_eq!(it, 5);
-        assert_close(&run, &update_running([0.3, 0.9], s, 5), 1e-12, "running");
-        assert!(rep.scalars.iter().any(|(n, v)| n == "coeff_audio" && (v - k[0]).abs() < 1e-12));
+        assert_close(&r, &[3.0, 2.0, 4.0], 1e-12, "running");
+    }
 
-        // Clipping: threshold below the head-weight gradient ⇒ global norm = threshold.
-        let mut g = want.clone();
-        let mx = g
-            .entries()
-            .iter()
-            .filter(|e| e.name == "head.weight")
-            .map(|e| vec(&e.grad).iter().fold(0f64, |a, v| a.max(v.abs())))
-            .next()
-            .unwrap();
-        assert!(!clip_on_head_weight(&mut g, mx * 1.01).unwrap());
-        assert!(clip_on_head_weight(&mut g, mx * 0.5).unwrap());
-        assert!((g.global_norm().unwrap() - mx * 0.5).abs() < 1e-6 * mx);
+    /// At M = 3 the responses are the official UR-Funny formula and sum to f(AVT).
+    #[test]
+    fn m3_responses_are_the_official_urfunny_formula() {
+        let model = Toy::new(&[3, 4, 2], 5, 3, 2);
+        let x = model.inputs(6, 3);
+        let r = responses(&model, &x, true).unwrap();
+        assert_eq!(r.coalitions.len(), 7, "2^3 − 1 forwards");
+        let want = urfunny_responses(&model, &x);
+        assert_eq!(r.m.len(), 3);
+        for (m, (got, want)) in r.m.iter().zip(&want).enumerate() {
+            assert_close(&vec(got), &vec(want), 1e-12, &format!("m_{m}"));
+        }
+        let sum = r.m.iter().skip(1).fold(r.m[0].clone(), |a, t| (a + t).unwrap());
+        assert_close(&vec(&sum), &vec(r.full()), 1e-12, "Σ m = f(AVT)");
+    }
 
-        // State round trip.
+    /// M = 3 coefficients by the UR-Funny code's own arithmetic: r_m = exp((s̄ − s_m)·3/2), cap 7.
+    #[test]
+    fn m3_coefficients_by_hand() {
+        let (s, running, alpha): ([f64; 3], [f64; 3], f64) = ([0.5, 1.0, 2.0], [0.9, 0.6, 0.3], 1.2);
+        let mean = (0.5 + 1.0 + 2.0) / 3.0;
+        let mean_opt = (0.9 + 0.6 + 0.3) / 3.0;
+        let want: Vec<f64> = (0..3)
+            .map(|m| {
+                let ratio = ((mean - s[m]) * 3.0 / 2.0).exp();
+                let optimal = ((mean_opt - running[m]) * 3.0 / 2.0).exp();
+                (alpha * (optimal - ratio).min(7.0)).exp()
+            })
+            .collect();
+        assert_close(&coefficients(&s, &running, alpha), &want, 1e-12, "k");
+        // r*_audio − r_audio = exp(20) − 1 is capped at 7 (10 at M = 2).
+        let k = coefficients(&[0.0; 3], &[0.0, 20.0, 20.0], 0.5);
+        assert_eq!(k[0], 3.5f64.exp());
+        assert_eq!(ratio_cap(2), 10.0);
+    }
+
+    /// At M = 3 a step's gradients are the hooks' (cotangent k_i·g on the official m_i, k from
+    /// hand scores and the running scores), and every encoder changes.
+    #[test]
+    fn m3_step_matches_the_hooks_and_trains_every_encoder() {
+        let model = Toy::new(&[3, 4, 2], 5, 3, 4);
+        let x = model.inputs(9, 5);
+        let y = targets(9, 3);
+        let yv = host_targets(&y).unwrap();
+        let running = [0.4, 1.1, 0.7];
+        let mut agm = Agm::new(AgmConfig { clip_threshold: 1e9, ..AgmConfig::default() });
+        agm.load_state(&[("agm.running_scores".into(), f64_tensor(&running).unwrap())]).unwrap();
+        agm.iteration = 2;
+
+        let m = urfunny_responses(&model, &x);
+        let s: Vec<f64> = m.iter().map(|mi| hand_score(mi, &yv)).collect();
+        let mean = s.iter().sum::<f64>() / 3.0;
+        let mean_opt = running.iter().sum::<f64>() / 3.0;
+        let k: Vec<f64> = (0..3)
+            .map(|i| (1.5 * (((mean_opt - running[i]) * 1.5).exp() - ((mean - s[i]) * 1.5).exp()).min(7.0)).exp())
+            .collect();
+        let want = hook_grads(&model, &m, &k, &y);
+        let (upd, rep) = grads_by_sgd(&mut agm, &model, 0, &x, &y);
+        for (name, got) in &upd {
+            assert_close(got, &vec(want.get(name).unwrap()), 1e-10, name);
+            if name.starts_with("enc") {
+                assert!(got.iter().any(|v| *v != 0.0), "{name} unchanged");
+            }
+        }
+        for (i, name) in ["audio", "visual", "text"].iter().enumerate() {
+            let get = |key: String| rep.scalars.iter().find(|(n, _)| *n == key).unwrap().1;
+            assert!((get(format!("coeff_{name}")) - k[i]).abs() < 1e-12, "k_{name}");
+            assert!((get(format!("score_{name}")) - s[i]).abs() < 1e-12, "s_{name}");
+        }
+        assert_eq!(agm.running().0.len(), 3);
+        let p = agm.predict(&model, &x).unwrap();
+        assert_eq!(p.branches.len(), 3);
+    }
+
+    /// Bad modality counts and states are clear errors, not panics.
+    #[test]
+    fn refuses_too_many_modalities_and_mismatched_state() {
+        let facts = |m| ModelFacts { modalities: m, head: "concat", head_is_linear: true, dense: false };
+        let cfg = AgmConfig::default();
+        cfg.check_model(&facts(MAX_MODALITIES)).unwrap();
+        let e = cfg.check_model(&facts(MAX_MODALITIES + 1)).unwrap_err().to_string();
+        assert!(e.contains("at most 8 modalities") && e.contains("has 9"), "{e}");
+        assert!(cfg.check_model(&facts(1)).unwrap_err().to_string().contains("2 or more"));
+        let nine = Toy::new(&[1; 9], 2, 2, 0);
+        let agm = Agm::new(cfg.clone());
+        assert!(agm.check(&nine).unwrap_err().to_string().contains("at most 8"));
+        assert!(responses(&nine, &nine.inputs(2, 0), false).unwrap_err().to_string().contains("at most 8"));
+
+        // Running scores of a two-modality run do not train a three-modality model.
+        let model = Toy::new(&[3, 4, 2], 5, 3, 4);
+        let (x, y) = (model.inputs(4, 1), targets(4, 3));
+        let mut agm = Agm::new(cfg.clone());
+        agm.load_state(&[("agm.running_scores".into(), f64_tensor(&[0.1, 0.2]).unwrap())]).unwrap();
+        let mut sgd = plain_sgd(0.1);
+        let e = agm.train_step(&mut context(&model, &mut sgd, 0), &x, &y).unwrap_err().to_string();
+        assert!(e.contains("running scores for 2 modalities"), "{e}");
+        let e = Agm::new(cfg.clone()).load_state(&[("agm.running_scores".into(), f64_tensor(&[0.1]).unwrap())]);
+        assert!(e.unwrap_err().to_string().contains("expected 2 to 8"));
+
+        // State round trip after a three-modality step.
+        let mut agm = Agm::new(cfg);
+        assert!(agm.state().unwrap().iter().all(|(n, _)| n != "agm.running_scores"), "no scores before a step");
+        agm.train_step(&mut context(&model, &mut sgd, 0), &x, &y).unwrap();
         let mut other = Agm::new(AgmConfig::default());
         other.load_state(&agm.state().unwrap()).unwrap();
         assert_eq!(other.running(), agm.running());

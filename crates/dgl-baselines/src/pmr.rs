@@ -1,15 +1,29 @@
 //! PMR, Prototypical Modal Rebalance (Fan et al., CVPR 2023),
-//! `Modal-Imbalance-PMR/main_Prototype_grad.py`.
+//! `Modal-Imbalance-PMR/main_Prototype_grad.py`, in an M-modality form (any M ≥ 2) that is the
+//! official two-modality rule at M = 2.
 //!
 //! * Prototypes (383-441): before training and after every epoch, in evaluation mode, the class
 //!   means p_c^m of z_m over the first ⌊fraction·N_batches⌋ (at least 1) training batches; after
 //!   epoch e > 0 they are blended with the previous ones, p ← (1−μ)·p_new + μ·p_old.
 //! * Prototypical cross-entropy logits sim_m = −‖z_m − p_c^m‖₂ (no temperature).
-//! * ρ = Σ_i softmax(sim_a)_i\[y_i\] / Σ_i softmax(sim_v)_i\[y_i\]; ρ > 1 ⇒ (β, λ) = (0, α),
-//!   ρ < 1 ⇒ (α, 0), ρ = 1 ⇒ (0, 0) (binary switch; α: `prototype_weight`).
-//! * Loss (152-178), inside the modulation window: CE(out) + β·CE(sim_a) + λ·CE(sim_v); outside:
-//!   CE(out). One backward. The paper's prototype-entropy regulariser is not in the official code
-//!   (PMR#7, #9) and not here.
+//! * s_m = Σ_i softmax(sim_m)_i\[y_i\]; ρ_m = mean_{j≠m} s_m / s_j (the ratio OGM-GE's
+//!   M-modality form uses, `util::mean_score_ratios`); at M = 2, ρ_a = s_a / s_v is the official ρ and
+//!   ρ_v = s_v / s_a.
+//! * The official binary switch, per modality: the prototypical cross-entropy of modality m gets
+//!   the weight α (`prototype_weight`) when ρ_m < 1 (a weaker modality), 0 otherwise. At M = 2
+//!   this is the official (β, λ) = (0, α) if ρ > 1, (α, 0) if ρ < 1, (0, 0) if ρ = 1.
+//! * Loss (152-178), inside the modulation window: CE(out) + Σ_m w_m·CE(sim_m); outside: CE(out).
+//!   One backward. The paper's prototype-entropy regulariser is not in the official code (PMR#7,
+//!   #9) and not here.
+//!
+//! The alternative three-modality rule, BalanceBenchmark's
+//! (`balancemm/trainer/PMR_trainer.py:147-192` at `4c1482f`), is not implemented: at M ≥ 3 it
+//! drops the prototypical cross-entropy, uses ρ_m = s_m / min_j s_j and scales the encoder
+//! gradients as OGM does, g ← (1 − tanh(η·ρ_m))·g − N(0, std g) when ρ_m > 1 (η 0.01) — a
+//! different method from its own two-modality PMR.
+//!
+//! The step reports `ratio` (ρ_a), `beta` and `lambda` at M = 2, as the official code names them,
+//! and `ratio_<name>`, `proto_weight_<name>` for every modality at M ≥ 3.
 
 use candle_core::Tensor;
 use dgl_core::model::detach_all;
@@ -20,7 +34,7 @@ use crate::defaults::{Benchmark, Schedule, Setting};
 use crate::spec::{BuildContext, HeadSupport, MethodDescriptor, MethodSpec, ModalityCount, TaskKind};
 use crate::util::{
     all_grads, check_hp, check_losses, check_non_negative, check_window, find_state, flatten_rows, host_f64,
-    host_targets, in_window, one_hot, scalar, target_probs, upload,
+    host_targets, in_window, mean_score_ratios, one_hot, scalar, target_probs, upload,
 };
 
 /// PMR's options.
@@ -57,7 +71,7 @@ impl MethodSpec for PmrConfig {
         name: "pmr",
         label: "PMR",
         summary: "prototypical cross-entropy for the weaker modality, switched by the prototype ratio",
-        modalities: ModalityCount::Exactly(2),
+        modalities: ModalityCount::AtLeast(2),
         heads: HeadSupport::Any,
         tasks: &[TaskKind::Classification],
         needs_validation: false,
@@ -196,15 +210,20 @@ pub fn prototype_logits(z: &Tensor, protos: &Tensor) -> Result<Tensor> {
     Ok(diff.sqr()?.sum(2)?.affine(1.0, 1e-12)?.sqrt()?.neg()?)
 }
 
-/// The binary switch: (β, λ) for ρ = score_a / score_v.
-pub fn switch(ratio: f64, alpha: f64) -> (f64, f64) {
-    if ratio > 1.0 {
-        (0.0, alpha)
-    } else if ratio < 1.0 {
-        (alpha, 0.0)
-    } else {
-        (0.0, 0.0)
+/// The binary switch per modality: the weight of CE(sim_m), α when ρ_m < 1, else 0 (M = 2:
+/// (β, λ) = (0, α) if ρ_a > 1, (α, 0) if ρ_a < 1, (0, 0) if ρ_a = 1).
+pub fn prototype_weights(ratios: &[f64], alpha: f64) -> Vec<f64> {
+    ratios.iter().map(|&r| if r < 1.0 { alpha } else { 0.0 }).collect()
+}
+
+/// The scalars a step reports: the official `ratio` (ρ_a), `beta`, `lambda` at M = 2, per-modality
+/// names at M ≥ 3.
+fn reported(names: &[String], ratios: &[f64], weights: &[f64]) -> Vec<(String, f64)> {
+    if let ([rho_a, _], [beta, lam]) = (ratios, weights) {
+        return vec![("ratio".into(), *rho_a), ("beta".into(), *beta), ("lambda".into(), *lam)];
     }
+    let ratios = names.iter().zip(ratios).map(|(n, &r)| (format!("ratio_{n}"), r));
+    ratios.chain(names.iter().zip(weights).map(|(n, &w)| (format!("proto_weight_{n}"), w))).collect()
 }
 
 /// PMR.
@@ -266,30 +285,35 @@ impl Method for Pmr {
                 "PMR needs its prototypes: the loop must call on_epoch_start before training".into(),
             )
         })?;
+        if protos.len() != model.num_modalities() {
+            return Err(dgl_core::Error::InvalidInput(format!(
+                "PMR holds prototypes for {} modalities, the model has {}",
+                protos.len(),
+                model.num_modalities()
+            )));
+        }
         let z = model.encode_all(inputs, true)?;
         let out = model.fuse(&z, true)?;
         let l_mm = ctx.loss.loss(&out, targets)?;
         let sim: Vec<Tensor> = z.iter().zip(protos).map(|(zm, p)| prototype_logits(zm, p)).collect::<Result<_>>()?;
         let l_p: Vec<Tensor> = sim.iter().map(|s| ctx.loss.loss(s, targets)).collect::<candle_core::Result<_>>()?;
         let y = host_targets(targets)?;
-        let s_a: f64 = target_probs(&sim[0], &y)?.iter().sum();
-        let s_v: f64 = target_probs(&sim[1], &y)?.iter().sum();
-        let ratio = s_a / s_v;
+        let scores = sim.iter().map(|s| Ok(target_probs(s, &y)?.iter().sum())).collect::<Result<Vec<f64>>>()?;
+        let ratios = mean_score_ratios(&scores);
         let active = in_window(ctx.epoch, self.cfg.modulation_starts, self.cfg.modulation_ends);
-        let (beta, lam) = if active { switch(ratio, self.cfg.prototype_weight) } else { (0.0, 0.0) };
+        let weights =
+            if active { prototype_weights(&ratios, self.cfg.prototype_weight) } else { vec![0.0; ratios.len()] };
         let names = model.modality_names();
-        let losses = vec![
-            ("loss_mm".to_string(), scalar(&l_mm)?),
-            (format!("loss_proto_{}", names[0]), scalar(&l_p[0])?),
-            (format!("loss_proto_{}", names[1]), scalar(&l_p[1])?),
-        ];
+        let mut losses = vec![("loss_mm".to_string(), scalar(&l_mm)?)];
+        for (n, l) in names.iter().zip(&l_p) {
+            losses.push((format!("loss_proto_{n}"), scalar(l)?));
+        }
         check_losses(&losses, ctx)?;
         let mut total = l_mm;
-        if beta > 0.0 {
-            total = (total + (&l_p[0] * beta)?)?;
-        }
-        if lam > 0.0 {
-            total = (total + (&l_p[1] * lam)?)?;
+        for (l, &w) in l_p.iter().zip(&weights) {
+            if w > 0.0 {
+                total = (total + (l * w)?)?;
+            }
         }
         let mut grads = all_grads(model, &total)?;
         let grad_norm = ctx.apply(&mut grads)?;
@@ -299,7 +323,7 @@ impl Method for Pmr {
             logits_branches: Vec::new(),
             z: detach_all(&z),
             grad_norm,
-            scalars: vec![("ratio".into(), ratio), ("beta".into(), beta), ("lambda".into(), lam)],
+            scalars: reported(&names, &ratios, &weights),
         })
     }
 
@@ -343,6 +367,7 @@ mod tests {
     use super::*;
     use crate::testutil::*;
     use candle_core::{DType, Device};
+    use dgl_core::grads::ParamGrads;
     use dgl_core::loss::{CrossEntropy, Loss};
 
     /// PMR (α = 2, default config, 3 classes) after the start of epoch 0: initial prototypes.
@@ -440,41 +465,147 @@ mod tests {
         assert_close(&vec(&other.prototypes().unwrap()[1]), &vec(&pmr.prototypes().unwrap()[1]), 0.0, "state");
     }
 
+    /// The two-modality switch exactly as this module had it before the M-modality form:
+    /// (β, λ) for ρ = s_a / s_v.
+    fn two_modality_switch(ratio: f64, alpha: f64) -> (f64, f64) {
+        if ratio > 1.0 {
+            (0.0, alpha)
+        } else if ratio < 1.0 {
+            (alpha, 0.0)
+        } else {
+            (0.0, 0.0)
+        }
+    }
+
     #[test]
-    fn prototype_logits_and_ratio_switch() {
+    fn prototype_logits_by_hand() {
         let z = Tensor::new(&[[0.0f64, 0.0], [3.0, 4.0]], &Device::Cpu).unwrap();
         let p = Tensor::new(&[[0.0f64, 0.0], [3.0, 0.0]], &Device::Cpu).unwrap();
         let s = vec(&prototype_logits(&z, &p).unwrap());
         assert_close(&s, &[0.0, -3.0, -5.0, -4.0], 1e-6, "−‖z − p‖");
-        assert_eq!(switch(1.2, 2.0), (0.0, 2.0));
-        assert_eq!(switch(0.8, 2.0), (2.0, 0.0));
-        assert_eq!(switch(1.0, 2.0), (0.0, 0.0));
     }
 
-    /// The step's gradients are those of CE(out) + β CE(sim_a) + λ CE(sim_v) with the switch.
     #[test]
-    fn step_gradient_uses_the_switched_loss() {
-        let model = Toy::new(&[3, 2], 4, 3, 4);
-        let data = Data::random(&model, 2, 1, 6, 5);
+    fn m2_weights_equal_the_binary_switch() {
+        let mut rng = dgl_core::rng::Rng::new(4);
+        let mut cases: Vec<(f64, f64)> = (0..2000).map(|_| (16.0 * rng.uniform(), 16.0 * rng.uniform())).collect();
+        cases.extend([
+            (2.0, 2.0),
+            (0.0, 1.0),
+            (1.0, 0.0),
+            (0.0, 0.0),
+            (1.0, 1.0 + f64::EPSILON),
+            (1.0 + f64::EPSILON, 1.0),
+        ]);
+        for &(sa, sv) in &cases {
+            let ratios = mean_score_ratios(&[sa, sv]);
+            let ratio = sa / sv;
+            assert!(ratios[0] == ratio || (ratio.is_nan() && ratios[0].is_nan()), "{sa} {sv}: ρ");
+            let (beta, lam) = two_modality_switch(ratio, 2.0);
+            assert_eq!(prototype_weights(&ratios, 2.0), vec![beta, lam], "{sa} {sv}");
+        }
+    }
+
+    #[test]
+    fn m3_weights_by_hand() {
+        // s = (1, 1.1, 10): ρ_0 = (1/1.1 + 1/10)/2 ≈ 0.50, ρ_1 = (1.1 + 0.11)/2 = 0.605,
+        // ρ_2 = (10 + 10/1.1)/2 ≈ 9.5: both weaker modalities get α.
+        let r = mean_score_ratios(&[1.0, 1.1, 10.0]);
+        assert_close(&r, &[(1.0 / 1.1 + 0.1) / 2.0, 0.605, (10.0 + 10.0 / 1.1) / 2.0], 1e-15, "ρ");
+        assert_eq!(prototype_weights(&r, 2.0), vec![2.0, 2.0, 0.0]);
+        // s = (3, 1, 2): ρ = ((3 + 3/2)/2, (1/3 + 1/2)/2, (2/3 + 2)/2) = (2.25, 5/12, 4/3).
+        let r = mean_score_ratios(&[3.0, 1.0, 2.0]);
+        assert_close(&r, &[2.25, 5.0 / 12.0, 4.0 / 3.0], 1e-15, "ρ");
+        assert_eq!(prototype_weights(&r, 0.5), vec![0.0, 0.5, 0.0]);
+        // A tie weights nothing.
+        assert_eq!(prototype_weights(&mean_score_ratios(&[0.7; 3]), 2.0), vec![0.0; 3]);
+    }
+
+    /// CE(out) + Σ_m w_m CE(sim_m) with the given per-modality weights, from the given prototypes.
+    fn reference_grads(model: &Toy, protos: &[Tensor], x: &[Tensor], y: &Tensor, w: &[f64]) -> ParamGrads {
+        let z = model.encode_all(x, true).unwrap();
+        let mut total = CrossEntropy.loss(&model.fuse(&z, true).unwrap(), y).unwrap();
+        for (m, &wm) in w.iter().enumerate() {
+            if wm > 0.0 {
+                let sim = prototype_logits(&z[m], &protos[m]).unwrap();
+                total = (total + (CrossEntropy.loss(&sim, y).unwrap() * wm).unwrap()).unwrap();
+            }
+        }
+        all_grads(model, &total).unwrap()
+    }
+
+    /// s_m = Σ_i softmax(−‖z_m,i − p_c‖)\[y_i\] by hand on the host.
+    fn hand_scores(model: &Toy, protos: &[Tensor], x: &[Tensor], y: &[usize]) -> Vec<f64> {
+        let z = model.encode_all(x, true).unwrap();
+        (0..z.len())
+            .map(|m| {
+                let (zm, p, d, k) = (vec(&z[m]), vec(&protos[m]), model.d, model.k);
+                let sim =
+                    |i: usize, c: usize| -(0..d).map(|j| (zm[i * d + j] - p[c * d + j]).powi(2)).sum::<f64>().sqrt();
+                y.iter()
+                    .enumerate()
+                    .map(|(i, &yi)| sim(i, yi).exp() / (0..k).map(|c| sim(i, c).exp()).sum::<f64>())
+                    .sum()
+            })
+            .collect()
+    }
+
+    /// At M = 2 the step's gradients are those of the former two-modality loss
+    /// CE(out) + β CE(sim_a) + λ CE(sim_v), (β, λ) from the switch on ρ = s_a / s_v, on random toys.
+    #[test]
+    fn m2_step_equals_the_two_modality_update() {
+        for seed in 0..6u64 {
+            let model = Toy::new(&[3, 2], 4, 3, seed);
+            let data = Data::random(&model, 2, 1, 6, 5 + seed);
+            let mut pmr = started(&model, &data);
+            let (x, y) = &data.train[1];
+            let protos = pmr.prototypes().unwrap().to_vec();
+            let s = hand_scores(&model, &protos, x, &host_targets(y).unwrap());
+            let (beta, lam) = two_modality_switch(s[0] / s[1], 2.0);
+            let g = reference_grads(&model, &protos, x, y, &[beta, lam]);
+            let (upd, rep) = grads_by_sgd(&mut pmr, &model, 0, x, y);
+            for (name, got) in &upd {
+                assert_close(got, &vec(g.get(name).unwrap()), 1e-12, &format!("seed {seed}: {name}"));
+            }
+            let get = |key: &str| rep.scalars.iter().find(|(n, _)| n == key).unwrap().1;
+            assert!((get("ratio") - s[0] / s[1]).abs() < 1e-12);
+            assert_eq!((get("beta"), get("lambda")), (beta, lam));
+        }
+    }
+
+    /// At M = 3 the prototypical cross-entropy of every modality with ρ_m < 1 (hand-computed
+    /// ρ_m = (s_m/s_j + s_m/s_l)/2) is added with weight α, and the step changes every encoder.
+    #[test]
+    fn m3_step_weights_the_weaker_modalities() {
+        let model = Toy::new(&[3, 2, 4], 4, 3, 6);
+        let data = Data::random(&model, 2, 1, 6, 8);
         let mut pmr = started(&model, &data);
         let (x, y) = &data.train[1];
         let protos = pmr.prototypes().unwrap().to_vec();
-        let z = model.encode_all(x, true).unwrap();
-        let sim: Vec<Tensor> = (0..2).map(|m| prototype_logits(&z[m], &protos[m]).unwrap()).collect();
-        let yv = host_targets(y).unwrap();
-        let ratio = target_probs(&sim[0], &yv).unwrap().iter().sum::<f64>()
-            / target_probs(&sim[1], &yv).unwrap().iter().sum::<f64>();
-        let (beta, lam) = switch(ratio, 2.0);
-        let total = ((CrossEntropy.loss(&model.fuse(&z, true).unwrap(), y).unwrap()
-            + (CrossEntropy.loss(&sim[0], y).unwrap() * beta).unwrap())
-        .unwrap()
-            + (CrossEntropy.loss(&sim[1], y).unwrap() * lam).unwrap())
-        .unwrap();
-        let g = all_grads(&model, &total).unwrap();
+        assert_eq!(protos.len(), 3);
+        let s = hand_scores(&model, &protos, x, &host_targets(y).unwrap());
+        let rho: Vec<f64> = (0..3).map(|m| (s[m] / s[(m + 1) % 3] + s[m] / s[(m + 2) % 3]) / 2.0).collect();
+        let w: Vec<f64> = rho.iter().map(|&r| if r < 1.0 { 2.0 } else { 0.0 }).collect();
+        assert!(w.contains(&2.0) && w.contains(&0.0), "{rho:?}");
+        let g = reference_grads(&model, &protos, x, y, &w);
         let (upd, rep) = grads_by_sgd(&mut pmr, &model, 0, x, y);
         for (name, got) in &upd {
-            assert_close(got, &vec(g.get(name).unwrap()), 1e-9, name);
+            assert_close(got, &vec(g.get(name).unwrap()), 1e-12, name);
+            if name.starts_with("enc") && name.ends_with("weight") {
+                assert!(got.iter().any(|v| *v != 0.0), "{name} unchanged");
+            }
         }
-        assert!(rep.scalars.iter().any(|(n, v)| n == "ratio" && (v - ratio).abs() < 1e-12));
+        for (m, name) in ["audio", "visual", "text"].iter().enumerate() {
+            let get = |key: String| rep.scalars.iter().find(|(n, _)| *n == key).unwrap().1;
+            assert!((get(format!("ratio_{name}")) - rho[m]).abs() < 1e-12, "ρ_{name}");
+            assert_eq!(get(format!("proto_weight_{name}")), w[m], "w_{name}");
+        }
+        assert_eq!(rep.losses.len(), 4);
+        // Prototypes of another modality count are refused, not truncated.
+        let mut two = Pmr::new(PmrConfig::default(), 3);
+        two.load_state(&pmr.state().unwrap()[..2]).unwrap();
+        let mut sgd = plain_sgd(0.1);
+        let e = two.train_step(&mut context(&model, &mut sgd, 0), x, y).unwrap_err().to_string();
+        assert!(e.contains("prototypes for 2 modalities"), "{e}");
     }
 }

@@ -275,12 +275,15 @@ mod tests {
     #[test]
     fn model_checks_follow_the_descriptors() {
         let facts = |m, head, lin| ModelFacts { modalities: m, head, head_is_linear: lin, dense: false };
-        let pairs_only = [MethodKind::Ogm, MethodKind::OgmGe, MethodKind::Pmr, MethodKind::Agm];
+        // Every method trains two and three modalities (Table 2's right half has three).
         for &k in MethodKind::ALL {
             let c = MethodConfig::new(k);
-            assert_eq!(c.check_model(&facts(3, "concat", true)).is_ok(), !pairs_only.contains(&k), "{k}");
+            c.check_model(&facts(3, "concat", true)).unwrap();
             c.check_model(&facts(2, "concat", true)).unwrap();
         }
+        // AGM runs 2^M − 1 forwards a step: more than 8 modalities are refused.
+        let e = MethodConfig::new(MethodKind::Agm).check_model(&facts(9, "concat", true)).unwrap_err();
+        assert!(e.to_string().contains("at most 8"), "{e}");
         let e = MethodConfig::new(MethodKind::OgmGe).check_model(&facts(2, "gated", false)).unwrap_err();
         assert!(e.to_string().contains("gated"), "{e}");
         assert!(MethodConfig::new(MethodKind::Vanilla).check_model(&facts(1, "concat", true)).is_ok());
@@ -305,12 +308,13 @@ mod tests {
         assert_eq!(needs_val, [&MethodKind::GBlendingOgr, &MethodKind::Dnr]);
     }
 
-    /// Every method builds, checks a 2-modality toy, trains a few steps through the one loop
-    /// shape (epoch hooks included) and predicts; its built `needs_validation` is its descriptor's.
+    /// Every method builds, checks a 2- and a 3-modality toy, trains a few steps through the one
+    /// loop shape (epoch hooks included) and predicts; its built `needs_validation` is its
+    /// descriptor's.
     #[test]
     fn every_method_trains_and_predicts() {
-        for &k in MethodKind::ALL {
-            let model = Toy::new(&[3, 2], 4, 3, 1);
+        for (&k, dims) in MethodKind::ALL.iter().flat_map(|k| [(k, &[3, 2][..]), (k, &[3, 2, 4][..])]) {
+            let model = Toy::new(dims, 4, 3, 1);
             let data = Data::random(&model, 2, 1, 6, 2);
             let mut cfg = MethodConfig::new(k);
             match &mut cfg {
@@ -348,7 +352,7 @@ mod tests {
             }
             let p = method.predict(&model, &data.val[0].0).unwrap();
             assert_eq!(p.multimodal.dims(), &[6, 3], "{k}");
-            assert_eq!(p.branches.len(), 2, "{k}");
+            assert_eq!(p.branches.len(), dims.len(), "{k}");
             let st = method.state().unwrap();
             let mut fresh = cfg.build(&ctx0).unwrap();
             fresh.load_state(&st).unwrap();

@@ -16,7 +16,7 @@ use crate::defaults::{Benchmark, Schedule, Setting};
 pub enum ModalityCount {
     /// m ≥ n.
     AtLeast(usize),
-    /// m = n (OGM, PMR, AGM: written for an audio/visual pair).
+    /// m = n (unused since OGM, OGM-GE, PMR and AGM gained their M-modality forms).
     Exactly(usize),
 }
 

@@ -88,6 +88,29 @@ pub(crate) fn target_probs(logits: &Tensor, targets: &[usize]) -> Result<Vec<f64
         .collect()
 }
 
+/// ρ_m = mean_{j≠m} s_m / s_j for every modality m: OGM-GE and PMR's M-modality ratio,
+/// BalanceBenchmark `OGM_trainer.py:125-134` at `4c1482f` (method `OGM_GE3`), with its `/ count`
+/// applied to every ρ_m — BalanceBenchmark divides only the last modality's, its l.134 sitting
+/// outside the loop — and without its `+ 1e-5` in the denominators, which the official
+/// two-modality codes do not have.
+///
+/// At M = 2 it is bit for bit (s_0/s_1, s_1/s_0): the mean of one term is that term. A zero score
+/// gives an infinite or NaN ratio, as the official division does. Empty for fewer than 2 scores.
+pub(crate) fn mean_score_ratios(scores: &[f64]) -> Vec<f64> {
+    if scores.len() < 2 {
+        return Vec::new();
+    }
+    let others = (scores.len() - 1) as f64;
+    scores
+        .iter()
+        .enumerate()
+        .map(|(m, &s_m)| {
+            let sum: f64 = scores.iter().enumerate().filter(|&(j, _)| j != m).map(|(_, &s_j)| s_m / s_j).sum();
+            sum / others
+        })
+        .collect()
+}
+
 /// Whether 0-based `epoch` lies in the inclusive window [start, end] (`end = None`: no end).
 pub(crate) fn in_window(epoch: usize, start: usize, end: Option<usize>) -> bool {
     epoch >= start && end.is_none_or(|e| epoch <= e)
@@ -227,4 +250,25 @@ pub(crate) fn rng_from_tensor(t: &Tensor) -> Result<Rng> {
         *w = ((v[2 * i] as u64) << 32) | v[2 * i + 1] as u64;
     }
     Ok(Rng::from_state(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_score_ratios_by_hand() {
+        // M = 2: exactly s_a/s_v and s_v/s_a.
+        let r = mean_score_ratios(&[0.3, 0.7]);
+        assert_eq!(r, vec![0.3 / 0.7, 0.7 / 0.3]);
+        // M = 3, s = (1, 2, 4): ρ_0 = (1/2 + 1/4)/2, ρ_1 = (2 + 1/2)/2, ρ_2 = (4 + 2)/2 — every ratio
+        // averaged (BalanceBenchmark divides only the last one by the count).
+        let r = mean_score_ratios(&[1.0, 2.0, 4.0]);
+        assert_eq!(r, vec![0.375, 1.25, 3.0]);
+        assert!(mean_score_ratios(&[1.0]).is_empty());
+        // A zero score: the official division by zero.
+        let r = mean_score_ratios(&[0.0, 2.0]);
+        assert_eq!(r[0], 0.0);
+        assert!(r[1].is_infinite());
+    }
 }
