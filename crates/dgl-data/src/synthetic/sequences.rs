@@ -63,8 +63,8 @@ impl Default for SequenceSetConfig {
             n_test: 400,
             text_reliability: 0.75,
             text_shift: 1.5,
-            audio_amplitude: 0.5,
-            visual_amplitude: 1.5,
+            audio_amplitude: 0.4,
+            visual_amplitude: 1.2,
         }
     }
 }
