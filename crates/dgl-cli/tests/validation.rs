@@ -301,3 +301,19 @@ fn modality_mismatch_is_one_clear_error() {
     let e = check(&["a", "a"], &["a", "c"]).unwrap_err().to_string();
     assert!(e.contains("twice"), "{e}");
 }
+
+/// Every configuration under docs/configs/ parses and validates (the docs point users at them).
+#[test]
+fn the_documented_configurations_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let cfg = TrainConfig::from_toml_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            cfg.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "no configuration in {}", dir.display());
+}
