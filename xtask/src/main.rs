@@ -233,8 +233,14 @@ fn run(cmd: Cmd) -> Result<(), String> {
         return cuda::cuda_build(cudnn);
     }
     if let Cmd::ReproduceTable2(c) = &cmd {
-        for part in table2_parts(c)? {
-            run_table(Cmd::ReproduceTable2(Common { part: Some(part), ..c.clone() }))?;
+        let parts = table2_parts(c)?;
+        for &part in &parts {
+            // Both halves under one --out: one subfolder each (their rows share names).
+            let out = match (&c.out, parts.len()) {
+                (Some(o), 2) => Some(o.join(if part == Table2Part::Mmtm { "mmtm" } else { "mixer" })),
+                (o, _) => o.clone(),
+            };
+            run_table(Cmd::ReproduceTable2(Common { part: Some(part), out, ..c.clone() }))?;
         }
         return Ok(());
     }

@@ -207,14 +207,19 @@ pub fn responses(model: &dyn MultimodalModel, inputs: &[Tensor], train: bool) ->
     coalitions.push(full);
     let f = |mask: usize| &coalitions[mask - 1];
     let w = shapley_weights(n);
+    // At M = 2 every weight is ½ and the sum is scaled once, largest coalition first:
+    // m_a = ((f(AV) − f(V)) + f(A))·½, the same graph as the two-modality code, so that f32 runs
+    // (whose rounding depends on the graph, forward and backward) are bit-identical to it.
+    let equal_weights = w.iter().all(|&x| x == w[0]);
     let response = |i: usize| -> Result<Tensor> {
         let bit = 1usize << i;
-        let terms = (0..=all).filter(|s| s & bit == 0).map(|s| {
+        let terms = (0..=all).rev().filter(|s| s & bit == 0).map(|s| {
             // f(∅) is dropped: the empty coalition's marginal is f({i}).
             let marginal = if s == 0 { f(bit).clone() } else { (f(s | bit) - f(s))? };
-            Ok((marginal * w[s.count_ones() as usize])?)
+            Ok(if equal_weights { marginal } else { (marginal * w[s.count_ones() as usize])? })
         });
-        sum_of(terms.collect::<Result<Vec<_>>>()?)
+        let sum = sum_of(terms.collect::<Result<Vec<_>>>()?)?;
+        Ok(if equal_weights { sum.affine(w[0], 0.0)? } else { sum })
     };
     let m = (0..n).map(response).collect::<Result<Vec<_>>>()?;
     Ok(Responses { coalitions, m, z })
