@@ -251,7 +251,8 @@ impl MethodSpec for OgmGeConfig {
 /// The OGM coefficients of one batch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OgmCoefficients {
-    /// ρ_m = mean_{j≠m} s_m / s_j for every modality (M = 2: s_a / s_v, s_v / s_a).
+    /// ρ_m = mean_{j≠m} s_m / s_j for every modality (M = 2: 1/ρ_v and ρ_v = s_v / s_a, computed as
+    /// the official code does).
     pub ratios: Vec<f64>,
     /// k_m for every modality.
     pub k: Vec<f64>,
@@ -260,7 +261,15 @@ pub struct OgmCoefficients {
 /// `k` from the batch scores s_m (official `main.py:106-117` at M = 2, discontinuous at ρ = 1;
 /// see the module documentation for M ≥ 3).
 pub fn coefficients(scores: &[f64], alpha: f64) -> OgmCoefficients {
-    let ratios = mean_score_ratios(scores);
+    let ratios = match scores {
+        // The official pair, computed as it does (ρ_a = 1/ρ_v, which can differ from s_a/s_v in
+        // the last bit), so that runs stay bit-identical to the two-modality code.
+        [s_a, s_v] => {
+            let rho_v = s_v / s_a;
+            vec![1.0 / rho_v, rho_v]
+        }
+        _ => mean_score_ratios(scores),
+    };
     let relu = |x: f64| x.max(0.0);
     // M = 2: the official `if ρ_v > 1 {k_v} else {k_a}`; modality 0 takes the else branch.
     let official_else = match ratios.as_slice() {
