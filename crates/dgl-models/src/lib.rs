@@ -26,6 +26,7 @@ pub mod cpu;
 pub mod cudnn;
 pub mod encoder;
 pub mod error;
+pub mod esanet;
 pub mod fusion;
 pub mod init;
 pub mod kernels;
@@ -43,6 +44,7 @@ pub use config::{
 };
 pub use encoder::{AudioEncoder, Encoder, MlpEncoder, StagedEncoder, VisualEncoder};
 pub use error::{ModelError, Result};
+pub use esanet::{EsaNet, EsaNetOptions, MultiScale};
 pub use fusion::{
     build_head, head_param_count, ConcatFusion, FilmFusion, FusionHead, FusionKind, GatedFusion, HeadOptions, SumFusion,
 };

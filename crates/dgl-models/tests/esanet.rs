@@ -1,0 +1,198 @@
+//! The ESANet-style segmentation model (paper Table 5): its pieces against independent
+//! computations (nearest ×2 upsampling, the depthwise 3×3 convolution against candle's grouped
+//! convolution, the learned upsampling's initial kernel, multi-scale packing), its DGL split, and
+//! DGL's routed gradients with a per-pixel loss (class weights, ignored pixels) against independent
+//! backward passes, in f64 with training-mode BatchNorm; head gradients against finite differences.
+
+mod common;
+
+use std::collections::HashSet;
+
+use candle_core::{DType, Device, Tensor};
+use common::{randn, rel_err, to_vec};
+use dgl_core::loss::Loss;
+use dgl_core::model::{detach_all, keep_only};
+use dgl_core::rng::Rng;
+use dgl_core::task::WeightedCrossEntropy;
+use dgl_core::{routed_step, GroupKind, MultimodalModel, Routing};
+use dgl_models::esanet::{depthwise3x3, upsample_nearest2x};
+use dgl_models::{EsaNet, EsaNetOptions, InitCtx, ModelState, ResNetConfig};
+
+const K: usize = 3;
+const B: usize = 2;
+const ALPHA: f64 = 2.0;
+
+fn model() -> EsaNet {
+    let opts = EsaNetOptions { decoder_blocks: 1, se_reduction: 2, ..EsaNetOptions::default() };
+    let mods = [("rgb".to_string(), 3), ("depth".to_string(), 1)];
+    EsaNet::new(&InitCtx::new(5, DType::F64, &Device::Cpu), &mods, (32, 32), ResNetConfig::resnet18(3, 2), &opts, K)
+        .unwrap()
+}
+
+/// RGB (B, 3, 32, 32), depth (B, 1, 32, 32), labels (B, 32, 32) with some pixels void (255).
+fn batch() -> (Vec<Tensor>, Tensor) {
+    let mut rng = Rng::new(3);
+    let x = vec![randn(&mut rng, &[B, 3, 32, 32], DType::F64), randn(&mut rng, &[B, 1, 32, 32], DType::F64)];
+    let y: Vec<u32> = (0..B * 32 * 32).map(|i| if i % 7 == 0 { 255 } else { (i / 5 % K) as u32 }).collect();
+    (x, Tensor::from_vec(y, (B, 32, 32), &Device::Cpu).unwrap())
+}
+
+fn loss() -> WeightedCrossEntropy {
+    WeightedCrossEntropy { class_weights: Some(vec![1.0, 2.5, 0.5]), ignore_index: Some(255) }
+}
+
+#[test]
+fn upsampling_pieces_match_independent_computations() {
+    let mut rng = Rng::new(1);
+    let x = randn(&mut rng, &[2, 3, 4, 5], DType::F64);
+    // Nearest ×2: y[i][j] = x[i/2][j/2].
+    let up = upsample_nearest2x(&x).unwrap();
+    assert_eq!(up.dims(), &[2, 3, 8, 10]);
+    let (xv, uv) = (to_vec(&x), to_vec(&up));
+    for n in 0..6 {
+        for i in 0..8 {
+            for j in 0..10 {
+                assert_eq!(uv[n * 80 + i * 10 + j], xv[n * 20 + (i / 2) * 5 + j / 2]);
+            }
+        }
+    }
+    // Depthwise 3×3 (zero padding 1) = candle's grouped convolution with groups = C, plus bias.
+    let w = randn(&mut rng, &[3, 1, 3, 3], DType::F64);
+    let b = randn(&mut rng, &[3], DType::F64);
+    let got = to_vec(&depthwise3x3(&x, &w, &b).unwrap());
+    let want = x.conv2d(&w, 1, 1, 1, 3).unwrap().broadcast_add(&b.reshape((1, 3, 1, 1)).unwrap()).unwrap();
+    assert!(rel_err(&got, &to_vec(&want)) < 1e-14);
+    // The learned upsampling starts as a smoothing of the nearest upsampling whose kernel sums to
+    // 1: a constant map stays constant away from the zero-padded border.
+    let model = model();
+    let head = model.head_params();
+    let up0 = head.iter().find(|p| p.name == "upsample.0.conv.weight").unwrap();
+    let k = to_vec(up0.var.as_tensor());
+    assert_eq!(&k[..9], &[1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0].map(|v| v / 16.0));
+}
+
+#[test]
+fn split_groups_shapes_and_modality_dropout() {
+    let model = model();
+    let groups = model.param_groups();
+    let kinds: Vec<GroupKind> = groups.iter().map(|g| g.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            GroupKind::Encoder(0),
+            GroupKind::Encoder(1),
+            GroupKind::Fusion { after_stage: 1 },
+            GroupKind::Fusion { after_stage: 2 },
+            GroupKind::Fusion { after_stage: 3 },
+            GroupKind::Fusion { after_stage: 4 },
+            GroupKind::Head
+        ]
+    );
+    let names: Vec<String> = groups.iter().flat_map(|g| g.params.iter().map(|p| p.name.clone())).collect();
+    assert_eq!(names.len(), names.iter().collect::<HashSet<_>>().len());
+    assert!(groups[0].params.iter().any(|p| p.name == "rgb_net.layer4.1.conv2.weight"));
+    assert!(groups[1].params.iter().any(|p| p.name == "depth_net.conv1.weight"));
+    assert!(groups[2].params.iter().any(|p| p.name == "fuse1.se_depth.fc1.weight"));
+    assert!(groups[6].params.iter().any(|p| p.name == "decoder.2.skip.conv.weight"));
+    let state: Vec<String> = model.named_buffers().into_iter().map(|v| v.name).collect();
+    assert!(state.iter().any(|n| n == "context.ppm.1.bn.running_var"));
+    // z_m packs layer1..layer4 (2·8·8 + 4·4·4 + 8·2·2 + 16·1·1 values at base 2, 32×32).
+    let (x, _) = batch();
+    let z = model.encode_all(&x, true).unwrap();
+    assert_eq!(z[0].dims(), &[B, 2 * 64 + 4 * 16 + 8 * 4 + 16]);
+    let maps = model.layout().unpack(&z[1]).unwrap();
+    assert_eq!(maps[3].dims(), &[B, 16, 1, 1]);
+    assert_eq!(to_vec(&model.layout().pack(&maps).unwrap()), to_vec(&z[1]));
+    // Per-pixel logits at the input size, also with either modality zeroed at every scale.
+    for m in [None, Some(0), Some(1)] {
+        let l = match m {
+            None => model.fuse(&z, true).unwrap(),
+            Some(m) => model.fuse_only(&z, m, true).unwrap(),
+        };
+        assert_eq!(l.dims(), &[B, K, 32, 32]);
+        assert!(to_vec(&l).iter().all(|v| v.is_finite()));
+    }
+    // Sizes that are not multiples of 32 are refused.
+    let mods = [("rgb".to_string(), 3)];
+    let e = EsaNet::new(
+        &InitCtx::new(5, DType::F64, &Device::Cpu),
+        &mods,
+        (48, 40),
+        ResNetConfig::resnet18(3, 2),
+        &EsaNetOptions::default(),
+        K,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("multiple of 32"), "{e}");
+}
+
+/// DGL on the segmentation model with a per-pixel weighted loss and void pixels: each encoder gets
+/// exactly α·∇L_m (the other modality zeroed at all four fusion points, through the live fusion
+/// modules, context and decoder); every fusion module, the context module and the decoder get
+/// exactly ∇L_d on detached features.
+#[test]
+fn dgl_routing_with_a_per_pixel_loss_equals_separate_backward_passes() {
+    let model = model();
+    let (x, y) = batch();
+    let out = routed_step(&model, &x, &y, &Routing::dgl(ALPHA), &loss()).unwrap();
+    let unimodal = |m: usize| {
+        let z = model.encode_all(&x, true).unwrap();
+        let l = loss().loss(&model.fuse(&keep_only(&z, m).unwrap(), true).unwrap(), &y).unwrap();
+        (l * ALPHA).unwrap().backward().unwrap()
+    };
+    let g_uni = [unimodal(0), unimodal(1)];
+    let z = detach_all(&model.encode_all(&x, true).unwrap());
+    let g_head = loss().loss(&model.fuse(&z, true).unwrap(), &y).unwrap().backward().unwrap();
+    let mut checked = 0;
+    for g in model.param_groups() {
+        for p in &g.params {
+            let want = match g.kind {
+                GroupKind::Encoder(m) => g_uni[m].get(p.var.as_tensor()),
+                GroupKind::Head | GroupKind::Fusion { .. } => g_head.get(p.var.as_tensor()),
+            };
+            let want = to_vec(want.unwrap_or_else(|| panic!("{}: no reference gradient", p.name)));
+            let got = to_vec(out.grads.get(&p.name).unwrap());
+            let e = rel_err(&got, &want);
+            assert!(e < 1e-10, "{}: relative error {e}", p.name);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, out.grads.len());
+    let se = to_vec(out.grads.get("fuse2.se_rgb.fc2.weight").unwrap());
+    assert!(se.iter().any(|v| *v != 0.0), "the fusion modules are trained (by L_d)");
+}
+
+/// Gradients of the learned upsampling, the SE fusion, the context module and the classifier
+/// against central finite differences of the per-pixel loss, in evaluation mode.
+#[test]
+fn head_gradients_match_finite_differences() {
+    let model = model();
+    let (x, y) = batch();
+    let z = detach_all(&model.encode_all(&x, false).unwrap());
+    let l = || loss().loss(&model.fuse(&z, false).unwrap(), &y).unwrap();
+    let grads = l().backward().unwrap();
+    let all: Vec<_> = model.param_groups().into_iter().flat_map(|g| g.params).collect();
+    for name in [
+        "upsample.1.conv.weight",
+        "decoder.1.upsample.conv.bias",
+        "fuse3.se_depth.fc1.weight",
+        "context.ppm.1.conv.weight",
+        "classifier.conv.bias",
+    ] {
+        let p = all.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("{name}"));
+        let g = to_vec(grads.get(p.var.as_tensor()).unwrap());
+        let t0 = p.var.as_tensor().copy().unwrap();
+        let flat = to_vec(&t0);
+        for i in [0, flat.len() / 2, flat.len() - 1] {
+            let at = |d: f64| {
+                let mut v = flat.clone();
+                v[i] += d;
+                p.var.set(&Tensor::from_vec(v, t0.shape(), &Device::Cpu).unwrap()).unwrap();
+                l().to_scalar::<f64>().unwrap()
+            };
+            let fd = (at(1e-6) - at(-1e-6)) / 2e-6;
+            p.var.set(&t0).unwrap();
+            assert!((g[i] - fd).abs() <= 1e-7 * (1.0 + fd.abs()), "{name}[{i}]: {} vs {fd}", g[i]);
+        }
+    }
+}
