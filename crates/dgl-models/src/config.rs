@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encoder::{AudioEncoder, Encoder, MlpEncoder, VisualEncoder};
 use crate::error::config_err;
+use crate::esanet::{EsaNet, EsaNetOptions};
 use crate::fusion::{build_head, head_param_count, FusionKind, HeadOptions};
 use crate::init::InitCtx;
 use crate::limits;
@@ -67,6 +68,8 @@ pub struct ModelConfig {
     pub num_classes: usize,
     /// Sizes of the MLP-Mixer model (`fusion = "mixer"`; unused otherwise).
     pub mixer: MixerOptions,
+    /// Sizes of the ESANet-style segmentation model (`fusion = "esanet"`; unused otherwise).
+    pub esanet: EsaNetOptions,
 }
 
 impl Default for ModelConfig {
@@ -82,6 +85,7 @@ impl Default for ModelConfig {
             head: HeadOptions::default(),
             num_classes: 6,
             mixer: MixerOptions::default(),
+            esanet: EsaNetOptions::default(),
         }
     }
 }
@@ -104,6 +108,8 @@ pub enum Model {
     Mmtm(MmtmModel),
     /// `fusion = "mixer"`: MLP-Mixer fusion over per-modality sequences (any M, also 1).
     Mixer(MixerModel),
+    /// `fusion = "esanet"`: RGB-D segmentation (any M ≥ 1 image modalities).
+    Esanet(EsaNet),
 }
 
 impl Model {
@@ -113,6 +119,7 @@ impl Model {
             Model::Unimodal(m) => m,
             Model::Mmtm(m) => m,
             Model::Mixer(m) => m,
+            Model::Esanet(m) => m,
         }
     }
 
@@ -122,6 +129,7 @@ impl Model {
             Model::Unimodal(m) => m,
             Model::Mmtm(m) => m,
             Model::Mixer(m) => m,
+            Model::Esanet(m) => m,
         }
     }
 }
@@ -265,6 +273,11 @@ impl ModelConfig {
         }
         if self.fusion == FusionKind::Mixer {
             self.mixer.check()?;
+        }
+        if self.fusion == FusionKind::Esanet {
+            for (i, &c) in self.esanet.decoder_channels.iter().flatten().enumerate() {
+                limits::HIDDEN_SIZE.check_key(&format!("model.esanet.decoder_channels[{i}]"), c as u64)?;
+            }
         }
         for (m, modality) in self.modalities.iter().enumerate() {
             if let EncoderKind::Mlp { hidden } = &modality.encoder {
@@ -432,6 +445,43 @@ fn build_mmtm(cfg: &ModelConfig, modality_shapes: &[Vec<usize>], root: &InitCtx)
     MmtmModel::new(root, trunks, cfg.num_classes)
 }
 
+/// The ESANet-style model of `cfg`: one ResNet trunk per image modality ((C, H, W), all of one
+/// size, a multiple of 32).
+fn build_esanet(cfg: &ModelConfig, modality_shapes: &[Vec<usize>], root: &InitCtx) -> Result<EsaNet> {
+    let mut mods = Vec::with_capacity(cfg.modalities.len());
+    let mut size: Option<(usize, usize)> = None;
+    for (m, shape) in cfg.modalities.iter().zip(modality_shapes) {
+        let (c, h, w) = match (&m.encoder, shape.as_slice()) {
+            (EncoderKind::Mlp { .. }, _) => {
+                return config_err(format!(
+                    "model.fusion = \"esanet\" runs ResNet trunks on images; modality `{}` has an MLP encoder",
+                    m.name
+                ))
+            }
+            (_, &[c, h, w]) | (_, &[c, 1, h, w]) => (c, h, w),
+            _ => return config_err(format!(
+                "model.fusion = \"esanet\" reads a (C, H, W) image per sample; modality `{}` has the shape {shape:?}",
+                m.name
+            )),
+        };
+        if let Some(want) = m.in_channels.filter(|&want| want != c) {
+            return config_err(format!("modality `{}`: in_channels {want} but the input has {c}", m.name));
+        }
+        match size {
+            Some(s) if s != (h, w) => {
+                return config_err(format!(
+                    "model.fusion = \"esanet\" fuses maps of one size; modality `{}` is {h}×{w}, the first {}×{}",
+                    m.name, s.0, s.1
+                ))
+            }
+            _ => size = Some((h, w)),
+        }
+        mods.push((m.name.clone(), c));
+    }
+    let size = size.ok_or_else(|| crate::ModelError::Config("no modality configured".into()))?;
+    EsaNet::new(root, &mods, size, ResNetConfig::resnet18(1, cfg.base_width), &cfg.esanet, cfg.num_classes)
+}
+
 /// Builds the model of `cfg` in f32; see [`build_model_dtype`].
 pub fn build_model(cfg: &ModelConfig, modality_shapes: &[Vec<usize>], device: &Device, seed: u64) -> Result<Model> {
     build_model_dtype(cfg, modality_shapes, device, DType::F32, seed)
@@ -472,6 +522,9 @@ pub fn build_model_dtype(
     if cfg.fusion == FusionKind::Mixer {
         let inputs = cfg.mixer_inputs(modality_shapes)?;
         return Ok(Model::Mixer(MixerModel::new(&root, &inputs, &cfg.mixer, cfg.num_classes)?));
+    }
+    if cfg.fusion == FusionKind::Esanet {
+        return build_esanet(cfg, modality_shapes, &root).map(Model::Esanet);
     }
     let mut encoders = Vec::with_capacity(cfg.modalities.len());
     for (m, shape) in cfg.modalities.iter().zip(modality_shapes) {

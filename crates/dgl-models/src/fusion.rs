@@ -40,6 +40,10 @@ pub enum FusionKind {
     /// MLP-Mixer fusion over per-modality sequences, any M (paper Table 2, right; CubeMLP;
     /// [`crate::mixer`]): z_m is a (L, d) sequence, mixed along sequence, modality and channels.
     Mixer,
+    /// ESANet-style RGB-D segmentation (paper Table 5; [`crate::esanet`]): unfused ResNet encoders,
+    /// squeeze-and-excitation fusion at four scales feeding a context module and a decoder;
+    /// per-pixel logits.
+    Esanet,
 }
 
 impl FusionKind {
@@ -52,6 +56,7 @@ impl FusionKind {
             FusionKind::Film => "film",
             FusionKind::Mmtm => "mmtm",
             FusionKind::Mixer => "mixer",
+            FusionKind::Esanet => "esanet",
         }
     }
 
@@ -59,7 +64,7 @@ impl FusionKind {
     /// a sequence) rather than a head on pooled feature vectors: methods with per-modality heads on
     /// z_m cannot use it.
     pub fn is_dense(self) -> bool {
-        matches!(self, FusionKind::Mmtm | FusionKind::Mixer)
+        matches!(self, FusionKind::Mmtm | FusionKind::Mixer | FusionKind::Esanet)
     }
 
     /// Whether the head is linear in each z_m, h(z) = Σ_m (W^{(m)} z_m + b^{(m)}) (concat, sum):
@@ -466,7 +471,7 @@ pub fn build_head(
             Box::new(GatedFusion::new(ctx, dims, hidden, num_classes, options.condition_on_first)?)
         }
         FusionKind::Film => Box::new(FilmFusion::new(ctx, dims, num_classes, options.condition_on_first)?),
-        FusionKind::Mmtm | FusionKind::Mixer => {
+        FusionKind::Mmtm | FusionKind::Mixer | FusionKind::Esanet => {
             return config_err(format!(
                 "{} fusion is a model, not a head on pooled features: build it with build_model",
                 kind.as_str()

@@ -196,3 +196,40 @@ fn head_gradients_match_finite_differences() {
         }
     }
 }
+
+/// `model.fusion = "esanet"` builds the same network from a configuration, and refuses inputs it
+/// cannot segment, naming the modality.
+#[test]
+fn the_builder_makes_the_segmentation_model() {
+    use dgl_models::{build_model_dtype, EncoderKind, FusionKind, ModalityConfig, ModelConfig};
+    let cfg = ModelConfig {
+        modalities: vec![
+            ModalityConfig::new("rgb", EncoderKind::Resnet18Visual),
+            ModalityConfig::new("depth", EncoderKind::Resnet18Visual),
+        ],
+        base_width: 2,
+        fusion: FusionKind::Esanet,
+        esanet: EsaNetOptions { decoder_blocks: 1, se_reduction: 2, ..EsaNetOptions::default() },
+        num_classes: K,
+        ..ModelConfig::default()
+    };
+    let shapes = vec![vec![3, 32, 32], vec![1, 32, 32]];
+    let built = build_model_dtype(&cfg, &shapes, &Device::Cpu, DType::F64, 5).unwrap();
+    let direct = model();
+    let (x, _) = batch();
+    let a = to_vec(&built.fuse(&built.encode_all(&x, false).unwrap(), false).unwrap());
+    let b = to_vec(&direct.fuse(&direct.encode_all(&x, false).unwrap(), false).unwrap());
+    assert_eq!(a, b);
+    assert_eq!(cfg.min_train_batch(&shapes).unwrap(), 2, "layer4 is 1×1 at 32×32");
+    let bad = |shapes: Vec<Vec<usize>>| {
+        build_model_dtype(&cfg, &shapes, &Device::Cpu, DType::F64, 5).unwrap_err().to_string()
+    };
+    let e = bad(vec![vec![3, 32, 32], vec![1, 64, 64]]);
+    assert!(e.contains("`depth`") && e.contains("one size"), "{e}");
+    let e = bad(vec![vec![3, 48, 48], vec![1, 48, 48]]);
+    assert!(e.contains("multiple of 32"), "{e}");
+    let mut mlp = cfg.clone();
+    mlp.modalities[1].encoder = EncoderKind::Mlp { hidden: vec![] };
+    let e = build_model_dtype(&mlp, &[vec![3, 32, 32], vec![4]], &Device::Cpu, DType::F64, 5).unwrap_err().to_string();
+    assert!(e.contains("`depth`"), "{e}");
+}
