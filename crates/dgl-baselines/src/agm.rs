@@ -105,6 +105,7 @@ impl MethodSpec for AgmConfig {
     }
 
     fn check_model(&self, model: &ModelFacts<'_>) -> Result<()> {
+        Self::DESCRIPTOR.check_task(model.task)?;
         check_modality_count(model.modalities)
     }
 
@@ -724,7 +725,13 @@ mod tests {
     /// Bad modality counts and states are clear errors, not panics.
     #[test]
     fn refuses_too_many_modalities_and_mismatched_state() {
-        let facts = |m| ModelFacts { modalities: m, head: "concat", head_is_linear: true, dense: false };
+        let facts = |m| ModelFacts {
+            modalities: m,
+            head: "concat",
+            head_is_linear: true,
+            dense: false,
+            task: TaskKind::Classification,
+        };
         let cfg = AgmConfig::default();
         cfg.check_model(&facts(MAX_MODALITIES)).unwrap();
         let e = cfg.check_model(&facts(MAX_MODALITIES + 1)).unwrap_err().to_string();

@@ -126,7 +126,8 @@ impl MethodSpec for GBlendingConfig {
         summary: "fixed-weight blending L_mm + α Σ L_m, as the DGL paper ran it (separate unimodal heads)",
         modalities: ModalityCount::AtLeast(2),
         heads: HeadSupport::Any,
-        tasks: &[TaskKind::Classification],
+        // Its losses are the task's (per-pixel with shared-masked heads: Table 5's extra rows).
+        tasks: &[TaskKind::Classification, TaskKind::DenseLabels],
         needs_validation: false,
     };
 
@@ -135,7 +136,7 @@ impl MethodSpec for GBlendingConfig {
     }
 
     fn check_model(&self, model: &ModelFacts<'_>) -> Result<()> {
-        Self::DESCRIPTOR.check_modalities(model.modalities)?;
+        Self::DESCRIPTOR.check_facts(model)?;
         crate::heads::check_heads_fit(Self::DESCRIPTOR.name, self.unimodal_heads, model)
     }
 
@@ -240,7 +241,7 @@ impl MethodSpec for GBlendingOgrConfig {
     }
 
     fn check_model(&self, model: &ModelFacts<'_>) -> Result<()> {
-        Self::DESCRIPTOR.check_modalities(model.modalities)?;
+        Self::DESCRIPTOR.check_facts(model)?;
         crate::heads::check_heads_fit(Self::DESCRIPTOR.name, self.unimodal_heads, model)
     }
 

@@ -43,4 +43,4 @@ mod util;
 mod testutil;
 
 pub use registry::{MethodConfig, MethodKind};
-pub use spec::{BuildContext, MethodDescriptor, MethodSpec, ModelFacts};
+pub use spec::{BuildContext, MethodDescriptor, MethodSpec, ModelFacts, TaskKind};

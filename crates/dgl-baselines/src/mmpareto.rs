@@ -53,7 +53,8 @@ impl MethodSpec for MmParetoConfig {
         summary: "Pareto (min-norm) integration of the per-loss encoder gradients",
         modalities: ModalityCount::AtLeast(2),
         heads: HeadSupport::Any,
-        tasks: &[TaskKind::Classification],
+        // Its losses are the task's (per-pixel with shared-masked heads: Table 5's extra rows).
+        tasks: &[TaskKind::Classification, TaskKind::DenseLabels],
         needs_validation: false,
     };
 
@@ -63,7 +64,7 @@ impl MethodSpec for MmParetoConfig {
     }
 
     fn check_model(&self, model: &ModelFacts<'_>) -> Result<()> {
-        Self::DESCRIPTOR.check_modalities(model.modalities)?;
+        Self::DESCRIPTOR.check_facts(model)?;
         crate::heads::check_heads_fit(Self::DESCRIPTOR.name, self.unimodal_heads, model)
     }
 

@@ -123,7 +123,7 @@ impl OgmConfig {
     /// The head check of both variants: the official per-modality logits need a head affine in
     /// each modality.
     fn check_head<S: MethodSpec>(&self, model: &ModelFacts<'_>) -> Result<()> {
-        S::DESCRIPTOR.check_modalities(model.modalities)?;
+        S::DESCRIPTOR.check_facts(model)?;
         if self.unimodal_logits == OgmUnimodalLogits::Official && !model.head_is_linear {
             return Err(Error::InvalidInput(format!(
                 "`{}` cannot train with model.fusion = \"{}\": {NON_LINEAR_HEAD}",
@@ -624,8 +624,13 @@ mod tests {
         use dgl_models::FusionKind;
         for fusion in [FusionKind::Concat, FusionKind::Sum, FusionKind::Gated, FusionKind::Film] {
             let model = mlp_model(fusion, 1);
-            let facts =
-                ModelFacts { modalities: 2, head: fusion.as_str(), head_is_linear: fusion.is_linear(), dense: false };
+            let facts = ModelFacts {
+                modalities: 2,
+                head: fusion.as_str(),
+                head_is_linear: fusion.is_linear(),
+                dense: false,
+                task: TaskKind::Classification,
+            };
             for kind in [MethodKind::Ogm, MethodKind::OgmGe] {
                 let cfg = MethodConfig::new(kind);
                 let at_config = cfg.check_model(&facts);

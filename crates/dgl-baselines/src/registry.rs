@@ -203,6 +203,7 @@ impl MethodConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::TaskKind;
     use crate::testutil::*;
 
     #[test]
@@ -274,7 +275,13 @@ mod tests {
     /// The descriptors decide what a method supports before anything is built.
     #[test]
     fn model_checks_follow_the_descriptors() {
-        let facts = |m, head, lin| ModelFacts { modalities: m, head, head_is_linear: lin, dense: false };
+        let facts = |m, head, lin| ModelFacts {
+            modalities: m,
+            head,
+            head_is_linear: lin,
+            dense: false,
+            task: TaskKind::Classification,
+        };
         // Every method trains two and three modalities (Table 2's right half has three).
         for &k in MethodKind::ALL {
             let c = MethodConfig::new(k);
@@ -292,7 +299,13 @@ mod tests {
         assert!(dgl0.check_model(&facts(1, "concat", true)).is_ok(), "without unimodal losses DGL is plain training");
         // Dense fusion (MMTM): MLA is refused, separate unimodal heads are refused naming the option,
         // the zero-masked variants and the rest are accepted.
-        let mmtm = ModelFacts { modalities: 2, head: "mmtm", head_is_linear: false, dense: true };
+        let mmtm = ModelFacts {
+            modalities: 2,
+            head: "mmtm",
+            head_is_linear: false,
+            dense: true,
+            task: TaskKind::Classification,
+        };
         let e = MethodConfig::new(MethodKind::Mla).check_model(&mmtm).unwrap_err().to_string();
         assert!(e.contains("`mla`") && e.contains("mmtm"), "{e}");
         for k in [MethodKind::GBlending, MethodKind::GBlendingOgr, MethodKind::MmPareto] {
@@ -303,6 +316,33 @@ mod tests {
         }
         for k in [MethodKind::Vanilla, MethodKind::Dgl, MethodKind::Pmr, MethodKind::Agm, MethodKind::Dnr] {
             MethodConfig::new(k).check_model(&mmtm).unwrap();
+        }
+        // Segmentation (Table 5): the routed methods, and G-Blending / MMPareto with shared-masked
+        // heads (their losses are the task's); the methods needing per-sample logits or
+        // prototypes are refused by the descriptor.
+        let seg = ModelFacts {
+            modalities: 2,
+            head: "esanet",
+            head_is_linear: false,
+            dense: true,
+            task: TaskKind::DenseLabels,
+        };
+        for k in [MethodKind::Vanilla, MethodKind::Dgl, MethodKind::DglMt, MethodKind::DglUt] {
+            MethodConfig::new(k).check_model(&seg).unwrap();
+        }
+        for k in [MethodKind::GBlending, MethodKind::MmPareto] {
+            MethodConfig::new(k).with_key_for_test("unimodal_heads", "shared-masked").check_model(&seg).unwrap();
+        }
+        for k in [
+            MethodKind::OgmGe,
+            MethodKind::Pmr,
+            MethodKind::Agm,
+            MethodKind::Mla,
+            MethodKind::Dnr,
+            MethodKind::GBlendingOgr,
+        ] {
+            let e = MethodConfig::new(k).check_model(&seg).unwrap_err().to_string();
+            assert!(e.contains("dense prediction"), "{k}: {e}");
         }
         let needs_val: Vec<_> = MethodKind::ALL.iter().filter(|k| k.descriptor().needs_validation).collect();
         assert_eq!(needs_val, [&MethodKind::GBlendingOgr, &MethodKind::Dnr]);

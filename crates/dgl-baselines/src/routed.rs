@@ -67,6 +67,7 @@ impl DglOptions {
 
     /// A unimodal model needs no modality dropout: with α = 0, DGL trains one modality too.
     fn check_modalities(&self, d: &MethodDescriptor, model: &ModelFacts<'_>) -> Result<()> {
+        d.check_task(model.task)?;
         if self.unimodal_weight == 0.0 && model.modalities >= 1 {
             return Ok(());
         }

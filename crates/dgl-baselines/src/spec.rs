@@ -76,6 +76,27 @@ pub struct MethodDescriptor {
 }
 
 impl MethodDescriptor {
+    /// Refuses a task the method does not support.
+    pub fn check_task(&self, task: TaskKind) -> Result<()> {
+        if self.tasks.contains(&task) {
+            return Ok(());
+        }
+        let what = match task {
+            TaskKind::Classification => "classification",
+            TaskKind::DenseLabels => "dense prediction (a label per position, e.g. segmentation)",
+        };
+        Err(Error::InvalidInput(format!(
+            "`{}` does not train {what}: as published it needs per-sample unimodal logits or class prototypes",
+            self.name
+        )))
+    }
+
+    /// The facts every method checks: the modality count and the task.
+    pub fn check_facts(&self, model: &ModelFacts<'_>) -> Result<()> {
+        self.check_modalities(model.modalities)?;
+        self.check_task(model.task)
+    }
+
     /// Refuses a modality count the method does not support.
     pub fn check_modalities(&self, m: usize) -> Result<()> {
         if self.modalities.allows(m) {
@@ -100,6 +121,8 @@ pub struct ModelFacts<'a> {
     pub head_is_linear: bool,
     /// Whether the fusion is dense (inside the encoders: z_m is a feature map, not a vector).
     pub dense: bool,
+    /// What the model predicts: a class per sample, or a class per position (segmentation).
+    pub task: TaskKind,
 }
 
 /// What building a method needs beyond its options.
@@ -125,7 +148,7 @@ pub trait MethodSpec: Clone + Debug + Default + PartialEq + Serialize + Deserial
     /// descriptor's modality count and head support.
     fn check_model(&self, model: &ModelFacts<'_>) -> Result<()> {
         let d = Self::DESCRIPTOR;
-        d.check_modalities(model.modalities)?;
+        d.check_facts(model)?;
         if d.heads == HeadSupport::LinearInEachModality && !model.head_is_linear {
             return Err(Error::InvalidInput(format!(
                 "`{}` cannot train with model.fusion = \"{}\": it needs a head affine in each modality (concat, sum)",

@@ -327,6 +327,11 @@ impl TrainConfig {
             head: self.model.fusion.as_str(),
             head_is_linear: self.model.fusion.is_linear(),
             dense: self.model.fusion.is_dense(),
+            task: if self.model.fusion == dgl_models::FusionKind::Esanet {
+                dgl_baselines::spec::TaskKind::DenseLabels
+            } else {
+                dgl_baselines::spec::TaskKind::Classification
+            },
         }
     }
 

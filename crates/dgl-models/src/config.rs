@@ -459,10 +459,12 @@ fn build_esanet(cfg: &ModelConfig, modality_shapes: &[Vec<usize>], root: &InitCt
                 ))
             }
             (_, &[c, h, w]) | (_, &[c, 1, h, w]) => (c, h, w),
-            _ => return config_err(format!(
+            _ => {
+                return config_err(format!(
                 "model.fusion = \"esanet\" reads a (C, H, W) image per sample; modality `{}` has the shape {shape:?}",
                 m.name
-            )),
+            ))
+            }
         };
         if let Some(want) = m.in_channels.filter(|&want| want != c) {
             return config_err(format!("modality `{}`: in_channels {want} but the input has {c}", m.name));
