@@ -9,7 +9,7 @@ use candle_core::Tensor;
 use dgl_core::diagnostics::{gradient_sources, s_statistic, GradientSources};
 use dgl_core::loss::Loss;
 use dgl_core::method::{restore, snapshot};
-use dgl_core::task::{correct, Metric, Task};
+use dgl_core::task::{count_correct, Labels, Metric, Task};
 use dgl_core::{Method, MultimodalModel, StepReport};
 use dgl_data::{epoch_batches, Dataset, Mode};
 use dgl_models::Model;
@@ -143,12 +143,21 @@ pub struct EpochStats {
     pub skipped: usize,
     /// Whether the run skips non-finite steps (then `skipped_steps` is a column).
     report_skipped: bool,
+    /// What `train_acc` counts: samples, or labelled positions (pixel accuracy).
+    labels: Labels,
 }
 
 impl EpochStats {
     /// The statistics of an epoch starting at `p` (the default progress for a fresh epoch).
-    pub fn resume(p: EpochProgress, report_skipped: bool) -> Self {
-        Self { means: Means(p.means), n_seen: p.n_seen, n_correct: p.n_correct, skipped: p.skipped, report_skipped }
+    pub fn resume(p: EpochProgress, report_skipped: bool, labels: Labels) -> Self {
+        Self {
+            means: Means(p.means),
+            n_seen: p.n_seen,
+            n_correct: p.n_correct,
+            skipped: p.skipped,
+            report_skipped,
+            labels,
+        }
     }
 
     /// Records a step the method took.
@@ -162,8 +171,9 @@ impl EpochStats {
         }
         self.means.add("grad_norm", r.grad_norm);
         if let Some(l) = &r.logits_mm {
-            self.n_correct += correct(l, step.targets)?;
-            self.n_seen += step.targets.dims()[0];
+            let (hit, n) = count_correct(self.labels, l, step.targets)?;
+            self.n_correct += hit;
+            self.n_seen += n;
         }
         Ok(())
     }

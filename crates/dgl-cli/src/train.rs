@@ -366,7 +366,7 @@ impl Loop<'_> {
             }
         };
         let (start, clock) = (p.step_in_epoch, EpochClock::start(p.elapsed_s));
-        let mut stats = EpochStats::resume(p, cfg.train.skip_non_finite);
+        let mut stats = EpochStats::resume(p, cfg.train.skip_non_finite, self.task.labels());
         let epoch_seed = Rng::derive(cfg.seed, 1_000 + epoch as u64).next_u64();
         // Not empty, and `start` is inside it: checked before the run started (`resume_check`).
         let batches = epoch_batches(self.data.train.len(), cfg.train.batch_size, Some(epoch_seed), cfg.train.drop_last);

@@ -63,6 +63,25 @@ pub fn correct(logits: &Tensor, targets: &Tensor) -> Result<usize> {
     Ok(pred.eq(targets)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()? as usize)
 }
 
+/// (correct argmax predictions, positions counted) of one batch for a task whose labels are
+/// `labels`: per sample for classification (argmax over the last dim); per position for dense labels
+/// (argmax over dim 1, ignored positions left out of both counts).
+pub fn count_correct(labels: Labels, logits: &Tensor, targets: &Tensor) -> Result<(usize, usize)> {
+    match labels {
+        Labels::ClassPerSample => Ok((correct(logits, targets)?, targets.dim(0)?)),
+        Labels::DenseMap { ignore } => {
+            let pred = logits.argmax(1)?.flatten_all()?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+            let y = targets.flatten_all()?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+            if pred.len() != y.len() {
+                candle_core::bail!("{} predicted positions for {} targets", pred.len(), y.len());
+            }
+            let kept = y.iter().zip(&pred).filter(|(t, _)| Some(**t) != ignore);
+            let (hit, n) = kept.fold((0, 0), |(h, n), (t, p)| (h + (t == p) as usize, n + 1));
+            Ok((hit, n))
+        }
+    }
+}
+
 /// Accuracy: correct argmax predictions over samples.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Accuracy {
@@ -203,6 +222,19 @@ impl Metric for SegmentationMetric {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn count_correct_per_sample_and_per_position() {
+        let dev = candle_core::Device::Cpu;
+        let logits = Tensor::new(&[[0.1f32, 0.9], [0.8, 0.2], [0.3, 0.7]], &dev).unwrap();
+        let y = Tensor::new(&[1u32, 1, 1], &dev).unwrap();
+        assert_eq!(count_correct(Labels::ClassPerSample, &logits, &y).unwrap(), (2, 3));
+        // [B=1, K=2, H=1, W=3]: predictions 1, 0, 1; targets 1, 255 (ignored), 0.
+        let dense = logits.t().unwrap().reshape((1, 2, 1, 3)).unwrap();
+        let yd = Tensor::new(&[[[1u32, 255, 0]]], &dev).unwrap();
+        assert_eq!(count_correct(Labels::DenseMap { ignore: Some(255) }, &dense, &yd).unwrap(), (1, 2));
+        assert_eq!(count_correct(Labels::DenseMap { ignore: None }, &dense, &yd).unwrap(), (1, 3));
+    }
+
     use super::*;
     use candle_core::Device;
 
