@@ -24,7 +24,7 @@ use dgl_cli::run_dir::{read_metrics, RunDir};
 use dgl_cli::{train, RunOptions};
 use dgl_models::FusionKind;
 
-use table::{Cell, Protocol, Table, TableRow};
+use table::{Cell, Protocol, Score, Table, TableRow};
 
 /// mimalloc instead of glibc malloc: the per-item buffers (spectrograms, activations) are large
 /// enough that glibc returns them to the OS after every item and page-faults them back in.
@@ -466,6 +466,7 @@ fn run_table(cmd: Cmd) -> Result<(), String> {
         return Err(errors.join("\n"));
     }
     let protocol = if c.paper_protocol { Protocol::BestTest } else { Protocol::BestValidation };
+    let score = if base.model.fusion == FusionKind::Esanet { Score::MeanIou } else { Score::Accuracy };
     // (selected, last) cells of every row, seed by seed.
     let mut cells: Vec<(Vec<Cell>, Vec<Cell>)> = Vec::new();
     // What each run trained on (the whole training split or all but a validation carve-out).
@@ -474,8 +475,8 @@ fn run_table(cmd: Cmd) -> Result<(), String> {
         let (mut selected, mut last, mut on) = (Vec::new(), Vec::new(), Vec::new());
         for j in jobs.iter().filter(|j| &j.row == row) {
             let rows = read_metrics(&run_dir(j).join(RunDir::METRICS_JSONL)).map_err(|e| e.to_string())?;
-            selected.push(Cell::select(&rows, protocol).ok_or_else(|| format!("{row}: no metrics"))?);
-            last.push(Cell::last(&rows).ok_or_else(|| format!("{row}: no metrics"))?);
+            selected.push(Cell::select(&rows, protocol, score).ok_or_else(|| format!("{row}: no metrics"))?);
+            last.push(Cell::last(&rows, score).ok_or_else(|| format!("{row}: no metrics"))?);
             on.push(protocol::TrainedOn::of(&rows));
         }
         cells.push((selected, last));
@@ -485,6 +486,7 @@ fn run_table(cmd: Cmd) -> Result<(), String> {
     // In the model's modality order (the paper's: Audio / Visual / Text).
     branches.sort_by_key(|b| model_modalities.iter().position(|m| m == b).unwrap_or(usize::MAX));
     let mut table = Table {
+        score,
         title: format!("{name} on {dataset} ({preset} preset, {} seed(s))", c.seeds),
         protocol,
         branches: branches.clone(),
@@ -917,7 +919,7 @@ diagnostics_every = 0
         other.seed = 1;
         assert!(!is_finished(&dir, &other), "another configuration is not this run");
         let rows = read_metrics(&dir.join(RunDir::METRICS_JSONL)).unwrap();
-        let cell = Cell::select(&rows, Protocol::BestTest).unwrap();
+        let cell = Cell::select(&rows, Protocol::BestTest, table::Score::Accuracy).unwrap();
         assert_eq!(cell.epoch, 1);
         let _ = std::fs::remove_dir_all(&dir);
     }

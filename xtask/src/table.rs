@@ -21,8 +21,33 @@ impl Protocol {
     }
 }
 
-/// Test accuracies (in %) of one run at one epoch: the multimodal prediction and each branch
-/// (`test_acc_<modality>` columns, in the order the run wrote them).
+/// What a table reports: accuracy (classification) or mIoU (segmentation), read from the runs'
+/// `test_<key>`, `val_<key>` and `test_<key>_<modality>` columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Score {
+    Accuracy,
+    MeanIou,
+}
+
+impl Score {
+    /// The metric's column key (`acc`, `miou`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Score::Accuracy => "acc",
+            Score::MeanIou => "miou",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Score::Accuracy => "Test accuracy (%)",
+            Score::MeanIou => "Test mIoU (%)",
+        }
+    }
+}
+
+/// Test scores (in %) of one run at one epoch: the multimodal prediction and each branch
+/// (`test_<key>_<modality>` columns, in the order the run wrote them).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cell {
     pub epoch: usize,
@@ -31,30 +56,33 @@ pub struct Cell {
 }
 
 impl Cell {
-    fn of(row: &Row) -> Option<Cell> {
+    fn of(row: &Row, score: Score) -> Option<Cell> {
+        let prefix = format!("test_{}_", score.key());
         let branches =
-            row.0.iter().filter_map(|(k, v)| k.strip_prefix("test_acc_").map(|m| (m.to_string(), 100.0 * v))).collect();
-        Some(Cell { epoch: row.get("epoch")? as usize, multi: 100.0 * row.get("test_acc")?, branches })
+            row.0.iter().filter_map(|(k, v)| k.strip_prefix(&prefix).map(|m| (m.to_string(), 100.0 * v))).collect();
+        let multi = 100.0 * row.get(&format!("test_{}", score.key()))?;
+        Some(Cell { epoch: row.get("epoch")? as usize, multi, branches })
     }
 
-    /// The epoch chosen by `protocol`: the first epoch with the maximum of its accuracy.
-    pub fn select(rows: &[Row], protocol: Protocol) -> Option<Cell> {
+    /// The epoch chosen by `protocol`: the first epoch with the maximum of its score.
+    pub fn select(rows: &[Row], protocol: Protocol, score: Score) -> Option<Cell> {
         let key = match protocol {
-            Protocol::BestValidation => "val_acc",
-            Protocol::BestTest => "test_acc",
+            Protocol::BestValidation => format!("val_{}", score.key()),
+            Protocol::BestTest => format!("test_{}", score.key()),
         };
+        let key = key.as_str();
         // First epoch with the maximum (ties keep the earliest).
         let best = rows.iter().fold(None::<&Row>, |b, r| match (b, r.get(key)) {
             (None, Some(_)) => Some(r),
             (Some(x), Some(v)) if v > x.get(key).unwrap_or(f64::NEG_INFINITY) => Some(r),
             (b, _) => b,
         })?;
-        Cell::of(best)
+        Cell::of(best, score)
     }
 
     /// The last epoch of the run (no selection at all).
-    pub fn last(rows: &[Row]) -> Option<Cell> {
-        Cell::of(rows.last()?)
+    pub fn last(rows: &[Row], score: Score) -> Option<Cell> {
+        Cell::of(rows.last()?, score)
     }
 
     pub fn branch(&self, name: &str) -> Option<f64> {
@@ -184,6 +212,7 @@ pub fn branch_names<'a>(cells: impl IntoIterator<Item = &'a Cell>) -> Vec<String
 pub struct Table {
     pub title: String,
     pub protocol: Protocol,
+    pub score: Score,
     /// The branch (modality) columns, e.g. `audio`, `visual`.
     pub branches: Vec<String>,
     pub rows: Vec<TableRow>,
@@ -209,8 +238,9 @@ impl Table {
 
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "### {}\n\nTest accuracy (%), {}; the \"(last)\" columns are the last epoch of each run (no selection).\n\n",
+            "### {}\n\n{}, {}; the \"(last)\" columns are the last epoch of each run (no selection).\n\n",
             self.title,
+            self.score.describe(),
             self.protocol.describe()
         );
         let names: Vec<String> = self.branches.iter().map(|b| title_case(b)).collect();
@@ -311,12 +341,12 @@ mod tests {
     #[test]
     fn selection_protocols_and_aggregation() {
         let rows = vec![row(1.0, 0.5, 0.9, 0.1, 0.2), row(2.0, 0.7, 0.6, 0.3, 0.4), row(3.0, 0.7, 0.8, 0.5, 0.6)];
-        let v = Cell::select(&rows, Protocol::BestValidation).unwrap();
+        let v = Cell::select(&rows, Protocol::BestValidation, Score::Accuracy).unwrap();
         assert_eq!(v.epoch, 2, "ties keep the earliest epoch");
         assert!((v.multi - 60.0).abs() < 1e-9 && (v.branch("audio").unwrap() - 30.0).abs() < 1e-9);
-        let t = Cell::select(&rows, Protocol::BestTest).unwrap();
+        let t = Cell::select(&rows, Protocol::BestTest, Score::Accuracy).unwrap();
         assert_eq!(t.epoch, 1);
-        let l = Cell::last(&rows).unwrap();
+        let l = Cell::last(&rows, Score::Accuracy).unwrap();
         assert_eq!((l.epoch, l.branch("visual").map(|x| (x - 60.0).abs() < 1e-9)), (3, Some(true)));
         assert_eq!(branch_names([&v]), ["audio", "visual"]);
 
@@ -329,7 +359,8 @@ mod tests {
         assert!((m.mean - 65.0).abs() < 1e-12 && (m.std - 50f64.sqrt()).abs() < 1e-12);
         assert!(r.selected.branches[1].is_none(), "no seed has a visual branch");
         assert!(r.last.branches[0].is_none(), "one seed lacks the audio branch at its last epoch");
-        let t = Table { title: "t".into(), protocol: Protocol::BestTest, branches, rows: vec![r] };
+        let t =
+            Table { title: "t".into(), protocol: Protocol::BestTest, score: Score::Accuracy, branches, rows: vec![r] };
         let md = t.markdown();
         assert!(
             md.contains("| Method | Multi | Audio | Visual | Multi (last) | Audio (last) | Visual (last) |"),
@@ -366,7 +397,13 @@ mod tests {
         };
         let names = branch_names([&c]);
         let r = TableRow::aggregate("DGL", std::slice::from_ref(&c), std::slice::from_ref(&c), &names, None);
-        let t = Table { title: "t".into(), protocol: Protocol::BestValidation, branches: names, rows: vec![r] };
+        let t = Table {
+            title: "t".into(),
+            protocol: Protocol::BestValidation,
+            score: Score::Accuracy,
+            branches: names,
+            rows: vec![r],
+        };
         let md = t.markdown();
         assert!(md.contains("| Method | Multi | Text | Pose | Depth | Multi (last) | Text (last) | Pose (last) | Depth (last) |\n|---|---|---|---|---|---|---|---|---|\n"), "{md}");
         assert!(md.contains("| DGL | 80.00 | 70.00 | 60.00 | 50.00 | 80.00 | 70.00 | 60.00 | 50.00 |"), "{md}");
