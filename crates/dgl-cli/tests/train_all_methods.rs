@@ -198,23 +198,26 @@ fn ogm_refuses_gated_and_film_heads_before_training() {
     }
 }
 
+/// The methods of Table 2 with the options the paper states for dense fusion: zero-masked unimodal
+/// logits for G-Blending, OGM-GE and MMPareto.
+const TABLE2_METHODS: &[(MethodKind, &[(&str, &str)])] = &[
+    (MethodKind::Vanilla, &[]),
+    (MethodKind::Dgl, &[]),
+    (MethodKind::GBlending, &[("unimodal_heads", "\"shared-masked\"")]),
+    (MethodKind::OgmGe, &[("unimodal_logits", "\"zero-mask\"")]),
+    (MethodKind::Pmr, &[]),
+    (MethodKind::Agm, &[]),
+    (MethodKind::MmPareto, &[("unimodal_heads", "\"shared-masked\"")]),
+    (MethodKind::Dnr, &[]),
+];
+
 /// The MMTM dense-fusion model (`model.fusion = "mmtm"`, paper Table 2 left) trains end to end under
 /// the methods the paper runs on it — with zero-masked unimodal logits for G-Blending, OGM-GE and
 /// MMPareto — its checkpoint evaluates, and MLA / separate unimodal heads are refused before any
 /// work, naming what to change.
 #[test]
 fn mmtm_dense_fusion_trains_under_the_table_2_methods() {
-    let cases: [(MethodKind, &[(&str, &str)]); 8] = [
-        (MethodKind::Vanilla, &[]),
-        (MethodKind::Dgl, &[]),
-        (MethodKind::GBlending, &[("unimodal_heads", "\"shared-masked\"")]),
-        (MethodKind::OgmGe, &[("unimodal_logits", "\"zero-mask\"")]),
-        (MethodKind::Pmr, &[]),
-        (MethodKind::Agm, &[]),
-        (MethodKind::MmPareto, &[("unimodal_heads", "\"shared-masked\"")]),
-        (MethodKind::Dnr, &[]),
-    ];
-    for (kind, options) in cases {
+    for &(kind, options) in TABLE2_METHODS {
         let mut cfg = micro(kind).with_key("model.fusion", "mmtm".into()).unwrap();
         for (k, v) in options {
             cfg = cfg.with_key(&format!("method.{k}"), dgl_cli::config::parse_value(v)).unwrap();
@@ -281,17 +284,7 @@ fn micro_mixer(kind: MethodKind) -> TrainConfig {
 /// one-modality mixer trains (the unimodal rows); MLA is refused.
 #[test]
 fn mixer_fusion_trains_three_modalities_under_the_table_2_methods() {
-    let cases: [(MethodKind, &[(&str, &str)]); 8] = [
-        (MethodKind::Vanilla, &[]),
-        (MethodKind::Dgl, &[]),
-        (MethodKind::GBlending, &[("unimodal_heads", "\"shared-masked\"")]),
-        (MethodKind::OgmGe, &[("unimodal_logits", "\"zero-mask\"")]),
-        (MethodKind::Pmr, &[]),
-        (MethodKind::Agm, &[]),
-        (MethodKind::MmPareto, &[("unimodal_heads", "\"shared-masked\"")]),
-        (MethodKind::Dnr, &[]),
-    ];
-    for (kind, options) in cases {
+    for &(kind, options) in TABLE2_METHODS {
         let mut cfg = micro_mixer(kind);
         for (k, v) in options {
             cfg = cfg.with_key(&format!("method.{k}"), dgl_cli::config::parse_value(v)).unwrap();

@@ -8,11 +8,13 @@ mod common;
 use std::collections::HashSet;
 
 use candle_core::{DType, Device, Tensor};
-use common::{randn, rel_err, to_vec};
+use common::{
+    assert_dgl_routing_matches_separate_passes, assert_grads_match_finite_differences, randn, rel_err, to_vec,
+};
 use dgl_core::loss::{CrossEntropy, Loss};
-use dgl_core::model::{detach_all, keep_only};
+use dgl_core::model::detach_all;
 use dgl_core::rng::Rng;
-use dgl_core::{routed_step, GroupKind, MultimodalModel, Routing};
+use dgl_core::{GroupKind, MultimodalModel};
 use dgl_models::mixer::adaptive_pool_matrix;
 use dgl_models::{
     build_model_dtype, EncoderKind, FusionKind, InitCtx, MixerModel, MixerOptions, MixerStage, ModalityConfig,
@@ -174,30 +176,7 @@ fn libm_erf(x: f64) -> f64 {
 fn dgl_routing_on_the_mixer_at_three_modalities_equals_separate_backward_passes() {
     let model = model();
     let (x, y) = batch();
-    let out = routed_step(&model, &x, &y, &Routing::dgl(ALPHA), &CrossEntropy).unwrap();
-    let unimodal = |m: usize| {
-        let z = model.encode_all(&x, true).unwrap();
-        let l = CrossEntropy.loss(&model.fuse(&keep_only(&z, m).unwrap(), true).unwrap(), &y).unwrap();
-        (l * ALPHA).unwrap().backward().unwrap()
-    };
-    let g_uni = [unimodal(0), unimodal(1), unimodal(2)];
-    let z = detach_all(&model.encode_all(&x, true).unwrap());
-    let g_head = CrossEntropy.loss(&model.fuse(&z, true).unwrap(), &y).unwrap().backward().unwrap();
-    let mut checked = 0;
-    for g in model.param_groups() {
-        for p in &g.params {
-            let want = match g.kind {
-                GroupKind::Encoder(m) => g_uni[m].get(p.var.as_tensor()),
-                GroupKind::Head | GroupKind::Fusion { .. } => g_head.get(p.var.as_tensor()),
-            };
-            let want = to_vec(want.unwrap_or_else(|| panic!("{}: no reference gradient", p.name)));
-            let got = to_vec(out.grads.get(&p.name).unwrap());
-            let e = rel_err(&got, &want);
-            assert!(e < 1e-10, "{}: relative error {e}", p.name);
-            checked += 1;
-        }
-    }
-    assert_eq!(checked, out.grads.len());
+    let g_uni = assert_dgl_routing_matches_separate_passes(&model, &x, &y, ALPHA, &CrossEntropy);
     // The unimodal loss of one modality does not reach the other encoders.
     let text_w = model.encoder_params(0)[0].var.as_tensor().clone();
     assert!(g_uni[1].get(&text_w).is_none_or(|g| to_vec(g).iter().all(|v| *v == 0.0)));
@@ -211,31 +190,14 @@ fn mixer_gradient_matches_finite_differences() {
     let (x, y) = batch();
     let z = detach_all(&model.encode_all(&x, false).unwrap());
     let loss = || CrossEntropy.loss(&model.fuse(&z, false).unwrap(), &y).unwrap();
-    let grads = loss().backward().unwrap();
-    let params = model.head_params();
-    for name in [
+    let names = [
         "mixer.layers_stack.0.mlp_l.fc1.weight",
         "mixer.layers_stack.0.ln_k.weight",
         "mixer.layers_stack.1.res_projection_d.weight",
         "mixer.layers_stack.1.mlp_k.fc2.bias",
         "mixer.layers_stack.1.ln_d.bias",
-    ] {
-        let p = params.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("{name}"));
-        let g = to_vec(grads.get(p.var.as_tensor()).unwrap());
-        let t0 = p.var.as_tensor().copy().unwrap();
-        let flat = to_vec(&t0);
-        for i in [0, flat.len() / 2, flat.len() - 1] {
-            let at = |d: f64| {
-                let mut v = flat.clone();
-                v[i] += d;
-                p.var.set(&Tensor::from_vec(v, t0.shape(), &Device::Cpu).unwrap()).unwrap();
-                loss().to_scalar::<f64>().unwrap()
-            };
-            let fd = (at(1e-6) - at(-1e-6)) / 2e-6;
-            p.var.set(&t0).unwrap();
-            assert!((g[i] - fd).abs() <= 1e-7 * (1.0 + fd.abs()), "{name}[{i}]: {} vs {fd}", g[i]);
-        }
-    }
+    ];
+    assert_grads_match_finite_differences(&model.head_params(), &names, &loss);
 }
 
 fn mixer_config(shapes_hidden: &[(&str, Vec<usize>)]) -> ModelConfig {

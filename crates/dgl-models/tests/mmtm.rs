@@ -8,9 +8,9 @@ mod common;
 use std::collections::HashSet;
 
 use candle_core::{DType, Device, Tensor};
-use common::{randn, rel_err, to_vec};
+use common::{assert_dgl_routing_matches_separate_passes, assert_grads_match_finite_differences, randn, to_vec};
 use dgl_core::loss::{CrossEntropy, Loss};
-use dgl_core::model::{detach_all, keep_only};
+use dgl_core::model::detach_all;
 use dgl_core::rng::Rng;
 use dgl_core::{routed_step, GroupKind, MultimodalModel, Routing};
 use dgl_models::{InitCtx, MmtmModel};
@@ -83,30 +83,8 @@ fn split_groups_and_modality_dropout() {
 fn dgl_routing_on_mmtm_equals_separate_backward_passes() {
     let model = model();
     let (x, y) = batch();
+    assert_dgl_routing_matches_separate_passes(&model, &x, &y, ALPHA, &CrossEntropy);
     let out = routed_step(&model, &x, &y, &Routing::dgl(ALPHA), &CrossEntropy).unwrap();
-    let unimodal = |m: usize| {
-        let z = model.encode_all(&x, true).unwrap();
-        let l = CrossEntropy.loss(&model.fuse(&keep_only(&z, m).unwrap(), true).unwrap(), &y).unwrap();
-        (l * ALPHA).unwrap().backward().unwrap()
-    };
-    let g_uni = [unimodal(0), unimodal(1)];
-    let z = detach_all(&model.encode_all(&x, true).unwrap());
-    let g_head = CrossEntropy.loss(&model.fuse(&z, true).unwrap(), &y).unwrap().backward().unwrap();
-    let mut checked = 0;
-    for g in model.param_groups() {
-        for p in &g.params {
-            let want = match g.kind {
-                GroupKind::Encoder(m) => g_uni[m].get(p.var.as_tensor()),
-                GroupKind::Head | GroupKind::Fusion { .. } => g_head.get(p.var.as_tensor()),
-            };
-            let want = to_vec(want.unwrap_or_else(|| panic!("{}: no reference gradient", p.name)));
-            let got = to_vec(out.grads.get(&p.name).unwrap());
-            let e = rel_err(&got, &want);
-            assert!(e < 1e-10, "{}: relative error {e}", p.name);
-            checked += 1;
-        }
-    }
-    assert_eq!(checked, out.grads.len());
     // The MMTM blocks' gradients are not zero: they are trained (by L_d).
     let squeeze = to_vec(out.grads.get("mmtm3.fc_squeeze.weight").unwrap());
     assert!(squeeze.iter().any(|v| *v != 0.0));
@@ -120,23 +98,7 @@ fn mmtm_block_gradient_matches_finite_differences() {
     let (x, y) = batch();
     let z = detach_all(&model.encode_all(&x, false).unwrap());
     let loss = || CrossEntropy.loss(&model.fuse(&z, false).unwrap(), &y).unwrap();
-    let grads = loss().backward().unwrap();
-    let groups = model.param_groups();
-    for name in ["mmtm2.fc_squeeze.weight", "mmtm4.fc_1.bias", "mmtm3.fc_0.weight"] {
-        let p = groups.iter().flat_map(|g| &g.params).find(|p| p.name == name).unwrap();
-        let g = to_vec(grads.get(p.var.as_tensor()).unwrap());
-        let t0 = p.var.as_tensor().copy().unwrap();
-        let flat = to_vec(&t0);
-        for i in [0, flat.len() / 2, flat.len() - 1] {
-            let at = |d: f64| {
-                let mut v = flat.clone();
-                v[i] += d;
-                p.var.set(&Tensor::from_vec(v, t0.shape(), &Device::Cpu).unwrap()).unwrap();
-                loss().to_scalar::<f64>().unwrap()
-            };
-            let fd = (at(1e-6) - at(-1e-6)) / 2e-6;
-            p.var.set(&t0).unwrap();
-            assert!((g[i] - fd).abs() <= 1e-7 * (1.0 + fd.abs()), "{name}[{i}]: {} vs {fd}", g[i]);
-        }
-    }
+    let all: Vec<_> = model.param_groups().into_iter().flat_map(|g| g.params).collect();
+    let names = ["mmtm2.fc_squeeze.weight", "mmtm4.fc_1.bias", "mmtm3.fc_0.weight"];
+    assert_grads_match_finite_differences(&all, &names, &loss);
 }

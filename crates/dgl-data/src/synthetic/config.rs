@@ -16,6 +16,17 @@ pub const MAX_SAMPLES: Limit = Limit {
     env: "DGL_MAX_SYNTHETIC_SAMPLES",
 };
 
+/// `n_train` and `n_test` of a generated set in `1..=`[`MAX_SAMPLES`]; errors name the key.
+pub fn check_split_sizes(n_train: usize, n_test: usize) -> Result<()> {
+    for (key, n) in [("n_train", n_train), ("n_test", n_test)] {
+        if n == 0 {
+            return Err(DataError::Invalid(format!("{key} must be >= 1")));
+        }
+        MAX_SAMPLES.check_key(key, n as u64).map_err(|e| DataError::Invalid(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Size of the generated data.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -105,12 +116,7 @@ impl SyntheticConfig {
     /// every number finite and in its range. Errors name the key.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(DataError::Invalid(m));
-        for (key, n) in [("n_train", self.n_train), ("n_test", self.n_test)] {
-            if n == 0 {
-                return bad(format!("{key} must be >= 1"));
-            }
-            MAX_SAMPLES.check_key(key, n as u64).map_err(|e| DataError::Invalid(e.to_string()))?;
-        }
+        check_split_sizes(self.n_train, self.n_test)?;
         if !(0.0..=1.0).contains(&self.audio_cue_reliability) {
             return bad(format!("audio_cue_reliability must be in [0, 1], got {}", self.audio_cue_reliability));
         }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::{Dataset, Example, Mode, Split};
 use crate::error::{DataError, Result};
-use crate::synthetic::config::MAX_SAMPLES;
+use crate::synthetic::config::check_split_sizes;
 
 /// Number of classes (negative / positive).
 pub const NUM_CLASSES: usize = 2;
@@ -70,16 +70,11 @@ impl Default for SequenceSetConfig {
 }
 
 impl SequenceSetConfig {
-    /// Split sizes in `1..=`[`MAX_SAMPLES`], the reliability a probability, amplitudes finite and
+    /// Split sizes in `1..=`[`crate::synthetic::config::MAX_SAMPLES`], the reliability a probability, amplitudes finite and
     /// non-negative; errors name the key.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(DataError::Invalid(m));
-        for (key, n) in [("n_train", self.n_train), ("n_test", self.n_test)] {
-            if n == 0 {
-                return bad(format!("{key} must be >= 1"));
-            }
-            MAX_SAMPLES.check_key(key, n as u64).map_err(|e| DataError::Invalid(e.to_string()))?;
-        }
+        check_split_sizes(self.n_train, self.n_test)?;
         if !(0.0..=1.0).contains(&self.text_reliability) {
             return bad(format!("text_reliability must be in [0, 1], got {}", self.text_reliability));
         }
