@@ -9,7 +9,8 @@
 //! - [`visual`]: JPEG/PNG frames, RandomResizedCrop/flip/normalise, frame choice.
 //! - [`synthetic`]: the embedded 6-class audio-visual dataset ([`SyntheticAv`]) and the embedded
 //!   three-modality sequence set ([`SyntheticSequences`], Table 2's mixer half).
-//! - [`dataset`]: the [`Dataset`] trait and batching.
+//! - [`dataset`]: the [`Dataset`] trait, batching (dense `[B, H, W]` labels for segmentation) and
+//!   ESANet's median-frequency class weights ([`median_frequency_weights`]).
 //! - [`fixtures`]: tiny fixture trees in the CREMA-D, Kinetics-Sounds and VGGSound layouts.
 
 pub mod audio;
@@ -22,7 +23,10 @@ pub mod spectrogram;
 pub mod synthetic;
 pub mod visual;
 
-pub use dataset::{epoch_batches, load_batch, stratified_split, Batch, Dataset, Example, Mode, Split, Subset};
+pub use dataset::{
+    dominant_class, epoch_batches, load_batch, median_frequency_weights, stratified_split, Batch, Dataset, Example,
+    Mode, Split, Subset,
+};
 pub use datasets::{prepare, CachedDataset, DatasetKind, DatasetSpec, Report};
 pub use error::{DataError, Result};
 pub use spectrogram::SpectrogramRecipe;

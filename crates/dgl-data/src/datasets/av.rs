@@ -261,7 +261,7 @@ impl Dataset for AvClips {
             }
             Mode::Eval => (self.audio_features(index, None)?, self.visual_features(index, None)?),
         };
-        Ok(Example { modalities: vec![a, v], label })
+        Ok(Example { modalities: vec![a, v], label, label_map: None })
     }
     /// Decodes the frames that the evaluation choice leaves out.
     fn check_other_files(&self, index: usize) -> Result<()> {

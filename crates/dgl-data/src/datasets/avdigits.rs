@@ -538,7 +538,7 @@ impl Dataset for AvDigits {
             Mode::Eval => self.audio_features(index, None)?,
         };
         let v = self.visual_features(index)?;
-        Ok(Example { modalities: vec![a, v], label })
+        Ok(Example { modalities: vec![a, v], label, label_map: None })
     }
 }
 

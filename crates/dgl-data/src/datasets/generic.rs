@@ -532,6 +532,6 @@ impl Dataset for GenericDataset {
             check_finite(&data, file, m)?;
             out.push(data);
         }
-        Ok(Example { modalities: out, label: it.label })
+        Ok(Example { modalities: out, label: it.label, label_map: None })
     }
 }

@@ -4,9 +4,15 @@
 //!
 //! ```text
 //! <out_dir>/<split>/shard-00000.safetensors   tensors modality.<k> [n, ...shape_k] F32,
-//!                                             label [n] U32, index [n] U32 (source index)
+//!                                             label [n] U32, index [n] U32 (source index),
+//!                                             dense datasets: label_map [n, H, W] U32
 //! <out_dir>/<split>/meta.json                 names, shapes, classes, shard lengths
+//!                                             (dense: label_shape, ignore_label)
 //! ```
+//! A classification cache is format version 1, unchanged since before dense labels (older builds
+//! read it); a dense (segmentation) cache is version 2: its `meta.json` has `label_shape` (and
+//! `ignore_label`) and every shard a `label_map` tensor. An older build refuses a version-2 cache
+//! by its version; this build reads both.
 //! `meta.json` is written last: a cache without it (an interrupted or failed run) does not open.
 //! A cached sample is the *evaluation* transform of the source (no augmentation); `get` ignores
 //! the mode.
@@ -26,8 +32,10 @@ use super::tensorfile::{
 use crate::dataset::{Dataset, Example, Mode, Split};
 use crate::error::{DataError, Result};
 
-/// Cache format version.
-pub const CACHE_VERSION: u32 = 1;
+/// Newest cache format version (written for dense datasets; see the module docs).
+pub const CACHE_VERSION: u32 = 2;
+/// The format version of a classification cache (no label maps), the format of the first release.
+pub const CACHE_VERSION_CLASSIFICATION: u32 = 1;
 
 /// Options of [`prepare_with`].
 #[derive(Clone, Debug, PartialEq)]
@@ -104,6 +112,12 @@ pub struct CacheMeta {
     pub shards: Vec<(String, usize)>,
     /// Counts of the run that wrote the cache.
     pub report: Report,
+    /// `[H, W]` of the label maps of a dense dataset (version 2); absent for classification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_shape: Option<[usize; 2]>,
+    /// The void value of the label maps (version 2, when the dataset has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_label: Option<u32>,
 }
 
 /// [`prepare_with`] with default options: caches `dataset` (one split) under
@@ -150,6 +164,8 @@ pub fn prepare_with(
     }
     let numels: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
     let k = dataset.num_classes();
+    let (label_shape, ignore) = (dataset.label_shape(), dataset.ignore_label());
+    let map_len = label_shape.map_or(0, |[h, w]| h * w);
     let class_names = opts.class_names.clone().unwrap_or_else(|| (0..k).map(|c| c.to_string()).collect());
     let dir = split_dir(out_dir, split);
     std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
@@ -169,7 +185,7 @@ pub fn prepare_with(
     }
 
     let n = dataset.len();
-    let bytes_per = numels.iter().sum::<usize>().max(1) * 4;
+    let bytes_per = (numels.iter().sum::<usize>() + map_len).max(1) * 4;
     let per_shard = (opts.shard_bytes / bytes_per).clamp(1, 1 << 16);
     let done = AtomicUsize::new(0);
     let mut report = Report::new(class_names.clone());
@@ -182,6 +198,10 @@ pub fn prepare_with(
             .map(|&i| {
                 let r = dataset.get(i, Mode::Eval).and_then(|ex| {
                     check_example(&ex, &numels, k, i)?;
+                    if let Some(hw) = label_shape {
+                        crate::dataset::checked_label_map(&ex, hw, k, ignore)
+                            .map_err(|why| DataError::Invalid(format!("sample {i}: {why}")))?;
+                    }
                     dataset.check_other_files(i)?;
                     Ok(ex)
                 });
@@ -191,12 +211,18 @@ pub fn prepare_with(
             .collect();
         let mut data: Vec<Vec<f32>> = numels.iter().map(|&m| Vec::with_capacity(m * chunk.len())).collect();
         let (mut labels, mut index) = (Vec::new(), Vec::new());
+        let mut maps: Vec<u32> = Vec::with_capacity(map_len * chunk.len());
         for (i, r) in results {
             match r {
                 Ok(ex) => {
                     report.record_ok(split, ex.label);
                     for (d, x) in data.iter_mut().zip(&ex.modalities) {
                         d.extend_from_slice(x);
+                    }
+                    if let Some(map) = &ex.label_map {
+                        if label_shape.is_some() {
+                            maps.extend_from_slice(map);
+                        }
                     }
                     labels.push(ex.label);
                     index.push(
@@ -223,6 +249,9 @@ pub fn prepare_with(
         }
         tensors.push(WriteTensor::U32("label", vec![m], &labels));
         tensors.push(WriteTensor::U32("index", vec![m], &index));
+        if let Some([h, w]) = label_shape {
+            tensors.push(WriteTensor::U32("label_map", vec![m, h, w], &maps));
+        }
         write_safetensors(&dir.join(&file), &tensors, None)?;
         shards.push((file, m));
         total += m;
@@ -236,7 +265,7 @@ pub fn prepare_with(
     // Every item was bad (and left out): an empty cache would train on nothing.
     super::require_samples(total, split, &dir, &report)?;
     let meta = CacheMeta {
-        version: CACHE_VERSION,
+        version: if label_shape.is_some() { CACHE_VERSION } else { CACHE_VERSION_CLASSIFICATION },
         split,
         num_classes: k,
         class_names,
@@ -245,6 +274,8 @@ pub fn prepare_with(
         len: total,
         shards,
         report: report.clone(),
+        label_shape,
+        ignore_label: if label_shape.is_some() { ignore } else { None },
     };
     let json = serde_json::to_vec_pretty(&meta)
         .map_err(|e| DataError::Invalid(format!("cannot encode cache metadata: {e}")))?;
@@ -283,6 +314,8 @@ struct Shard {
     path: PathBuf,
     /// Byte offset of each modality's tensor.
     starts: Vec<u64>,
+    /// Byte offset of the `label_map` tensor (dense caches).
+    map_start: Option<u64>,
     len: usize,
 }
 
@@ -305,14 +338,36 @@ impl CachedDataset {
         let bytes = super::fsutil::read_bounded(&meta_path, crate::limits::TEXT_BYTES)?;
         let meta: CacheMeta = serde_json::from_slice(&bytes)
             .map_err(|e| DataError::bad_file(&meta_path, format!("not a cache meta.json: {e}")))?;
-        if meta.version != CACHE_VERSION {
+        if meta.version != CACHE_VERSION && meta.version != CACHE_VERSION_CLASSIFICATION {
             return Err(DataError::bad_file(
                 &meta_path,
-                format!("cache version {} (this build reads {CACHE_VERSION})", meta.version),
+                format!(
+                    "cache version {} (this build reads {CACHE_VERSION_CLASSIFICATION} and {CACHE_VERSION}); \
+                     re-run `dgl prepare`",
+                    meta.version
+                ),
             ));
         }
         if meta.split != split || meta.modality_names.len() != meta.modality_shapes.len() || meta.num_classes == 0 {
             return Err(DataError::bad_file(&meta_path, "inconsistent cache metadata"));
+        }
+        match (meta.version, meta.label_shape) {
+            (CACHE_VERSION_CLASSIFICATION, Some(_)) => {
+                return Err(DataError::bad_file(
+                    &meta_path,
+                    "a version-1 cache with label_shape (version 1 has no label maps)",
+                ))
+            }
+            (CACHE_VERSION, None) => {
+                return Err(DataError::bad_file(&meta_path, "a version-2 cache without label_shape"))
+            }
+            (_, Some([h, w])) if h == 0 || w == 0 => {
+                return Err(DataError::bad_file(&meta_path, format!("label_shape [{h}, {w}] has a zero side")))
+            }
+            (_, Some([h, w])) => crate::limits::IMAGE_PIXELS
+                .check_label((h as u64).saturating_mul(w as u64), "label_shape (H × W)")
+                .map_err(|r| DataError::bad_file(&meta_path, r))?,
+            _ => {}
         }
         crate::limits::CLASSES
             .check_usize(meta.num_classes, "num_classes")
@@ -348,6 +403,10 @@ impl CachedDataset {
             }
             let lab_at = find("label", FileDtype::U32, vec![*len])?;
             let idx_at = find("index", FileDtype::U32, vec![*len])?;
+            let map_start = match meta.label_shape {
+                Some([h, w]) => Some(find("label_map", FileDtype::U32, vec![*len, h, w])?),
+                None => None,
+            };
             let lab = decode(&read_range(&path, lab_at, 4 * len)?, FileDtype::U32);
             let idx = decode(&read_range(&path, idx_at, 4 * len)?, FileDtype::U32);
             for (row, (&y, &i)) in lab.iter().zip(&idx).enumerate() {
@@ -362,7 +421,7 @@ impl CachedDataset {
                 source.push(i as u32);
                 locate.push((s as u32, row as u32));
             }
-            shards.push(Shard { path, starts, len: *len });
+            shards.push(Shard { path, starts, map_start, len: *len });
         }
         if labels.len() != meta.len {
             return Err(DataError::bad_file(
@@ -416,6 +475,29 @@ impl Dataset for CachedDataset {
             check_finite(&x, &shard.path, &self.meta.modality_names[k])?;
             modalities.push(x);
         }
-        Ok(Example { modalities, label })
+        let label_map = match (self.meta.label_shape, shard.map_start) {
+            (Some([h, w]), Some(start)) => {
+                let at = start + (row as u64) * (h * w) as u64 * 4;
+                let bytes = read_range(&shard.path, at, h * w * 4)?;
+                let map: Vec<u32> =
+                    bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+                let (k, ignore) = (self.meta.num_classes, self.meta.ignore_label);
+                if let Some(p) = map.iter().position(|&c| c as usize >= k && Some(c) != ignore) {
+                    return Err(DataError::bad_file(
+                        &shard.path,
+                        format!("label_map of row {row}: value {} at position {p} is not a class below {k}", map[p]),
+                    ));
+                }
+                Some(map)
+            }
+            _ => None,
+        };
+        Ok(Example { modalities, label, label_map })
+    }
+    fn label_shape(&self) -> Option<[usize; 2]> {
+        self.meta.label_shape
+    }
+    fn ignore_label(&self) -> Option<u32> {
+        self.meta.ignore_label
     }
 }

@@ -191,6 +191,6 @@ impl Dataset for SyntheticAv {
         if let (Mode::Train { seed }, true) = (mode, self.cfg.augment) {
             self.augment(&mut spec, &mut img, seed);
         }
-        Ok(Example { modalities: vec![spec, img], label })
+        Ok(Example { modalities: vec![spec, img], label, label_map: None })
     }
 }

@@ -178,7 +178,7 @@ impl Dataset for SyntheticSequences {
     }
     fn get(&self, index: usize, _mode: Mode) -> Result<Example> {
         let label = self.label(index)?;
-        Ok(Example { modalities: self.samples[index].clone(), label })
+        Ok(Example { modalities: self.samples[index].clone(), label, label_map: None })
     }
 }
 
