@@ -12,6 +12,8 @@
 //! - [`write_vggsound_tree`]: VGGSound in the official DGL layout (`vggsound.csv`,
 //!   `audio/{train-audios/train-set,test-audios/test-set}/`,
 //!   `video/{train-set-img,test-set-img}/Image-01-FPS/<id>.mp4/`).
+//! - [`write_nyuv2_tree`]: NYUv2 in ESANet's prepared layout (`train.txt`, `test.txt`,
+//!   `{train,test}/{rgb,depth,depth_raw,labels_40,labels_13}/NNNN.png`), with 16-bit depth PNGs.
 //!
 //! The clip of class `c` is a tone whose pitch encodes `c`; frame `i` of a clip is a flat grey
 //! of level 40·(i+1). Nothing here is random: the same arguments write the same bytes.
@@ -253,4 +255,98 @@ pub fn mnist_idx(n: usize) -> (Vec<u8>, Vec<u8>) {
         lb.push((i % 10) as u8);
     }
     (im, lb)
+}
+
+/// A PNG of an 8-bit RGB image (`w × h × 3` bytes, row-major).
+pub fn png_rgb8(w: u32, h: u32, rgb: &[u8]) -> Vec<u8> {
+    encode_png(image::RgbImage::from_raw(w, h, rgb.to_vec()).expect("w × h × 3 bytes"))
+}
+
+/// A PNG of an 8-bit single-channel image (`w × h` bytes).
+pub fn png_l8(w: u32, h: u32, px: &[u8]) -> Vec<u8> {
+    encode_png(image::GrayImage::from_raw(w, h, px.to_vec()).expect("w × h bytes"))
+}
+
+/// A PNG of a 16-bit single-channel image (`w × h` values).
+pub fn png_l16(w: u32, h: u32, px: &[u16]) -> Vec<u8> {
+    encode_png(image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(w, h, px.to_vec()).expect("w × h values"))
+}
+
+fn encode_png<P, C>(img: image::ImageBuffer<P, C>) -> Vec<u8>
+where
+    P: image::PixelWithColorType,
+    [P::Subpixel]: image::EncodableLayout,
+    C: std::ops::Deref<Target = [P::Subpixel]>,
+{
+    let mut out = io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).expect("encoding a PNG in memory");
+    out.into_inner()
+}
+
+/// Height and width of the images of [`write_nyuv2_tree`].
+pub const NYUV2_FIXTURE_SIZE: (usize, usize) = (24, 32);
+
+/// The NYUv2 label (0 = void, 1..=40) of pixel (y, x) of fixture image `k`: 8 × 8 blocks of
+/// distinct labels (left-right asymmetric, so a flip shows), a void 4 × 4 corner at the top left.
+pub fn nyuv2_fixture_label(k: usize, y: usize, x: usize) -> u8 {
+    if y < 4 && x < 4 {
+        0
+    } else {
+        (1 + (k + x / 8 + 3 * (y / 8) + (x / 8) * (x / 8)) % 40) as u8
+    }
+}
+
+/// The colour of NYUv2 label `l` in the fixture images: distinct per label, a function of the label
+/// only.
+pub fn nyuv2_fixture_rgb(l: u8) -> [u8; 3] {
+    let l = l as u32;
+    [(l * 6) as u8, (255 - l * 6) as u8, ((l * 37) % 256) as u8]
+}
+
+/// The refined depth (mm) of NYUv2 label `l` in the fixture images: 1000 + 50·l.
+pub fn nyuv2_fixture_depth(l: u8) -> u16 {
+    1000 + 50 * l as u16
+}
+
+/// NYUv2 in ESANet's prepared layout ([`crate::datasets::nyuv2`]): `n_train` + `n_test` images
+/// `0001.png, 0002.png, …` (train first) of [`NYUV2_FIXTURE_SIZE`], listed in `train.txt` /
+/// `test.txt`, with `rgb/`, `depth/`, `depth_raw/` (the refined depth with every 7th pixel 0),
+/// `labels_40/` and `labels_13/` (`(l − 1) % 13 + 1`). The label map is
+/// [`nyuv2_fixture_label`], colour and depth are functions of the label ([`nyuv2_fixture_rgb`],
+/// [`nyuv2_fixture_depth`]). The spec opens it at the fixture's size.
+pub fn write_nyuv2_tree(root: &Path, n_train: usize, n_test: usize) -> io::Result<FixtureTree> {
+    use crate::datasets::{DepthMode, Nyuv2Options};
+    let (h, w) = NYUV2_FIXTURE_SIZE;
+    let (mut train_ids, mut test_ids) = (Vec::new(), Vec::new());
+    for k in 0..n_train + n_test {
+        let name = format!("{:04}", k + 1);
+        let split = if k < n_train { "train" } else { "test" };
+        let dir = root.join(split);
+        let labels: Vec<u8> = (0..h * w).map(|p| nyuv2_fixture_label(k, p / w, p % w)).collect();
+        let rgb: Vec<u8> = labels.iter().flat_map(|&l| nyuv2_fixture_rgb(l)).collect();
+        let depth: Vec<u16> = labels.iter().map(|&l| nyuv2_fixture_depth(l)).collect();
+        let raw: Vec<u16> = depth.iter().enumerate().map(|(p, &d)| if p % 7 == 0 { 0 } else { d }).collect();
+        let l13: Vec<u8> = labels.iter().map(|&l| if l == 0 { 0 } else { (l - 1) % 13 + 1 }).collect();
+        let file = format!("{name}.png");
+        let (w32, h32) = (w as u32, h as u32);
+        write_file(&dir.join("rgb").join(&file), &png_rgb8(w32, h32, &rgb))?;
+        write_file(&dir.join("depth").join(&file), &png_l16(w32, h32, &depth))?;
+        write_file(&dir.join("depth_raw").join(&file), &png_l16(w32, h32, &raw))?;
+        write_file(&dir.join("labels_40").join(&file), &png_l8(w32, h32, &labels))?;
+        write_file(&dir.join("labels_13").join(&file), &png_l8(w32, h32, &l13))?;
+        if k < n_train {
+            train_ids.push(name);
+        } else {
+            test_ids.push(name);
+        }
+    }
+    write_file(&root.join("train.txt"), (train_ids.join("\n") + "\n").as_bytes())?;
+    write_file(&root.join("test.txt"), (test_ids.join("\n") + "\n").as_bytes())?;
+    let opts = Nyuv2Options { height: h, width: w, depth: DepthMode::Refined, ..Nyuv2Options::new(root) };
+    Ok(FixtureTree {
+        spec: DatasetSpec::Nyuv2(opts),
+        classes: crate::datasets::nyuv2::CLASS_NAMES_40.iter().map(|s| s.to_string()).collect(),
+        train_ids,
+        test_ids,
+    })
 }

@@ -7,8 +7,9 @@
 //! - [`spectrogram`]: realfft STFT and the named front-ends (`librosa-cremad`, `librosa-ks`,
 //!   `scipy-paper`, generic).
 //! - [`visual`]: JPEG/PNG frames, RandomResizedCrop/flip/normalise, frame choice.
-//! - [`synthetic`]: the embedded 6-class audio-visual dataset ([`SyntheticAv`]) and the embedded
-//!   three-modality sequence set ([`SyntheticSequences`], Table 2's mixer half).
+//! - [`synthetic`]: the embedded 6-class audio-visual dataset ([`SyntheticAv`]), the embedded
+//!   three-modality sequence set ([`SyntheticSequences`], Table 2's mixer half) and the embedded
+//!   RGB-D segmentation set ([`SyntheticRgbd`], Table 5's default).
 //! - [`dataset`]: the [`Dataset`] trait, batching (dense `[B, H, W]` labels for segmentation) and
 //!   ESANet's median-frequency class weights ([`median_frequency_weights`]).
 //! - [`fixtures`]: tiny fixture trees in the CREMA-D, Kinetics-Sounds and VGGSound layouts.
@@ -30,5 +31,6 @@ pub use dataset::{
 pub use datasets::{prepare, CachedDataset, DatasetKind, DatasetSpec, Report};
 pub use error::{DataError, Result};
 pub use spectrogram::SpectrogramRecipe;
+pub use synthetic::rgbd::{RgbdSetConfig, SyntheticRgbd};
 pub use synthetic::sequences::{SequenceSetConfig, SyntheticSequences};
 pub use synthetic::{SyntheticAv, SyntheticConfig, SyntheticPreset};

@@ -1,8 +1,9 @@
-//! On-disk datasets: the paper's layouts (CREMA-D, Kinetics-Sounds, VGGSound), AV-digits
-//! (FSDD + MNIST), a generic manifest + tensors format, and a decoded cache.
+//! On-disk datasets: the paper's layouts (CREMA-D, Kinetics-Sounds, VGGSound, NYUv2 as ESANet
+//! prepares it), AV-digits (FSDD + MNIST), a generic manifest + tensors format, and a decoded cache.
 //!
-//! Entry point: a [`DatasetSpec`] (one variant per layout — `synthetic`, `cremad`, `ks`,
-//! `vggsound`, `av-digits`, `generic`, `cached` — each with its own options) and
+//! Entry point: a [`DatasetSpec`] (one variant per layout — `synthetic`, `synthetic-sequences`,
+//! `synthetic-rgbd`, `cremad`, `ks`, `vggsound`, `nyuv2`, `av-digits`, `generic`, `cached` — each
+//! with its own options) and
 //! [`DatasetSpec::open`] with a split.
 //!
 //! Every loader is strict: a malformed manifest, an unknown label, a duplicate id, a class list
@@ -21,6 +22,7 @@ pub mod generic;
 pub mod idx;
 pub mod ks;
 pub mod npy;
+pub mod nyuv2;
 pub mod options;
 pub mod prepare;
 pub mod probe;
@@ -37,8 +39,10 @@ pub use classes::ClassList;
 pub use cremad::{open_cremad, CREMAD_CLASSES};
 pub use generic::{FeatureLayout, GenericDataset};
 pub use ks::open_ks;
+pub use nyuv2::{DepthMode, Nyuv2, Nyuv2Item};
 pub use options::{
-    AvDigitsSpec, CachedOptions, ClipOptions, CremadOptions, GenericOptions, KsOptions, LabelOrder, VggsoundOptions,
+    AvDigitsSpec, CachedOptions, ClipOptions, CremadOptions, GenericOptions, KsOptions, LabelOrder, Nyuv2Options,
+    VggsoundOptions,
 };
 pub use prepare::{prepare, prepare_with, CacheMeta, CachedDataset, PrepareError, PrepareOptions};
 pub use report::{Counts, Problem, ProblemKind, Report, SplitReport};

@@ -9,9 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use super::av::AvFrontEnd;
 use super::avdigits::AvDigitsOptions;
+pub use super::nyuv2::DepthMode;
 use crate::error::{DataError, Result};
 use crate::limits;
 use crate::spectrogram::SpectrogramRecipe;
+pub use crate::visual::rgbd::HsvJitter;
 use crate::visual::FrameTransform;
 
 /// How VGGSound labels get their numbers.
@@ -316,6 +318,107 @@ pub(crate) fn check_modality_list(modalities: &[String]) -> Result<()> {
     let set: std::collections::BTreeSet<&String> = modalities.iter().collect();
     if set.len() != modalities.len() {
         return Err(DataError::Invalid(format!("modalities lists a name twice: {modalities:?}")));
+    }
+    Ok(())
+}
+
+/// NYUv2 in ESANet's prepared layout (see [`super::nyuv2`]). `Default` is ESANet's NYUv2 setup
+/// (40 classes, refined depth, 480 × 640, its training augmentation) with an empty root.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Nyuv2Options {
+    /// The prepared dataset folder (`train.txt`, `test.txt`, `train/`, `test/`).
+    pub root: PathBuf,
+    /// Leave out items with a missing or corrupt file (counted in the report) instead of failing.
+    pub skip_bad: bool,
+    /// Decode every item once when opening.
+    pub verify: bool,
+    /// `refined` (the `depth/` folder, ESANet's default) or `raw` (`depth_raw/`).
+    pub depth: DepthMode,
+    /// 40 (`labels_40/`, Table 5) or 13 (`labels_13/`).
+    pub classes: usize,
+    /// Output height and width (ESANet `--height 480 --width 640`); files of another size are
+    /// resized (image bilinear, depth and labels nearest).
+    pub height: usize,
+    pub width: usize,
+    /// Depth normalisation `(d − mean) / std`; default ESANet's refined-depth statistics for
+    /// both depth modes, as ESANet does.
+    pub depth_mean: Option<f64>,
+    pub depth_std: Option<f64>,
+    /// ESANet's training augmentation in `Mode::Train` (never at evaluation).
+    pub augment: bool,
+    /// Range of the random rescale factor (ESANet `--aug_scale_min 1.0 --aug_scale_max 1.4`).
+    pub scale: [f64; 2],
+    /// The colour jitter of the augmentation.
+    pub hsv: HsvJitter,
+}
+
+impl Default for Nyuv2Options {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::new(),
+            skip_bad: false,
+            verify: false,
+            depth: DepthMode::Refined,
+            classes: 40,
+            height: 480,
+            width: 640,
+            depth_mean: None,
+            depth_std: None,
+            augment: true,
+            scale: [1.0, 1.4],
+            hsv: HsvJitter::Paper,
+        }
+    }
+}
+
+impl Nyuv2Options {
+    /// ESANet's setup for the tree at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into(), ..Self::default() }
+    }
+
+    /// `classes` 13 or 40, the output size within [`limits::IMAGE_SIZE`] and
+    /// [`limits::IMAGE_PIXELS`], finite depth statistics (std > 0), a scale range
+    /// `0 < min ≤ max ≤ 4`. Errors name the key.
+    pub fn check(&self) -> Result<()> {
+        let inv = DataError::Invalid;
+        if self.classes != 40 && self.classes != 13 {
+            return Err(inv(format!(
+                "classes must be 40 or 13 (ESANet's labels_40 / labels_13), got {}",
+                self.classes
+            )));
+        }
+        check_rgbd_geometry(self.height, self.width, self.scale)?;
+        if let Some(m) = self.depth_mean {
+            if !m.is_finite() {
+                return Err(inv(format!("depth_mean must be finite, got {m}")));
+            }
+        }
+        if let Some(s) = self.depth_std {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(inv(format!("depth_std must be finite and > 0, got {s}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The output size and scale range of an RGB-D set: `height`, `width` in
+/// `1..=`[`limits::IMAGE_SIZE`] with `height × width` within [`limits::IMAGE_PIXELS`], and
+/// `0 < scale[0] ≤ scale[1] ≤ 4`, finite. Errors name the key.
+pub(crate) fn check_rgbd_geometry(height: usize, width: usize, scale: [f64; 2]) -> Result<()> {
+    let inv = DataError::Invalid;
+    for (key, v) in [("height", height), ("width", width)] {
+        if v == 0 {
+            return Err(inv(format!("{key} must be at least 1")));
+        }
+        limits::IMAGE_SIZE.check_usize(v, key).map_err(inv)?;
+    }
+    limits::IMAGE_PIXELS.check_usize(height * width, "height × width").map_err(inv)?;
+    let [lo, hi] = scale;
+    if !(lo.is_finite() && hi.is_finite() && 0.0 < lo && lo <= hi && hi <= 4.0) {
+        return Err(inv(format!("scale must be finite with 0 < min <= max <= 4, got {scale:?}")));
     }
     Ok(())
 }

@@ -138,6 +138,12 @@ impl Report {
         self.counts_mut(split, Some(class)).ok += 1;
     }
 
+    /// Counts a usable item whose class is not known without decoding it (a dense sample before
+    /// its label map is read).
+    pub fn record_ok_unclassified(&mut self, split: Split) {
+        self.counts_mut(split, None).ok += 1;
+    }
+
     /// Records a bad item from its error; returns its kind.
     pub fn record_problem(
         &mut self,

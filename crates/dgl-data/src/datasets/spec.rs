@@ -4,7 +4,8 @@
 //! In TOML (serde, internally tagged by `kind`):
 //!
 //! ```toml
-//! kind = "cremad"            # synthetic | cremad | ks | vggsound | av-digits | generic | cached
+//! kind = "cremad"            # synthetic | synthetic-sequences | synthetic-rgbd | cremad | ks |
+//!                            # vggsound | nyuv2 | av-digits | generic | cached
 //! root = "/data/cremad"
 //! frames = 1
 //! ```
@@ -19,14 +20,17 @@ use super::avdigits::AvDigits;
 use super::cremad::open_cremad;
 use super::generic::GenericDataset;
 use super::ks::open_ks;
+use super::nyuv2::Nyuv2;
 use super::options::{
-    require_root, AvDigitsSpec, CachedOptions, ClipOptions, CremadOptions, GenericOptions, KsOptions, VggsoundOptions,
+    require_root, AvDigitsSpec, CachedOptions, ClipOptions, CremadOptions, GenericOptions, KsOptions, Nyuv2Options,
+    VggsoundOptions,
 };
 use super::prepare::CachedDataset;
 use super::report::Report;
 use super::vggsound::open_vggsound;
 use crate::dataset::{Dataset, Split};
 use crate::error::{DataError, Result};
+use crate::synthetic::rgbd::{RgbdSetConfig, SyntheticRgbd};
 use crate::synthetic::sequences::{SequenceSetConfig, SyntheticSequences};
 use crate::synthetic::{SyntheticAv, SyntheticConfig};
 
@@ -37,12 +41,16 @@ pub enum DatasetKind {
     Synthetic,
     /// The embedded, generated text / audio / visual sequence set (no files).
     SyntheticSequences,
+    /// The embedded, generated RGB-D segmentation set (no files).
+    SyntheticRgbd,
     /// CREMA-D in the OGM-GE layout.
     Cremad,
     /// Kinetics-Sounds in the official DGL layout.
     Ks,
     /// VGGSound in the official DGL layout.
     Vggsound,
+    /// NYUv2 (RGB-D semantic segmentation) in ESANet's prepared layout.
+    Nyuv2,
     /// FSDD spoken digits + MNIST digits paired by label.
     AvDigits,
     /// A CSV manifest plus per-sample tensors.
@@ -52,12 +60,14 @@ pub enum DatasetKind {
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 8] = [
+    pub const ALL: [DatasetKind; 10] = [
         DatasetKind::Synthetic,
         DatasetKind::SyntheticSequences,
+        DatasetKind::SyntheticRgbd,
         DatasetKind::Cremad,
         DatasetKind::Ks,
         DatasetKind::Vggsound,
+        DatasetKind::Nyuv2,
         DatasetKind::AvDigits,
         DatasetKind::Generic,
         DatasetKind::Cached,
@@ -68,9 +78,11 @@ impl DatasetKind {
         match self {
             DatasetKind::Synthetic => "synthetic",
             DatasetKind::SyntheticSequences => "synthetic-sequences",
+            DatasetKind::SyntheticRgbd => "synthetic-rgbd",
             DatasetKind::Cremad => "cremad",
             DatasetKind::Ks => "ks",
             DatasetKind::Vggsound => "vggsound",
+            DatasetKind::Nyuv2 => "nyuv2",
             DatasetKind::AvDigits => "av-digits",
             DatasetKind::Generic => "generic",
             DatasetKind::Cached => "cached",
@@ -79,7 +91,13 @@ impl DatasetKind {
 
     /// Whether the layout is read from a folder (every kind but the generated ones).
     pub fn on_disk(self) -> bool {
-        !matches!(self, DatasetKind::Synthetic | DatasetKind::SyntheticSequences)
+        !matches!(self, DatasetKind::Synthetic | DatasetKind::SyntheticSequences | DatasetKind::SyntheticRgbd)
+    }
+
+    /// Whether the layout's labels are maps (`[B, H, W]` batches; semantic segmentation) rather
+    /// than one class per sample. A cache says once opened ([`Dataset::label_shape`]).
+    pub fn dense_labels(self) -> bool {
+        matches!(self, DatasetKind::SyntheticRgbd | DatasetKind::Nyuv2)
     }
 }
 
@@ -90,7 +108,7 @@ impl fmt::Display for DatasetKind {
 }
 
 /// Case-insensitive, `_` read as `-`, with the aliases of the serde tag (`crema-d`,
-/// `kinetics-sounds`, `avdigits`, `vgg-sound`, `cache`, …).
+/// `kinetics-sounds`, `avdigits`, `vgg-sound`, `nyu-v2`, `rgbd`, `cache`, …).
 impl FromStr for DatasetKind {
     type Err = DataError;
 
@@ -99,6 +117,8 @@ impl FromStr for DatasetKind {
         Ok(match k.as_str() {
             "synthetic" => DatasetKind::Synthetic,
             "synthetic-sequences" | "synthetic-seq" | "sequences" => DatasetKind::SyntheticSequences,
+            "synthetic-rgbd" | "rgbd" => DatasetKind::SyntheticRgbd,
+            "nyuv2" | "nyu-v2" | "nyudv2" | "nyud-v2" | "nyu" => DatasetKind::Nyuv2,
             "cremad" | "crema-d" => DatasetKind::Cremad,
             "ks" | "kinetics-sounds" | "kineticssounds" | "kinetics-sound" => DatasetKind::Ks,
             "vggsound" | "vgg-sound" | "vgg" => DatasetKind::Vggsound,
@@ -123,12 +143,18 @@ pub enum DatasetSpec {
     /// The embedded, generated three-modality sequence set (no files; Table 2's mixer half).
     #[serde(alias = "synthetic-seq", alias = "sequences")]
     SyntheticSequences(SequenceSetConfig),
+    /// The embedded, generated RGB-D segmentation set (no files; Table 5's default).
+    #[serde(alias = "rgbd", alias = "synthetic_rgbd")]
+    SyntheticRgbd(RgbdSetConfig),
     #[serde(alias = "crema-d", alias = "crema_d")]
     Cremad(CremadOptions),
     #[serde(alias = "kinetics-sounds", alias = "kineticssounds", alias = "kinetics-sound", alias = "kinetics_sounds")]
     Ks(KsOptions),
     #[serde(alias = "vgg-sound", alias = "vgg")]
     Vggsound(VggsoundOptions),
+    /// NYUv2 in ESANet's prepared layout.
+    #[serde(alias = "nyu-v2", alias = "nyudv2", alias = "nyud-v2", alias = "nyu")]
+    Nyuv2(Nyuv2Options),
     #[serde(alias = "avdigits", alias = "av_digits", alias = "av-mnist", alias = "avmnist")]
     AvDigits(AvDigitsSpec),
     Generic(GenericOptions),
@@ -156,13 +182,14 @@ impl DatasetSpec {
             return match kind {
                 DatasetKind::Synthetic => Ok(DatasetSpec::default()),
                 DatasetKind::SyntheticSequences => Ok(DatasetSpec::SyntheticSequences(SequenceSetConfig::default())),
+                DatasetKind::SyntheticRgbd => Ok(DatasetSpec::SyntheticRgbd(RgbdSetConfig::default())),
                 k => Err(DataError::Invalid(format!(
                     "the {k} dataset is read from a folder: give its root (--root DIR, or `root`)"
                 ))),
             };
         };
         Ok(match kind {
-            DatasetKind::Synthetic | DatasetKind::SyntheticSequences => {
+            DatasetKind::Synthetic | DatasetKind::SyntheticSequences | DatasetKind::SyntheticRgbd => {
                 return Err(DataError::Invalid(format!(
                     "the {kind} dataset is generated and has no root (got {})",
                     root.display()
@@ -171,6 +198,7 @@ impl DatasetSpec {
             DatasetKind::Cremad => DatasetSpec::Cremad(CremadOptions::new(root)),
             DatasetKind::Ks => DatasetSpec::Ks(KsOptions::new(root)),
             DatasetKind::Vggsound => DatasetSpec::Vggsound(VggsoundOptions::new(root)),
+            DatasetKind::Nyuv2 => DatasetSpec::Nyuv2(Nyuv2Options::new(root)),
             DatasetKind::AvDigits => DatasetSpec::AvDigits(AvDigitsSpec::new(root)),
             DatasetKind::Generic => DatasetSpec::Generic(GenericOptions::new(root)),
             DatasetKind::Cached => DatasetSpec::Cached(CachedOptions::new(root)),
@@ -182,9 +210,11 @@ impl DatasetSpec {
         match self {
             DatasetSpec::Synthetic(_) => DatasetKind::Synthetic,
             DatasetSpec::SyntheticSequences(_) => DatasetKind::SyntheticSequences,
+            DatasetSpec::SyntheticRgbd(_) => DatasetKind::SyntheticRgbd,
             DatasetSpec::Cremad(_) => DatasetKind::Cremad,
             DatasetSpec::Ks(_) => DatasetKind::Ks,
             DatasetSpec::Vggsound(_) => DatasetKind::Vggsound,
+            DatasetSpec::Nyuv2(_) => DatasetKind::Nyuv2,
             DatasetSpec::AvDigits(_) => DatasetKind::AvDigits,
             DatasetSpec::Generic(_) => DatasetKind::Generic,
             DatasetSpec::Cached(_) => DatasetKind::Cached,
@@ -217,10 +247,11 @@ impl DatasetSpec {
 
     fn root_slot(&self) -> Option<&PathBuf> {
         match self {
-            DatasetSpec::Synthetic(_) | DatasetSpec::SyntheticSequences(_) => None,
+            DatasetSpec::Synthetic(_) | DatasetSpec::SyntheticSequences(_) | DatasetSpec::SyntheticRgbd(_) => None,
             DatasetSpec::Cremad(o) => Some(&o.root),
             DatasetSpec::Ks(o) => Some(&o.root),
             DatasetSpec::Vggsound(o) => Some(&o.root),
+            DatasetSpec::Nyuv2(o) => Some(&o.root),
             DatasetSpec::AvDigits(o) => Some(&o.root),
             DatasetSpec::Generic(o) => Some(&o.root),
             DatasetSpec::Cached(o) => Some(&o.root),
@@ -229,10 +260,11 @@ impl DatasetSpec {
 
     fn root_slot_mut(&mut self) -> Option<&mut PathBuf> {
         match self {
-            DatasetSpec::Synthetic(_) | DatasetSpec::SyntheticSequences(_) => None,
+            DatasetSpec::Synthetic(_) | DatasetSpec::SyntheticSequences(_) | DatasetSpec::SyntheticRgbd(_) => None,
             DatasetSpec::Cremad(o) => Some(&mut o.root),
             DatasetSpec::Ks(o) => Some(&mut o.root),
             DatasetSpec::Vggsound(o) => Some(&mut o.root),
+            DatasetSpec::Nyuv2(o) => Some(&mut o.root),
             DatasetSpec::AvDigits(o) => Some(&mut o.root),
             DatasetSpec::Generic(o) => Some(&mut o.root),
             DatasetSpec::Cached(o) => Some(&mut o.root),
@@ -253,10 +285,14 @@ impl DatasetSpec {
     /// that have it; `false` for those that do not (the synthetic set and a cache).
     pub fn set_skip_bad(&mut self, on: bool) -> bool {
         let slot = match self {
-            DatasetSpec::Synthetic(_) | DatasetSpec::SyntheticSequences(_) | DatasetSpec::Cached(_) => return false,
+            DatasetSpec::Synthetic(_)
+            | DatasetSpec::SyntheticSequences(_)
+            | DatasetSpec::SyntheticRgbd(_)
+            | DatasetSpec::Cached(_) => return false,
             DatasetSpec::Cremad(o) => &mut o.clip.skip_bad,
             DatasetSpec::Ks(o) => &mut o.clip.skip_bad,
             DatasetSpec::Vggsound(o) => &mut o.clip.skip_bad,
+            DatasetSpec::Nyuv2(o) => &mut o.skip_bad,
             DatasetSpec::AvDigits(o) => &mut o.skip_bad,
             DatasetSpec::Generic(o) => &mut o.skip_bad,
         };
@@ -273,14 +309,16 @@ impl DatasetSpec {
         match &mut spec {
             DatasetSpec::Synthetic(s) => mix(&mut s.seed),
             DatasetSpec::SyntheticSequences(s) => mix(&mut s.seed),
+            DatasetSpec::SyntheticRgbd(s) => mix(&mut s.seed),
             _ => {}
         }
         spec
     }
 
     /// The modalities, in order, when they are known without opening anything: audio and
-    /// visual for the synthetic set and the audio-visual layouts, the `modalities` option of a
-    /// generic dataset when it lists them, `None` otherwise (a cache says once opened).
+    /// visual for the synthetic set and the audio-visual layouts, rgb and depth for the RGB-D
+    /// sets, the `modalities` option of a generic dataset when it lists them, `None` otherwise (a
+    /// cache says once opened).
     pub fn modalities(&self) -> Option<Vec<String>> {
         let av = || Some(vec!["audio".to_string(), "visual".to_string()]);
         match self {
@@ -292,6 +330,7 @@ impl DatasetSpec {
             DatasetSpec::SyntheticSequences(_) => {
                 Some(crate::synthetic::sequences::MODALITIES.iter().map(|(n, _, _)| n.to_string()).collect())
             }
+            DatasetSpec::SyntheticRgbd(_) | DatasetSpec::Nyuv2(_) => Some(vec!["rgb".into(), "depth".into()]),
             DatasetSpec::Generic(o) => o.modalities.clone(),
             DatasetSpec::Cached(_) => None,
         }
@@ -310,9 +349,11 @@ impl DatasetSpec {
         match self {
             DatasetSpec::Synthetic(s) => s.validate(),
             DatasetSpec::SyntheticSequences(s) => s.validate(),
+            DatasetSpec::SyntheticRgbd(s) => s.validate(),
             DatasetSpec::Cremad(o) => o.clip.check(),
             DatasetSpec::Ks(o) => o.clip.check(),
             DatasetSpec::Vggsound(o) => o.clip.check(),
+            DatasetSpec::Nyuv2(o) => o.check(),
             DatasetSpec::AvDigits(o) => o.av_digits.check(),
             DatasetSpec::Generic(o) => o.check(),
             DatasetSpec::Cached(_) => Ok(()),
@@ -334,9 +375,11 @@ impl DatasetSpec {
             DatasetSpec::SyntheticSequences(s) => {
                 (Box::new(SyntheticSequences::new(s, split)?), Report::new(Vec::new()))
             }
+            DatasetSpec::SyntheticRgbd(s) => (Box::new(SyntheticRgbd::new(s, split)?), Report::new(Vec::new())),
             DatasetSpec::Cremad(o) => boxed(open_cremad(o, split)?, |d| d.report()),
             DatasetSpec::Ks(o) => boxed(open_ks(o, split)?, |d| d.report()),
             DatasetSpec::Vggsound(o) => boxed(open_vggsound(o, split)?, |d| d.report()),
+            DatasetSpec::Nyuv2(o) => boxed(Nyuv2::open(o, split)?, |d| d.report()),
             DatasetSpec::AvDigits(o) => {
                 boxed(AvDigits::open(&o.root, split, &o.av_digits, o.skip_bad, o.verify)?, |d| d.report())
             }

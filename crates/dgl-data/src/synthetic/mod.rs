@@ -16,6 +16,7 @@
 
 pub mod audio_gen;
 pub mod config;
+pub mod rgbd;
 pub mod sequences;
 pub mod visual_gen;
 

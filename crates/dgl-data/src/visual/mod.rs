@@ -1,9 +1,11 @@
 //! Visual frames: loading ([`load`]), Pillow-exact bilinear resizing ([`resize`]), torchvision
-//! transforms ([`transform`]) and frame choice ([`frames`]).
+//! transforms ([`transform`]), frame choice ([`frames`]) and ESANet's joint RGB-D transforms
+//! ([`rgbd`]).
 
 pub mod frames;
 pub mod load;
 pub mod resize;
+pub mod rgbd;
 pub mod transform;
 
 use std::path::Path;
