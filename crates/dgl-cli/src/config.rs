@@ -85,6 +85,20 @@ pub struct TrainSection {
     /// `allow_tf32`; about 10 mantissa bits in the products, f32 accumulation). Off: strict fp32.
     /// No effect on the CPU.
     pub tf32: bool,
+    /// Per-class weights of a segmentation run's per-pixel loss (no effect on classification).
+    pub class_weights: ClassWeights,
+}
+
+/// The class weighting of a dense task's loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassWeights {
+    /// ESANet's median-frequency weighting, computed from the training split's label maps
+    /// (`dgl_data::median_frequency_weights`; ESANet `dataset_base.py:147-208`).
+    #[default]
+    MedianFrequency,
+    /// Every class weight 1.
+    None,
 }
 
 impl Default for TrainSection {
@@ -99,6 +113,7 @@ impl Default for TrainSection {
             drop_last: true,
             skip_non_finite: false,
             tf32: false,
+            class_weights: ClassWeights::default(),
         }
     }
 }

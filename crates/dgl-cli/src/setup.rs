@@ -3,10 +3,11 @@
 //! `dgl eval`.
 
 use candle_core::Device;
+use dgl_core::task::{Segmentation, WeightedCrossEntropy};
 use dgl_core::{Classification, Method, Task};
 use dgl_models::{build_model, Model};
 
-use crate::config::{DeviceKind, TrainConfig};
+use crate::config::{ClassWeights, DeviceKind, TrainConfig};
 use crate::data::RunData;
 use crate::error::{CliError, Result};
 use crate::methods::build_method;
@@ -29,7 +30,7 @@ pub struct Setup {
     pub method: Box<dyn Method>,
     /// Freshly initialised from `cfg.seed`.
     pub model: Model,
-    /// The labels, loss and metrics (classification: every dataset of the tables).
+    /// The labels, loss and metrics: classification, or segmentation for a dataset of label maps.
     pub task: Box<dyn Task>,
 }
 
@@ -51,5 +52,20 @@ pub fn setup(cfg: &TrainConfig, device_kind: DeviceKind, need_validation: bool) 
     let model_cfg = cfg.model.clone();
     let model = build_model(&model_cfg, &data.modality_shapes(), &device, cfg.seed)?;
     method.check(&model)?;
-    Ok(Setup { cfg, device, data, method, model, task: Box::new(Classification) })
+    let task = task_of(&cfg, &data)?;
+    Ok(Setup { cfg, device, data, method, model, task })
+}
+
+/// The task the data call for: classification, or — a dataset of label maps — segmentation with
+/// the dataset's ignore label and the configured class weights (from the training split).
+fn task_of(cfg: &TrainConfig, data: &RunData) -> Result<Box<dyn Task>> {
+    if data.train.label_shape().is_none() {
+        return Ok(Box::new(Classification));
+    }
+    let class_weights = match cfg.train.class_weights {
+        ClassWeights::MedianFrequency => Some(dgl_data::median_frequency_weights(data.train.as_ref())?),
+        ClassWeights::None => None,
+    };
+    let loss = WeightedCrossEntropy { class_weights, ignore_index: data.train.ignore_label() };
+    Ok(Box::new(Segmentation { num_classes: data.train.num_classes(), loss }))
 }

@@ -31,10 +31,10 @@ fn deterministic_shapes_and_spec() {
 
     assert_eq!(a.num_classes(), 7);
     assert_eq!(a.modality_names(), ["rgb", "depth"]);
-    assert_eq!(a.modality_shapes(), [vec![3, 48, 64], vec![1, 48, 64]]);
-    assert_eq!((a.label_shape(), a.ignore_label()), (Some([48, 64]), Some(255)));
+    assert_eq!(a.modality_shapes(), [vec![3, 64, 64], vec![1, 64, 64]]);
+    assert_eq!((a.label_shape(), a.ignore_label()), (Some([64, 64]), Some(255)));
     let e = a.get(0, Mode::Eval).unwrap();
-    assert_eq!(e.label_map.as_ref().unwrap().len(), 48 * 64);
+    assert_eq!(e.label_map.as_ref().unwrap().len(), 64 * 64);
     assert_eq!(a.label(0).unwrap(), e.label);
     assert!(e.modalities.iter().flatten().all(|v| v.is_finite()));
     // Training augmentation is the joint ESANet transform; evaluation is the scene itself.
@@ -43,8 +43,8 @@ fn deterministic_shapes_and_spec() {
     assert_eq!(plain.get(0, Mode::Train { seed: 1 }).unwrap(), e);
 
     let b = load_batch(&a, &[0, 3, 5], Mode::Train { seed: 9 }, &Device::Cpu).unwrap();
-    assert_eq!(b.labels.dims(), [3, 48, 64]);
-    assert_eq!(b.inputs[0].dims(), [3, 3, 48, 64]);
+    assert_eq!(b.labels.dims(), [3, 64, 64]);
+    assert_eq!(b.inputs[0].dims(), [3, 3, 64, 64]);
 
     let spec = DatasetSpec::from_kind("synthetic-rgbd", None).unwrap();
     assert_eq!(spec, DatasetSpec::from_kind("rgbd", None).unwrap());
@@ -257,7 +257,7 @@ fn the_cues_are_as_documented() {
             }
         }
     }
-    let all = (te.len() * 48 * 64) as f64;
+    let all = (te.len() * 64 * 64) as f64;
     let share = |c: &[u32]| c.iter().map(|&k| pix[k as usize]).sum::<u64>() as f64 / all;
     println!(
         "coverage (test): wall {:.3}, depth classes {:.3}, colour classes {:.3}, void {:.4}",

@@ -1,7 +1,7 @@
 //! The embedded RGB-D segmentation set (`kind = "synthetic-rgbd"`): the default data of the
 //! ESANet / NYUv2 half of the project (Table 5), generated in memory from a seed — no files.
 //!
-//! A scene is a wall seen head-on (48 × 64 pixels by default) with objects of seven classes:
+//! A scene is a wall seen head-on (64 × 64 pixels by default: ESANet-style models need multiples of 32) with objects of seven classes:
 //!
 //! | id | class | colour | depth |
 //! |---|---|---|---|
@@ -75,7 +75,7 @@ impl Default for RgbdSetConfig {
             seed: 0,
             n_train: 400,
             n_test: 120,
-            height: 48,
+            height: 64,
             width: 64,
             colour_noise: 6.0,
             depth_noise_mm: 15.0,
