@@ -4,6 +4,8 @@
 //! `models/basic_model.py`): audio ResNet-18 on a 1-channel spectrogram, visual ResNet-18 on 1 RGB
 //! frame, base width 64 (d = 512), concatenation fusion, K = 6.
 
+use std::path::PathBuf;
+
 use candle_core::{DType, Device, Tensor};
 use dgl_core::{MultimodalModel, NamedVar};
 use serde::{Deserialize, Serialize};
@@ -60,6 +62,11 @@ pub struct ModelConfig {
     pub base_width: usize,
     /// Depth of every ResNet encoder: `resnet18` (the paper's, default) or `resnet34`.
     pub resnet: ResNetDepth,
+    /// A torchvision ResNet-18/34 `state_dict` (`.safetensors` or a `torch.save` `.pth`) loaded into
+    /// every ResNet encoder after initialisation (`dgl train --pretrained FILE`;
+    /// [`crate::pretrained::load_torchvision_resnet`]). [`build_model`] itself does not read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<PathBuf>,
     /// Frames per clip expected by a visual encoder (CREMA-D 1, Kinetics-Sounds / VGGSound 3);
     /// checked against the visual input shape.
     pub frames: usize,
@@ -82,6 +89,7 @@ impl Default for ModelConfig {
             ],
             base_width: 64,
             resnet: ResNetDepth::Resnet18,
+            pretrained: None,
             frames: 1,
             fusion: FusionKind::Concat,
             head: HeadOptions::default(),

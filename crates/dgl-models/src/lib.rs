@@ -11,6 +11,8 @@
 //! * [`resnet`]: torchvision-topology ResNet-18 trunk (official `models/backbone.py`) and ResNet-34
 //!   (`model.resnet`);
 //! * [`encoder`]: the [`Encoder`] trait and the audio / visual ResNet encoders and an MLP;
+//! * [`pretrained`]: torchvision ResNet-18/34 `state_dict`s (`.safetensors` / `.pth`) loaded into
+//!   every ResNet encoder (`model.pretrained`);
 //! * [`fusion`]: concat / sum / gated / FiLM heads ([`FusionHead`]);
 //! * [`multimodal`]: [`FusionModel`] (M encoders + head) and [`UnimodalClassifier`];
 //! * [`config`]: [`ModelConfig`] and [`build_model`];
@@ -36,6 +38,7 @@ pub mod mixer;
 pub mod mmtm;
 pub mod multimodal;
 pub mod ops;
+pub mod pretrained;
 pub mod resnet;
 pub mod state;
 
@@ -52,5 +55,6 @@ pub use mixer::{MixerModel, MixerOptions, MixerStage, SequenceEncoder};
 pub use mmtm::{Mmtm, MmtmModel};
 pub use multimodal::{encoder_prefix, FusionModel, ModelState, UnimodalClassifier};
 pub use ops::{conv2d_any, max_pool2d_padded};
+pub use pretrained::{load_torchvision_resnet, Conv1Rule, EncoderLoad, LoadReport};
 pub use resnet::{FeatureSizes, ResNet, ResNetConfig, ResNetDepth};
 pub use state::{export_state, export_state_map, import_state};

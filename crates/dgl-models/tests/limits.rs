@@ -183,11 +183,11 @@ fn model_resnet_chooses_the_depth_of_every_resnet_encoder() {
     }
     // serde: the default, the value names, old configurations.
     assert_eq!(ModelConfig::default().resnet, ResNetDepth::Resnet18);
-    let cfg: ModelConfig = serde_json::from_str(r#"{"resnet": "resnet34"}"#).unwrap();
-    assert_eq!(cfg.resnet, ResNetDepth::Resnet34);
+    let cfg: ModelConfig = serde_json::from_str(r#"{"resnet": "resnet34", "pretrained": "w.pth"}"#).unwrap();
+    assert_eq!((cfg.resnet, cfg.pretrained.as_deref()), (ResNetDepth::Resnet34, Some(std::path::Path::new("w.pth"))));
     let old: ModelConfig = serde_json::from_str(r#"{"base_width": 8}"#).unwrap();
-    assert_eq!(old.resnet, ResNetDepth::Resnet18);
+    assert_eq!((old.resnet, old.pretrained), (ResNetDepth::Resnet18, None));
     assert!(serde_json::from_str::<ModelConfig>(r#"{"resnet": "resnet50"}"#).is_err());
     let json = serde_json::to_string(&ModelConfig::default()).unwrap();
-    assert!(json.contains(r#""resnet":"resnet18""#), "{json}");
+    assert!(json.contains(r#""resnet":"resnet18""#) && !json.contains("pretrained"), "{json}");
 }
