@@ -342,7 +342,8 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
     }
     let ckpt = Checkpoint::load(&path)?;
     let saved = ckpt.meta.config()?;
-    let Setup { cfg, device, data, mut method, model, .. } = setup(&saved, opts.device.unwrap_or(saved.device), false)?;
+    let Setup { cfg, device, data, mut method, model, .. } =
+        setup(&saved, opts.device.unwrap_or(saved.device), false, false)?;
     restore_into(&ckpt, &path, &model, None, method.as_mut(), &device)?;
     let classes = data.test.num_classes();
     let names = model.modality_names();

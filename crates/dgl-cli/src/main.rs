@@ -119,6 +119,10 @@ struct TrainArgs {
     weight_decay: Option<f64>,
     #[arg(long)]
     seed: Option<u64>,
+    /// A torchvision ResNet-18/34 state_dict (.safetensors, or a torch.save .pth) loaded into every
+    /// ResNet encoder before training (model.pretrained; docs/pretrained.md).
+    #[arg(long, value_name = "FILE")]
+    pretrained: Option<PathBuf>,
     #[arg(long, value_enum)]
     device: Option<DeviceKind>,
     /// A TOML configuration (see `config.toml` in any run directory); flags override it.
@@ -231,6 +235,9 @@ fn resolve(a: &TrainArgs) -> dgl_cli::Result<TrainConfig> {
     }
     if let Some(x) = a.seed {
         cfg.seed = x;
+    }
+    if let Some(x) = &a.pretrained {
+        cfg.model.pretrained = Some(x.clone());
     }
     if let Some(x) = a.device {
         cfg.device = x;

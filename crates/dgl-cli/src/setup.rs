@@ -1,11 +1,11 @@
 //! What a run computes with, built from its configuration: the device, the data (restricted to the
-//! model's modalities), the method and the freshly initialised model. Shared by training and
-//! `dgl eval`.
+//! model's modalities), the method and the freshly initialised model (with `model.pretrained`
+//! loaded into its ResNet encoders when asked). Shared by training and `dgl eval`.
 
 use candle_core::Device;
 use dgl_core::task::{Segmentation, WeightedCrossEntropy};
 use dgl_core::{Classification, Method, Task};
-use dgl_models::{build_model, Model};
+use dgl_models::{build_model, load_torchvision_resnet, LoadReport, Model};
 
 use crate::config::{ClassWeights, DeviceKind, TrainConfig};
 use crate::data::RunData;
@@ -28,14 +28,27 @@ pub struct Setup {
     /// The data, restricted to the model's modalities.
     pub data: RunData,
     pub method: Box<dyn Method>,
-    /// Freshly initialised from `cfg.seed`.
+    /// Freshly initialised from `cfg.seed` (and `model.pretrained` when [`setup`] was asked to
+    /// load it).
     pub model: Model,
+    /// What `model.pretrained` loaded, when it was loaded.
+    pub pretrained: Option<LoadReport>,
     /// The labels, loss and metrics: classification, or segmentation for a dataset of label maps.
     pub task: Box<dyn Task>,
 }
 
 /// The device, data, method and model of a configuration, on `device` (TF32 set as configured).
-pub fn setup(cfg: &TrainConfig, device_kind: DeviceKind, need_validation: bool) -> Result<Setup> {
+///
+/// With `load_pretrained`, `model.pretrained` (when set) is loaded into every ResNet encoder of the
+/// fresh model, before the method sees it: a new training run. A resumed run or `dgl eval` passes
+/// false: the checkpoint they restore next holds every weight (a strict import), so the file is
+/// not needed then (it may have moved since the run started).
+pub fn setup(
+    cfg: &TrainConfig,
+    device_kind: DeviceKind,
+    need_validation: bool,
+    load_pretrained: bool,
+) -> Result<Setup> {
     let device = device(device_kind)?;
     // Process-wide in candle (matmuls) and read by the cuDNN convolution; a no-op on the CPU.
     candle_core::cuda::set_gemm_reduced_precision_f32(cfg.train.tf32);
@@ -51,9 +64,13 @@ pub fn setup(cfg: &TrainConfig, device_kind: DeviceKind, need_validation: bool) 
     data.select_modalities(&names)?;
     let model_cfg = cfg.model.clone();
     let model = build_model(&model_cfg, &data.modality_shapes(), &device, cfg.seed)?;
+    let pretrained = match (&model_cfg.pretrained, load_pretrained) {
+        (Some(path), true) => Some(load_torchvision_resnet(&model, path)?),
+        _ => None,
+    };
     method.check(&model)?;
     let task = task_of(&cfg, &data)?;
-    Ok(Setup { cfg, device, data, method, model, task })
+    Ok(Setup { cfg, device, data, method, model, pretrained, task })
 }
 
 /// The task the data call for: classification, or — a dataset of label maps — segmentation with

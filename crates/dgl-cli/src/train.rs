@@ -159,8 +159,13 @@ fn run(
         // A directory the run may not use or replace is refused before any data is read.
         RunDir::check_new(out, opts.overwrite)?;
     }
-    let Setup { cfg: effective, device, data, mut method, model, task } =
-        setup(cfg, cfg.device, needs_validation(cfg))?;
+    // A new run loads `model.pretrained` into the fresh model; a resumed one restores every weight
+    // from its checkpoint below instead.
+    let Setup { cfg: effective, device, data, mut method, model, pretrained, task } =
+        setup(cfg, cfg.device, needs_validation(cfg), ckpt.is_none())?;
+    if let (Some(report), true) = (&pretrained, opts.verbose) {
+        println!("{report}");
+    }
     let cfg = &effective;
     let steps_per_epoch = resume_check::steps_per_epoch(cfg, data.train.len())?;
 

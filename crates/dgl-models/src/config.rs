@@ -4,6 +4,8 @@
 //! `models/basic_model.py`): audio ResNet-18 on a 1-channel spectrogram, visual ResNet-18 on 1 RGB
 //! frame, base width 64 (d = 512), concatenation fusion, K = 6.
 
+use std::path::PathBuf;
+
 use candle_core::{DType, Device, Tensor};
 use dgl_core::{MultimodalModel, NamedVar};
 use serde::{Deserialize, Serialize};
@@ -17,16 +19,18 @@ use crate::limits;
 use crate::mixer::{sequence_dims, MixerModel, MixerOptions};
 use crate::mmtm::{MmtmModel, Trunk};
 use crate::multimodal::{encoder_prefix, FusionModel, ModelState, UnimodalClassifier, FUSION_PREFIX};
-use crate::resnet::ResNetConfig;
+use crate::resnet::{ResNetConfig, ResNetDepth};
 use crate::Result;
 
 /// Which encoder a modality uses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum EncoderKind {
-    /// [`AudioEncoder`]: ResNet-18 on (C, F, T) (or (F, T) with C = 1), global average pool.
+    /// [`AudioEncoder`]: ResNet on (C, F, T) (or (F, T) with C = 1), global average pool. The name
+    /// is historical: the depth is [`ModelConfig::resnet`] (ResNet-18 by default).
     Resnet18Audio,
-    /// [`VisualEncoder`]: ResNet-18 per frame on (C, T, H, W), mean over frames and space.
+    /// [`VisualEncoder`]: ResNet per frame on (C, T, H, W), mean over frames and space (depth:
+    /// [`ModelConfig::resnet`]).
     Resnet18Visual,
     /// [`MlpEncoder`] on a (D,) feature vector with these hidden sizes (empty = identity).
     Mlp { hidden: Vec<usize> },
@@ -57,6 +61,13 @@ pub struct ModelConfig {
     pub modalities: Vec<ModalityConfig>,
     /// ResNet width of layer 1 (64 = paper; d = 8·base).
     pub base_width: usize,
+    /// Depth of every ResNet encoder: `resnet18` (the paper's, default) or `resnet34`.
+    pub resnet: ResNetDepth,
+    /// A torchvision ResNet-18/34 `state_dict` (`.safetensors` or a `torch.save` `.pth`) loaded into
+    /// every ResNet encoder after initialisation (`dgl train --pretrained FILE`;
+    /// [`crate::pretrained::load_torchvision_resnet`]). [`build_model`] itself does not read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<PathBuf>,
     /// Frames per clip expected by a visual encoder (CREMA-D 1, Kinetics-Sounds / VGGSound 3);
     /// checked against the visual input shape.
     pub frames: usize,
@@ -80,6 +91,8 @@ impl Default for ModelConfig {
                 ModalityConfig::new("visual", EncoderKind::Resnet18Visual),
             ],
             base_width: 64,
+            resnet: ResNetDepth::Resnet18,
+            pretrained: None,
             frames: 1,
             fusion: FusionKind::Concat,
             head: HeadOptions::default(),
@@ -180,7 +193,7 @@ impl ModelState for Model {
 /// What an encoder reads from its modality's per-sample input shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum EncoderInput {
-    /// A ResNet-18 trunk run on `images` maps of `channels` × `h` × `w` per sample.
+    /// A ResNet trunk run on `images` maps of `channels` × `h` × `w` per sample.
     ResNet { channels: usize, h: usize, w: usize, images: usize },
     /// An MLP on `in_dim` features.
     Mlp { in_dim: usize, hidden: Vec<usize> },
@@ -201,8 +214,8 @@ impl EncoderInput {
         };
         let (kind, c, h, w, images) = match &modality.encoder {
             EncoderKind::Resnet18Audio => match *shape {
-                [f, t] => ("audio ResNet-18, (F, T)", 1, f, t, 1),
-                [c, f, t] => ("audio ResNet-18, (C, F, T)", c, f, t, 1),
+                [f, t] => ("audio ResNet, (F, T)", 1, f, t, 1),
+                [c, f, t] => ("audio ResNet, (C, F, T)", c, f, t, 1),
                 _ => {
                     return config_err(format!(
                         "modality `{name}` (audio ResNet) needs a (C, F, T) or (F, T) shape, got {shape:?}"
@@ -216,9 +229,9 @@ impl EncoderInput {
                             "modality `{name}`: {frames} frames configured but the input shape {shape:?} has {t}"
                         ));
                     }
-                    ("visual ResNet-18, (C, T, H, W)", c, h, w, t)
+                    ("visual ResNet, (C, T, H, W)", c, h, w, t)
                 }
-                [c, h, w] if frames == 1 => ("visual ResNet-18, (C, H, W)", c, h, w, 1),
+                [c, h, w] if frames == 1 => ("visual ResNet, (C, H, W)", c, h, w, 1),
                 _ => {
                     return config_err(format!(
                         "modality `{name}` (visual ResNet) needs a (C, T, H, W) shape, got {shape:?}"
@@ -239,12 +252,12 @@ impl EncoderInput {
         if channels == 0 {
             return config_err(format!("modality `{name}` ({kind}): the input shape {shape:?} has no channels"));
         }
-        // The trunk's geometry does not depend on the widths: check the spatial sizes on a
-        // 1-channel, width-1 trunk.
+        // The trunk's geometry does not depend on the widths or the depth (only a stage's first
+        // block strides): check the spatial sizes on a 1-channel, width-1 ResNet-18.
         let geometry = ResNetConfig::resnet18(1, 1);
         if let Err(e) = geometry.feature_sizes(h, w) {
             return config_err(format!(
-                "modality `{name}` ({kind}): the input shape {shape:?} is too small for the ResNet-18 trunk, whose \
+                "modality `{name}` ({kind}): the input shape {shape:?} is too small for the ResNet trunk, whose \
                  spatial input must be at least {m}×{m} ({e})",
                 m = geometry.min_input_side()
             ));
@@ -302,7 +315,7 @@ impl ModelConfig {
         for (m, shape) in self.modalities.iter().zip(modality_shapes) {
             match EncoderInput::of(m, shape, self.frames)? {
                 EncoderInput::ResNet { channels, h, w, images } => {
-                    let net = ResNetConfig::resnet18(channels, self.base_width);
+                    let net = self.resnet.config(channels, self.base_width);
                     params += net.param_count();
                     let per_image =
                         net.activations(h, w).or_else(|e| config_err(format!("modality `{}`: {e}", m.name)))?;
@@ -338,7 +351,9 @@ impl ModelConfig {
         let mut min = 1;
         for (m, shape) in self.modalities.iter().zip(modality_shapes) {
             if let EncoderInput::ResNet { h, w, images, .. } = EncoderInput::of(m, shape, self.frames)? {
-                let sizes = ResNetConfig::resnet18(1, 1)
+                let sizes = self
+                    .resnet
+                    .config(1, 1)
                     .feature_sizes(h, w)
                     .or_else(|e| config_err(format!("modality `{}`: {e}", m.name)))?;
                 let (h4, w4) = sizes.layers[3];
@@ -397,25 +412,29 @@ impl ModelConfig {
     }
 }
 
-/// Builds the encoder of one modality for per-sample input `shape` (without the batch dim);
-/// `ctx` should already be the encoder's own context (`ctx.sub("<name>_net")`).
+/// Builds the encoder of one modality for per-sample input `shape` (without the batch dim), a
+/// ResNet encoder of depth `resnet`; `ctx` should already be the encoder's own context
+/// (`ctx.sub("<name>_net")`).
 pub fn build_encoder(
     ctx: &InitCtx,
     modality: &ModalityConfig,
     shape: &[usize],
     base_width: usize,
     frames: usize,
+    resnet: ResNetDepth,
 ) -> Result<Box<dyn Encoder>> {
     Ok(match (EncoderInput::of(modality, shape, frames)?, &modality.encoder) {
         (EncoderInput::Mlp { in_dim, hidden }, _) => Box::new(MlpEncoder::new(ctx, in_dim, &hidden)?),
         (EncoderInput::ResNet { channels, .. }, EncoderKind::Resnet18Audio) => {
-            Box::new(AudioEncoder::new(ctx, channels, base_width)?)
+            Box::new(AudioEncoder::with_config(ctx, resnet.config(channels, base_width))?)
         }
-        (EncoderInput::ResNet { channels, .. }, _) => Box::new(VisualEncoder::new(ctx, channels, base_width)?),
+        (EncoderInput::ResNet { channels, .. }, _) => {
+            Box::new(VisualEncoder::with_config(ctx, resnet.config(channels, base_width))?)
+        }
     })
 }
 
-/// The MMTM model of `cfg`: ResNet-18 trunks only, one frame per clip.
+/// The MMTM model of `cfg`: ResNet trunks (of depth `cfg.resnet`) only, one frame per clip.
 fn build_mmtm(cfg: &ModelConfig, modality_shapes: &[Vec<usize>], root: &InitCtx) -> Result<MmtmModel> {
     if cfg.frames != 1 {
         return config_err(format!(
@@ -428,14 +447,14 @@ fn build_mmtm(cfg: &ModelConfig, modality_shapes: &[Vec<usize>], root: &InitCtx)
         let ctx = root.sub(&encoder_prefix(&m.name));
         let trunk = match (EncoderInput::of(m, shape, cfg.frames)?, &m.encoder) {
             (EncoderInput::ResNet { channels, .. }, EncoderKind::Resnet18Audio) => {
-                Trunk::Audio(AudioEncoder::new(&ctx, channels, cfg.base_width)?)
+                Trunk::Audio(AudioEncoder::with_config(&ctx, cfg.resnet.config(channels, cfg.base_width))?)
             }
             (EncoderInput::ResNet { channels, .. }, _) => {
-                Trunk::Visual(VisualEncoder::new(&ctx, channels, cfg.base_width)?)
+                Trunk::Visual(VisualEncoder::with_config(&ctx, cfg.resnet.config(channels, cfg.base_width))?)
             }
             (EncoderInput::Mlp { .. }, _) => {
                 return config_err(format!(
-                    "model.fusion = \"mmtm\" fuses ResNet-18 trunks; modality `{}` has an MLP encoder",
+                    "model.fusion = \"mmtm\" fuses ResNet trunks; modality `{}` has an MLP encoder",
                     m.name
                 ))
             }
@@ -531,7 +550,7 @@ pub fn build_model_dtype(
     let mut encoders = Vec::with_capacity(cfg.modalities.len());
     for (m, shape) in cfg.modalities.iter().zip(modality_shapes) {
         let ctx = root.sub(&encoder_prefix(&m.name));
-        encoders.push((m.name.clone(), build_encoder(&ctx, m, shape, cfg.base_width, cfg.frames)?));
+        encoders.push((m.name.clone(), build_encoder(&ctx, m, shape, cfg.base_width, cfg.frames, cfg.resnet)?));
     }
     if encoders.len() == 1 {
         let (name, enc) = encoders.pop().expect("one encoder");

@@ -1,6 +1,6 @@
 //! Modality encoders φ_m: x_m → z_m ∈ R^{d_m} (paper §3.1).
 //!
-//! * [`AudioEncoder`]: spectrogram (B, 1, F, T) → ResNet-18 → global average pool → (B, 8·base)
+//! * [`AudioEncoder`]: spectrogram (B, 1, F, T) → ResNet-18 (or -34) → global average pool → (B, 8·base)
 //!   (official `basic_model.py:73-76`, `adaptive_avg_pool2d(·, 1)`).
 //! * [`VisualEncoder`]: frames (B, 3, T, H, W) → (B·T, 3, H, W) → ResNet-18 (frames share the
 //!   2-D CNN) → (B, T, C, h, w) → mean over T, h, w → (B, 8·base) (official `backbone.py:158-184`,
@@ -72,7 +72,7 @@ pub trait StagedEncoder: Encoder {
     fn stage_params(&self, stage: usize) -> Vec<NamedVar>;
 }
 
-/// How a ResNet-18 encoder reads its modality's input: the images it feeds the trunk and how the
+/// How a ResNet encoder reads its modality's input: the images it feeds the trunk and how the
 /// trunk's output is pooled to z.
 pub trait ResNetInput: Send + Sync {
     /// The modality [`Encoder::describe`] names (`audio`, `visual`).
@@ -85,23 +85,29 @@ pub trait ResNetInput: Send + Sync {
     fn pool(y: &Tensor, frames: usize) -> Result<Tensor>;
 }
 
-/// A ResNet-18 trunk on the input of one modality, read as `I` says.
+/// A ResNet trunk (ResNet-18 unless built [`ResNetEncoder::with_config`]) on the input of one
+/// modality, read as `I` says.
 #[derive(Clone, Debug)]
 pub struct ResNetEncoder<I> {
     net: ResNet,
     input: PhantomData<I>,
 }
 
-/// ResNet-18 on a spectrogram + global average pooling.
+/// A ResNet on a spectrogram + global average pooling.
 pub type AudioEncoder = ResNetEncoder<SpectrogramInput>;
 
-/// ResNet-18 applied to every frame, averaged over frames and space.
+/// A ResNet applied to every frame, averaged over frames and space.
 pub type VisualEncoder = ResNetEncoder<FramesInput>;
 
 impl<I: ResNetInput> ResNetEncoder<I> {
-    /// `in_channels` is 1 for the paper's single spectrogram, 3 for RGB frames.
+    /// A ResNet-18 encoder; `in_channels` is 1 for the paper's single spectrogram, 3 for RGB frames.
     pub fn new(ctx: &InitCtx, in_channels: usize, base_width: usize) -> crate::Result<Self> {
-        Ok(Self { net: ResNet::new(ctx, ResNetConfig::resnet18(in_channels, base_width))?, input: PhantomData })
+        Self::with_config(ctx, ResNetConfig::resnet18(in_channels, base_width))
+    }
+
+    /// An encoder on the trunk `config` (any depth, e.g. [`ResNetConfig::resnet34`]).
+    pub fn with_config(ctx: &InitCtx, config: ResNetConfig) -> crate::Result<Self> {
+        Ok(Self { net: ResNet::new(ctx, config)?, input: PhantomData })
     }
 
     pub fn resnet(&self) -> &ResNet {
@@ -129,7 +135,7 @@ impl<I: ResNetInput> Encoder for ResNetEncoder<I> {
 
     fn describe(&self) -> String {
         let c = self.net.config();
-        format!("resnet18-{}(in {}, base {})", I::KIND, c.in_channels, c.base_width)
+        format!("{}-{}(in {}, base {})", c.name(), I::KIND, c.in_channels, c.base_width)
     }
 }
 

@@ -22,6 +22,10 @@ pub enum ModelError {
     /// The checkpoint holds a tensor the model does not have (strict import).
     #[error("checkpoint has tensor `{0}` that the model does not have")]
     UnexpectedTensor(String),
+    /// A pretrained-weights file that cannot be loaded into the model ([`crate::pretrained`]): not a
+    /// valid file, a missing or extra key, a shape or dtype mismatch.
+    #[error("pretrained weights {}: {msg}", file.display())]
+    Pretrained { file: std::path::PathBuf, msg: String },
     /// A checkpoint tensor whose shape differs from the model's.
     #[error("tensor `{name}` has shape {found:?} in the checkpoint, the model expects {expected:?}")]
     ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize> },

@@ -8,8 +8,11 @@
 //! * [`cpu`] (and `cudnn` in a `cudnn` build): the project's own convolution / batch-norm kernels
 //!   with their own backward, switched by [`kernels::set_enabled`];
 //! * [`layers`]: Conv2d, BatchNorm2d (train / eval, running statistics as buffers), Linear;
-//! * [`resnet`]: torchvision-topology ResNet-18 trunk (official `models/backbone.py`);
-//! * [`encoder`]: the [`Encoder`] trait and the audio / visual ResNet-18 encoders and an MLP;
+//! * [`resnet`]: torchvision-topology ResNet-18 trunk (official `models/backbone.py`) and ResNet-34
+//!   (`model.resnet`);
+//! * [`encoder`]: the [`Encoder`] trait and the audio / visual ResNet encoders and an MLP;
+//! * [`pretrained`]: torchvision ResNet-18/34 `state_dict`s (`.safetensors` / `.pth`) loaded into
+//!   every ResNet encoder (`model.pretrained`);
 //! * [`fusion`]: concat / sum / gated / FiLM heads ([`FusionHead`]);
 //! * [`multimodal`]: [`FusionModel`] (M encoders + head) and [`UnimodalClassifier`];
 //! * [`config`]: [`ModelConfig`] and [`build_model`];
@@ -36,6 +39,7 @@ pub mod mixer;
 pub mod mmtm;
 pub mod multimodal;
 pub mod ops;
+pub mod pretrained;
 pub mod resnet;
 pub mod state;
 
@@ -53,5 +57,6 @@ pub use mixer::{MixerModel, MixerOptions, MixerStage, SequenceEncoder};
 pub use mmtm::{Mmtm, MmtmModel};
 pub use multimodal::{encoder_prefix, FusionModel, ModelState, UnimodalClassifier};
 pub use ops::{conv2d_any, max_pool2d_padded};
-pub use resnet::{FeatureSizes, ResNet, ResNetConfig};
+pub use pretrained::{load_torchvision_resnet, Conv1Rule, EncoderLoad, LoadReport};
+pub use resnet::{FeatureSizes, ResNet, ResNetConfig, ResNetDepth};
 pub use state::{export_state, export_state_map, import_state};

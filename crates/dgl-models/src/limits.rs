@@ -50,3 +50,12 @@ pub const SAMPLE_ACTIVATIONS: Limit = Limit {
     default: 1 << 28,
     env: "DGL_MAX_SAMPLE_ACTIVATIONS",
 };
+
+/// Size of a pretrained-weights file (`model.pretrained`), checked before it is read: a torchvision
+/// ResNet-34 `state_dict` is 87 MB, a ResNet-18 47 MB.
+pub const PRETRAINED_BYTES: Limit = Limit {
+    key: "pretrained file size",
+    what: "bytes of the model.pretrained file read into memory; torchvision's ResNet-34 state_dict is 87 MB",
+    default: 1 << 30,
+    env: "DGL_MAX_PRETRAINED_BYTES",
+};

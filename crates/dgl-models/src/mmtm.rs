@@ -79,7 +79,7 @@ impl Mmtm {
     }
 }
 
-/// A modality's ResNet-18 trunk (spectrogram or frames).
+/// A modality's ResNet trunk (spectrogram or frames; ResNet-18 or -34, `model.resnet`).
 #[derive(Debug)]
 pub enum Trunk {
     Audio(AudioEncoder),
@@ -95,7 +95,7 @@ impl Trunk {
     }
 }
 
-/// ResNet-18 trunks with MMTM blocks after layer2, layer3 and layer4 (see the module doc).
+/// ResNet trunks with MMTM blocks after layer2, layer3 and layer4 (see the module doc).
 #[derive(Debug)]
 pub struct MmtmModel {
     names: Vec<String>,

@@ -1,5 +1,6 @@
-//! ResNet-18 trunk with torchvision's topology, as used by the official DGL code
-//! (`models/backbone.py`, identical to OGM-GE's): BasicBlock ×[2, 2, 2, 2], widths
+//! ResNet-18 / ResNet-34 trunk with torchvision's topology, as used by the official DGL code
+//! (`models/backbone.py`, identical to OGM-GE's): BasicBlock ×[2, 2, 2, 2] (ResNet-34:
+//! [3, 4, 6, 3], ESANet's encoder, `model.resnet`), widths
 //! base·(1, 2, 4, 8) (base 64 in the paper), conv1 7×7 / s2 / p3 without bias, BN, ReLU, max-pool
 //! 3×3 / s2 / p1, **no avgpool / fc**: the forward returns the layer-4 feature map.
 //!
@@ -40,6 +41,42 @@ pub struct FeatureSizes {
     pub layers: [(usize, usize); 4],
 }
 
+/// Depth of every ResNet encoder of a model (`model.resnet`): both are torchvision's BasicBlock
+/// networks and differ only in the blocks per stage, so the geometry (every stage's spatial size)
+/// is the same.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResNetDepth {
+    /// BasicBlock ×[2, 2, 2, 2]: the paper's encoders (11.2 M parameters at base width 64).
+    #[default]
+    Resnet18,
+    /// BasicBlock ×[3, 4, 6, 3]: ESANet's default encoder (21.3 M parameters at base width 64).
+    Resnet34,
+}
+
+impl ResNetDepth {
+    /// BasicBlocks per stage.
+    pub fn blocks(self) -> [usize; 4] {
+        match self {
+            ResNetDepth::Resnet18 => [2, 2, 2, 2],
+            ResNetDepth::Resnet34 => [3, 4, 6, 3],
+        }
+    }
+
+    /// The configuration value (`resnet18`, `resnet34`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResNetDepth::Resnet18 => "resnet18",
+            ResNetDepth::Resnet34 => "resnet34",
+        }
+    }
+
+    /// The trunk of this depth with the given input channels and base width.
+    pub fn config(self, in_channels: usize, base_width: usize) -> ResNetConfig {
+        ResNetConfig { in_channels, base_width, blocks: self.blocks() }
+    }
+}
+
 /// Shape of a ResNet trunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResNetConfig {
@@ -54,7 +91,25 @@ pub struct ResNetConfig {
 impl ResNetConfig {
     /// ResNet-18 with the given input channels and base width.
     pub fn resnet18(in_channels: usize, base_width: usize) -> Self {
-        Self { in_channels, base_width, blocks: [2, 2, 2, 2] }
+        ResNetDepth::Resnet18.config(in_channels, base_width)
+    }
+
+    /// ResNet-34 (BasicBlock ×[3, 4, 6, 3]) with the given input channels and base width.
+    pub fn resnet34(in_channels: usize, base_width: usize) -> Self {
+        ResNetDepth::Resnet34.config(in_channels, base_width)
+    }
+
+    /// The depth of these blocks, when it is one of [`ResNetDepth`]'s.
+    pub fn depth(&self) -> Option<ResNetDepth> {
+        [ResNetDepth::Resnet18, ResNetDepth::Resnet34].into_iter().find(|d| d.blocks() == self.blocks)
+    }
+
+    /// `resnet18`, `resnet34`, or `resnet[b1, b2, b3, b4]` for other block counts (logs).
+    pub fn name(&self) -> String {
+        match self.depth() {
+            Some(d) => d.as_str().to_string(),
+            None => format!("resnet{:?}", self.blocks),
+        }
     }
 
     /// Channels of the returned feature map, 8·base.

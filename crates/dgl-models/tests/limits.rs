@@ -5,8 +5,8 @@
 
 use candle_core::{DType, Device};
 use dgl_models::{
-    build_model, build_model_dtype, EncoderKind, FusionKind, HeadOptions, ModalityConfig, ModelConfig, ModelState,
-    ResNetConfig,
+    build_model, build_model_dtype, EncoderKind, FusionKind, HeadOptions, ModalityConfig, Model, ModelConfig,
+    ModelState, ResNetConfig, ResNetDepth,
 };
 
 fn param_elems(model: &impl ModelState) -> u128 {
@@ -146,4 +146,48 @@ fn min_train_batch_follows_the_last_stage_map() {
     assert_eq!(two_frames.min_train_batch(&[vec![1, 65, 63], vec![3, 2, 32, 32]]).unwrap(), 1, "2 frames");
     let mlps = ModelConfig { modalities: vec![mlp("a", vec![2]), mlp("b", vec![])], ..av };
     assert_eq!(mlps.min_train_batch(&[vec![1], vec![1]]).unwrap(), 1);
+}
+
+/// `model.resnet = "resnet34"` makes every ResNet encoder (fusion, unimodal, MMTM) a ResNet-34: the
+/// estimate is the built model's, the geometry (and so the smallest batch) is ResNet-18's, and a
+/// configuration without the key is the ResNet-18 one.
+#[test]
+fn model_resnet_chooses_the_depth_of_every_resnet_encoder() {
+    let r34 = |fusion| ModelConfig {
+        base_width: 2,
+        resnet: ResNetDepth::Resnet34,
+        fusion,
+        num_classes: 5,
+        ..ModelConfig::default()
+    };
+    let shapes = [vec![1, 20, 9], vec![3, 1, 8, 8]];
+    for cfg in [r34(FusionKind::Concat), r34(FusionKind::Mmtm), r34(FusionKind::Concat).unimodal("audio").unwrap()] {
+        let shapes = &shapes[..cfg.modalities.len()];
+        let model = build_model(&cfg, shapes, &Device::Cpu, 0).unwrap();
+        assert_eq!(cfg.estimate(shapes).unwrap().params, param_elems(&model), "{:?}", cfg.fusion);
+        let names: Vec<String> = model.named_state().into_iter().map(|nv| nv.name).collect();
+        let deepest = format!("{}_net.layer3.5.bn2.running_var", cfg.modalities[0].name);
+        assert!(names.contains(&deepest), "{:?}", cfg.fusion);
+        if cfg.fusion == FusionKind::Mmtm {
+            assert!(matches!(model, Model::Mmtm(_)));
+        }
+    }
+    // Paper-sized: each encoder is torchvision's resnet34 without fc (the audio one 1-channel).
+    let paper = ModelConfig { resnet: ResNetDepth::Resnet34, ..ModelConfig::default() };
+    let e = paper.estimate(&[vec![1, 257, 188], vec![3, 1, 224, 224]]).unwrap();
+    assert_eq!(e.params, (21_284_672 - 2 * 64 * 49) + 21_284_672 + 1024 * 6 + 6);
+    let r18 = ModelConfig::default().estimate(&[vec![1, 257, 188], vec![3, 1, 224, 224]]).unwrap();
+    assert!(e.activations_per_sample > r18.activations_per_sample);
+    for s in [[vec![1, 65, 63], vec![3, 1, 32, 32]], [vec![1, 65, 63], vec![3, 1, 33, 64]]] {
+        assert_eq!(paper.min_train_batch(&s).unwrap(), ModelConfig::default().min_train_batch(&s).unwrap());
+    }
+    // serde: the default, the value names, old configurations.
+    assert_eq!(ModelConfig::default().resnet, ResNetDepth::Resnet18);
+    let cfg: ModelConfig = serde_json::from_str(r#"{"resnet": "resnet34", "pretrained": "w.pth"}"#).unwrap();
+    assert_eq!((cfg.resnet, cfg.pretrained.as_deref()), (ResNetDepth::Resnet34, Some(std::path::Path::new("w.pth"))));
+    let old: ModelConfig = serde_json::from_str(r#"{"base_width": 8}"#).unwrap();
+    assert_eq!((old.resnet, old.pretrained), (ResNetDepth::Resnet18, None));
+    assert!(serde_json::from_str::<ModelConfig>(r#"{"resnet": "resnet50"}"#).is_err());
+    let json = serde_json::to_string(&ModelConfig::default()).unwrap();
+    assert!(json.contains(r#""resnet":"resnet18""#) && !json.contains("pretrained"), "{json}");
 }

@@ -281,3 +281,52 @@ fn batchnorm_affine_backward_matches_finite_differences() {
         assert_close(&to_vec(grads.get(var.as_tensor()).unwrap()), &fd_grad(v0, 1e-6, &f), 1e-6, what);
     }
 }
+
+#[test]
+fn resnet34_counts_and_torchvision_names() {
+    let cfg = ResNetConfig::resnet34(3, 64);
+    assert_eq!(cfg.blocks, [3, 4, 6, 3]);
+    assert_eq!(cfg.name(), "resnet34");
+    // torchvision resnet34: 21,797,672 parameters, of which fc (512 × 1000 + 1000) has 513,000.
+    assert_eq!(cfg.param_count(), 21_797_672 - 513_000);
+    assert_eq!(cfg.param_count(), 21_284_672);
+    let net = ResNet::new(&ctx(0), cfg).unwrap();
+    let params = net.params();
+    let buffers = net.buffers();
+    let total: usize = params.iter().map(|p| p.var.as_tensor().elem_count()).sum();
+    assert_eq!(total as u128, cfg.param_count());
+    // torchvision's state_dict has 218 keys: 36 BNs × 5 (weight, bias, running_mean, running_var,
+    // num_batches_tracked) + 36 convs + fc.weight / fc.bias. Without num_batches_tracked and fc: 180.
+    assert_eq!((params.len(), buffers.len()), (36 + 36 * 2, 36 * 2));
+    assert_eq!(params.len() + buffers.len() + 36 + 2, 218);
+    // The names are torchvision's: every block of every stage, downsample in the first block of
+    // layers 2-4 only.
+    let mut names: Vec<String> = params.iter().chain(&buffers).map(|p| p.name.clone()).collect();
+    names.sort();
+    let mut want = vec!["conv1.weight".to_string()];
+    let bn = |p: &str| ["weight", "bias", "running_mean", "running_var"].map(|s| format!("{p}.{s}"));
+    want.extend(bn("bn1"));
+    for (stage, blocks) in [3, 4, 6, 3].into_iter().enumerate() {
+        for b in 0..blocks {
+            let p = format!("layer{}.{b}", stage + 1);
+            want.push(format!("{p}.conv1.weight"));
+            want.push(format!("{p}.conv2.weight"));
+            want.extend(bn(&format!("{p}.bn1")));
+            want.extend(bn(&format!("{p}.bn2")));
+            if b == 0 && stage > 0 {
+                want.push(format!("{p}.downsample.0.weight"));
+                want.extend(bn(&format!("{p}.downsample.1")));
+            }
+        }
+    }
+    want.sort();
+    assert_eq!(names, want);
+    let shape = |n: &str| params.iter().find(|p| p.name == n).unwrap().var.as_tensor().dims().to_vec();
+    assert_eq!(shape("layer3.5.conv2.weight"), vec![256, 256, 3, 3]);
+    assert_eq!(shape("layer4.0.downsample.0.weight"), vec![512, 256, 1, 1]);
+    // Same geometry as ResNet-18: only the first block of a stage strides.
+    assert_eq!(cfg.feature_sizes(224, 224), ResNetConfig::resnet18(3, 64).feature_sizes(224, 224));
+    let enc = VisualEncoder::with_config(&ctx(0), cfg).unwrap();
+    assert_eq!(enc.describe(), "resnet34-visual(in 3, base 64)");
+    assert_eq!(AudioEncoder::new(&ctx(0), 1, 8).unwrap().describe(), "resnet18-audio(in 1, base 8)");
+}
