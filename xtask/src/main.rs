@@ -473,7 +473,7 @@ fn run_table(cmd: Cmd) -> Result<(), String> {
                     i + 1,
                     j.row,
                     j.seed,
-                    100.0 * l.get("test_acc").unwrap_or(f64::NAN),
+                    100.0 * l.get("test_acc").or_else(|| l.get("test_miou")).unwrap_or(f64::NAN),
                     t.elapsed().as_secs_f64()
                 );
                 let _ = std::fs::write(dir.join("DONE"), "");

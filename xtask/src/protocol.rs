@@ -12,7 +12,7 @@ pub fn always_validate(paper_protocol: bool) -> bool {
 }
 
 /// The training data of a run: the whole training split, or the training split minus the
-/// validation split carved from it (the run's metrics then have `val_acc`).
+/// validation split carved from it (the run's metrics then have `val_acc`, or `val_miou` for segmentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrainedOn {
     WholeTrainSplit,
@@ -21,7 +21,7 @@ pub enum TrainedOn {
 
 impl TrainedOn {
     pub fn of(rows: &[Row]) -> TrainedOn {
-        if rows.iter().any(|r| r.get("val_acc").is_some()) {
+        if rows.iter().any(|r| r.get("val_acc").is_some() || r.get("val_miou").is_some()) {
             TrainedOn::TrainMinusValidation
         } else {
             TrainedOn::WholeTrainSplit

@@ -342,8 +342,16 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
     }
     let ckpt = Checkpoint::load(&path)?;
     let saved = ckpt.meta.config()?;
-    let Setup { cfg, device, data, mut method, model, .. } =
+    let Setup { cfg, device, data, mut method, model, task, .. } =
         setup(&saved, opts.device.unwrap_or(saved.device), false, false)?;
+    if let dgl_core::task::Labels::DenseMap { .. } = task.labels() {
+        return Err(CliError::Run(format!(
+            "dgl eval {}: a segmentation run; its test mIoU, pixel accuracy and per-branch scores (the other \
+             modality zeroed) are in its metrics.csv (test_miou, test_miou_<modality>, …). This report (macro-F1, \
+             Shapley contributions, robustness, linear probes) is for classification runs",
+            dir.display()
+        )));
+    }
     restore_into(&ckpt, &path, &model, None, method.as_mut(), &device)?;
     let classes = data.test.num_classes();
     let names = model.modality_names();

@@ -339,15 +339,18 @@ fn run_train(a: TrainArgs, stop: Arc<AtomicBool>) -> dgl_cli::Result<()> {
         None => train_with(&cfg, &out, &opts, &control)?,
     };
     let last = outcome.last();
+    let key = format!("test_{}", outcome.score);
     let best = outcome
         .epochs
         .iter()
-        .max_by(|a, b| a.get("test_acc").unwrap_or(0.0).total_cmp(&b.get("test_acc").unwrap_or(0.0)))
+        .max_by(|a, b| a.get(&key).unwrap_or(0.0).total_cmp(&b.get(&key).unwrap_or(0.0)))
         .unwrap_or(last);
+    let what = if outcome.score == "miou" { "mIoU " } else { "" };
     let fmt = |r: &dgl_cli::run_dir::Row| {
-        let mut s = format!("multimodal {:.2}%", 100.0 * r.get("test_acc").unwrap_or(f64::NAN));
+        let mut s = format!("multimodal {what}{:.2}%", 100.0 * r.get(&key).unwrap_or(f64::NAN));
         for c in &outcome.branch_columns {
-            s += &format!(", {} {:.2}%", c.trim_start_matches("test_acc_"), 100.0 * r.get(c).unwrap_or(f64::NAN));
+            let name = c.trim_start_matches(&format!("{key}_")).to_string();
+            s += &format!(", {name} {:.2}%", 100.0 * r.get(c).unwrap_or(f64::NAN));
         }
         s
     };

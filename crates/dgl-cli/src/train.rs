@@ -89,7 +89,9 @@ pub struct RunOutcome {
     /// Per-epoch metrics, as written to `metrics.jsonl` (for a resumed run, the earlier epochs are
     /// read back from it).
     pub epochs: Vec<Row>,
-    /// Names of the per-branch accuracy columns (`test_acc_audio`, …).
+    /// The task's headline metric: `acc` (classification) or `miou` (segmentation).
+    pub score: &'static str,
+    /// Names of the per-branch columns of that metric (`test_acc_audio`, `test_miou_depth`, …).
     pub branch_columns: Vec<String>,
 }
 
@@ -248,11 +250,13 @@ fn run(
             }
         }
     }
+    let score = if epochs.first().is_some_and(|r| r.get("test_miou").is_some()) { "miou" } else { "acc" };
+    let prefix = format!("test_{score}_");
     let branch_columns = epochs
         .first()
-        .map(|r| r.0.iter().filter(|(k, _)| k.starts_with("test_acc_")).map(|(k, _)| k.clone()).collect())
+        .map(|r| r.0.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, _)| k.clone()).collect())
         .unwrap_or_default();
-    Ok(RunOutcome { epochs, branch_columns })
+    Ok(RunOutcome { epochs, score, branch_columns })
 }
 
 /// How an epoch ended.

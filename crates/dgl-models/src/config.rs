@@ -500,7 +500,8 @@ fn build_esanet(cfg: &ModelConfig, modality_shapes: &[Vec<usize>], root: &InitCt
         mods.push((m.name.clone(), c));
     }
     let size = size.ok_or_else(|| crate::ModelError::Config("no modality configured".into()))?;
-    EsaNet::new(root, &mods, size, ResNetConfig::resnet18(1, cfg.base_width), &cfg.esanet, cfg.num_classes)
+    let trunk = ResNetConfig { in_channels: 1, base_width: cfg.base_width, blocks: cfg.resnet.blocks() };
+    EsaNet::new(root, &mods, size, trunk, &cfg.esanet, cfg.num_classes)
 }
 
 /// Builds the model of `cfg` in f32; see [`build_model_dtype`].
