@@ -109,6 +109,10 @@ struct Common {
     /// `--alphas 0.5,1,2,4,8` — the DGL authors note the best α depends on the software stack.
     #[arg(long, value_delimiter = ',')]
     alphas: Vec<f64>,
+    /// ImageNet-pretrained ResNet encoders from a torchvision state dict (.pth / .safetensors;
+    /// docs/pretrained.md), loaded into every ResNet encoder of every row (Table 5's second column).
+    #[arg(long, value_name = "FILE")]
+    pretrained: Option<PathBuf>,
     /// reproduce-table2 only: which half (`mmtm`, `mixer` or `both`). Default: both on the embedded
     /// defaults; with --dataset / --config, the half their data are for (sequence data — the
     /// embedded sequence set, a generic dataset such as MOSI's export — the mixer half; audio-visual
@@ -332,7 +336,10 @@ fn segmentation_base(base: &mut TrainConfig, dataset_given: bool) -> Result<(), 
 /// The dataset a table's paper numbers are looked up for: the layout's name, and `mosi` for the
 /// mixer half on a generic dataset whose folder name says MOSI (the MMSA exporter's output,
 /// docs/data.md).
-fn paper_dataset(name: &str, spec: &dgl_data::DatasetSpec) -> String {
+fn paper_dataset(name: &str, spec: &dgl_data::DatasetSpec, pretrained: bool) -> String {
+    if name == "table5" && spec.kind_name() == "nyuv2" && pretrained {
+        return "nyuv2-pretrained".into();
+    }
     let mosi =
         spec.root().and_then(|r| r.file_name()).is_some_and(|f| f.to_string_lossy().to_lowercase().contains("mosi"));
     if name == "table2-mixer" && spec.kind() == dgl_data::DatasetKind::Generic && mosi {
@@ -382,6 +389,9 @@ fn run_table(cmd: Cmd) -> Result<(), String> {
     if name == "table5" && c.config.is_none() {
         segmentation_base(&mut base, c.dataset.is_some())?;
     }
+    if let Some(p) = &c.pretrained {
+        base.model.pretrained = Some(p.clone());
+    }
     base.data.always_validate = protocol::always_validate(c.paper_protocol);
     if let Some(d) = c.device {
         base.device = d;
@@ -405,7 +415,9 @@ fn run_table(cmd: Cmd) -> Result<(), String> {
         }
         table_rows.retain(|(l, _)| c.rows.contains(l));
     }
-    let out = c.out.clone().unwrap_or_else(|| PathBuf::from("results").join(format!("{name}-{dataset}-{preset}")));
+    let suffix = if base.model.pretrained.is_some() { "-pretrained" } else { "" };
+    let out =
+        c.out.clone().unwrap_or_else(|| PathBuf::from("results").join(format!("{name}-{dataset}-{preset}{suffix}")));
     std::fs::create_dir_all(out.join("runs")).map_err(|e| format!("{}: {e}", out.display()))?;
     let stem = if c.rows.is_empty() {
         "table".to_string()
@@ -529,7 +541,7 @@ fn run_table(cmd: Cmd) -> Result<(), String> {
         rows: Vec::new(),
     };
     for ((row, _), (selected, last)) in table_rows.iter().zip(&cells) {
-        let paper = paper::lookup(name, &paper_dataset(name, &base.data.dataset), row);
+        let paper = paper::lookup(name, &paper_dataset(name, &base.data.dataset, base.model.pretrained.is_some()), row);
         table.rows.push(TableRow::aggregate(row, selected, last, &branches, paper));
     }
     let md = table.markdown() + &protocol::note(c.paper_protocol, &trained);
