@@ -5,10 +5,11 @@
 
 mod common;
 
-use std::collections::HashSet;
-
 use candle_core::{DType, Device, Tensor};
-use common::{assert_dgl_routing_matches_separate_passes, assert_grads_match_finite_differences, randn, to_vec};
+use common::{
+    assert_dgl_routing_matches_separate_passes, assert_grads_match_finite_differences, groups_with_unique_names, randn,
+    to_vec,
+};
 use dgl_core::loss::{CrossEntropy, Loss};
 use dgl_core::model::detach_all;
 use dgl_core::rng::Rng;
@@ -35,8 +36,7 @@ fn batch() -> (Vec<Tensor>, Tensor) {
 fn split_groups_and_modality_dropout() {
     let model = model();
     let (x, _) = batch();
-    let groups = model.param_groups();
-    let kinds: Vec<GroupKind> = groups.iter().map(|g| g.kind).collect();
+    let (groups, kinds) = groups_with_unique_names(&model);
     assert_eq!(
         kinds,
         [
@@ -49,8 +49,6 @@ fn split_groups_and_modality_dropout() {
         ]
     );
     // Every parameter in exactly one group; encoders end at layer2, layer3/4 are in h.
-    let names: Vec<String> = groups.iter().flat_map(|g| g.params.iter().map(|p| p.name.clone())).collect();
-    assert_eq!(names.len(), names.iter().collect::<HashSet<_>>().len());
     assert!(groups[0].params.iter().all(|p| p.name.starts_with("audio_net.") && !p.name.contains("layer3")));
     assert!(groups[0].params.iter().any(|p| p.name.starts_with("audio_net.layer2.")));
     assert!(groups[5].params.iter().any(|p| p.name.starts_with("visual_net.layer4.")));
@@ -63,7 +61,8 @@ fn split_groups_and_modality_dropout() {
     // BatchNorm statistics are part of the state, not of the trainable groups.
     let state: Vec<String> = model.state_vars().into_iter().map(|v| v.name).collect();
     assert!(state.iter().any(|n| n == "visual_net.layer3.0.bn1.running_mean"));
-    assert_eq!(state.len() - names.len(), state.iter().filter(|n| n.contains("running_")).count());
+    let n_params: usize = groups.iter().map(|g| g.params.len()).sum();
+    assert_eq!(state.len() - n_params, state.iter().filter(|n| n.contains("running_")).count());
     // z_m is the layer2 map; the zeroed modality still runs through the blocks and later stages.
     let z = model.encode_all(&x, true).unwrap();
     assert_eq!(z[0].dims(), &[B, 4, 4, 4], "base 2: layer2 has 4 channels at 32/8");
@@ -83,7 +82,7 @@ fn split_groups_and_modality_dropout() {
 fn dgl_routing_on_mmtm_equals_separate_backward_passes() {
     let model = model();
     let (x, y) = batch();
-    assert_dgl_routing_matches_separate_passes(&model, &x, &y, ALPHA, &CrossEntropy);
+    assert_dgl_routing_matches_separate_passes(&model, &x, &y, ALPHA, &CrossEntropy, true);
     let out = routed_step(&model, &x, &y, &Routing::dgl(ALPHA), &CrossEntropy).unwrap();
     // The MMTM blocks' gradients are not zero: they are trained (by L_d).
     let squeeze = to_vec(out.grads.get("mmtm3.fc_squeeze.weight").unwrap());

@@ -11,7 +11,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{randn, rel_err, to_vec};
+use common::{assert_dgl_routing_matches_separate_passes, randn, to_vec};
 use dgl_core::loss::{CrossEntropy, Loss};
 use dgl_core::model::{detach_all, keep_only};
 use dgl_core::rng::Rng;
@@ -63,24 +63,7 @@ fn dgl_routing_on_the_resnet18_pair_equals_separate_backward_passes_and_finite_d
     assert_eq!(out.grads.len(), model.named_params().len(), "every parameter gets a gradient");
 
     // 1. Separate backward passes, one forward each.
-    let g_uni: Vec<_> = (0..2).map(|m| unimodal_loss(&model, &x, &y, m).backward().unwrap()).collect();
-    let g_head = detached_loss(&model, &x, &y).backward().unwrap();
-    let mut checked = 0;
-    for g in &groups {
-        for p in &g.params {
-            let want = match g.kind {
-                GroupKind::Encoder(m) => g_uni[m].get(p.var.as_tensor()),
-                GroupKind::Head | GroupKind::Fusion { .. } => g_head.get(p.var.as_tensor()),
-            };
-            let want = to_vec(want.unwrap_or_else(|| panic!("{}: no reference gradient", p.name)));
-            let got = to_vec(out.grads.get(&p.name).unwrap());
-            let e = rel_err(&got, &want);
-            assert!(e < 1e-10, "{}: relative error {e} against the separate backward pass", p.name);
-            assert!(want.iter().any(|v| *v != 0.0), "{}: a zero gradient proves nothing", p.name);
-            checked += 1;
-        }
-    }
-    assert_eq!(checked, out.grads.len());
+    let g_uni = assert_dgl_routing_matches_separate_passes(&model, &x, &y, ALPHA, &CrossEntropy, true);
     // The unimodal losses really reach the other encoder not at all, and the head gets no α·L_m.
     assert!(g_uni[0].get(groups[1].params[0].var.as_tensor()).is_none());
 

@@ -59,13 +59,16 @@ pub fn scalar(t: &Tensor) -> f64 {
 /// DGL's routed gradients on `model` against independent backward passes (f64, training mode):
 /// encoder m must get exactly α·∇L_m (the other modalities zeroed, through the live h), every
 /// fusion module and the head exactly ∇L_d on detached z; relative error < 1e-10 for every
-/// parameter. Returns the unimodal passes' gradients (for further checks).
+/// parameter; with `nonzero`, every reference gradient must also be non-zero (a zero one proves
+/// nothing; tiny test models can have dead ReLUs, hence the switch). Returns the unimodal passes'
+/// gradients (for further checks).
 pub fn assert_dgl_routing_matches_separate_passes(
     model: &dyn dgl_core::MultimodalModel,
     x: &[Tensor],
     y: &Tensor,
     alpha: f64,
     loss: &dyn dgl_core::loss::Loss,
+    nonzero: bool,
 ) -> Vec<candle_core::backprop::GradStore> {
     use dgl_core::model::{detach_all, keep_only};
     use dgl_core::{routed_step, GroupKind, Routing};
@@ -89,12 +92,26 @@ pub fn assert_dgl_routing_matches_separate_passes(
             let want = to_vec(want.unwrap_or_else(|| panic!("{}: no reference gradient", p.name)));
             let got = to_vec(out.grads.get(&p.name).unwrap());
             let e = rel_err(&got, &want);
-            assert!(e < 1e-10, "{}: relative error {e}", p.name);
+            assert!(e < 1e-10, "{}: relative error {e} against the separate backward pass", p.name);
+            assert!(!nonzero || want.iter().any(|v| *v != 0.0), "{}: a zero gradient proves nothing", p.name);
             checked += 1;
         }
     }
     assert_eq!(checked, out.grads.len());
     g_uni
+}
+
+/// The model's parameter groups after checking that every parameter is in exactly one, with their
+/// kinds in order.
+pub fn groups_with_unique_names(
+    model: &dyn dgl_core::MultimodalModel,
+) -> (Vec<dgl_core::ParamGroup>, Vec<dgl_core::GroupKind>) {
+    let groups = model.param_groups();
+    let names: Vec<String> = groups.iter().flat_map(|g| g.params.iter().map(|p| p.name.clone())).collect();
+    let unique: std::collections::HashSet<&String> = names.iter().collect();
+    assert_eq!(names.len(), unique.len(), "a parameter is in two groups");
+    let kinds = groups.iter().map(|g| g.kind).collect();
+    (groups, kinds)
 }
 
 /// The gradients of the named parameters (from `params`) of the scalar `loss()` against central
