@@ -122,7 +122,7 @@ pub enum Model {
     /// `fusion = "mixer"`: MLP-Mixer fusion over per-modality sequences (any M, also 1).
     Mixer(MixerModel),
     /// `fusion = "esanet"`: RGB-D segmentation (any M ≥ 1 image modalities).
-    Esanet(EsaNet),
+    Esanet(Box<EsaNet>),
 }
 
 impl Model {
@@ -132,7 +132,7 @@ impl Model {
             Model::Unimodal(m) => m,
             Model::Mmtm(m) => m,
             Model::Mixer(m) => m,
-            Model::Esanet(m) => m,
+            Model::Esanet(m) => &**m,
         }
     }
 
@@ -142,7 +142,7 @@ impl Model {
             Model::Unimodal(m) => m,
             Model::Mmtm(m) => m,
             Model::Mixer(m) => m,
-            Model::Esanet(m) => m,
+            Model::Esanet(m) => &**m,
         }
     }
 }
@@ -546,7 +546,7 @@ pub fn build_model_dtype(
         return Ok(Model::Mixer(MixerModel::new(&root, &inputs, &cfg.mixer, cfg.num_classes)?));
     }
     if cfg.fusion == FusionKind::Esanet {
-        return build_esanet(cfg, modality_shapes, &root).map(Model::Esanet);
+        return build_esanet(cfg, modality_shapes, &root).map(|m| Model::Esanet(Box::new(m)));
     }
     let mut encoders = Vec::with_capacity(cfg.modalities.len());
     for (m, shape) in cfg.modalities.iter().zip(modality_shapes) {

@@ -361,7 +361,7 @@ impl EsaNet {
         let mut names = Vec::new();
         let mut encoders = Vec::new();
         for (name, c) in modalities {
-            let cfg = ResNetConfig { in_channels: *c, ..resnet.clone() };
+            let cfg = ResNetConfig { in_channels: *c, ..resnet };
             encoders.push(ResNet::new(&ctx.sub(&encoder_prefix(name)), cfg)?);
             names.push(name.clone());
         }
