@@ -332,6 +332,16 @@ fn with_noise(x: &Tensor, sigma: f64, rng: &mut Rng) -> Result<Tensor> {
 }
 
 /// Evaluates the run in `dir` (see the module doc) and writes `eval.json` / `eval.md` there.
+/// What `dgl eval` says for a segmentation run.
+fn segmentation_refused(dir: &Path) -> CliError {
+    CliError::Run(format!(
+        "dgl eval {}: a segmentation run; its test mIoU, pixel accuracy and per-branch scores (the other modality \
+         zeroed) are in its metrics.csv (test_miou, test_miou_<modality>, …). This report (macro-F1, Shapley \
+         contributions, robustness, linear probes) is for classification runs",
+        dir.display()
+    ))
+}
+
 pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
     if let Some(bad) = opts.noise.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
         return Err(CliError::Config(format!("--noise levels must be positive numbers, got {bad}")));
@@ -342,15 +352,15 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
     }
     let ckpt = Checkpoint::load(&path)?;
     let saved = ckpt.meta.config()?;
+    // Refused before `setup` where the layout says so (setup would read the whole training split
+    // for the class weights), after it for a cache of label maps.
+    if saved.data.dataset.kind().dense_labels() {
+        return Err(segmentation_refused(dir));
+    }
     let Setup { cfg, device, data, mut method, model, task, .. } =
         setup(&saved, opts.device.unwrap_or(saved.device), false, false)?;
     if let dgl_core::task::Labels::DenseMap { .. } = task.labels() {
-        return Err(CliError::Run(format!(
-            "dgl eval {}: a segmentation run; its test mIoU, pixel accuracy and per-branch scores (the other \
-             modality zeroed) are in its metrics.csv (test_miou, test_miou_<modality>, …). This report (macro-F1, \
-             Shapley contributions, robustness, linear probes) is for classification runs",
-            dir.display()
-        )));
+        return Err(segmentation_refused(dir));
     }
     restore_into(&ckpt, &path, &model, None, method.as_mut(), &device)?;
     let classes = data.test.num_classes();
