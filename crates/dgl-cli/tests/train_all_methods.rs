@@ -376,3 +376,21 @@ fn segmentation_trains_under_the_dense_methods() {
         assert!(!out.exists());
     }
 }
+
+/// The mixer trains on a generic dataset of (T, D_m) sequences of different lengths and widths per
+/// modality: the committed MOSI-structured export (crates/dgl-data/tests/fixtures/mosi-tiny).
+#[test]
+fn mixer_trains_on_the_mosi_export() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dgl-data/tests/fixtures/mosi-tiny");
+    let mut cfg = micro_mixer(MethodKind::Dgl);
+    cfg.data.dataset = dgl_data::DatasetSpec::from_kind("generic", Some(root)).unwrap();
+    cfg.train.batch_size = 3;
+    cfg.train.diagnostics_every = 0;
+    let out = common::tmp("mixer-mosi");
+    let outcome = train(&cfg, &out, &RunOptions::default()).unwrap();
+    let last = outcome.last();
+    for col in ["test_acc", "test_acc_audio", "test_acc_visual", "test_acc_text"] {
+        assert!(last.get(col).is_some_and(|v| (0.0..=1.0).contains(&v)), "{col} in {:?}", last.header());
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
