@@ -25,17 +25,21 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, D};
 use dgl_core::rng::Rng;
+use dgl_core::task::{Accuracy, Labels, Metric};
 use dgl_core::MultimodalModel;
 use dgl_data::{epoch_batches, Dataset, Mode};
 use serde::Serialize;
 
 use crate::checkpoint::restore_into;
 use crate::checkpoint::Checkpoint;
-use crate::config::DeviceKind;
+use crate::config::{ClassWeights, DeviceKind};
 use crate::data::RunData;
 use crate::run_dir::RunDir;
 use crate::setup::{setup, Setup};
 use crate::{CliError, Result};
+
+mod segmentation;
+pub use segmentation::{HeadIou, SegmentationReport};
 
 /// What `dgl eval` computes besides accuracy and F1.
 #[derive(Clone, Debug)]
@@ -315,10 +319,6 @@ fn hits(pred: &[u32], labels: &[u32]) -> usize {
     pred.iter().zip(labels).filter(|(a, b)| a == b).count()
 }
 
-fn argmax(logits: &Tensor) -> Result<Vec<u32>> {
-    Ok(logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?)
-}
-
 /// `x + σ·std(x)·ε`, ε ~ N(0, 1) from `rng`.
 fn with_noise(x: &Tensor, sigma: f64, rng: &mut Rng) -> Result<Tensor> {
     let xf = x.to_dtype(DType::F64)?;
@@ -331,72 +331,145 @@ fn with_noise(x: &Tensor, sigma: f64, rng: &mut Rng) -> Result<Tensor> {
     Ok((x + eps)?)
 }
 
-/// Evaluates the run in `dir` (see the module doc) and writes `eval.json` / `eval.md` there.
-/// What `dgl eval` says for a segmentation run.
-fn segmentation_refused(dir: &Path) -> CliError {
-    CliError::Run(format!(
-        "dgl eval {}: a segmentation run; its test mIoU, pixel accuracy and per-branch scores (the other modality \
-         zeroed) are in its metrics.csv (test_miou, test_miou_<modality>, …). This report (macro-F1, Shapley \
-         contributions, robustness, linear probes) is for classification runs",
-        dir.display()
-    ))
+/// A checkpointed run, rebuilt for evaluation: its checkpoint, the model and method restored from
+/// it, the data. The training split's class weights are not computed (evaluation has no loss).
+pub(crate) struct Restored {
+    pub ckpt: Checkpoint,
+    pub setup: Setup,
 }
 
-pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
+/// Opens the checkpoint of the run in `dir` and restores its model and method state.
+pub(crate) fn restore_run(dir: &Path, device: Option<DeviceKind>, what: &str) -> Result<Restored> {
+    let path = dir.join(RunDir::CHECKPOINT);
+    if !path.is_file() {
+        return Err(CliError::Run(format!("{what} {}: no checkpoint ({}) in it", dir.display(), RunDir::CHECKPOINT)));
+    }
+    let ckpt = Checkpoint::load(&path)?;
+    let mut saved = ckpt.meta.config()?;
+    saved.train.class_weights = ClassWeights::None;
+    let mut setup = setup(&saved, device.unwrap_or(saved.device), false, false)?;
+    restore_into(&ckpt, &path, &setup.model, None, setup.method.as_mut(), &setup.device)?;
+    Ok(Restored { ckpt, setup })
+}
+
+/// What `dgl eval` wrote: a classification report, or a segmentation report.
+#[derive(Clone, Debug)]
+pub enum Evaluation {
+    Classification(EvalReport),
+    Segmentation(SegmentationReport),
+}
+
+impl Evaluation {
+    /// The report as Markdown (what `eval.md` holds).
+    pub fn markdown(&self) -> String {
+        match self {
+            Evaluation::Classification(r) => r.markdown(),
+            Evaluation::Segmentation(r) => r.markdown(),
+        }
+    }
+}
+
+/// Evaluates the run in `dir` — a classification run ([`EvalReport`], the module doc) or a
+/// segmentation run ([`SegmentationReport`]) — and writes `eval.json` / `eval.md` there.
+pub fn evaluate(dir: &Path, opts: &EvalOptions) -> Result<Evaluation> {
     if let Some(bad) = opts.noise.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
         return Err(CliError::Config(format!("--noise levels must be positive numbers, got {bad}")));
     }
-    let path = dir.join(RunDir::CHECKPOINT);
-    if !path.is_file() {
-        return Err(CliError::Run(format!("dgl eval {}: no checkpoint ({}) in it", dir.display(), RunDir::CHECKPOINT)));
+    let restored = restore_run(dir, opts.device, "dgl eval")?;
+    let (json, evaluation) = match restored.setup.task.labels() {
+        Labels::ClassPerSample => {
+            let r = classification_report(dir, restored, opts)?;
+            (serde_json::to_string_pretty(&r), Evaluation::Classification(r))
+        }
+        Labels::DenseMap { ignore } => {
+            let r = segmentation::report(dir, restored, opts, ignore)?;
+            (serde_json::to_string_pretty(&r), Evaluation::Segmentation(r))
+        }
+    };
+    let json = json.map_err(|e| CliError::Run(format!("eval.json: {e}")))?;
+    let run = RunDir::open(dir)?;
+    run.write_atomic(RunDir::EVAL_JSON, json.as_bytes())?;
+    run.write_atomic(RunDir::EVAL_MD, evaluation.markdown().as_bytes())?;
+    Ok(evaluation)
+}
+
+/// [`evaluate`] for a classification run; a segmentation run is refused (its report is a
+/// [`SegmentationReport`]: call [`evaluate`]).
+pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
+    match evaluate(dir, opts)? {
+        Evaluation::Classification(r) => Ok(r),
+        Evaluation::Segmentation(_) => Err(CliError::Run(format!(
+            "{}: a segmentation run; its report (mIoU, per-class IoU) is `dgl_cli::eval::evaluate`'s",
+            dir.display()
+        ))),
     }
-    let ckpt = Checkpoint::load(&path)?;
-    let saved = ckpt.meta.config()?;
-    // Refused before `setup` where the layout says so (setup would read the whole training split
-    // for the class weights), after it for a cache of label maps.
-    if saved.data.dataset.kind().dense_labels() {
-        return Err(segmentation_refused(dir));
+}
+
+/// The corruptions of the robustness table: `None` = the input zeroed, `Some(σ)` = Gaussian noise.
+fn corruptions(opts: &EvalOptions) -> Vec<Option<f64>> {
+    std::iter::once(None).chain(opts.noise.iter().map(|&s| Some(s))).collect()
+}
+
+fn corruption_name(c: Option<f64>) -> String {
+    match c {
+        None => "zeroed".into(),
+        Some(s) => format!("noise σ={s}"),
     }
-    let Setup { cfg, device, data, mut method, model, task, .. } =
-        setup(&saved, opts.device.unwrap_or(saved.device), false, false)?;
-    if let dgl_core::task::Labels::DenseMap { .. } = task.labels() {
-        return Err(segmentation_refused(dir));
-    }
-    restore_into(&ckpt, &path, &model, None, method.as_mut(), &device)?;
-    let classes = data.test.num_classes();
+}
+
+/// The test split scored once: every prediction head of the method, every subset of modalities
+/// through the fusion head (absent ones' features zeroed), every corruption of every modality's
+/// input. `H` scores the heads, `S` the subsets and corruptions.
+struct TestPass<H, S> {
+    heads: Vec<(String, H)>,
+    /// One per subset of the plan (empty for a one-modality model).
+    subsets: Vec<S>,
+    /// `robustness[i · corruptions + k]`: modality i under corruption k (empty for one modality).
+    robustness: Vec<S>,
+}
+
+fn test_pass<H: Metric, S: Metric>(
+    r: &Restored,
+    plan: &ShapleyPlan,
+    corruptions: &[Option<f64>],
+    head: impl Fn() -> H,
+    score: impl Fn() -> S,
+) -> Result<TestPass<H, S>> {
+    let Setup { cfg, data, method, model, .. } = &r.setup;
     let names = model.modality_names();
     let m = model.num_modalities();
-
-    // One pass over the test split: predictions, subset accuracies, corrupted predictions.
-    let corruptions: Vec<Option<f64>> = std::iter::once(None).chain(opts.noise.iter().map(|&s| Some(s))).collect();
-    let mut labels: Vec<u32> = Vec::new();
-    let mut heads: Vec<(String, Vec<u32>)> = Vec::new();
     let fusion = m >= 2;
-    let plan = ShapleyPlan::new(if fusion { m } else { 0 }, cfg.seed ^ 0x05a4_b1e7);
-    let mut subset_correct = vec![0usize; if fusion { plan.len() } else { 0 }];
-    let mut robust_correct = vec![0usize; if fusion { m * corruptions.len() } else { 0 }];
+    let mut pass = TestPass {
+        heads: Vec::new(),
+        subsets: if fusion { (0..plan.len()).map(|_| score()).collect() } else { Vec::new() },
+        robustness: if fusion { (0..m * corruptions.len()).map(|_| score()).collect() } else { Vec::new() },
+    };
     let mut rng = Rng::new(cfg.seed ^ 0x5eed_e7a1);
     for idx in epoch_batches(data.test.len(), data.batch_size, None, false) {
         let (x, y) = data.batch(data.test.as_ref(), &idx, Mode::Eval)?;
-        let y = y.to_dtype(DType::U32)?.to_vec1::<u32>()?;
-        let p = method.predict(&model, &x)?;
-        let mut push = |name: &str, pred: Vec<u32>| match heads.iter_mut().find(|(n, _)| n == name) {
-            Some(h) => h.1.extend(pred),
-            None => heads.push((name.to_string(), pred)),
-        };
+        let p = method.predict(model, &x)?;
         // A unimodal model's only prediction is named after its modality.
-        push(if fusion { "multimodal" } else { names[0].as_str() }, argmax(&p.multimodal)?);
-        for (n, l) in &p.branches {
-            push(n, argmax(l)?);
+        let multimodal = if fusion { "multimodal" } else { names[0].as_str() };
+        for (name, logits) in
+            std::iter::once((multimodal, &p.multimodal)).chain(p.branches.iter().map(|(n, l)| (n.as_str(), l)))
+        {
+            let i = match pass.heads.iter().position(|(n, _)| n == name) {
+                Some(i) => i,
+                None => {
+                    pass.heads.push((name.to_string(), head()));
+                    pass.heads.len() - 1
+                }
+            };
+            pass.heads[i].1.update(logits, &y)?;
         }
         if fusion {
             let z: Vec<Tensor> =
                 (0..m).map(|i| Ok(model.encode(i, &x[i], false)?.detach())).collect::<Result<Vec<_>>>()?;
             let zero: Vec<Tensor> = z.iter().map(|t| t.zeros_like()).collect::<candle_core::Result<_>>()?;
-            for (j, c) in subset_correct.iter_mut().enumerate() {
+            for (j, s) in pass.subsets.iter_mut().enumerate() {
                 let zs: Vec<Tensor> =
                     (0..m).map(|i| if plan.present(j, i) { z[i].clone() } else { zero[i].clone() }).collect();
-                *c += hits(&argmax(&model.fuse(&zs, false)?)?, &y);
+                s.update(&model.fuse(&zs, false)?, &y)?;
             }
             for i in 0..m {
                 for (k, corr) in corruptions.iter().enumerate() {
@@ -405,16 +478,90 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
                         None => x[i].zeros_like()?,
                         Some(s) => with_noise(&x[i], *s, &mut rng)?,
                     };
-                    robust_correct[i * corruptions.len() + k] +=
-                        hits(&argmax(&method.predict(&model, &xc)?.multimodal)?, &y);
+                    pass.robustness[i * corruptions.len() + k].update(&method.predict(model, &xc)?.multimodal, &y)?;
                 }
             }
         }
-        labels.extend(y);
     }
-    let n = labels.len().max(1) as f64;
-    let scores: Vec<Scores> = heads.iter().map(|(name, pred)| scores(name, pred, &labels, classes)).collect();
-    let v: Vec<f64> = subset_correct.iter().map(|&c| c as f64 / n).collect();
+    Ok(pass)
+}
+
+/// One head's predictions and labels (classification), for accuracy and macro-F1.
+#[derive(Default)]
+struct Predictions {
+    pred: Vec<u32>,
+    labels: Vec<u32>,
+}
+
+impl Metric for Predictions {
+    fn update(&mut self, logits: &Tensor, targets: &Tensor) -> candle_core::Result<()> {
+        self.pred.extend(logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?);
+        self.labels.extend(targets.to_dtype(DType::U32)?.to_vec1::<u32>()?);
+        Ok(())
+    }
+
+    fn values(&self) -> Vec<(&'static str, f64)> {
+        vec![("acc", hits(&self.pred, &self.labels) as f64 / self.labels.len().max(1) as f64)]
+    }
+}
+
+/// The single value of a one-value metric (`acc` of [`Accuracy`]), or the named one.
+fn value(metric: &dyn Metric, name: &str) -> f64 {
+    metric.values().into_iter().find(|(n, _)| *n == name).map_or(f64::NAN, |(_, v)| v)
+}
+
+/// The Shapley contributions from the subsets' scores `v` (in the plan's order).
+fn contributions(plan: &ShapleyPlan, v: &[f64], names: &[String]) -> Vec<Contribution> {
+    let (phi, se) = plan.values(v);
+    let total: f64 = phi.iter().map(|p| p.abs()).sum();
+    phi.iter()
+        .zip(&se)
+        .zip(names)
+        .map(|((&p, &e), name)| Contribution {
+            modality: name.clone(),
+            shapley: p,
+            shapley_stderr: e,
+            share: if total > 0.0 { p / total } else { f64::NAN },
+        })
+        .collect()
+}
+
+fn shapley_method(plan: &ShapleyPlan) -> String {
+    if plan.sampled() {
+        format!("sampled ({SHAPLEY_PERMUTATIONS} random orders)")
+    } else {
+        "exact".to_string()
+    }
+}
+
+/// Trainable parameters per encoder (by modality), of the head, and in total.
+fn parameter_counts(model: &dyn MultimodalModel) -> Vec<(String, usize)> {
+    let count = |vs: Vec<dgl_core::NamedVar>| vs.iter().map(|v| v.var.elem_count()).sum::<usize>();
+    let names = model.modality_names();
+    let mut parameters: Vec<(String, usize)> =
+        (0..model.num_modalities()).map(|i| (names[i].clone(), count(model.encoder_params(i)))).collect();
+    parameters.push(("head".into(), count(model.head_params())));
+    parameters.push(("total".into(), parameters.iter().map(|p| p.1).sum()));
+    parameters
+}
+
+/// The Shapley plan of a run's model: its modalities when it fuses several, none otherwise.
+fn plan_of(r: &Restored) -> ShapleyPlan {
+    let m = r.setup.model.num_modalities();
+    ShapleyPlan::new(if m >= 2 { m } else { 0 }, r.setup.cfg.seed ^ 0x05a4_b1e7)
+}
+
+fn classification_report(dir: &Path, r: Restored, opts: &EvalOptions) -> Result<EvalReport> {
+    let classes = r.setup.data.test.num_classes();
+    let names = r.setup.model.modality_names();
+    let m = names.len();
+    let plan = plan_of(&r);
+    let corruptions = corruptions(opts);
+    let pass = test_pass(&r, &plan, &corruptions, Predictions::default, Accuracy::default)?;
+    let labels = pass.heads.first().map_or(&[][..], |(_, h)| &h.labels[..]);
+    let scores: Vec<Scores> = pass.heads.iter().map(|(name, h)| scores(name, &h.pred, &h.labels, classes)).collect();
+    let v: Vec<f64> = pass.subsets.iter().map(|s| value(s, "acc")).collect();
+    let fusion = m >= 2;
     let subsets = if fusion {
         plan.reported()
             .map(|j| Subset {
@@ -425,62 +572,31 @@ pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
     } else {
         Vec::new()
     };
-    let contributions = if fusion {
-        let (phi, se) = plan.values(&v);
-        let total: f64 = phi.iter().map(|p| p.abs()).sum();
-        phi.iter()
-            .zip(&se)
-            .zip(&names)
-            .map(|((&p, &e), name)| Contribution {
-                modality: name.clone(),
-                shapley: p,
-                shapley_stderr: e,
-                share: if total > 0.0 { p / total } else { f64::NAN },
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let shapley_method =
-        if plan.sampled() { format!("sampled ({SHAPLEY_PERMUTATIONS} random orders)") } else { "exact".to_string() };
-    let robustness = (0..robust_correct.len())
-        .map(|j| {
-            let (i, k) = (j / corruptions.len(), j % corruptions.len());
-            Robustness {
-                modality: names[i].clone(),
-                corruption: match corruptions[k] {
-                    None => "zeroed".into(),
-                    Some(s) => format!("noise σ={s}"),
-                },
-                accuracy: robust_correct[j] as f64 / n,
-            }
+    let robustness = pass
+        .robustness
+        .iter()
+        .enumerate()
+        .map(|(j, s)| Robustness {
+            modality: names[j / corruptions.len()].clone(),
+            corruption: corruption_name(corruptions[j % corruptions.len()]),
+            accuracy: value(s, "acc"),
         })
         .collect();
-    let probes = if opts.probe { probes(&model, &data, &names)? } else { Vec::new() };
-    let count = |vs: Vec<dgl_core::NamedVar>| vs.iter().map(|v| v.var.elem_count()).sum::<usize>();
-    let mut parameters: Vec<(String, usize)> =
-        (0..m).map(|i| (names[i].clone(), count(model.encoder_params(i)))).collect();
-    parameters.push(("head".into(), count(model.head_params())));
-    parameters.push(("total".into(), parameters.iter().map(|p| p.1).sum()));
-    let report = EvalReport {
+    let probes = if opts.probe { probes(&r.setup.model, &r.setup.data, &names)? } else { Vec::new() };
+    Ok(EvalReport {
         run: dir.display().to_string(),
-        method: cfg.method.name().to_string(),
-        dataset: cfg.data.dataset.kind_name().to_string(),
-        checkpoint: ckpt.meta.position(),
+        method: r.setup.cfg.method.name().to_string(),
+        dataset: r.setup.cfg.data.dataset.kind_name().to_string(),
+        checkpoint: r.ckpt.meta.position(),
         test_samples: labels.len(),
-        parameters,
+        parameters: parameter_counts(&r.setup.model),
         scores,
         subsets,
-        shapley_method,
-        contributions,
+        shapley_method: shapley_method(&plan),
+        contributions: if fusion { contributions(&plan, &v, &names) } else { Vec::new() },
         robustness,
         probes,
-    };
-    let run = RunDir::open(dir)?;
-    let json = serde_json::to_string_pretty(&report).map_err(|e| CliError::Run(format!("eval.json: {e}")))?;
-    run.write_atomic(RunDir::EVAL_JSON, json.as_bytes())?;
-    run.write_atomic(RunDir::EVAL_MD, report.markdown().as_bytes())?;
-    Ok(report)
+    })
 }
 
 /// Feature rows (one `Vec<f64>` per sample).

@@ -42,7 +42,9 @@ enum Command {
     },
     /// The evaluation report of a run's checkpoint on the test split: accuracy and macro-F1 of every
     /// head, modality contributions (Shapley values), robustness to a zeroed or noisy modality, and
-    /// (--probe) linear probes of the frozen encoders. Writes RUN_DIR/eval.json and eval.md.
+    /// (--probe) linear probes of the frozen encoders; for a segmentation run mIoU, pixel accuracy
+    /// and per-class IoU of every head, contributions and robustness in mIoU. Writes
+    /// RUN_DIR/eval.json and eval.md.
     Eval {
         /// Run directories (each gets its own eval.json / eval.md).
         #[arg(required = true)]
@@ -361,10 +363,18 @@ fn run_train(a: TrainArgs, stop: Arc<AtomicBool>) -> dgl_cli::Result<()> {
         fmt(best)
     );
     println!("run directory: {}", out.display());
-    println!(
-        "next: `dgl plot {0}` (figures), `dgl eval {0} --probe` (F1, modality contributions, robustness, probes)",
-        out.display()
-    );
+    if outcome.score == "miou" {
+        println!(
+            "next: `dgl plot {0}` (figures, predictions), `dgl eval {0}` (per-class IoU, modality contributions, \
+             robustness)",
+            out.display()
+        );
+    } else {
+        println!(
+            "next: `dgl plot {0}` (figures), `dgl eval {0} --probe` (F1, modality contributions, robustness, probes)",
+            out.display()
+        );
+    }
     Ok(())
 }
 
@@ -442,7 +452,7 @@ fn main() -> ExitCode {
         Command::Eval { run_dirs, noise, probe, device } => {
             let opts = dgl_cli::eval::EvalOptions { noise, probe, device };
             run_dirs.iter().try_for_each(|d| {
-                dgl_cli::eval::eval_run(d, &opts).map(|r| {
+                dgl_cli::eval::evaluate(d, &opts).map(|r| {
                     print!("{}", r.markdown());
                     println!("\nwritten: {}, {}\n", d.join("eval.json").display(), d.join("eval.md").display());
                 })

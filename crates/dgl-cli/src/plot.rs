@@ -1,6 +1,6 @@
 //! Plots of a run directory, and comparisons of several runs (`dgl plot`, `xtask`).
 //!
-//! Three figures, each written as PNG and SVG:
+//! The figures, each written as PNG and SVG (but `predictions`, PNG only):
 //!
 //! * `accuracy` — per-epoch test accuracy of the multimodal prediction and of every branch
 //!   (`test_acc`, `test_acc_<branch>`), with the validation accuracy dashed when present.
@@ -13,6 +13,12 @@
 //! A figure whose columns are missing (a unimodal run, diagnostics switched off, no `steps.csv`) is
 //! skipped, never an error: [`plot_run_report`] / [`plot_compare_report`] say which and why, and
 //! [`plot_run`] / [`plot_compare`] print that on stderr.
+//!
+//! * `predictions` (segmentation runs, PNG only) — the first test images: inputs, ground truth, the
+//!   multimodal prediction and each branch's, from the run's checkpoint ([`predictions`]).
+//!
+//! A segmentation run's `accuracy` figure is `miou` (its `test_miou` columns), `compare_accuracy`
+//! likewise `compare_miou`.
 //!
 //! Text in the PNGs is drawn with DejaVu Sans embedded in the binary (`assets/`, Bitstream Vera
 //! licence), so no system font is needed; the SVGs name the `sans-serif` family.
@@ -35,6 +41,9 @@ use plotters::style::FontStyle;
 use crate::error::{io_err, CliError, Result};
 use crate::fsio::write_atomic;
 use crate::run_dir::{read_metrics, Row, RunDir};
+
+mod predictions;
+pub use predictions::class_colour;
 
 /// The sub-directory of a run that [`plot_run`] writes into.
 pub const PLOTS_DIR: &str = RunDir::PLOTS;
@@ -102,7 +111,16 @@ pub fn plot_compare(runs: &[(String, &Path)], out_dir: &Path) -> Result<Vec<Path
 pub fn plot_run_report(run_dir: &Path) -> Result<PlotReport> {
     let run = LoadedRun::load(run_dir, None)?;
     let figures = vec![run_accuracy(&run), run_grad_epoch(&run), run_grad_step(&run), run_s_statistic(&run)];
-    render_all(figures, &run_dir.join(PLOTS_DIR))
+    let out_dir = run_dir.join(PLOTS_DIR);
+    let mut report = render_all(figures, &out_dir)?;
+    if run.score().key == MIOU.key {
+        fs::create_dir_all(&out_dir).map_err(io_err(&out_dir))?;
+        match predictions::draw(run_dir, &out_dir, &run.label)? {
+            Ok(path) => report.written.push(path),
+            Err(why) => report.skipped.push(why),
+        }
+    }
+    Ok(report)
 }
 
 /// [`plot_compare`], returning the skipped figures instead of printing them.
@@ -276,7 +294,6 @@ fn finish(mut fig: Figure, reason: impl FnOnce() -> String) -> Built {
     }
 }
 
-const ACC_TITLE: &str = "Test accuracy of each branch (validation dashed)";
 const GRAD_Y: &str = "Σ mean |∂L/∂θ| over the encoder";
 const S_TITLE: &str = "s = exp((W_k − W_y)·z) of each branch (Fig. 3a): mean solid, median dashed";
 
@@ -287,35 +304,76 @@ fn grad_title(per_step: bool) -> String {
     )
 }
 
+/// The per-epoch score a run logs: accuracy (classification) or mIoU (segmentation, whose
+/// `metrics.csv` has `test_miou` columns instead of `test_acc`).
+struct Score {
+    /// The column stem: `test_<key>`, `test_<key>_<branch>`, `val_<key>`.
+    key: &'static str,
+    stem: &'static str,
+    compare_stem: &'static str,
+    name: &'static str,
+    title: &'static str,
+}
+
+const ACCURACY: Score = Score {
+    key: "acc",
+    stem: "accuracy",
+    compare_stem: "compare_accuracy",
+    name: "accuracy",
+    title: "Test accuracy of each branch (validation dashed)",
+};
+
+const MIOU: Score = Score {
+    key: "miou",
+    stem: "miou",
+    compare_stem: "compare_miou",
+    name: "mIoU",
+    title: "Test mIoU of each branch (validation dashed; a branch = the shared decoder, the other modality zeroed)",
+};
+
+impl LoadedRun {
+    fn score(&self) -> &'static Score {
+        let seg = columns(&self.epochs).iter().any(|c| c.starts_with("test_miou") || c.starts_with("val_miou"));
+        if seg {
+            &MIOU
+        } else {
+            &ACCURACY
+        }
+    }
+}
+
 fn run_accuracy(run: &LoadedRun) -> Built {
+    let score = run.score();
+    let key = score.key;
     let cols = columns(&run.epochs);
     let mut s = Vec::new();
     let mut add = |name: &str, suffix: &str, color: usize| {
         s.extend(series(
             format!("{name} (test)"),
-            points(&run.epochs, "epoch", &format!("test_acc{suffix}"), 100.0),
+            points(&run.epochs, "epoch", &format!("test_{key}{suffix}"), 100.0),
             color,
             false,
         ));
         s.extend(series(
             format!("{name} (val)"),
-            points(&run.epochs, "epoch", &format!("val_acc{suffix}"), 100.0),
+            points(&run.epochs, "epoch", &format!("val_{key}{suffix}"), 100.0),
             color,
             true,
         ));
     };
     add("multimodal", "", 0);
-    for (i, b) in union([suffixes(&cols, "test_acc_"), suffixes(&cols, "val_acc_")]).iter().enumerate() {
+    let branches = union([suffixes(&cols, &format!("test_{key}_")), suffixes(&cols, &format!("val_{key}_"))]);
+    for (i, b) in branches.iter().enumerate() {
         add(b, &format!("_{b}"), i + 1);
     }
     let fig = Figure {
-        stem: "accuracy",
-        title: format!("{} — {ACC_TITLE}", run.label),
+        stem: score.stem,
+        title: format!("{} — {}", run.label, score.title),
         x_label: "epoch",
-        y_label: "accuracy (%)",
+        y_label: if key == "acc" { "accuracy (%)" } else { "mIoU (%)" },
         integer_x: true,
         y_scale: YScale::Percent,
-        panels: vec![Panel { title: "multimodal and per-branch accuracy".into(), series: s }],
+        panels: vec![Panel { title: format!("multimodal and per-branch {}", score.name), series: s }],
     };
     finish(fig, || format!("no test_acc/val_acc columns in {}", run.dir.join(RunDir::METRICS_JSONL).display()))
 }
@@ -399,9 +457,11 @@ fn run_s_statistic(run: &LoadedRun) -> Built {
 }
 
 fn compare_accuracy(runs: &[LoadedRun]) -> Built {
+    let score = runs[0].score();
+    let key = score.key;
     let branches = union(runs.iter().map(|r| {
         let c = columns(&r.epochs);
-        union([suffixes(&c, "test_acc_"), suffixes(&c, "val_acc_")])
+        union([suffixes(&c, &format!("test_{key}_")), suffixes(&c, &format!("val_{key}_"))])
     }));
     let mut panels = Vec::new();
     for (title, suffix) in std::iter::once(("multimodal".to_string(), String::new()))
@@ -411,13 +471,13 @@ fn compare_accuracy(runs: &[LoadedRun]) -> Built {
         for (i, r) in runs.iter().enumerate() {
             s.extend(series(
                 format!("{} (test)", r.label),
-                points(&r.epochs, "epoch", &format!("test_acc{suffix}"), 100.0),
+                points(&r.epochs, "epoch", &format!("test_{key}{suffix}"), 100.0),
                 i,
                 false,
             ));
             s.extend(series(
                 format!("{} (val)", r.label),
-                points(&r.epochs, "epoch", &format!("val_acc{suffix}"), 100.0),
+                points(&r.epochs, "epoch", &format!("val_{key}{suffix}"), 100.0),
                 i,
                 true,
             ));
@@ -425,10 +485,10 @@ fn compare_accuracy(runs: &[LoadedRun]) -> Built {
         panels.push(Panel { title, series: s });
     }
     let fig = Figure {
-        stem: "compare_accuracy",
-        title: format!("{} — {ACC_TITLE}", labels(runs)),
+        stem: score.compare_stem,
+        title: format!("{} — {}", labels(runs), score.title),
         x_label: "epoch",
-        y_label: "accuracy (%)",
+        y_label: if key == "acc" { "accuracy (%)" } else { "mIoU (%)" },
         integer_x: true,
         y_scale: YScale::Percent,
         panels,

@@ -362,9 +362,11 @@ fn segmentation_trains_under_the_dense_methods() {
         for col in ["test_miou", "test_pixel_acc", "test_miou_rgb", "test_miou_depth", "train_acc"] {
             assert!(last.get(col).is_some_and(|v| (0.0..=1.0).contains(&v)), "{kind}: {col} in {:?}", last.header());
         }
-        if kind == MethodKind::Vanilla {
-            let e = dgl_cli::eval::eval_run(&out, &Default::default()).unwrap_err().to_string();
-            assert!(e.contains("segmentation run") && e.contains("test_miou"), "{e}");
+        if matches!(kind, MethodKind::Vanilla | MethodKind::Dgl) {
+            check_segmentation_eval(&out, kind, last.get("test_miou").unwrap());
+        }
+        if kind == MethodKind::Dgl {
+            check_segmentation_plot(&out);
         }
         let _ = std::fs::remove_dir_all(&out);
     }
@@ -375,6 +377,66 @@ fn segmentation_trains_under_the_dense_methods() {
         assert!(e.contains("dense prediction"), "{kind}: {e}");
         assert!(!out.exists());
     }
+}
+
+/// `dgl eval` of a segmentation run: every head scored, consistent with the training log and with
+/// itself; probes and the classification-only entry point refused.
+fn check_segmentation_eval(out: &std::path::Path, kind: MethodKind, logged_miou: f64) {
+    use dgl_cli::eval::{evaluate, EvalOptions, Evaluation};
+    let opts = EvalOptions { noise: vec![1.0], ..EvalOptions::default() };
+    let Evaluation::Segmentation(r) = evaluate(out, &opts).unwrap() else {
+        panic!("{kind}: not a segmentation report")
+    };
+    let names: Vec<&str> = r.heads.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["multimodal", "rgb", "depth"], "{kind}");
+    // The checkpoint is the last epoch's: its multimodal test mIoU is the one the run logged.
+    assert!((r.heads[0].miou - logged_miou).abs() < 1e-9, "{kind}: {} vs logged {logged_miou}", r.heads[0].miou);
+    for h in &r.heads {
+        let present: Vec<f64> = h.class_iou.iter().flatten().copied().collect();
+        let mean = present.iter().sum::<f64>() / present.len() as f64;
+        assert!((mean - h.miou).abs() < 1e-12, "{kind} {}: mean class IoU {mean} vs mIoU {}", h.name, h.miou);
+    }
+    // Both modalities present through the fusion + decoder is the multimodal prediction (vanilla's
+    // and DGL's predict); one present is that modality's branch (the other zeroed at every fusion
+    // point).
+    let subset = |mods: &[&str]| r.subsets.iter().find(|s| s.modalities == mods).unwrap().miou;
+    assert_eq!(subset(&["rgb", "depth"]), r.heads[0].miou, "{kind}");
+    assert_eq!(subset(&["rgb"]), r.heads[1].miou, "{kind}");
+    assert_eq!(subset(&["depth"]), r.heads[2].miou, "{kind}");
+    let shapley: f64 = r.contributions.iter().map(|c| c.shapley).sum();
+    assert!((shapley - (subset(&["rgb", "depth"]) - subset(&[]))).abs() < 1e-12, "{kind}: efficiency");
+    assert_eq!(r.robustness.len(), 4, "{kind}: two modalities × (zeroed, σ = 1)");
+    assert!(r.labelled_pixels > 0 && r.test_images == 6, "{kind}: {} images", r.test_images);
+    let md = std::fs::read_to_string(out.join("eval.md")).unwrap();
+    assert!(md.contains("| head | mIoU % |") && md.contains("IoU % per class"), "{md}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert!((json["heads"][0]["miou"].as_f64().unwrap() - r.heads[0].miou).abs() < 1e-15);
+    let e = evaluate(out, &EvalOptions { probe: true, ..EvalOptions::default() }).unwrap_err().to_string();
+    assert!(e.contains("--probe") && e.contains("classification"), "{e}");
+    let e = dgl_cli::eval::eval_run(out, &opts).unwrap_err().to_string();
+    assert!(e.contains("segmentation run") && e.contains("evaluate"), "{e}");
+}
+
+/// `dgl plot` of a segmentation run: the mIoU curves and the prediction figure (4 test images ×
+/// rgb, depth, ground truth, prediction, 2 branches); without a checkpoint the latter is skipped,
+/// saying why.
+fn check_segmentation_plot(out: &std::path::Path) {
+    let report = dgl_cli::plot::plot_run_report(out).unwrap();
+    let written: Vec<String> =
+        report.written.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    for f in ["miou.png", "miou.svg", "grad_sources_epoch.png", "predictions.png"] {
+        assert!(written.iter().any(|w| w == f), "{f} not in {written:?}");
+    }
+    assert!(!written.iter().any(|w| w.starts_with("accuracy")), "{written:?}");
+    let img = image::open(out.join("plots/predictions.png")).unwrap();
+    // Six columns of 192-pixel tiles (32 × 32 scenes drawn 192 × 192), four rows.
+    assert!(img.width() >= 6 * 192 && img.height() >= 4 * 192, "{}×{}", img.width(), img.height());
+    let svg = std::fs::read_to_string(out.join("plots/miou.svg")).unwrap();
+    assert!(svg.contains("mIoU"), "the mIoU figure's axis");
+    std::fs::remove_file(out.join("checkpoint.safetensors")).unwrap();
+    let report = dgl_cli::plot::plot_run_report(out).unwrap();
+    assert!(report.skipped.iter().any(|s| s.starts_with("predictions: no checkpoint")), "{:?}", report.skipped);
 }
 
 /// The mixer trains on a generic dataset of (T, D_m) sequences of different lengths and widths per

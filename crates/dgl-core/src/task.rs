@@ -179,6 +179,38 @@ impl SegmentationMetric {
     pub fn new(num_classes: usize, ignore: Option<u32>) -> Self {
         Self { num_classes, ignore, confusion: vec![0; num_classes * num_classes] }
     }
+
+    /// Positions counted (the ignored ones left out).
+    pub fn labelled(&self) -> u64 {
+        self.confusion.iter().sum()
+    }
+
+    /// TP / (TP + FP + FN) of every class; `None` for a class absent from both the targets and
+    /// the predictions (left out of the mean).
+    pub fn class_iou(&self) -> Vec<Option<f64>> {
+        let k = self.num_classes;
+        (0..k)
+            .map(|c| {
+                let tp = self.confusion[c * k + c];
+                let row: u64 = self.confusion[c * k..(c + 1) * k].iter().sum();
+                let col: u64 = (0..k).map(|t| self.confusion[t * k + c]).sum();
+                let union = row + col - tp;
+                (union > 0).then(|| tp as f64 / union as f64)
+            })
+            .collect()
+    }
+
+    /// TP / (TP + FN) of every class present in the targets (`None` otherwise): the per-class
+    /// pixel accuracy whose mean is the "mean accuracy" of segmentation papers.
+    pub fn class_accuracy(&self) -> Vec<Option<f64>> {
+        let k = self.num_classes;
+        (0..k)
+            .map(|c| {
+                let row: u64 = self.confusion[c * k..(c + 1) * k].iter().sum();
+                (row > 0).then(|| self.confusion[c * k + c] as f64 / row as f64)
+            })
+            .collect()
+    }
 }
 
 impl Metric for SegmentationMetric {
@@ -202,21 +234,11 @@ impl Metric for SegmentationMetric {
     }
 
     fn values(&self) -> Vec<(&'static str, f64)> {
-        let k = self.num_classes;
-        let (mut ious, mut tp_all, mut total) = (Vec::new(), 0u64, 0u64);
-        for c in 0..k {
-            let tp = self.confusion[c * k + c];
-            let row: u64 = self.confusion[c * k..(c + 1) * k].iter().sum();
-            let col: u64 = (0..k).map(|t| self.confusion[t * k + c]).sum();
-            let union = row + col - tp;
-            if union > 0 {
-                ious.push(tp as f64 / union as f64);
-            }
-            tp_all += tp;
-            total += row;
-        }
+        let ious: Vec<f64> = self.class_iou().into_iter().flatten().collect();
         let miou = if ious.is_empty() { 0.0 } else { ious.iter().sum::<f64>() / ious.len() as f64 };
-        vec![("miou", miou), ("pixel_acc", tp_all as f64 / total.max(1) as f64)]
+        let k = self.num_classes;
+        let tp: u64 = (0..k).map(|c| self.confusion[c * k + c]).sum();
+        vec![("miou", miou), ("pixel_acc", tp as f64 / self.labelled().max(1) as f64)]
     }
 }
 
@@ -309,6 +331,18 @@ mod tests {
         assert_eq!(v[0].0, "miou");
         assert!((v[0].1 - (0.5 + 2.0 / 3.0) / 2.0).abs() < 1e-15, "{v:?}");
         assert_eq!(v[1], ("pixel_acc", 0.75));
+        assert_eq!(m.class_iou(), [Some(0.5), Some(2.0 / 3.0)]);
+        // Per-class accuracy TP / targets: class 0 1/2, class 1 2/2.
+        assert_eq!(m.class_accuracy(), [Some(0.5), Some(1.0)]);
+        assert_eq!(m.labelled(), 4);
+        // A third class in neither targets nor predictions: no IoU, no accuracy, not averaged.
+        let mut m3 = SegmentationMetric::new(3, Some(9));
+        let logits3 =
+            t(&[2.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, -9.0, -9.0, -9.0, -9.0, -9.0], &[1, 3, 1, 5]);
+        m3.update(&logits3, &y).unwrap();
+        assert_eq!(m3.class_iou()[2], None);
+        assert_eq!(m3.class_accuracy()[2], None);
+        assert_eq!(m3.values(), m.values());
         let logits2 = t(&[0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0], &[1, 2, 1, 5]);
         let mut m = SegmentationMetric::new(2, Some(9));
         m.update(&logits2, &y).unwrap();
