@@ -329,8 +329,29 @@ fn segmentation_base(base: &mut TrainConfig, dataset_given: bool) -> Result<(), 
     base.model.fusion = FusionKind::Esanet;
     if base.preset == Preset::Tiny {
         base.model.esanet.decoder_blocks = 1;
+    } else {
+        // The paper's budget for NYUv2 (and the authors' ESANet copies'): 300 epochs, batch 8.
+        base.train.epochs = 300;
+        base.train.batch_size = 8;
     }
+    esanet_training(base);
     Ok(())
+}
+
+/// ESANet's training (its `src/args.py` / `train.py`): SGD with Nesterov momentum 0.9, weight
+/// decay 1e-4, lr 0.01 scaled by batch / 8, one cycle stepped per epoch (10 % warm-up, cosine,
+/// momentum cycled 0.95 ↔ 0.85). The paper states Adam with lr 1e-2 instead:
+/// `--set train.optimizer.kind=adam` (docs/segmentation.md).
+fn esanet_training(base: &mut TrainConfig) {
+    base.train.optimizer = dgl_core::OptimizerConfig {
+        kind: dgl_core::OptimizerKind::Sgd,
+        lr: 0.01 * base.train.batch_size as f64 / 8.0,
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 1e-4,
+        ..dgl_core::OptimizerConfig::default()
+    };
+    base.train.scheduler = dgl_core::LrSchedule::esanet();
 }
 
 /// The dataset a table's paper numbers are looked up for: the layout's name, and `mosi` for the
@@ -404,7 +425,8 @@ fn run_table(cmd: Cmd) -> Result<(), String> {
     let bench = Benchmark::from_dataset_name(base.data.dataset.kind_name());
     // The official per-method schedules are written for the 100-epoch protocol of the paper preset;
     // any other run (a shorter budget, a --config of one's own) keeps its one schedule for every row.
-    let official_schedule = c.config.is_none() && base.preset == Preset::Paper && base.train.epochs == 100;
+    let official_schedule =
+        c.config.is_none() && base.preset == Preset::Paper && base.train.epochs == 100 && name != "table5";
     let model_modalities: Vec<String> = base.model.modalities.iter().map(|m| m.name.clone()).collect();
     let mut table_rows = rows(&cmd, bench, &model_modalities);
     let overrides = parse_overrides(&c.set, &table_rows)?;
@@ -656,6 +678,33 @@ fn slug(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Table 5 trains as ESANet does, and docs/configs/esanet-rgbd.toml (the table's documented
+    /// configuration) says the same; the paper preset takes the paper's 300 epochs at batch 8.
+    #[test]
+    fn table5_trains_with_esanets_optimizer_as_documented() {
+        let mut tiny = TrainConfig::preset(Preset::Tiny);
+        segmentation_base(&mut tiny, false).unwrap();
+        let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configs/esanet-rgbd.toml");
+        let doc = TrainConfig::from_toml_file(&doc).unwrap();
+        assert_eq!(tiny.train.optimizer, doc.train.optimizer);
+        // The same schedule (the unused MultiStep fields may differ).
+        for e in 0..tiny.train.epochs {
+            let (a, b) = (tiny.train.scheduler.at(0.04, e, 10), doc.train.scheduler.at(0.04, e, 10));
+            assert_eq!(a, b, "epoch {e}");
+        }
+        assert_eq!((tiny.model.fusion, doc.model.fusion), (FusionKind::Esanet, FusionKind::Esanet));
+        assert_eq!(tiny.train.scheduler.kind, dgl_core::ScheduleKind::OneCycle);
+        assert!(
+            tiny.train.optimizer.nesterov
+                && (tiny.train.optimizer.lr - 0.01 * tiny.train.batch_size as f64 / 8.0).abs() < 1e-15
+        );
+        let mut paper = TrainConfig::preset(Preset::Paper);
+        segmentation_base(&mut paper, false).unwrap();
+        assert_eq!((paper.train.epochs, paper.train.batch_size), (300, 8));
+        assert!((paper.train.optimizer.lr - 0.01).abs() < 1e-15);
+        paper.train.optimizer.validate().unwrap();
+    }
 
     #[test]
     fn row_labels_become_readable_distinct_names() {

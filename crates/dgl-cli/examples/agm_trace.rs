@@ -80,7 +80,7 @@ fn main() -> dgl_cli::Result<()> {
     println!("epoch | k_a median/max | k_v median/max | ‖g‖ raw median/max | clipped | train acc (batch stats) | test acc eval-mode BN | test acc batch-stat BN");
     let mut step = 0u64;
     for epoch in 0..epochs {
-        opt.set_lr(cfg.train.scheduler.lr_at(cfg.train.optimizer.lr, epoch));
+        opt.apply(cfg.train.scheduler.at(cfg.train.optimizer.lr, epoch, cfg.train.epochs));
         // The loop's shuffling and augmentation seeds.
         let epoch_seed = dgl_core::rng::Rng::derive(cfg.seed, 1_000 + epoch as u64).next_u64();
         let batches = epoch_batches(data.train.len(), data.batch_size, Some(epoch_seed), cfg.train.drop_last);

@@ -2,7 +2,7 @@
 //! with each run as `config.toml`), its presets, and validation before any work starts.
 
 use dgl_baselines::MethodConfig;
-use dgl_core::{MultiStepLr, OptimizerConfig};
+use dgl_core::{LrSchedule, OptimizerConfig};
 use dgl_data::datasets::DatasetSpec;
 use dgl_data::SyntheticConfig;
 use dgl_models::ModelConfig;
@@ -72,7 +72,7 @@ pub struct TrainSection {
     pub clip_norm: Option<f64>,
     /// SGD (the paper's) or AdamW, one flat table (`kind = "sgd" | "adamw"`).
     pub optimizer: OptimizerConfig,
-    pub scheduler: MultiStepLr,
+    pub scheduler: LrSchedule,
     /// Compute the Fig. 1(c)/3(b) gradient sources every N steps (0 = never).
     pub diagnostics_every: usize,
     /// Drop the last partial training batch (official loaders do).
@@ -108,7 +108,7 @@ impl Default for TrainSection {
             batch_size: 64,
             clip_norm: Some(40.0),
             optimizer: OptimizerConfig::default(),
-            scheduler: MultiStepLr::default(),
+            scheduler: LrSchedule::default(),
             diagnostics_every: 50,
             drop_last: true,
             skip_non_finite: false,
@@ -169,7 +169,7 @@ impl TrainConfig {
                     epochs: 10,
                     batch_size: 32,
                     optimizer: OptimizerConfig { lr: 1e-2, ..OptimizerConfig::default() },
-                    scheduler: MultiStepLr { milestones: vec![8], ..MultiStepLr::default() },
+                    scheduler: LrSchedule { milestones: vec![8], ..LrSchedule::default() },
                     diagnostics_every: 10,
                     ..TrainSection::default()
                 },

@@ -363,8 +363,8 @@ impl Loop<'_> {
         resume: Option<EpochProgress>,
     ) -> Result<EpochEnd> {
         let cfg = self.cfg;
-        let lr = cfg.train.scheduler.lr_at(cfg.train.optimizer.lr, epoch);
-        opt.set_lr(lr);
+        let scheduled = cfg.train.scheduler.at(cfg.train.optimizer.lr, epoch, cfg.train.epochs);
+        opt.apply(scheduled);
         // A run resumed inside an epoch already ran the epoch-start hook before its checkpoint
         // (its effects are in the method state); running it again would change the run.
         let p = match resume {
@@ -427,7 +427,11 @@ impl Loop<'_> {
 
         let mut row = Row::default();
         row.push("epoch", (epoch + 1) as f64);
-        row.push("lr", lr);
+        row.push("lr", scheduled.lr);
+        if let Some(m) = scheduled.momentum {
+            // One-cycle: the momentum (SGD) or β1 (Adam) of this epoch.
+            row.push("momentum", m);
+        }
         stats.into_row(&mut row);
         let view = EpochView { task: self.task, method: &*method, model: self.model, data: self.data };
         for o in observers.iter_mut() {

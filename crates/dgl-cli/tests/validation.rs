@@ -89,7 +89,7 @@ fn out_of_range_hyper_parameters_are_clear_errors() {
     let mut cfg = micro(MethodKind::Dgl);
     cfg.train.scheduler.milestones.clear();
     cfg.validate().unwrap();
-    assert_eq!(cfg.train.scheduler.lr_at(0.1, 0), cfg.train.scheduler.lr_at(0.1, 1000));
+    assert_eq!(cfg.train.scheduler.lr_at(0.1, 0, 2000), cfg.train.scheduler.lr_at(0.1, 1000, 2000));
     // The presets are valid.
     TrainConfig::preset(Preset::Tiny).validate().unwrap();
     // train() refuses before creating anything.

@@ -35,6 +35,8 @@ pub use grads::ParamGrads;
 pub use limits::{Limit, LimitError};
 pub use method::{BatchSource, Method, Prediction, RoutedMethod, Split, StepContext, StepReport};
 pub use model::{GroupKind, MultimodalModel, NamedVar, ParamGroup};
-pub use optim::{AdamW, AdamWConfig, MultiStepLr, Optimizer, OptimizerConfig, OptimizerKind, Sgd, SgdConfig};
+pub use optim::{
+    AdamW, AdamWConfig, LrSchedule, Optimizer, OptimizerConfig, OptimizerKind, ScheduleKind, Scheduled, Sgd, SgdConfig,
+};
 pub use routing::{evaluate_logits, routed_step, Routing, StepOutput};
 pub use task::{Classification, Metric, Segmentation, Task};

@@ -1,7 +1,9 @@
 //! What candle lacks for training, with PyTorch semantics: SGD with momentum, dampening, weight
 //! decay and Nesterov (`torch.optim.SGD`), AdamW (`torch.optim.AdamW`, what the journal versions of
-//! MMPareto / InfoReg trained with), [`Optimizer`] (either, chosen by [`OptimizerConfig`]), and
-//! `MultiStepLR` (which is also `StepLR`: milestones every k epochs).
+//! MMPareto / InfoReg trained with) and Adam (`torch.optim.Adam`: L2 weight decay, ESANet's
+//! option), [`Optimizer`] (any of them, chosen by [`OptimizerConfig`]), and [`LrSchedule`]:
+//! `MultiStepLR` (which is also `StepLR`: milestones every k epochs) or `OneCycleLR` per epoch
+//! (ESANet's).
 //!
 //! Only parameters present in a [`ParamGrads`] are touched: non-trainable state (BatchNorm running
 //! statistics) is never listed there, so it is never decayed or stepped, and a parameter without a
@@ -159,13 +161,16 @@ impl AdamWConfig {
     }
 }
 
-/// AdamW with PyTorch semantics (`amsgrad=False`). Moments and step counts are kept per parameter
+/// AdamW with PyTorch semantics (`amsgrad=False`), or Adam ([`AdamW::adam`]: the weight decay
+/// added to the gradient, `torch.optim.Adam`). Moments and step counts are kept per parameter
 /// name, moments always detached; a parameter without a gradient this step is skipped entirely
 /// (its step count does not advance), as PyTorch skips `grad is None`.
 #[derive(Debug)]
 pub struct AdamW {
     cfg: AdamWConfig,
     lr: f64,
+    /// AdamW's decoupled decay (`true`) or Adam's L2 term in the gradient.
+    decoupled: bool,
     /// name → (exp_avg, exp_avg_sq, step)
     state: HashMap<String, (Tensor, Tensor, u64)>,
 }
@@ -173,26 +178,40 @@ pub struct AdamW {
 impl AdamW {
     pub fn new(cfg: AdamWConfig) -> Result<Self> {
         cfg.validate()?;
-        Ok(Self { lr: cfg.lr, cfg, state: HashMap::new() })
+        Ok(Self { lr: cfg.lr, cfg, decoupled: true, state: HashMap::new() })
+    }
+
+    /// `torch.optim.Adam` (`amsgrad=False`): as AdamW but g ← g + wd·p instead of the decoupled
+    /// decay.
+    pub fn adam(cfg: AdamWConfig) -> Result<Self> {
+        Ok(Self { decoupled: false, ..Self::new(cfg)? })
     }
 
     pub fn config(&self) -> &AdamWConfig {
         &self.cfg
     }
 
-    /// One `optimizer.step()`: t += 1; p ← p·(1 − lr·wd); m = β1·m + (1 − β1)·g;
-    /// v = β2·v + (1 − β2)·g²; p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε).
+    /// Sets β1 (a one-cycle schedule cycles it).
+    pub fn set_beta1(&mut self, beta1: f64) {
+        self.cfg.beta1 = beta1;
+    }
+
+    /// One `optimizer.step()`: t += 1; p ← p·(1 − lr·wd) (AdamW) or g ← g + wd·p (Adam);
+    /// m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²; p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε).
     pub fn step(&mut self, grads: &ParamGrads) -> Result<()> {
         let c = &self.cfg;
         for e in grads.entries() {
             let p = e.var.as_tensor().detach();
-            let g = e.grad.detach();
+            let mut g = e.grad.detach();
+            if !self.decoupled && c.weight_decay != 0.0 {
+                g = (g + (&p * c.weight_decay)?)?;
+            }
             let (m, v, t) = match self.state.get(&e.name) {
                 None => (g.zeros_like()?, g.zeros_like()?, 0),
                 Some((m, v, t)) => (m.clone(), v.clone(), *t),
             };
             let t = t + 1;
-            let p = if c.weight_decay != 0.0 { (p * (1.0 - self.lr * c.weight_decay))? } else { p };
+            let p = if self.decoupled && c.weight_decay != 0.0 { (p * (1.0 - self.lr * c.weight_decay))? } else { p };
             let m = ((m * c.beta1)? + (&g * (1.0 - c.beta1))?)?.detach();
             let v = ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?.detach();
             let bias1 = 1.0 - c.beta1.powf(t as f64);
@@ -260,11 +279,13 @@ pub enum OptimizerKind {
     Sgd,
     /// `torch.optim.AdamW`.
     AdamW,
+    /// `torch.optim.Adam` (L2 weight decay; ESANet's `--optimizer Adam`).
+    Adam,
 }
 
-/// The optimizer of a run, as one flat table (`[train.optimizer]`): `kind` chooses SGD or AdamW;
-/// `lr` and `weight_decay` are shared; `momentum`, `dampening`, `nesterov` are SGD's; `beta1`,
-/// `beta2`, `eps` are AdamW's. Defaults: the paper's SGD (lr 2e-3, momentum 0.9, weight decay
+/// The optimizer of a run, as one flat table (`[train.optimizer]`): `kind` chooses SGD, AdamW or
+/// Adam; `lr` and `weight_decay` are shared; `momentum`, `dampening`, `nesterov` are SGD's; `beta1`,
+/// `beta2`, `eps` are AdamW's and Adam's. Defaults: the paper's SGD (lr 2e-3, momentum 0.9, weight decay
 /// 1e-4) and PyTorch's AdamW betas/eps; the weight decay stays 1e-4 for AdamW unless set (PyTorch's
 /// AdamW default is 1e-2).
 #[derive(Clone, Debug, PartialEq)]
@@ -338,7 +359,7 @@ impl OptimizerConfig {
         }
         match self.kind {
             OptimizerKind::Sgd => self.sgd().validate(),
-            OptimizerKind::AdamW => self.adamw().validate(),
+            OptimizerKind::AdamW | OptimizerKind::Adam => self.adamw().validate(),
         }
     }
 
@@ -346,6 +367,7 @@ impl OptimizerConfig {
         Ok(match self.kind {
             OptimizerKind::Sgd => Optimizer::Sgd(Sgd::new(self.sgd())?),
             OptimizerKind::AdamW => Optimizer::AdamW(AdamW::new(self.adamw())?),
+            OptimizerKind::Adam => Optimizer::AdamW(AdamW::adam(self.adamw())?),
         })
     }
 }
@@ -363,7 +385,7 @@ impl From<SgdConfig> for OptimizerConfig {
     }
 }
 
-/// SGD or AdamW behind one interface (the training loop's and [`crate::StepContext`]'s optimizer).
+/// SGD or Adam(W) behind one interface (the training loop's and [`crate::StepContext`]'s optimizer).
 #[derive(Debug)]
 pub enum Optimizer {
     Sgd(Sgd),
@@ -389,6 +411,22 @@ impl Optimizer {
         match self {
             Optimizer::Sgd(o) => o.set_lr(lr),
             Optimizer::AdamW(o) => o.lr = lr,
+        }
+    }
+
+    /// Sets SGD's momentum or Adam(W)'s β1 (what a one-cycle schedule cycles).
+    pub fn set_momentum(&mut self, momentum: f64) {
+        match self {
+            Optimizer::Sgd(o) => o.cfg.momentum = momentum,
+            Optimizer::AdamW(o) => o.set_beta1(momentum),
+        }
+    }
+
+    /// Applies the schedule's values for an epoch.
+    pub fn apply(&mut self, s: Scheduled) {
+        self.set_lr(s.lr);
+        if let Some(m) = s.momentum {
+            self.set_momentum(m);
         }
     }
 
@@ -427,25 +465,80 @@ impl Optimizer {
     }
 }
 
-/// `torch.optim.lr_scheduler.MultiStepLR`: lr = base · γ^(number of milestones ≤ epoch).
+/// Which learning-rate schedule [`LrSchedule`] follows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "lowercase"))]
+pub enum ScheduleKind {
+    /// `torch.optim.lr_scheduler.MultiStepLR` (the paper's).
+    #[default]
+    MultiStep,
+    /// `torch.optim.lr_scheduler.OneCycleLR` stepped once per epoch, as ESANet trains (its
+    /// `train.py`: `total_steps = epochs`, cosine annealing, momentum / β1 cycled).
+    OneCycle,
+}
+
+/// The learning-rate schedule of a run, one flat table (`[train.scheduler]`): `kind` chooses it;
+/// `milestones`, `gamma`, `official_off_by_one` are MultiStepLR's; `pct_start`, `div_factor`,
+/// `final_div_factor`, `cycle_momentum`, `base_momentum`, `max_momentum` are OneCycleLR's, with
+/// PyTorch's defaults (which ESANet keeps). The fields of the other kind are ignored.
+///
+/// * MultiStepLR: lr = base · γ^(number of milestones ≤ epoch).
+/// * OneCycleLR (`max_lr` = the optimizer's lr, T = the run's epochs): the lr rises from
+///   max_lr / div_factor to max_lr over the first `pct_start · T − 1` steps and falls to
+///   max_lr / div_factor / final_div_factor at step T − 1, both by cosine annealing
+///   `end + (start − end)/2 · (1 + cos(π·pct))`; with `cycle_momentum` the momentum (SGD) or β1
+///   (Adam/AdamW) moves the opposite way between `max_momentum` and `base_momentum`. Where
+///   PyTorch divides by zero (a warm-up phase shorter than one step, e.g. T = 10 with
+///   `pct_start` 0.1) the phase is at its end value; past T − 1 the schedule stays at its last
+///   value (PyTorch raises).
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(deny_unknown_fields, default))]
-pub struct MultiStepLr {
+pub struct LrSchedule {
+    pub kind: ScheduleKind,
     pub milestones: Vec<usize>,
     pub gamma: f64,
     /// The official DGL code calls `scheduler.step()` at the *start* of each epoch
     /// (`main_dgl.py:74`), so the decay takes effect one epoch early. `true` reproduces that.
     pub official_off_by_one: bool,
+    pub pct_start: f64,
+    pub div_factor: f64,
+    pub final_div_factor: f64,
+    pub cycle_momentum: bool,
+    pub base_momentum: f64,
+    pub max_momentum: f64,
 }
 
-impl Default for MultiStepLr {
-    /// The paper's schedule: ×0.1 at epoch 70.
+impl Default for LrSchedule {
+    /// The paper's schedule: ×0.1 at epoch 70 (and PyTorch's OneCycleLR defaults).
     fn default() -> Self {
-        Self { milestones: vec![70], gamma: 0.1, official_off_by_one: false }
+        Self {
+            kind: ScheduleKind::MultiStep,
+            milestones: vec![70],
+            gamma: 0.1,
+            official_off_by_one: false,
+            pct_start: 0.3,
+            div_factor: 25.0,
+            final_div_factor: 1e4,
+            cycle_momentum: true,
+            base_momentum: 0.85,
+            max_momentum: 0.95,
+        }
     }
 }
 
-impl MultiStepLr {
+/// The learning rate (and, for a cycled momentum, the momentum / β1) of one epoch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scheduled {
+    pub lr: f64,
+    pub momentum: Option<f64>,
+}
+
+impl LrSchedule {
+    /// ESANet's schedule: one cycle with warm-up over the first 10 % of the epochs.
+    pub fn esanet() -> Self {
+        Self { kind: ScheduleKind::OneCycle, pct_start: 0.1, ..Self::default() }
+    }
+
     pub fn validate(&self) -> Result<()> {
         check_hp(self.gamma.is_finite() && self.gamma > 0.0, "gamma", self.gamma, "must be finite and > 0")?;
         check_hp(
@@ -453,13 +546,51 @@ impl MultiStepLr {
             "milestones",
             format!("{:?}", self.milestones),
             "must be strictly increasing",
-        )
+        )?;
+        check_hp((0.0..=1.0).contains(&self.pct_start), "pct_start", self.pct_start, "must be in [0, 1]")?;
+        for (name, v) in [("div_factor", self.div_factor), ("final_div_factor", self.final_div_factor)] {
+            check_hp(v.is_finite() && v > 0.0, name, v, "must be finite and > 0")?;
+        }
+        for (name, v) in [("base_momentum", self.base_momentum), ("max_momentum", self.max_momentum)] {
+            check_hp((0.0..1.0).contains(&v), name, v, "must be in [0, 1)")?;
+        }
+        Ok(())
     }
 
-    /// The learning rate during 0-based `epoch`.
-    pub fn lr_at(&self, base_lr: f64, epoch: usize) -> f64 {
-        let e = if self.official_off_by_one { epoch + 1 } else { epoch };
-        let n = self.milestones.iter().filter(|&&m| m <= e).count();
-        base_lr * self.gamma.powi(n as i32)
+    /// The learning rate during 0-based `epoch` of a run of `epochs` epochs.
+    pub fn lr_at(&self, base_lr: f64, epoch: usize, epochs: usize) -> f64 {
+        self.at(base_lr, epoch, epochs).lr
+    }
+
+    /// The learning rate and cycled momentum during 0-based `epoch` of `epochs`.
+    pub fn at(&self, base_lr: f64, epoch: usize, epochs: usize) -> Scheduled {
+        match self.kind {
+            ScheduleKind::MultiStep => {
+                let e = if self.official_off_by_one { epoch + 1 } else { epoch };
+                let n = self.milestones.iter().filter(|&&m| m <= e).count();
+                Scheduled { lr: base_lr * self.gamma.powi(n as i32), momentum: None }
+            }
+            ScheduleKind::OneCycle => self.one_cycle(base_lr, epoch, epochs),
+        }
+    }
+
+    /// PyTorch's `OneCycleLR.get_lr` (two phases, cosine) at step `epoch` of `epochs`.
+    fn one_cycle(&self, max_lr: f64, epoch: usize, epochs: usize) -> Scheduled {
+        let initial = max_lr / self.div_factor;
+        let min = initial / self.final_div_factor;
+        let step = epoch.min(epochs.saturating_sub(1)) as f64;
+        let warm_end = self.pct_start * epochs as f64 - 1.0;
+        let last = epochs as f64 - 1.0;
+        let cos =
+            |start: f64, end: f64, pct: f64| end + (start - end) / 2.0 * ((std::f64::consts::PI * pct).cos() + 1.0);
+        let pct = |from: f64, to: f64| if to > from { (step - from) / (to - from) } else { 1.0 };
+        let (lr, momentum) = if step <= warm_end {
+            let p = pct(0.0, warm_end);
+            (cos(initial, max_lr, p), cos(self.max_momentum, self.base_momentum, p))
+        } else {
+            let p = pct(warm_end, last);
+            (cos(max_lr, min, p), cos(self.base_momentum, self.max_momentum, p))
+        };
+        Scheduled { lr, momentum: self.cycle_momentum.then_some(momentum) }
     }
 }

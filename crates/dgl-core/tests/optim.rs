@@ -1,11 +1,11 @@
-//! SGD / MultiStepLR / clipping with PyTorch semantics.
+//! SGD / AdamW / Adam / MultiStepLR / OneCycleLR / clipping with PyTorch semantics.
 
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use dgl_core::grads::ParamGrads;
 use dgl_core::model::{GroupKind, NamedVar, ParamGroup};
-use dgl_core::{AdamW, AdamWConfig, MultiStepLr, Optimizer, OptimizerConfig, OptimizerKind, Sgd, SgdConfig};
+use dgl_core::{AdamW, AdamWConfig, LrSchedule, Optimizer, OptimizerConfig, OptimizerKind, Sgd, SgdConfig};
 
 /// Gradient of L = ½ Σ a_i p_i² (g = a ⊙ p), through candle's autograd.
 fn grads_of(var: &Var, a: &Tensor) -> ParamGrads {
@@ -110,22 +110,68 @@ fn invalid_hyper_parameters_are_refused() {
         let e = Sgd::new(cfg).unwrap_err().to_string();
         assert!(e.contains(key), "{e}");
     }
-    let e = MultiStepLr { milestones: vec![5, 3], ..Default::default() }.validate().unwrap_err();
+    let e = LrSchedule { milestones: vec![5, 3], ..Default::default() }.validate().unwrap_err();
     assert!(e.to_string().contains("milestones"));
 }
 
 #[test]
 fn multistep_lr_matches_pytorch_and_official_off_by_one() {
-    let s = MultiStepLr { milestones: vec![3, 5], gamma: 0.1, official_off_by_one: false };
-    let lrs: Vec<f64> = (0..7).map(|e| s.lr_at(1.0, e)).collect();
+    let s = LrSchedule { milestones: vec![3, 5], gamma: 0.1, official_off_by_one: false, ..Default::default() };
+    let lrs: Vec<f64> = (0..7).map(|e| s.lr_at(1.0, e, 7)).collect();
     // torch: epochs 0-2 → 1, 3-4 → 0.1, 5+ → 0.01
     let want = [1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01];
     for (a, b) in lrs.iter().zip(want) {
         assert!((a - b).abs() < 1e-15, "{lrs:?}");
     }
-    let o = MultiStepLr { official_off_by_one: true, ..s };
-    assert!((o.lr_at(1.0, 2) - 0.1).abs() < 1e-15, "official code decays one epoch early");
-    assert!((o.lr_at(1.0, 1) - 1.0).abs() < 1e-15);
+    let o = LrSchedule { official_off_by_one: true, ..s };
+    assert!((o.lr_at(1.0, 2, 7) - 0.1).abs() < 1e-15, "official code decays one epoch early");
+    assert!((o.lr_at(1.0, 1, 7) - 1.0).abs() < 1e-15);
+}
+
+/// OneCycleLR per epoch (ESANet's): the values PyTorch's two-phase cosine formula gives, by hand.
+#[test]
+fn one_cycle_schedule_matches_pytorch_by_hand() {
+    use dgl_core::{ScheduleKind, Scheduled};
+    let s = LrSchedule { kind: ScheduleKind::OneCycle, pct_start: 0.3, ..LrSchedule::default() };
+    let (max, initial) = (0.01, 0.01 / 25.0);
+    let min = initial / 1e4;
+    let at = |e: usize| s.at(max, e, 10);
+    let close = |a: Scheduled, lr: f64, m: f64| (a.lr - lr).abs() < 1e-15 && (a.momentum.unwrap() - m).abs() < 1e-15;
+    // Warm-up ends at step 0.3·10 − 1 = 2: lr initial → max, momentum 0.95 → 0.85.
+    assert!(close(at(0), initial, 0.95), "{:?}", at(0));
+    assert!(close(at(1), (initial + max) / 2.0, 0.90), "{:?}", at(1));
+    assert!(close(at(2), max, 0.85), "{:?}", at(2));
+    // Annealing over steps 2..9: at 5.5 (not a step) half-way; step 9 the floor.
+    let mid = |start: f64, end: f64, pct: f64| end + (start - end) / 2.0 * ((std::f64::consts::PI * pct).cos() + 1.0);
+    assert!(close(at(5), mid(max, min, 3.0 / 7.0), mid(0.85, 0.95, 3.0 / 7.0)), "{:?}", at(5));
+    assert!(close(at(9), min, 0.95), "{:?}", at(9));
+    assert_eq!(at(12), at(9), "past the last step the schedule stays at its end");
+    // ESANet's pct_start 0.1 over 10 epochs: PyTorch divides by zero at step 0; we start at max.
+    let e = LrSchedule::esanet();
+    assert!(close(e.at(max, 0, 10), max, 0.85));
+    // Over 500 epochs (ESANet's NYUv2 run) the warm-up is 49 steps long.
+    assert!((e.lr_at(max, 49, 500) - max).abs() < 1e-15 && e.lr_at(max, 48, 500) < max);
+    // Without momentum cycling only the lr moves; MultiStep never touches the momentum.
+    assert_eq!(LrSchedule { cycle_momentum: false, ..s.clone() }.at(max, 3, 10).momentum, None);
+    assert_eq!(LrSchedule::default().at(max, 3, 10), Scheduled { lr: max, momentum: None });
+    // The optimizer takes both: SGD's momentum, Adam's β1.
+    for kind in [OptimizerKind::Sgd, OptimizerKind::Adam] {
+        let mut o = OptimizerConfig { kind, ..OptimizerConfig::default() }.build().unwrap();
+        o.apply(at(1));
+        assert_eq!(o.lr(), at(1).lr);
+        let m = match &o {
+            Optimizer::Sgd(sgd) => sgd.config().momentum,
+            Optimizer::AdamW(a) => a.config().beta1,
+        };
+        assert!((m - 0.90).abs() < 1e-15, "{kind:?}: {m}");
+    }
+    for (bad, key) in [
+        (LrSchedule { pct_start: 1.5, ..s.clone() }, "pct_start"),
+        (LrSchedule { div_factor: 0.0, ..s.clone() }, "div_factor"),
+        (LrSchedule { max_momentum: 1.0, ..s.clone() }, "max_momentum"),
+    ] {
+        assert!(bad.validate().unwrap_err().to_string().contains(key), "{key}");
+    }
 }
 
 #[test]
@@ -154,15 +200,20 @@ fn clip_grad_norm_matches_torch() {
 }
 
 /// Independent scalar re-statement of torch.optim.AdamW.step (amsgrad=False) for the quadratic.
-fn adamw_reference(cfg: &AdamWConfig, p0: &[f64], a: &[f64], steps: usize) -> Vec<Vec<f64>> {
+/// torch.optim.AdamW (`decoupled`) or torch.optim.Adam (L2 term in the gradient), restated.
+fn adam_reference(cfg: &AdamWConfig, decoupled: bool, p0: &[f64], a: &[f64], steps: usize) -> Vec<Vec<f64>> {
     let mut p = p0.to_vec();
     let mut m = vec![0.0; p.len()];
     let mut v = vec![0.0; p.len()];
     let mut traj = Vec::new();
     for t in 1..=steps {
         for i in 0..p.len() {
-            let g = a[i] * p[i];
-            p[i] *= 1.0 - cfg.lr * cfg.weight_decay;
+            let mut g = a[i] * p[i];
+            if decoupled {
+                p[i] *= 1.0 - cfg.lr * cfg.weight_decay;
+            } else {
+                g += cfg.weight_decay * p[i];
+            }
             m[i] = cfg.beta1 * m[i] + (1.0 - cfg.beta1) * g;
             v[i] = cfg.beta2 * v[i] + (1.0 - cfg.beta2) * g * g;
             let step_size = cfg.lr / (1.0 - cfg.beta1.powi(t as i32));
@@ -186,7 +237,7 @@ fn adamw_trajectories_match_pytorch_semantics() {
         let var = Var::from_tensor(&Tensor::new(&p0, &Device::Cpu).unwrap()).unwrap();
         let at = Tensor::new(&a, &Device::Cpu).unwrap();
         let mut opt = AdamW::new(cfg.clone()).unwrap();
-        let want = adamw_reference(&cfg, &p0, &a, 15);
+        let want = adam_reference(&cfg, true, &p0, &a, 15);
         for (s, w) in want.iter().enumerate() {
             opt.step(&grads_of(&var, &at)).unwrap();
             let got = var.as_tensor().to_vec1::<f64>().unwrap();
@@ -194,7 +245,33 @@ fn adamw_trajectories_match_pytorch_semantics() {
                 assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{cfg:?} step {s}: {x} vs {y}");
             }
         }
+        // Adam: the same moments on g + wd·p, no decoupled decay (differs once wd > 0).
+        let var = Var::from_tensor(&Tensor::new(&p0, &Device::Cpu).unwrap()).unwrap();
+        let mut opt = OptimizerConfig {
+            kind: OptimizerKind::Adam,
+            lr: cfg.lr,
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            eps: cfg.eps,
+            weight_decay: cfg.weight_decay,
+            ..OptimizerConfig::default()
+        }
+        .build()
+        .unwrap();
+        let want = adam_reference(&cfg, false, &p0, &a, 15);
+        for (s, w) in want.iter().enumerate() {
+            opt.step(&grads_of(&var, &at)).unwrap();
+            let got = var.as_tensor().to_vec1::<f64>().unwrap();
+            for (x, y) in got.iter().zip(w) {
+                assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "Adam {cfg:?} step {s}: {x} vs {y}");
+            }
+        }
     }
+    // Adam by hand, first step: g' = g + wd·p = 1·2 + 0.5·2 = 3, p1 = 2 − lr·g'/|g'| = 1.9.
+    let var = Var::from_tensor(&Tensor::new(&[2.0f64], &Device::Cpu).unwrap()).unwrap();
+    let cfg = AdamWConfig { lr: 0.1, weight_decay: 0.5, eps: 0.0, ..AdamWConfig::default() };
+    AdamW::adam(cfg).unwrap().step(&grads_of(&var, &Tensor::new(&[1.0f64], &Device::Cpu).unwrap())).unwrap();
+    assert!((var.as_tensor().to_vec1::<f64>().unwrap()[0] - 1.9).abs() < 1e-12);
     // By hand, first step: m̂ = g, v̂ = g², so p1 = p0·(1 − lr·wd) − lr·g/(|g| + ε) ≈ p0 − lr·sign(g).
     let var = Var::from_tensor(&Tensor::new(&[2.0f64], &Device::Cpu).unwrap()).unwrap();
     let cfg = AdamWConfig { lr: 0.1, weight_decay: 0.5, eps: 0.0, ..AdamWConfig::default() };
@@ -206,7 +283,7 @@ fn adamw_trajectories_match_pytorch_semantics() {
 fn optimizer_state_round_trips_for_sgd_and_adamw() {
     let p0 = [1.0, -2.0, 0.5];
     let at = Tensor::new(&[1.0, 0.5, 3.0], &Device::Cpu).unwrap();
-    for kind in [OptimizerKind::Sgd, OptimizerKind::AdamW] {
+    for kind in [OptimizerKind::Sgd, OptimizerKind::AdamW, OptimizerKind::Adam] {
         let cfg = OptimizerConfig { kind, lr: 0.05, ..OptimizerConfig::default() };
         // 6 steps straight vs 3 steps, state saved, a fresh optimizer restored, 3 more steps.
         let straight = Var::from_tensor(&Tensor::new(&p0, &Device::Cpu).unwrap()).unwrap();
@@ -223,7 +300,7 @@ fn optimizer_state_round_trips_for_sgd_and_adamw() {
         let names: Vec<&str> = state.iter().map(|(k, _)| k.as_str()).collect();
         match kind {
             OptimizerKind::Sgd => assert_eq!(names, ["momentum_buffer.p"]),
-            OptimizerKind::AdamW => assert_eq!(names, ["exp_avg.p", "exp_avg_sq.p", "step.p"]),
+            OptimizerKind::AdamW | OptimizerKind::Adam => assert_eq!(names, ["exp_avg.p", "exp_avg_sq.p", "step.p"]),
         }
         let mut c = cfg.build().unwrap();
         c.load_state(state).unwrap();
