@@ -486,6 +486,37 @@ fn test_pass<H: Metric, S: Metric>(
     Ok(pass)
 }
 
+impl<H, S: Metric> TestPass<H, S> {
+    /// The score `key` of every subset, in the plan's order.
+    fn subset_scores(&self, key: &str) -> Vec<f64> {
+        self.subsets.iter().map(|s| value(s, key)).collect()
+    }
+
+    /// The subsets the report lists (none for one modality): their modalities' names and score.
+    fn reported_subsets<'a>(
+        &'a self,
+        plan: &'a ShapleyPlan,
+        names: &'a [String],
+        v: &'a [f64],
+    ) -> impl Iterator<Item = (Vec<String>, f64)> + 'a {
+        let range = if self.subsets.is_empty() { 0..0 } else { plan.reported() };
+        range.map(move |j| ((0..names.len()).filter(|&i| plan.present(j, i)).map(|i| names[i].clone()).collect(), v[j]))
+    }
+
+    /// (modality, corruption, score `key`) of every corrupted input.
+    fn robustness_rows<'a>(
+        &'a self,
+        names: &'a [String],
+        corruptions: &'a [Option<f64>],
+        key: &'a str,
+    ) -> impl Iterator<Item = (String, String, f64)> + 'a {
+        self.robustness.iter().enumerate().map(move |(j, s)| {
+            let (i, k) = (j / corruptions.len(), j % corruptions.len());
+            (names[i].clone(), corruption_name(corruptions[k]), value(s, key))
+        })
+    }
+}
+
 /// One head's predictions and labels (classification), for accuracy and macro-F1.
 #[derive(Default)]
 struct Predictions {
@@ -560,27 +591,15 @@ fn classification_report(dir: &Path, r: Restored, opts: &EvalOptions) -> Result<
     let pass = test_pass(&r, &plan, &corruptions, Predictions::default, Accuracy::default)?;
     let labels = pass.heads.first().map_or(&[][..], |(_, h)| &h.labels[..]);
     let scores: Vec<Scores> = pass.heads.iter().map(|(name, h)| scores(name, &h.pred, &h.labels, classes)).collect();
-    let v: Vec<f64> = pass.subsets.iter().map(|s| value(s, "acc")).collect();
+    let v = pass.subset_scores("acc");
     let fusion = m >= 2;
-    let subsets = if fusion {
-        plan.reported()
-            .map(|j| Subset {
-                modalities: (0..m).filter(|&i| plan.present(j, i)).map(|i| names[i].clone()).collect(),
-                accuracy: v[j],
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let subsets = pass
+        .reported_subsets(&plan, &names, &v)
+        .map(|(modalities, accuracy)| Subset { modalities, accuracy })
+        .collect();
     let robustness = pass
-        .robustness
-        .iter()
-        .enumerate()
-        .map(|(j, s)| Robustness {
-            modality: names[j / corruptions.len()].clone(),
-            corruption: corruption_name(corruptions[j % corruptions.len()]),
-            accuracy: value(s, "acc"),
-        })
+        .robustness_rows(&names, &corruptions, "acc")
+        .map(|(modality, corruption, accuracy)| Robustness { modality, corruption, accuracy })
         .collect();
     let probes = if opts.probe { probes(&r.setup.model, &r.setup.data, &names)? } else { Vec::new() };
     Ok(EvalReport {

@@ -21,8 +21,8 @@ use dgl_core::MultimodalModel;
 use serde::Serialize;
 
 use super::{
-    contributions, corruption_name, corruptions, parameter_counts, plan_of, shapley_method, test_pass, value,
-    Contribution, EvalOptions, Restored,
+    contributions, corruptions, parameter_counts, plan_of, shapley_method, test_pass, value, Contribution, EvalOptions,
+    Restored,
 };
 use crate::{CliError, Result};
 
@@ -103,26 +103,12 @@ pub(super) fn report(dir: &Path, r: Restored, opts: &EvalOptions, ignore: Option
     let corruptions = corruptions(opts);
     let metric = || SegmentationMetric::new(k, ignore);
     let pass = test_pass(&r, &plan, &corruptions, metric, metric)?;
-    let v: Vec<f64> = pass.subsets.iter().map(|s| value(s, "miou")).collect();
-    let subsets = if m >= 2 {
-        plan.reported()
-            .map(|j| SubsetIou {
-                modalities: (0..m).filter(|&i| plan.present(j, i)).map(|i| names[i].clone()).collect(),
-                miou: v[j],
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let v = pass.subset_scores("miou");
+    let subsets =
+        pass.reported_subsets(&plan, &names, &v).map(|(modalities, miou)| SubsetIou { modalities, miou }).collect();
     let robustness = pass
-        .robustness
-        .iter()
-        .enumerate()
-        .map(|(j, s)| RobustnessIou {
-            modality: names[j / corruptions.len()].clone(),
-            corruption: corruption_name(corruptions[j % corruptions.len()]),
-            miou: value(s, "miou"),
-        })
+        .robustness_rows(&names, &corruptions, "miou")
+        .map(|(modality, corruption, miou)| RobustnessIou { modality, corruption, miou })
         .collect();
     Ok(SegmentationReport {
         run: dir.display().to_string(),
