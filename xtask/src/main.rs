@@ -125,7 +125,8 @@ struct Common {
     #[arg(long = "set", value_name = "[ROW:]KEY=VALUE")]
     set: Vec<String>,
     /// Also evaluate every run's final checkpoint (`dgl eval --probe`: macro-F1, Shapley modality
-    /// contributions, linear probes, robustness) and write TABLE-eval.md.
+    /// contributions, linear probes, robustness; Table 5: `dgl eval`, in mIoU) and write
+    /// TABLE-eval.md.
     #[arg(long)]
     eval: bool,
 }
@@ -573,7 +574,25 @@ fn run_table(cmd: Cmd) -> Result<(), String> {
     w(&format!("{stem}.csv"), table.csv())?;
     w(&format!("{stem}.json"), table.json())?;
     println!("wrote {}/{stem}.{{md,csv,json}} in {:.1} min", out.display(), started.elapsed().as_secs_f64() / 60.0);
-    if c.eval {
+    if c.eval && name == "table5" {
+        let mut groups: Vec<(String, Vec<dgl_cli::eval::SegmentationReport>)> = Vec::new();
+        for (row, _) in &table_rows {
+            let mut reports = Vec::new();
+            for j in jobs.iter().filter(|j| &j.row == row) {
+                match dgl_cli::eval::evaluate(&run_dir(j), &Default::default()) {
+                    Ok(dgl_cli::eval::Evaluation::Segmentation(r)) => reports.push(r),
+                    Ok(_) => return Err(format!("{row} seed {}: not a segmentation run", j.seed)),
+                    Err(e) => return Err(format!("{row} seed {}: {e}", j.seed)),
+                }
+            }
+            groups.push((row.clone(), reports));
+        }
+        let title = format!("{name} on {dataset} ({preset} preset, {} seed(s))", c.seeds);
+        let md = eval_table::segmentation_markdown(&title, &groups);
+        println!("\n{md}");
+        w(&format!("{stem}-eval.md"), md)?;
+        println!("wrote {}/{stem}-eval.md", out.display());
+    } else if c.eval {
         let mut groups: Vec<(String, Vec<dgl_cli::eval::EvalReport>)> = Vec::new();
         for (row, _) in &table_rows {
             let mut reports = Vec::new();

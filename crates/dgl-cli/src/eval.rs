@@ -39,7 +39,7 @@ use crate::setup::{setup, Setup};
 use crate::{CliError, Result};
 
 mod segmentation;
-pub use segmentation::{HeadIou, SegmentationReport};
+pub use segmentation::{HeadIou, RobustnessIou, SegmentationReport, SubsetIou};
 
 /// What `dgl eval` computes besides accuracy and F1.
 #[derive(Clone, Debug)]
