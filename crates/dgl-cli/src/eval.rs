@@ -19,7 +19,8 @@
 //!   least-squares probe ranks encoders like the usual logistic-regression probe but its absolute
 //!   accuracy is typically a little lower.
 //!
-//! Writes `RUN_DIR/eval.json` and `RUN_DIR/eval.md`.
+//! Writes `RUN_DIR/eval.json` and `RUN_DIR/eval.md`. A segmentation run gets the same questions in
+//! mIoU ([`SegmentationReport`], `eval/segmentation.rs`); [`evaluate`] returns either.
 
 use std::path::Path;
 
@@ -393,8 +394,8 @@ pub fn evaluate(dir: &Path, opts: &EvalOptions) -> Result<Evaluation> {
     Ok(evaluation)
 }
 
-/// [`evaluate`] for a classification run; a segmentation run is refused (its report is a
-/// [`SegmentationReport`]: call [`evaluate`]).
+/// [`evaluate`], returning a classification run's report; for a segmentation run, whose report
+/// [`evaluate`] has then written, an error saying to call [`evaluate`] for it.
 pub fn eval_run(dir: &Path, opts: &EvalOptions) -> Result<EvalReport> {
     match evaluate(dir, opts)? {
         Evaluation::Classification(r) => Ok(r),
