@@ -488,9 +488,10 @@ pub enum ScheduleKind {
 ///   max_lr / div_factor / final_div_factor at step T − 1, both by cosine annealing
 ///   `end + (start − end)/2 · (1 + cos(π·pct))`; with `cycle_momentum` the momentum (SGD) or β1
 ///   (Adam/AdamW) moves the opposite way between `max_momentum` and `base_momentum`. Where
-///   PyTorch divides by zero (a warm-up phase shorter than one step, e.g. T = 10 with
-///   `pct_start` 0.1) the phase is at its end value; past T − 1 the schedule stays at its last
-///   value (PyTorch raises).
+///   PyTorch divides by zero (a warm-up of zero length, `pct_start · T = 1`, e.g. T = 10 with
+///   `pct_start` 0.1) step 0 takes the warm-up's start values, so that the cycle begins at
+///   max_lr / div_factor as it does for every T where PyTorch runs; past T − 1 the schedule stays
+///   at its last value (PyTorch raises).
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(deny_unknown_fields, default))]
 pub struct LrSchedule {
@@ -583,7 +584,7 @@ impl LrSchedule {
         let last = epochs as f64 - 1.0;
         let cos =
             |start: f64, end: f64, pct: f64| end + (start - end) / 2.0 * ((std::f64::consts::PI * pct).cos() + 1.0);
-        let pct = |from: f64, to: f64| if to > from { (step - from) / (to - from) } else { 1.0 };
+        let pct = |from: f64, to: f64| if to > from { (step - from) / (to - from) } else { 0.0 };
         let (lr, momentum) = if step <= warm_end {
             let p = pct(0.0, warm_end);
             (cos(initial, max_lr, p), cos(self.max_momentum, self.base_momentum, p))
