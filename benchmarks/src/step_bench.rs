@@ -79,7 +79,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     pool_peak::reset(&device);
     let mut totals = vec![0f64; routings.len()];
+    let mut rss_warm = None;
     for s in 0..warmup + steps {
+        if s == warmup {
+            rss_warm = proc_status_kib("VmRSS");
+        }
         for (r, (_, routing, ours)) in routings.iter().enumerate() {
             dgl_models::kernels::set_enabled(*ours);
             let t = Instant::now();
@@ -98,6 +102,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         shapes.join(" + ")
     );
     let peak = pool_peak::get(&device);
+    let gib = |kib: Option<u64>| kib.map_or(f64::NAN, |k| k as f64 / (1u64 << 20) as f64);
+    let peak_rss = proc_status_kib("VmHWM");
+    println!(
+        "peak RSS (VmHWM) {:.3} GiB, RSS after warm-up {:.3} GiB, at the end {:.3} GiB, rayon threads {}",
+        gib(peak_rss),
+        gib(rss_warm),
+        gib(proc_status_kib("VmRSS")),
+        rayon::current_num_threads()
+    );
     // TF32 exists on CUDA only (a CPU build's candle reports reduced precision as always allowed).
     let precision = if tf32 && device.is_cuda() { "tf32" } else { "fp32" };
     let audio = b.inputs[0].dims()[2..].iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
@@ -108,11 +121,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // One machine-readable line per measurement (benchmarks/gpu-report.py reads them).
         println!(
             "RESULT {{\"impl\": \"{}\", \"routing\": \"{}\", \"precision\": \"{precision}\", \"audio\": \"{audio}\", \
-             \"batch\": {batch}, \"device\": \"{}\", \"ms\": {ms:.3}, \"samples_per_s\": {per_s:.2}, \"peak_gib\": {}}}",
+             \"batch\": {batch}, \"device\": \"{}\", \"ms\": {ms:.3}, \"samples_per_s\": {per_s:.2}, \"peak_gib\": {}, \"peak_rss_gib\": {}, \"preset\": \"{preset}\", \
+             \"threads\": {}}}",
             if *ours { "candle-ours" } else { "candle-ops" },
             name.split('/').next().unwrap_or(name),
             if device.is_cuda() { "cuda" } else { "cpu" },
             peak.map_or("null".to_string(), |b| format!("{:.3}", b as f64 / (1u64 << 30) as f64)),
+            peak_rss.map_or("null".to_string(), |k| format!("{:.3}", k as f64 / (1u64 << 20) as f64)),
+            rayon::current_num_threads(),
         );
     }
     println!("ratio dgl/plain: {:.3}", totals[1] / totals[0]);
@@ -130,6 +146,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// `VmHWM` (peak resident set) or `VmRSS` of this process in KiB, from `/proc/self/status` (Linux);
+/// `None` elsewhere. The same numbers `benchmarks/pytorch_step.py` reads on its side.
+fn proc_status_kib(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.strip_prefix(key).is_some_and(|r| r.starts_with(':')))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The high-water mark of the CUDA device's current memory pool (`CU_MEMPOOL_ATTR_USED_MEM_HIGH`),
