@@ -1,7 +1,8 @@
 //! The DGL step against the plain step, same model, same batches, interleaved in one run.
 //!
 //! `cargo run --release -p dgl-benchmarks --bin step-bench -- [--preset tiny|paper] [--steps N]
-//! [--batch B] [--base-width W] [--audio FxT] [--device cpu|cuda] [--kernels ours|candle|both] [--tf32]`
+//! [--batch B] [--base-width W] [--audio FxT] [--device cpu|cuda] [--kernels ours|candle|both] [--tf32]
+//! [--default-threads] [--default-alloc]`
 //!
 //! Prints ms/step for each routing and the ratio DGL / plain; on CUDA also the peak of the device
 //! memory pool candle allocates from (cudarc's stream-ordered allocator). `--tf32` turns on candle's
@@ -22,12 +23,36 @@ use dgl_models::{build_model, ModelConfig};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (its `mimalloc.h`, v2 and v3: option 15): how long freed
+/// memory is kept before it is returned to the OS; -1 = never. The step frees and re-allocates the
+/// same large activation buffers every step; with the default (10 ms) they go back to the OS and
+/// come back as fresh pages that the kernel must zero (`clear_page_erms`, ~11 % of a paper-model
+/// step in `perf`). Peak RSS is unchanged; RSS stays at that peak during the run.
+#[cfg(feature = "mimalloc")]
+fn keep_freed_memory() {
+    extern "C" {
+        fn mi_option_set(option: std::os::raw::c_int, value: std::os::raw::c_long);
+    }
+    const MI_OPTION_PURGE_DELAY: std::os::raw::c_int = 15;
+    // SAFETY: a plain setter of the allocator's option table, valid at any time.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+}
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    // `--default-threads`: candle's own thread pool as it comes (for A/B); otherwise candle's ops
+    // run on the calling thread and only rayon's pool works (dgl_models::kernels::configure_cpu_threads).
+    if !args.iter().any(|a| a == "--default-threads") {
+        dgl_models::kernels::configure_cpu_threads();
+    }
+    #[cfg(feature = "mimalloc")]
+    if !args.iter().any(|a| a == "--default-alloc") {
+        keep_freed_memory();
+    }
     let preset = arg(&args, "--preset").unwrap_or_else(|| "tiny".into());
     let steps: usize = arg(&args, "--steps").map(|s| s.parse()).transpose()?.unwrap_or(20);
     let warmup = 3;
