@@ -80,8 +80,8 @@ loads = re.findall(r"load average: ([\d.]+)", open(sys.argv[1]).read())
 def med(v):
     v = sorted(v); n = len(v)
     return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
-print("| case | step | ours ms/step | PyTorch ms/step | ours samples/s | PyTorch samples/s | ours / PyTorch (samples/s) | ours peak RSS GiB | PyTorch peak RSS GiB |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| case | step | ours ms/step | PyTorch ms/step | ours samples/s | PyTorch samples/s | ours / PyTorch (samples/s) | best / best | ours peak RSS GiB | PyTorch peak RSS GiB |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for case in dict.fromkeys(r["case"] for r in rows):
     for routing in ("plain", "dgl"):
         sel = [r for r in rows if r["case"] == case and r["routing"] == routing]
@@ -90,12 +90,13 @@ for case in dict.fromkeys(r["case"] for r in rows):
         if not ours or not ref:
             continue
         o, p = med([r["ms"] for r in ours]), med([r["ms"] for r in ref])
+        ob, pb = min(r["ms"] for r in ours), min(r["ms"] for r in ref)
         b = ours[0]["batch"]
-        ratios = sorted(f"{q['ms'] / r['ms']:.2f}" for r, q in zip(ours, ref))
-        print(f"| {case} (batch {b}) | {routing} | {o:.1f} | {p:.1f} | {b / o * 1e3:.1f} | {b / p * 1e3:.1f} | "
-              f"**{p / o:.2f}x** ({', '.join(ratios)}) | {max(r['peak_rss_gib'] for r in ours):.3f} | "
-              f"{max(r['peak_gib'] for r in ref):.3f} |")
+        ratios = [f"{q['ms'] / r['ms']:.2f}" for r, q in zip(ours, ref)]
+        print(f"| {case} (batch {b}) | {routing} | {o:.1f} (min {ob:.1f}) | {p:.1f} (min {pb:.1f}) | {b / o * 1e3:.1f} | "
+              f"{b / p * 1e3:.1f} | **{p / o:.2f}x** ({', '.join(ratios)}) | {pb / ob:.2f}x | "
+              f"{max(r['peak_rss_gib'] for r in ours):.3f} | {max(r['peak_gib'] for r in ref):.3f} |")
 rounds = len({r["round"] for r in rows})
-print(f"\nmedian over {rounds} run(s) per side and case (ratios of each round in brackets); load average "
+print(f"\nmedian over {rounds} run(s) per side and case (ratios of each round in brackets; best / best: fastest PyTorch run over fastest of ours); load average "
       f"(1 min) during the run: {min(map(float, loads)):.2f}-{max(map(float, loads)):.2f}" if loads else "")
 PY

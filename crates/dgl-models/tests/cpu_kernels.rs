@@ -91,7 +91,7 @@ fn batch_norm_relu_matches_naive_and_finite_differences() {
             let what = format!("relu {relu} {b}x{c}x{h}x{w}");
             assert_close(&to_vec(&y), &want, 1e-12, &what);
             if relu {
-                assert!(to_vec(&y).iter().any(|&v| v == 0.0), "{what}: the ReLU should clip something");
+                assert!(to_vec(&y).contains(&0.0), "{what}: the ReLU should clip something");
             }
             let (x, gm, bt) =
                 (Var::from_tensor(&x0).unwrap(), Var::from_tensor(&g0).unwrap(), Var::from_tensor(&b0).unwrap());
