@@ -33,7 +33,7 @@ if [ -z "${PYTHON:-}" ]; then
       || benchmarks/.venv/bin/pip install -q torch torchvision
   fi
 fi
-"$PYTHON" -c "import torch" || { echo "no PyTorch for $PYTHON" >&2; exit 1; }
+"$PYTHON" -c "import torch" 2>/dev/null || { echo "no PyTorch for $PYTHON" >&2; exit 1; }
 
 if [ -z "${BIN:-}" ]; then # BIN=path: an already built step-bench (e.g. an older commit's, for before/after)
   echo "== building step-bench (release)"
