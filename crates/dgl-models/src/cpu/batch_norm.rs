@@ -90,20 +90,6 @@ fn stats<T: Elem>(g: &Geom, x: &[T]) -> Vec<[f64; 2]> {
     means.iter().zip(vars).map(|(&m, v)| [m, v / n]).collect()
 }
 
-/// `out[b, c, r] = f(c, in1[b, c, r], in2[b, c, r])` over R-long segments, parallel.
-fn map_segments<T: Elem>(g: &Geom, a: &[T], b: &[T], f: impl Fn(usize, T, T) -> T + Sync) -> Vec<T> {
-    let mut out = vec![T::ZERO; a.len()];
-    out.par_chunks_mut(g.r.max(1)).zip(a.par_chunks(g.r.max(1))).zip(b.par_chunks(g.r.max(1))).enumerate().for_each(
-        |(i, ((o, a), b))| {
-            let c = i % g.c;
-            for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                *o = f(c, a, b);
-            }
-        },
-    );
-    out
-}
-
 /// `x → (2, C)` f64: rows mean and biased variance.
 struct Stats;
 
@@ -161,12 +147,25 @@ impl CustomOp3 for Forward {
                 .collect()
         };
         let relu = self.relu;
+        // y = a_c·x + b_c in the tensor's precision (coefficients from f64), one segment at a time.
         fn run<T: Elem>(g: &Geom, x: &[T], ab: &[(f64, f64)], relu: bool) -> Vec<T> {
-            if relu {
-                map_segments(g, x, x, |c, v, _| T::from_f64((ab[c].0 * v.into() + ab[c].1).max(0.0)))
-            } else {
-                map_segments(g, x, x, |c, v, _| T::from_f64(ab[c].0 * v.into() + ab[c].1))
-            }
+            let ab: Vec<(T, T)> = ab.iter().map(|&(a, b)| (T::from_f64(a), T::from_f64(b))).collect();
+            let r = g.r.max(1);
+            let mut out = vec![T::ZERO; x.len()];
+            out.par_chunks_mut(r).zip(x.par_chunks(r)).enumerate().for_each(|(i, (o, x))| {
+                let (a, b) = ab[i % g.c];
+                if relu {
+                    for (o, &v) in o.iter_mut().zip(x) {
+                        let t = a * v + b;
+                        *o = if t > T::ZERO { t } else { T::ZERO };
+                    }
+                } else {
+                    for (o, &v) in o.iter_mut().zip(x) {
+                        *o = a * v + b;
+                    }
+                }
+            });
+            out
         }
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
@@ -306,25 +305,25 @@ impl CustomOp3 for InputGrad {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geom::of(l1.shape())?;
-        let f = |c: usize, dy: f64, x: f64| {
-            let xhat = (x - self.norm.mean[c]) * self.norm.inv_std[c];
-            self.scale[c] * (dy - self.mean_dy[c] - xhat * self.mean_dy_xhat[c])
-        };
-        fn run<T: Elem>(
-            g: &Geom,
-            relu: bool,
-            dy: &[T],
-            x: &[T],
-            y: &[T],
-            f: impl Fn(usize, f64, f64) -> f64 + Sync,
-        ) -> Vec<T> {
+        // dx = γσ⁻¹·(dy − mean(dy) − x̂·mean(dy·x̂)) = A_c·dy + B_c·x + C_c, coefficients in f64,
+        // the per-element map in the tensor's precision.
+        let coef: Vec<[f64; 3]> = (0..g.c)
+            .map(|c| {
+                let (m, s, k) = (self.norm.mean[c], self.norm.inv_std[c], self.mean_dy_xhat[c]);
+                let a = self.scale[c];
+                [a, -a * s * k, -a * (self.mean_dy[c] - m * s * k)]
+            })
+            .collect();
+        fn run<T: Elem>(g: &Geom, relu: bool, dy: &[T], x: &[T], y: &[T], coef: &[[f64; 3]]) -> Vec<T> {
+            let coef: Vec<[T; 3]> = coef.iter().map(|k| k.map(T::from_f64)).collect();
             let r = g.r.max(1);
             let mut out = vec![T::ZERO; dy.len()];
             out.par_chunks_mut(r).zip(dy.par_chunks(r)).zip(x.par_chunks(r).zip(y.par_chunks(r))).enumerate().for_each(
                 |(i, ((o, dy), (x, y)))| {
-                    let c = i % g.c;
+                    let [a, b, k] = coef[i % g.c];
                     for (((o, &d), &x), &y) in o.iter_mut().zip(dy).zip(x).zip(y) {
-                        *o = T::from_f64(f(c, masked(relu, d, y), x.into()));
+                        let d = if relu && y <= T::ZERO { T::ZERO } else { d };
+                        *o = a * d + b * x + k;
                     }
                 },
             );
@@ -333,10 +332,10 @@ impl CustomOp3 for InputGrad {
         let relu = self.relu;
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(dy), CpuStorage::F32(x), CpuStorage::F32(y)) => {
-                CpuStorage::F32(run(&g, relu, slice(dy, l1, "dy")?, slice(x, l2, "x")?, slice(y, l3, "y")?, f))
+                CpuStorage::F32(run(&g, relu, slice(dy, l1, "dy")?, slice(x, l2, "x")?, slice(y, l3, "y")?, &coef))
             }
             (CpuStorage::F64(dy), CpuStorage::F64(x), CpuStorage::F64(y)) => {
-                CpuStorage::F64(run(&g, relu, slice(dy, l1, "dy")?, slice(x, l2, "x")?, slice(y, l3, "y")?, f))
+                CpuStorage::F64(run(&g, relu, slice(dy, l1, "dy")?, slice(x, l2, "x")?, slice(y, l3, "y")?, &coef))
             }
             _ => bail!("batch_norm backward: dy, x and y must all be f32 or all f64"),
         };

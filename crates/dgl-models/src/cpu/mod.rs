@@ -31,7 +31,16 @@ pub fn cpu_f32_or_f64(ts: &[&Tensor]) -> bool {
 
 /// Element types the kernels are written for.
 pub(crate) trait Elem:
-    Copy + Send + Sync + Default + PartialOrd + std::ops::AddAssign + Into<f64> + 'static
+    Copy
+    + Send
+    + Sync
+    + Default
+    + PartialOrd
+    + std::ops::AddAssign
+    + std::ops::Add<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + Into<f64>
+    + 'static
 {
     const ZERO: Self;
     const ONE: Self;
