@@ -1,7 +1,8 @@
 //! The DGL step against the plain step, same model, same batches, interleaved in one run.
 //!
 //! `cargo run --release -p dgl-benchmarks --bin step-bench -- [--preset tiny|paper] [--steps N]
-//! [--batch B] [--base-width W] [--audio FxT] [--device cpu|cuda] [--kernels ours|candle|both] [--tf32]`
+//! [--batch B] [--base-width W] [--audio FxT] [--device cpu|cuda] [--kernels ours|candle|both] [--tf32]
+//! [--default-threads] [--default-alloc]`
 //!
 //! Prints ms/step for each routing and the ratio DGL / plain; on CUDA also the peak of the device
 //! memory pool candle allocates from (cudarc's stream-ordered allocator). `--tf32` turns on candle's
@@ -22,12 +23,36 @@ use dgl_models::{build_model, ModelConfig};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (its `mimalloc.h`, v2 and v3: option 15): how long freed
+/// memory is kept before it is returned to the OS; -1 = never. The step frees and re-allocates the
+/// same large activation buffers every step; with the default (10 ms) they go back to the OS and
+/// come back as fresh pages that the kernel must zero (`clear_page_erms`, ~11 % of a paper-model
+/// step in `perf`). Peak RSS is unchanged; RSS stays at that peak during the run.
+#[cfg(feature = "mimalloc")]
+fn keep_freed_memory() {
+    extern "C" {
+        fn mi_option_set(option: std::os::raw::c_int, value: std::os::raw::c_long);
+    }
+    const MI_OPTION_PURGE_DELAY: std::os::raw::c_int = 15;
+    // SAFETY: a plain setter of the allocator's option table, valid at any time.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+}
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    // `--default-threads`: candle's own thread pool as it comes (for A/B); otherwise candle's ops
+    // run on the calling thread and only rayon's pool works (dgl_models::kernels::configure_cpu_threads).
+    if !args.iter().any(|a| a == "--default-threads") {
+        dgl_models::kernels::configure_cpu_threads();
+    }
+    #[cfg(feature = "mimalloc")]
+    if !args.iter().any(|a| a == "--default-alloc") {
+        keep_freed_memory();
+    }
     let preset = arg(&args, "--preset").unwrap_or_else(|| "tiny".into());
     let steps: usize = arg(&args, "--steps").map(|s| s.parse()).transpose()?.unwrap_or(20);
     let warmup = 3;
@@ -79,7 +104,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     pool_peak::reset(&device);
     let mut totals = vec![0f64; routings.len()];
+    let mut rss_warm = None;
     for s in 0..warmup + steps {
+        if s == warmup {
+            rss_warm = proc_status_kib("VmRSS");
+        }
         for (r, (_, routing, ours)) in routings.iter().enumerate() {
             dgl_models::kernels::set_enabled(*ours);
             let t = Instant::now();
@@ -98,6 +127,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         shapes.join(" + ")
     );
     let peak = pool_peak::get(&device);
+    let gib = |kib: Option<u64>| kib.map_or(f64::NAN, |k| k as f64 / (1u64 << 20) as f64);
+    let peak_rss = proc_status_kib("VmHWM");
+    println!(
+        "peak RSS (VmHWM) {:.3} GiB, RSS after warm-up {:.3} GiB, at the end {:.3} GiB, rayon threads {}",
+        gib(peak_rss),
+        gib(rss_warm),
+        gib(proc_status_kib("VmRSS")),
+        rayon::current_num_threads()
+    );
     // TF32 exists on CUDA only (a CPU build's candle reports reduced precision as always allowed).
     let precision = if tf32 && device.is_cuda() { "tf32" } else { "fp32" };
     let audio = b.inputs[0].dims()[2..].iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
@@ -108,11 +146,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // One machine-readable line per measurement (benchmarks/gpu-report.py reads them).
         println!(
             "RESULT {{\"impl\": \"{}\", \"routing\": \"{}\", \"precision\": \"{precision}\", \"audio\": \"{audio}\", \
-             \"batch\": {batch}, \"device\": \"{}\", \"ms\": {ms:.3}, \"samples_per_s\": {per_s:.2}, \"peak_gib\": {}}}",
+             \"batch\": {batch}, \"device\": \"{}\", \"ms\": {ms:.3}, \"samples_per_s\": {per_s:.2}, \"peak_gib\": {}, \"peak_rss_gib\": {}, \"preset\": \"{preset}\", \
+             \"threads\": {}}}",
             if *ours { "candle-ours" } else { "candle-ops" },
             name.split('/').next().unwrap_or(name),
             if device.is_cuda() { "cuda" } else { "cpu" },
             peak.map_or("null".to_string(), |b| format!("{:.3}", b as f64 / (1u64 << 30) as f64)),
+            peak_rss.map_or("null".to_string(), |k| format!("{:.3}", k as f64 / (1u64 << 20) as f64)),
+            rayon::current_num_threads(),
         );
     }
     println!("ratio dgl/plain: {:.3}", totals[1] / totals[0]);
@@ -130,6 +171,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// `VmHWM` (peak resident set) or `VmRSS` of this process in KiB, from `/proc/self/status` (Linux);
+/// `None` elsewhere. The same numbers `benchmarks/pytorch_step.py` reads on its side.
+fn proc_status_kib(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.strip_prefix(key).is_some_and(|r| r.starts_with(':')))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The high-water mark of the CUDA device's current memory pool (`CU_MEMPOOL_ATTR_USED_MEM_HIGH`),

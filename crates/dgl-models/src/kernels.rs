@@ -33,3 +33,19 @@ pub fn enabled() -> bool {
         }
     }
 }
+
+/// Thread set-up for CPU training, to call at the start of `main` (before any tensor op): unless
+/// `CANDLE_NUM_THREADS` is set, sets it to 1, so candle's own CPU ops (element-wise arithmetic, the
+/// optimizer, gradient accumulation) run on the calling thread, while the project's kernels
+/// ([`crate::cpu`]) run on rayon's pool (`RAYON_NUM_THREADS`). Otherwise candle keeps a second pool
+/// of spinning workers beside rayon's: on a 2-core machine the two pools' threads compete for the
+/// cores and candle's waits at its barriers spin (about 10 % of a paper-model step in `perf`;
+/// docs/performance.md). Returns whether it changed the setting.
+pub fn configure_cpu_threads() -> bool {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_some() {
+        return false;
+    }
+    // Called before any other thread exists (the start of `main`), so no concurrent reader.
+    std::env::set_var("CANDLE_NUM_THREADS", "1");
+    true
+}

@@ -119,6 +119,16 @@ impl BatchNorm2d {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act(x, train, false)
+    }
+
+    /// `relu(forward_t(x, train))`; in training mode on the CPU with the project's kernels, one
+    /// fused op (whose ReLU gradient is 0 at 0, as PyTorch's; candle's `relu` gives 1 there).
+    pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act(x, train, true)
+    }
+
+    fn forward_act(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let c = self.channels();
         if x.rank() < 2 || x.dim(1)? != c {
             bail!("BatchNorm2d({c}) got input of shape {:?}", x.shape())
@@ -130,7 +140,8 @@ impl BatchNorm2d {
             let rv = Self::channel_view(&self.running_var.as_detached_tensor(), x)?;
             let scale = w.broadcast_div(&(rv + self.eps)?.sqrt()?)?;
             let shift = (b - rm.broadcast_mul(&scale)?)?;
-            return x.broadcast_mul(&scale)?.broadcast_add(&shift);
+            let y = x.broadcast_mul(&scale)?.broadcast_add(&shift)?;
+            return if relu { y.relu() } else { Ok(y) };
         }
         // Per-channel statistics over (B, rest): view as (B, C, R) and reduce the contiguous
         // trailing dim first, then the batch dim.
@@ -139,7 +150,9 @@ impl BatchNorm2d {
         if n < 2 {
             bail!("BatchNorm2d in training mode needs more than one value per channel, got input {:?}", x.shape())
         }
-        let (y, mean_d, var_d) = if let Some(fused) = self.fused_train(x)? {
+        let mut relu_done = false;
+        let (y, mean_d, var_d) = if let Some((fused, with_relu)) = self.fused_train(x, relu)? {
+            relu_done = with_relu;
             fused
         } else {
             let x3 = x.reshape((bsz, c, ()))?;
@@ -158,21 +171,29 @@ impl BatchNorm2d {
         let new_var = ((self.running_var.as_detached_tensor() * (1.0 - m))? + (var_d * m)?)?;
         self.running_mean.set(&new_mean)?;
         self.running_var.set(&new_var)?;
-        y.reshape(x.shape())
+        let y = y.reshape(x.shape())?;
+        if relu && !relu_done {
+            y.relu()
+        } else {
+            Ok(y)
+        }
     }
 
-    /// The fused training-mode op where one applies — the CPU kernel (`cpu::batch_norm`) or, in a
-    /// `cudnn` build on CUDA, cuDNN's (`cudnn::batch_norm`) — as `(y, mean, biased var)`; `None`:
-    /// candle's generic ops.
-    fn fused_train(&self, x: &Tensor) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    /// The fused training-mode op where one applies — the CPU kernel (`cpu::batch_norm`, with the
+    /// ReLU inside when `relu`) or, in a `cudnn` build on CUDA, cuDNN's (`cudnn::batch_norm`) — as
+    /// `((y, mean, biased var), whether y already went through the ReLU)`; `None`: candle's generic
+    /// ops.
+    #[allow(clippy::type_complexity)]
+    fn fused_train(&self, x: &Tensor, relu: bool) -> Result<Option<((Tensor, Tensor, Tensor), bool)>> {
         let (w, b) = (self.weight.as_tensor(), self.bias.as_tensor());
         if crate::cpu::supports(&[x, w]) {
-            return crate::cpu::batch_norm::batch_norm_train(x, w, b, self.eps).map(Some);
+            return crate::cpu::batch_norm::batch_norm_train_act(x, w, b, self.eps, relu).map(|r| Some((r, relu)));
         }
         #[cfg(feature = "cudnn")]
         if crate::cudnn::supports(&[x, w]) && self.eps >= crate::cudnn::batch_norm::MIN_EPS {
-            return crate::cudnn::batch_norm_train_cudnn(x, w, b, self.eps).map(Some);
+            return crate::cudnn::batch_norm_train_cudnn(x, w, b, self.eps).map(|r| Some((r, false)));
         }
+        let _ = relu;
         Ok(None)
     }
 

@@ -89,6 +89,11 @@ fn max_pool_axis(x: &Tensor, dim: usize, kernel: usize, stride: usize, padding: 
 /// must be at most `kernel / 2`, so every window holds at least one input element and the output
 /// is finite.
 ///
+/// On the CPU with f32/f64 tensors and the project's kernels on, it runs
+/// [`crate::cpu::pool::max_pool2d_cpu`] (one pass each way), whose gradient follows PyTorch's rule
+/// for ties (all of a window's gradient to its first maximum); the description below is the
+/// generic path (other devices, or the kernels off).
+///
 /// It is separable: a max over the k rows of each window, then over its k columns, 2(k−1)
 /// `maximum`s of strided views. The gradient is candle's `maximum` backward: where the inputs of a
 /// `maximum` are not tied, the whole gradient goes to the larger one, so for windows with a unique
@@ -99,6 +104,21 @@ fn max_pool_axis(x: &Tensor, dim: usize, kernel: usize, stride: usize, padding: 
 /// follows a ReLU, so ties happen mostly between zeros, whose upstream ReLU gradient is (almost
 /// surely) zero anyway.
 pub fn max_pool2d_padded(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if padding * 2 > kernel {
+        bail!("max_pool2d_padded: padding {padding} must be at most half the kernel {kernel}")
+    }
+    out_len(h, kernel, stride, padding)?;
+    out_len(w, kernel, stride, padding)?;
+    if crate::cpu::supports(&[x]) {
+        return crate::cpu::pool::max_pool2d_cpu(x, kernel, stride, padding);
+    }
+    max_pool2d_generic(x, kernel, stride, padding)
+}
+
+/// [`max_pool2d_padded`] through candle's generic ops on every device (the path taken off the CPU
+/// or with the project's kernels off; callable to compare the two).
+pub fn max_pool2d_generic(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     if padding * 2 > kernel {
         bail!("max_pool2d_padded: padding {padding} must be at most half the kernel {kernel}")
@@ -164,6 +184,16 @@ pub fn conv2d_candle(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> R
     let xp = pad_crop(x, 2, padding, (ho - 1) * stride + kh)?;
     let xp = pad_crop(&xp, 3, padding, (wo - 1) * stride + kw)?;
     xp.conv2d(w, 0, stride, 1, 1)
+}
+
+/// `relu(a + b)` (the end of a ResNet block): one op with its backward on the CPU
+/// ([`crate::cpu::eltwise::add_relu_cpu`], gradient 0 where the output is 0, as PyTorch's), candle's
+/// `add` then `relu` elsewhere.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if crate::cpu::supports(&[a, b]) && a.shape() == b.shape() {
+        return crate::cpu::eltwise::add_relu_cpu(a, b);
+    }
+    (a + b)?.relu()
 }
 
 /// Global average pooling over every dim after the first two: (B, C, …) → (B, C).

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::config_err;
 use crate::init::InitCtx;
 use crate::layers::{join, prefixed, BatchNorm2d, Conv2d};
-use crate::ops::{max_pool2d_padded, window_count};
+use crate::ops::{add_relu, max_pool2d_padded, window_count};
 
 /// (kernel, stride, padding) of the stem convolution (torchvision `conv1`).
 const STEM_CONV: (usize, usize, usize) = (7, 2, 3);
@@ -211,13 +211,13 @@ impl BasicBlock {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let y = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
         let y = self.bn2.forward_t(&self.conv2.forward(&y)?, train)?;
         let shortcut = match &self.downsample {
             Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
             None => x.clone(),
         };
-        (y + shortcut)?.relu()
+        add_relu(&y, &shortcut)
     }
 
     pub fn params(&self) -> Vec<NamedVar> {
@@ -244,8 +244,9 @@ impl BasicBlock {
 
 /// The ResNet trunk: conv1 – bn1 – ReLU – maxpool – layer1..layer4 → (B, 8·base, h, w).
 ///
-/// The ReLU is candle's, whose gradient at exactly 0 is 1 (PyTorch: 0); BN outputs are almost
-/// surely never exactly 0, so this does not matter in practice.
+/// With the project's CPU kernels the ReLUs are fused into the batch norm and the residual add and
+/// have PyTorch's gradient (0 at exactly 0); otherwise they are candle's, whose gradient at exactly
+/// 0 is 1. BN outputs are almost surely never exactly 0, so this does not matter in practice.
 #[derive(Clone, Debug)]
 pub struct ResNet {
     config: ResNetConfig,
@@ -295,7 +296,7 @@ impl ResNet {
     pub fn forward_stage(&self, stage: usize, x: &Tensor, train: bool) -> Result<Tensor> {
         match stage {
             0 => {
-                let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+                let y = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
                 let (k, s, p) = STEM_POOL;
                 max_pool2d_padded(&y, k, s, p)
             }

@@ -1,5 +1,5 @@
 //! A fast CPU 2-D convolution with its own backward: im2col + gemm forward, gemm + col2im input
-//! gradient, gemm weight gradient, parallel over the batch with rayon.
+//! gradient, gemm weight gradient, parallel with rayon over groups of samples and row blocks.
 //!
 //! candle 0.11.1's CPU backward of `conv2d` computes the input gradient with a naive
 //! transposed-convolution kernel (one `vec_dot` per output element) and the weight gradient as a
@@ -12,7 +12,12 @@
 //! * input gradient: `dx_b = col2im(Wᵀ · dY_b)`;
 //! * weight gradient: `dW = Σ_b dY_b · col(x_b)ᵀ`,
 //!
-//! with `CK = C_in·kh·kw` and `P = H_out·W_out`. f32 and f64 only; other dtypes and other devices go
+//! with `CK = C_in·kh·kw` and `P = H_out·W_out`. Where a map is small (P < [`MIN_COLS`], the deep
+//! layers), the samples of a group are placed side by side so each product has `n·P` columns: one
+//! product per group instead of one per sample, and a weight-gradient reduction over `n·P` terms
+//! per partial sum instead of P (at 224×224, layer 4's P is 49). Products with few groups are split
+//! into row blocks so that every thread has work. Both splits depend on the shapes only, so results
+//! are bit-identical for any thread count. f32 and f64 only; other dtypes and other devices go
 //! through candle's own convolution ([`crate::ops::conv2d_any`] dispatches). Second-order gradients
 //! are not supported (the backward ops have no backward of their own).
 
@@ -94,14 +99,15 @@ impl Geom {
     }
 }
 
-/// `col (CK × P)` of one sample `x (C × H × W)`.
-fn im2col<T: Elem>(g: &Geom, x: &[T], col: &mut [T]) {
+/// `col (CK × P)` of one sample `x (C × H × W)`, written to the columns `[off, off + P)` of a
+/// matrix with leading dimension (row stride) `ld`.
+fn im2col<T: Elem>(g: &Geom, x: &[T], col: &mut [T], ld: usize, off: usize) {
     let (p, wo) = (g.p(), g.wo);
     for c in 0..g.c {
         let xc = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let row = &mut col[((c * g.kh + ki) * g.kw + kj) * p..][..p];
+                let row = &mut col[((c * g.kh + ki) * g.kw + kj) * ld + off..][..p];
                 let (lo, hi) = g.valid_cols(kj);
                 for ho in 0..g.ho {
                     let out = &mut row[ho * wo..(ho + 1) * wo];
@@ -128,14 +134,15 @@ fn im2col<T: Elem>(g: &Geom, x: &[T], col: &mut [T]) {
     }
 }
 
-/// `dx (C × H × W) += col2im(dcol (CK × P))`.
-fn col2im<T: Elem>(g: &Geom, dcol: &[T], dx: &mut [T]) {
+/// `dx (C × H × W) += col2im(dcol (CK × P))`, reading the columns `[off, off + P)` of a matrix
+/// with leading dimension `ld`.
+fn col2im<T: Elem>(g: &Geom, dcol: &[T], dx: &mut [T], ld: usize, off: usize) {
     let (p, wo) = (g.p(), g.wo);
     for c in 0..g.c {
         let dxc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let row = &dcol[((c * g.kh + ki) * g.kw + kj) * p..][..p];
+                let row = &dcol[((c * g.kh + ki) * g.kw + kj) * ld + off..][..p];
                 let (lo, hi) = g.valid_cols(kj);
                 if lo >= hi {
                     continue;
@@ -198,51 +205,157 @@ fn matmul<T: Elem>(
     }
 }
 
+/// Samples are grouped so that every matrix product has at least this many columns (`n·P`):
+/// the deep layers' maps are small (7×7 at 224×224 input), and one product per sample would be
+/// too thin for the gemm kernels (and, in the weight gradient, a reduction of only P terms into
+/// the whole `O × CK` matrix per sample).
+const MIN_COLS: usize = 512;
+
+/// Work items wanted per convolution: the products of a group are split into row blocks until
+/// groups × blocks reaches this (so two or more threads have work when there is one group). The
+/// split depends on the shapes only, never on the thread count: every output element is computed
+/// by the same sequence of operations whatever the number of threads (bit-reproducible runs).
+const MIN_TASKS: usize = 4;
+
+/// Samples per group (the last group may be smaller).
+fn group_size(g: &Geom) -> usize {
+    MIN_COLS.div_ceil(g.p().max(1)).clamp(1, g.b.max(1))
+}
+
+/// Rows per block when a product with `rows` rows is split for `groups` groups.
+fn row_block(rows: usize, groups: usize) -> usize {
+    let blocks = MIN_TASKS.div_ceil(groups.max(1)).min(rows / 16).max(1);
+    rows.div_ceil(blocks).max(1)
+}
+
+/// The `n` samples' `(O × P)` maps of `src` (layout (n, O, P)) side by side as one `(O × n·P)`
+/// matrix.
+fn gather_cols<T: Elem>(src: &[T], n: usize, o: usize, p: usize, dst: &mut [T]) {
+    let ld = n * p;
+    for i in 0..n {
+        for r in 0..o {
+            dst[r * ld + i * p..][..p].copy_from_slice(&src[(i * o + r) * p..][..p]);
+        }
+    }
+}
+
+/// The inverse of [`gather_cols`].
+fn scatter_cols<T: Elem>(src: &[T], n: usize, o: usize, p: usize, dst: &mut [T]) {
+    let ld = n * p;
+    for i in 0..n {
+        for r in 0..o {
+            dst[(i * o + r) * p..][..p].copy_from_slice(&src[r * ld + i * p..][..p]);
+        }
+    }
+}
+
+/// `dst (m × n) = lhs (m × k) · rhs (k × n)` with the rows of `dst` (row stride `n`) split into
+/// blocks of `rb` rows computed in parallel; `lhs_row(r)` is the offset of row r in `lhs`.
+#[allow(clippy::too_many_arguments)]
+fn matmul_rows<T: Elem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    rb: usize,
+    dst: &mut [T],
+    lhs: &[T],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[T],
+    rhs_strides: (usize, usize),
+) {
+    dst[..m * n].par_chunks_mut(rb * n).enumerate().for_each(|(blk, d)| {
+        let rows = d.len() / n;
+        let lhs_blk = &lhs[blk * rb * lhs_rs..];
+        matmul(rows, n, k, d, false, lhs_blk, (lhs_rs, lhs_cs), rhs, rhs_strides);
+    });
+}
+
 fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
     let (ck, p, o) = (g.ck(), g.p(), g.o);
     let mut y = vec![T::ZERO; g.b * o * p];
-    y.par_chunks_mut(o * p).zip(x.par_chunks(g.x_len())).for_each_init(
-        || vec![T::ZERO; ck * p],
-        |col, (yb, xb)| {
-            im2col(g, xb, col);
-            matmul(o, p, ck, yb, false, w, (ck, 1), col, (p, 1));
-        },
-    );
+    if g.b == 0 {
+        return y;
+    }
+    let gs = group_size(g);
+    let rb = row_block(o, g.b.div_ceil(gs));
+    y.par_chunks_mut(gs * o * p).zip(x.par_chunks(gs * g.x_len())).for_each(|(yg, xg)| {
+        let n = yg.len() / (o * p);
+        let ld = n * p;
+        let mut col = vec![T::ZERO; ck * ld];
+        for i in 0..n {
+            im2col(g, &xg[i * g.x_len()..(i + 1) * g.x_len()], &mut col, ld, i * p);
+        }
+        if n == 1 {
+            matmul_rows(o, p, ck, rb, yg, w, (ck, 1), &col, (p, 1));
+        } else {
+            // Y_group (O × n·P) = W · col, then back to the (n, O, P) layout.
+            let mut tmp = vec![T::ZERO; o * ld];
+            matmul_rows(o, ld, ck, rb, &mut tmp, w, (ck, 1), &col, (ld, 1));
+            scatter_cols(&tmp, n, o, p, yg);
+        }
+    });
     y
 }
 
 fn input_grad<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     let (ck, p, o) = (g.ck(), g.p(), g.o);
     let mut dx = vec![T::ZERO; g.b * g.x_len()];
-    dx.par_chunks_mut(g.x_len()).zip(dy.par_chunks(o * p)).for_each_init(
-        || vec![T::ZERO; ck * p],
-        |dcol, (dxb, dyb)| {
-            // dcol (CK × P) = Wᵀ (CK × O) · dY_b (O × P)
-            matmul(ck, p, o, dcol, false, w, (1, ck), dyb, (p, 1));
-            col2im(g, dcol, dxb);
-        },
-    );
+    if g.b == 0 {
+        return dx;
+    }
+    let gs = group_size(g);
+    let rb = row_block(ck, g.b.div_ceil(gs));
+    dx.par_chunks_mut(gs * g.x_len()).zip(dy.par_chunks(gs * o * p)).for_each(|(dxg, dyg)| {
+        let n = dyg.len() / (o * p);
+        let ld = n * p;
+        let gathered;
+        let dy_mat: &[T] = if n == 1 {
+            dyg
+        } else {
+            let mut t = vec![T::ZERO; o * ld];
+            gather_cols(dyg, n, o, p, &mut t);
+            gathered = t;
+            &gathered
+        };
+        // dcol (CK × n·P) = Wᵀ (CK × O) · dY_group (O × n·P)
+        let mut dcol = vec![T::ZERO; ck * ld];
+        matmul_rows(ck, ld, o, rb, &mut dcol, w, (1, ck), dy_mat, (ld, 1));
+        dxg.par_chunks_mut(g.x_len()).enumerate().for_each(|(i, dxb)| col2im(g, &dcol, dxb, ld, i * p));
+    });
     dx
 }
 
-/// Samples are split into at most this many fixed chunks for the weight gradient: each chunk's
-/// partial sum is computed in parallel and the partials are added in chunk order, so the result
-/// does not depend on the number of threads or on scheduling (runs are bit-reproducible).
-const WEIGHT_GRAD_CHUNKS: usize = 8;
-
 fn weight_grad<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     let (ck, p, o) = (g.ck(), g.p(), g.o);
-    let per = g.b.div_ceil(WEIGHT_GRAD_CHUNKS).max(1);
-    let partials: Vec<Vec<T>> = (0..g.b.div_ceil(per))
-        .into_par_iter()
-        .map(|chunk| {
-            let mut acc = vec![T::ZERO; o * ck];
-            let mut col = vec![T::ZERO; ck * p];
-            for b in chunk * per..((chunk + 1) * per).min(g.b) {
-                im2col(g, &x[b * g.x_len()..(b + 1) * g.x_len()], &mut col);
-                // dW (O × CK) += dY_b (O × P) · col_bᵀ (P × CK)
-                matmul(o, ck, p, &mut acc, b > chunk * per, &dy[b * o * p..(b + 1) * o * p], (p, 1), &col, (1, p));
+    if g.b == 0 {
+        return vec![T::ZERO; o * ck];
+    }
+    let gs = group_size(g);
+    let rb = row_block(o, g.b.div_ceil(gs));
+    // One partial dW per group (computed in parallel), added in group order: the result does not
+    // depend on the number of threads or on scheduling.
+    let partials: Vec<Vec<T>> = x
+        .par_chunks(gs * g.x_len())
+        .zip(dy.par_chunks(gs * o * p))
+        .map(|(xg, dyg)| {
+            let n = dyg.len() / (o * p);
+            let ld = n * p;
+            let mut col = vec![T::ZERO; ck * ld];
+            for i in 0..n {
+                im2col(g, &xg[i * g.x_len()..(i + 1) * g.x_len()], &mut col, ld, i * p);
             }
+            let gathered;
+            let dy_mat: &[T] = if n == 1 {
+                dyg
+            } else {
+                let mut t = vec![T::ZERO; o * ld];
+                gather_cols(dyg, n, o, p, &mut t);
+                gathered = t;
+                &gathered
+            };
+            // dW_group (O × CK) = dY_group (O × n·P) · colᵀ (n·P × CK)
+            let mut acc = vec![T::ZERO; o * ck];
+            matmul_rows(o, ck, ld, rb, &mut acc, dy_mat, (ld, 1), &col, (1, ld));
             acc
         })
         .collect();

@@ -1,6 +1,7 @@
-//! CPU kernels for the two ops that dominate a training step on the CPU — convolution
-//! ([`conv::conv2d_cpu`]) and training-mode batch normalisation ([`batch_norm::batch_norm_train`])
-//! — as candle custom ops with their own backward. candle 0.11.1 runs them as chains of generic
+//! CPU kernels for the ops that dominate a training step on the CPU — convolution
+//! ([`conv::conv2d_cpu`]), training-mode batch normalisation with an optional ReLU
+//! ([`batch_norm::batch_norm_train_act`]), the stem's max-pool ([`pool::max_pool2d_cpu`]) and the
+//! residual add + ReLU ([`eltwise::add_relu_cpu`]) — as candle custom ops with their own backward. candle 0.11.1 runs them as chains of generic
 //! ops (naive transposed convolution for the input gradient, strided reductions for the
 //! per-channel statistics and the broadcast gradients), which made a CPU step several times slower
 //! than its arithmetic requires. f32 and f64 on the CPU only; [`supports`] says when they apply, and
@@ -9,6 +10,8 @@
 
 pub mod batch_norm;
 pub mod conv;
+pub mod eltwise;
+pub mod pool;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, DType, Layout, Result, Tensor};
@@ -27,7 +30,18 @@ pub fn cpu_f32_or_f64(ts: &[&Tensor]) -> bool {
 }
 
 /// Element types the kernels are written for.
-pub(crate) trait Elem: Copy + Send + Sync + Default + std::ops::AddAssign + Into<f64> + 'static {
+pub(crate) trait Elem:
+    Copy
+    + Send
+    + Sync
+    + Default
+    + PartialOrd
+    + std::ops::AddAssign
+    + std::ops::Add<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + Into<f64>
+    + 'static
+{
     const ZERO: Self;
     const ONE: Self;
     fn from_f64(v: f64) -> Self;
