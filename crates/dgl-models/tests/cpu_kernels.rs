@@ -11,7 +11,7 @@ use dgl_core::rng::Rng;
 use dgl_models::cpu::batch_norm::batch_norm_train_act;
 use dgl_models::cpu::eltwise::add_relu_cpu;
 use dgl_models::cpu::pool::max_pool2d_cpu;
-use dgl_models::ops::{conv2d_any, conv2d_candle, max_pool2d_generic};
+use dgl_models::ops::{conv2d_any, max_pool2d_generic};
 
 /// The max-pool kernel equals candle's generic max-pool, forward and gradient (random inputs: no
 /// ties), f32 and f64, on odd and even sizes and the stem's geometry.
@@ -150,24 +150,7 @@ fn grouped_and_row_split_conv_matches_candle() {
         (5, 4, 8, 20, 15, 3, 1, 1),
         (3, 16, 64, 7, 8, 3, 2, 1),
     ];
-    for (b, ci, co, h, w, k, s, p) in cases {
-        let x0 = randn(&mut rng, &[b, ci, h, w], DType::F64);
-        let w0 = randn(&mut rng, &[co, ci, k, k], DType::F64);
-        let run = |conv: fn(&Tensor, &Tensor, usize, usize) -> candle_core::Result<Tensor>| {
-            let x = Var::from_tensor(&x0).unwrap();
-            let wt = Var::from_tensor(&w0).unwrap();
-            let y = conv(x.as_tensor(), wt.as_tensor(), p, s).unwrap();
-            let r = Tensor::ones(y.dims(), DType::F64, &Device::Cpu).unwrap().cumsum(3).unwrap().cos().unwrap();
-            let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-            (to_vec(&y), to_vec(g.get(x.as_tensor()).unwrap()), to_vec(g.get(wt.as_tensor()).unwrap()))
-        };
-        let (y, gx, gw) = run(conv2d_any);
-        let (y_ref, gx_ref, gw_ref) = run(conv2d_candle);
-        let what = format!("b{b} {ci}->{co} {h}x{w} k{k} s{s} p{p}");
-        assert_close(&y, &y_ref, 1e-12, &format!("{what} y"));
-        assert_close(&gx, &gx_ref, 1e-12, &format!("{what} dx"));
-        assert_close(&gw, &gw_ref, 1e-12, &format!("{what} dw"));
-    }
+    assert_conv_matches_candle(&mut rng, &cases, DType::F64, 1e-12);
 }
 
 /// A whole ResNet block's worth of the new kernels (grouped/row-split convolution, BN + ReLU,

@@ -7,7 +7,7 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use common::*;
 use dgl_core::rng::Rng;
-use dgl_models::ops::{conv2d_any, conv2d_candle, global_avg_pool, max_pool2d_padded};
+use dgl_models::ops::{conv2d_any, global_avg_pool, max_pool2d_padded};
 
 fn naive_max_pool(x: &Tensor, k: usize, s: usize, p: usize) -> Vec<f64> {
     let (b, c, h, w) = x.dims4().unwrap();
@@ -200,24 +200,7 @@ fn fast_cpu_conv_matches_candle_conv_f32() {
         (9, 8, 16, 17, 16, 1, 2, 0),
         (5, 16, 4, 6, 9, 3, 2, 1),
     ];
-    for (b, ci, co, h, w, k, s, p) in cases {
-        let x0 = randn(&mut rng, &[b, ci, h, w], DType::F32);
-        let w0 = randn(&mut rng, &[co, ci, k, k], DType::F32);
-        let run = |conv: fn(&Tensor, &Tensor, usize, usize) -> candle_core::Result<Tensor>| {
-            let x = Var::from_tensor(&x0).unwrap();
-            let wt = Var::from_tensor(&w0).unwrap();
-            let y = conv(x.as_tensor(), wt.as_tensor(), p, s).unwrap();
-            let r = Tensor::ones(y.dims(), DType::F32, &Device::Cpu).unwrap().cumsum(3).unwrap().cos().unwrap();
-            let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-            (to_vec(&y), to_vec(g.get(x.as_tensor()).unwrap()), to_vec(g.get(wt.as_tensor()).unwrap()))
-        };
-        let (y, gx, gw) = run(conv2d_any);
-        let (y_ref, gx_ref, gw_ref) = run(conv2d_candle);
-        let what = format!("b{b} {ci}->{co} {h}x{w} k{k} s{s} p{p}");
-        assert_close(&y, &y_ref, 1e-4, &format!("{what} y"));
-        assert_close(&gx, &gx_ref, 1e-4, &format!("{what} dx"));
-        assert_close(&gw, &gw_ref, 1e-4, &format!("{what} dw"));
-    }
+    assert_conv_matches_candle(&mut rng, &cases, DType::F32, 1e-4);
 }
 
 /// The CPU kernels are bit-reproducible whatever the thread count (fixed reduction order).

@@ -136,3 +136,30 @@ pub fn assert_grads_match_finite_differences(params: &[dgl_core::NamedVar], name
         }
     }
 }
+
+/// One convolution case: (batch, c_in, c_out, h, w, kernel, stride, padding).
+pub type ConvCase = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+/// The project's convolution (`conv2d_any`) against candle's, forward and both gradients (of
+/// Σ y·cos(cumsum)), on seeded `dtype` inputs for every case, within `tol` ([`assert_close`]).
+pub fn assert_conv_matches_candle(rng: &mut Rng, cases: &[ConvCase], dtype: DType, tol: f64) {
+    use dgl_models::ops::{conv2d_any, conv2d_candle};
+    for &(b, ci, co, h, w, k, s, p) in cases {
+        let x0 = randn(rng, &[b, ci, h, w], dtype);
+        let w0 = randn(rng, &[co, ci, k, k], dtype);
+        let run = |conv: fn(&Tensor, &Tensor, usize, usize) -> Result<Tensor>| {
+            let x = Var::from_tensor(&x0).unwrap();
+            let wt = Var::from_tensor(&w0).unwrap();
+            let y = conv(x.as_tensor(), wt.as_tensor(), p, s).unwrap();
+            let r = Tensor::ones(y.dims(), dtype, &Device::Cpu).unwrap().cumsum(3).unwrap().cos().unwrap();
+            let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            (to_vec(&y), to_vec(g.get(x.as_tensor()).unwrap()), to_vec(g.get(wt.as_tensor()).unwrap()))
+        };
+        let (y, gx, gw) = run(conv2d_any);
+        let (y_ref, gx_ref, gw_ref) = run(conv2d_candle);
+        let what = format!("b{b} {ci}->{co} {h}x{w} k{k} s{s} p{p}");
+        assert_close(&y, &y_ref, tol, &format!("{what} y"));
+        assert_close(&gx, &gx_ref, tol, &format!("{what} dx"));
+        assert_close(&gw, &gw_ref, tol, &format!("{what} dw"));
+    }
+}
