@@ -297,6 +297,17 @@ fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
     y
 }
 
+/// The output gradient of a group of `n` samples as one O × n·P matrix: the group's own memory
+/// for one sample, its columns gathered otherwise.
+fn dy_columns<T: Elem>(dyg: &[T], n: usize, o: usize, p: usize) -> std::borrow::Cow<'_, [T]> {
+    if n == 1 {
+        return std::borrow::Cow::Borrowed(dyg);
+    }
+    let mut t = vec![T::ZERO; o * n * p];
+    gather_cols(dyg, n, o, p, &mut t);
+    std::borrow::Cow::Owned(t)
+}
+
 fn input_grad<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     let (ck, p, o) = (g.ck(), g.p(), g.o);
     let mut dx = vec![T::ZERO; g.b * g.x_len()];
@@ -308,15 +319,8 @@ fn input_grad<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     dx.par_chunks_mut(gs * g.x_len()).zip(dy.par_chunks(gs * o * p)).for_each(|(dxg, dyg)| {
         let n = dyg.len() / (o * p);
         let ld = n * p;
-        let gathered;
-        let dy_mat: &[T] = if n == 1 {
-            dyg
-        } else {
-            let mut t = vec![T::ZERO; o * ld];
-            gather_cols(dyg, n, o, p, &mut t);
-            gathered = t;
-            &gathered
-        };
+        let dy_mat = dy_columns(dyg, n, o, p);
+        let dy_mat: &[T] = &dy_mat;
         // dcol (CK × n·P) = Wᵀ (CK × O) · dY_group (O × n·P)
         let mut dcol = vec![T::ZERO; ck * ld];
         matmul_rows(ck, ld, o, rb, &mut dcol, w, (1, ck), dy_mat, (ld, 1));
@@ -344,15 +348,8 @@ fn weight_grad<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
             for i in 0..n {
                 im2col(g, &xg[i * g.x_len()..(i + 1) * g.x_len()], &mut col, ld, i * p);
             }
-            let gathered;
-            let dy_mat: &[T] = if n == 1 {
-                dyg
-            } else {
-                let mut t = vec![T::ZERO; o * ld];
-                gather_cols(dyg, n, o, p, &mut t);
-                gathered = t;
-                &gathered
-            };
+            let dy_mat = dy_columns(dyg, n, o, p);
+            let dy_mat: &[T] = &dy_mat;
             // dW_group (O × CK) = dY_group (O × n·P) · colᵀ (n·P × CK)
             let mut acc = vec![T::ZERO; o * ck];
             matmul_rows(o, ck, ld, rb, &mut acc, dy_mat, (ld, 1), &col, (1, ld));
