@@ -53,12 +53,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !args.iter().any(|a| a == "--default-alloc") {
         keep_freed_memory();
     }
-    let preset = arg(&args, "--preset").unwrap_or_else(|| "tiny".into());
-    let steps: usize = arg(&args, "--steps").map(|s| s.parse()).transpose()?.unwrap_or(20);
+    // `--caller-thread`: the steps on the main thread (each kernel's parallel work injected into
+    // rayon's pool, for A/B); otherwise on a worker of the pool (dgl_models::kernels::on_cpu_pool).
+    if args.iter().any(|a| a == "--caller-thread") {
+        run(&args)
+    } else {
+        dgl_models::kernels::on_cpu_pool(|| run(&args).map_err(|e| e.to_string())).map_err(Into::into)
+    }
+}
+
+fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let preset = arg(args, "--preset").unwrap_or_else(|| "tiny".into());
+    let steps: usize = arg(args, "--steps").map(|s| s.parse()).transpose()?.unwrap_or(20);
     let warmup = 3;
     let tf32 = args.iter().any(|a| a == "--tf32");
     candle_core::cuda::set_gemm_reduced_precision_f32(tf32);
-    let device = match arg(&args, "--device").as_deref() {
+    let device = match arg(args, "--device").as_deref() {
         Some("cuda") => Device::new_cuda(0)?,
         _ => Device::Cpu,
     };
@@ -66,8 +76,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "paper" => (SyntheticConfig { n_train: 128, n_test: 8, ..SyntheticConfig::paper() }, 64, 64),
         _ => (SyntheticConfig { n_train: 256, n_test: 8, ..SyntheticConfig::tiny() }, 8, 32),
     };
-    let base_width: usize = arg(&args, "--base-width").map(|s| s.parse()).transpose()?.unwrap_or(base_width);
-    let batch: usize = arg(&args, "--batch").map(|s| s.parse()).transpose()?.unwrap_or(default_batch);
+    let base_width: usize = arg(args, "--base-width").map(|s| s.parse()).transpose()?.unwrap_or(base_width);
+    let batch: usize = arg(args, "--batch").map(|s| s.parse()).transpose()?.unwrap_or(default_batch);
     let ds = SyntheticAv::new(data_cfg, dgl_data::Split::Train)?;
     let model_cfg = ModelConfig { base_width, num_classes: ds.num_classes(), ..ModelConfig::default() };
     let model = build_model(&model_cfg, &ds.modality_shapes(), &device, 0)?;
@@ -75,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut b = load_batch(&ds, &idx, Mode::Eval, &device)?;
     // `--audio FxT`: random audio input of that shape instead of the dataset's (e.g. 257x299, the
     // shape the paper's text states).
-    if let Some(shape) = arg(&args, "--audio") {
+    if let Some(shape) = arg(args, "--audio") {
         let (f, t) = shape.split_once('x').ok_or("--audio expects FxT, e.g. 257x299")?;
         b.inputs[0] =
             Tensor::randn(0f32, 1.0, (b.inputs[0].dim(0)?, 1, f.parse::<usize>()?, t.parse::<usize>()?), &device)?;
@@ -84,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `--kernels ours|candle|both`: the project's convolution / batch-norm kernels (CPU; cuDNN
     // convolution with cuDNN backward in a `cudnn` build), candle's
     // generic ops, or both interleaved in the same run (the A/B reported in docs/performance.md).
-    let kernels = arg(&args, "--kernels").unwrap_or_else(|| "ours".into());
+    let kernels = arg(args, "--kernels").unwrap_or_else(|| "ours".into());
     let variants: Vec<bool> = match kernels.as_str() {
         "ours" => vec![true],
         "candle" => vec![false],

@@ -464,7 +464,9 @@ fn main() -> ExitCode {
     keep_freed_memory();
     quiet_error_backtraces();
     let cli = Cli::parse();
-    let r = match cli.command {
+    // The command runs on a worker of rayon's pool, so that the CPU kernels' parallel loops are
+    // fork-joins inside the pool instead of hand-offs from this thread (dgl_models::kernels).
+    let r = dgl_models::kernels::on_cpu_pool(move || match cli.command {
         Command::Train(a) => run_train(*a, install_stop_handler()),
         Command::Plot { run_dirs } => run_plot(&run_dirs),
         Command::Eval { run_dirs, noise, probe, device } => {
@@ -477,7 +479,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Prepare { dataset, root, out, skip_bad } => run_prepare(&dataset, &root, &out, skip_bad),
-    };
+    });
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ CliError::Interrupted(_)) => {

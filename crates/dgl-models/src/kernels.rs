@@ -49,3 +49,14 @@ pub fn configure_cpu_threads() -> bool {
     std::env::set_var("CANDLE_NUM_THREADS", "1");
     true
 }
+
+/// Runs `f` on a worker thread of rayon's global pool (the calling thread waits) and returns its
+/// result. A training step calls the CPU kernels ([`crate::cpu`]) hundreds of times; each one
+/// splits its work over rayon's pool. Called from a thread outside the pool (a binary's `main`),
+/// every split is injected into the pool and the caller sleeps on a lock until a worker has done it
+/// (a futex wake and a sleep per kernel call); called from a worker, the split is a fork-join
+/// inside the pool and the caller does its own half. Results are the same either way (the splits
+/// depend on the shapes only).
+pub fn on_cpu_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}

@@ -21,6 +21,8 @@
 //! through candle's own convolution ([`crate::ops::conv2d_any`] dispatches). Second-order gradients
 //! are not supported (the backward ops have no backward of their own).
 
+use std::sync::{Arc, OnceLock};
+
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -99,9 +101,72 @@ impl Geom {
     }
 }
 
+/// Output rows narrower than this are gathered through a [`Taps`] table instead of row by row:
+/// on small maps (the deep layers, the tiny preset) the per-row bookkeeping of [`im2col_rows`]
+/// costs more than the copies (most of a tiny-preset step was spent there, docs/performance.md).
+const MIN_ROW_COPY: usize = 32;
+
+/// For every kernel tap `k = ki·kw + kj` and output position `q = ho·W_out + wo`, the offset of the
+/// input pixel it reads within one channel's `H × W` map, or `H·W` where it reads the zero padding
+/// (one zero appended to the channel's copy): `taps[k·P + q]`. The same for every channel and
+/// sample of a convolution. Every entry is at most `H·W` (by construction), which is what makes the
+/// unchecked reads and writes of [`im2col`] and [`col2im`] sound.
+struct Taps {
+    t: Vec<u32>,
+    hw: usize,
+}
+
+impl Taps {
+    /// The table, where the output rows are narrow (`W_out < MIN_ROW_COPY`) and the offsets fit
+    /// in `u32`; `None` otherwise (rows are copied as slices).
+    fn for_narrow(g: &Geom) -> Option<Self> {
+        let hw = g.h * g.w;
+        if g.wo >= MIN_ROW_COPY || hw >= u32::MAX as usize {
+            return None;
+        }
+        let mut t = Vec::with_capacity(g.kh * g.kw * g.p());
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let (lo, hi) = g.valid_cols(kj);
+                for ho in 0..g.ho {
+                    let r = g.in_row(ho, ki);
+                    t.extend((0..g.wo).map(|wo| match r {
+                        Some(r) if (lo..hi).contains(&wo) => (r * g.w + wo * g.stride + kj - g.padding) as u32,
+                        _ => hw as u32,
+                    }));
+                }
+            }
+        }
+        Some(Self { t, hw })
+    }
+
+    /// The taps of kernel tap `k`, one per output position.
+    fn of(&self, k: usize, p: usize) -> &[u32] {
+        &self.t[k * p..(k + 1) * p]
+    }
+}
+
 /// `col (CK × P)` of one sample `x (C × H × W)`, written to the columns `[off, off + P)` of a
-/// matrix with leading dimension (row stride) `ld`.
-fn im2col<T: Elem>(g: &Geom, x: &[T], col: &mut [T], ld: usize, off: usize) {
+/// matrix with leading dimension (row stride) `ld`: through the tap table where there is one.
+fn im2col<T: Elem>(g: &Geom, taps: Option<&Taps>, x: &[T], col: &mut [T], ld: usize, off: usize) {
+    let Some(taps) = taps else { return im2col_rows(g, x, col, ld, off) };
+    let (hw, kk, p) = (taps.hw, g.kh * g.kw, g.p());
+    // One channel and a zero after it: the padding taps read that zero.
+    let mut xz = vec![T::ZERO; hw + 1];
+    for c in 0..g.c {
+        xz[..hw].copy_from_slice(&x[c * hw..(c + 1) * hw]);
+        for k in 0..kk {
+            let row = &mut col[(c * kk + k) * ld + off..][..p];
+            for (o, &i) in row.iter_mut().zip(taps.of(k, p)) {
+                // SAFETY: every tap is at most hw (Taps) and xz has hw + 1 elements.
+                *o = unsafe { *xz.get_unchecked(i as usize) };
+            }
+        }
+    }
+}
+
+/// [`im2col`] row by row: slices copied (stride 1) or stepped through, padding filled.
+fn im2col_rows<T: Elem>(g: &Geom, x: &[T], col: &mut [T], ld: usize, off: usize) {
     let (p, wo) = (g.p(), g.wo);
     for c in 0..g.c {
         let xc = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -135,8 +200,29 @@ fn im2col<T: Elem>(g: &Geom, x: &[T], col: &mut [T], ld: usize, off: usize) {
 }
 
 /// `dx (C × H × W) += col2im(dcol (CK × P))`, reading the columns `[off, off + P)` of a matrix
-/// with leading dimension `ld`.
-fn col2im<T: Elem>(g: &Geom, dcol: &[T], dx: &mut [T], ld: usize, off: usize) {
+/// with leading dimension `ld`: through the tap table where there is one. Both paths add into each
+/// input pixel in the same order (channel, tap, output position), so they give identical results.
+fn col2im<T: Elem>(g: &Geom, taps: Option<&Taps>, dcol: &[T], dx: &mut [T], ld: usize, off: usize) {
+    let Some(taps) = taps else { return col2im_rows(g, dcol, dx, ld, off) };
+    let (hw, kk, p) = (taps.hw, g.kh * g.kw, g.p());
+    // One channel and a slot after it that the padding taps add into (then dropped).
+    let mut dz = vec![T::ZERO; hw + 1];
+    for c in 0..g.c {
+        let dxc = &mut dx[c * hw..(c + 1) * hw];
+        dz[..hw].copy_from_slice(dxc);
+        for k in 0..kk {
+            let row = &dcol[(c * kk + k) * ld + off..][..p];
+            for (v, &i) in row.iter().zip(taps.of(k, p)) {
+                // SAFETY: every tap is at most hw (Taps) and dz has hw + 1 elements.
+                unsafe { *dz.get_unchecked_mut(i as usize) += *v };
+            }
+        }
+        dxc.copy_from_slice(&dz[..hw]);
+    }
+}
+
+/// [`col2im`] row by row.
+fn col2im_rows<T: Elem>(g: &Geom, dcol: &[T], dx: &mut [T], ld: usize, off: usize) {
     let (p, wo) = (g.p(), g.wo);
     for c in 0..g.c {
         let dxc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -270,31 +356,58 @@ fn matmul_rows<T: Elem>(
     });
 }
 
-fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
+/// A convolution's im2col matrix is kept from the forward for the weight gradient when it has at
+/// most this many elements (all groups together; 8 MiB in f32): the backward then skips its own
+/// im2col. Larger ones (the wide maps of the paper-size model) are rebuilt, so that memory stays
+/// bounded by the activations.
+const KEEP_COLS_MAX: usize = 1 << 21;
+
+/// The im2col matrices of one forward, one per group of samples, kept for the backward.
+enum Cols {
+    F32(Vec<Vec<f32>>),
+    F64(Vec<Vec<f64>>),
+}
+
+/// The im2col matrix `(CK × n·P)` of a group of `n` samples.
+fn group_cols<T: Elem>(g: &Geom, taps: Option<&Taps>, xg: &[T]) -> Vec<T> {
+    let n = xg.len() / g.x_len();
+    let ld = n * g.p();
+    let mut col = vec![T::ZERO; g.ck() * ld];
+    for (i, xb) in xg.chunks(g.x_len()).enumerate() {
+        im2col(g, taps, xb, &mut col, ld, i * g.p());
+    }
+    col
+}
+
+/// `y = conv(x, w)`, and the groups' im2col matrices when `keep` (see [`KEEP_COLS_MAX`]).
+fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T], keep: bool) -> (Vec<T>, Option<Vec<Vec<T>>>) {
     let (ck, p, o) = (g.ck(), g.p(), g.o);
     let mut y = vec![T::ZERO; g.b * o * p];
     if g.b == 0 {
-        return y;
+        return (y, None);
     }
     let gs = group_size(g);
     let rb = row_block(o, g.b.div_ceil(gs));
-    y.par_chunks_mut(gs * o * p).zip(x.par_chunks(gs * g.x_len())).for_each(|(yg, xg)| {
-        let n = yg.len() / (o * p);
-        let ld = n * p;
-        let mut col = vec![T::ZERO; ck * ld];
-        for i in 0..n {
-            im2col(g, &xg[i * g.x_len()..(i + 1) * g.x_len()], &mut col, ld, i * p);
-        }
-        if n == 1 {
-            matmul_rows(o, p, ck, rb, yg, w, (ck, 1), &col, (p, 1));
-        } else {
-            // Y_group (O × n·P) = W · col, then back to the (n, O, P) layout.
-            let mut tmp = vec![T::ZERO; o * ld];
-            matmul_rows(o, ld, ck, rb, &mut tmp, w, (ck, 1), &col, (ld, 1));
-            scatter_cols(&tmp, n, o, p, yg);
-        }
-    });
-    y
+    let taps = Taps::for_narrow(g);
+    let cols: Vec<Option<Vec<T>>> = y
+        .par_chunks_mut(gs * o * p)
+        .zip(x.par_chunks(gs * g.x_len()))
+        .map(|(yg, xg)| {
+            let n = yg.len() / (o * p);
+            let ld = n * p;
+            let col = group_cols(g, taps.as_ref(), xg);
+            if n == 1 {
+                matmul_rows(o, p, ck, rb, yg, w, (ck, 1), &col, (p, 1));
+            } else {
+                // Y_group (O × n·P) = W · col, then back to the (n, O, P) layout.
+                let mut tmp = vec![T::ZERO; o * ld];
+                matmul_rows(o, ld, ck, rb, &mut tmp, w, (ck, 1), &col, (ld, 1));
+                scatter_cols(&tmp, n, o, p, yg);
+            }
+            keep.then_some(col)
+        })
+        .collect();
+    (y, cols.into_iter().collect())
 }
 
 /// The output gradient of a group of `n` samples as one O × n·P matrix: the group's own memory
@@ -316,6 +429,7 @@ fn input_grad<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     }
     let gs = group_size(g);
     let rb = row_block(ck, g.b.div_ceil(gs));
+    let taps = Taps::for_narrow(g);
     dx.par_chunks_mut(gs * g.x_len()).zip(dy.par_chunks(gs * o * p)).for_each(|(dxg, dyg)| {
         let n = dyg.len() / (o * p);
         let ld = n * p;
@@ -324,35 +438,40 @@ fn input_grad<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
         // dcol (CK × n·P) = Wᵀ (CK × O) · dY_group (O × n·P)
         let mut dcol = vec![T::ZERO; ck * ld];
         matmul_rows(ck, ld, o, rb, &mut dcol, w, (1, ck), dy_mat, (ld, 1));
-        dxg.par_chunks_mut(g.x_len()).enumerate().for_each(|(i, dxb)| col2im(g, &dcol, dxb, ld, i * p));
+        dxg.par_chunks_mut(g.x_len()).enumerate().for_each(|(i, dxb)| col2im(g, taps.as_ref(), &dcol, dxb, ld, i * p));
     });
     dx
 }
 
-fn weight_grad<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
+/// `dW = Σ_groups dY_group · col_groupᵀ`, with the forward's im2col matrices when it kept them
+/// (the same values: the result is identical either way).
+fn weight_grad<T: Elem>(g: &Geom, x: &[T], dy: &[T], kept: Option<&[Vec<T>]>) -> Vec<T> {
     let (ck, p, o) = (g.ck(), g.p(), g.o);
     if g.b == 0 {
         return vec![T::ZERO; o * ck];
     }
     let gs = group_size(g);
     let rb = row_block(o, g.b.div_ceil(gs));
+    let taps = Taps::for_narrow(g);
     // One partial dW per group (computed in parallel), added in group order: the result does not
     // depend on the number of threads or on scheduling.
     let partials: Vec<Vec<T>> = x
         .par_chunks(gs * g.x_len())
         .zip(dy.par_chunks(gs * o * p))
-        .map(|(xg, dyg)| {
+        .enumerate()
+        .map(|(grp, (xg, dyg))| {
             let n = dyg.len() / (o * p);
             let ld = n * p;
-            let mut col = vec![T::ZERO; ck * ld];
-            for i in 0..n {
-                im2col(g, &xg[i * g.x_len()..(i + 1) * g.x_len()], &mut col, ld, i * p);
-            }
+            let col = match kept {
+                Some(cols) => std::borrow::Cow::Borrowed(cols[grp].as_slice()),
+                None => std::borrow::Cow::Owned(group_cols(g, taps.as_ref(), xg)),
+            };
+            let col: &[T] = &col;
             let dy_mat = dy_columns(dyg, n, o, p);
             let dy_mat: &[T] = &dy_mat;
             // dW_group (O × CK) = dY_group (O × n·P) · colᵀ (n·P × CK)
             let mut acc = vec![T::ZERO; o * ck];
-            matmul_rows(o, ck, ld, rb, &mut acc, dy_mat, (ld, 1), &col, (1, ld));
+            matmul_rows(o, ck, ld, rb, &mut acc, dy_mat, (ld, 1), col, (1, ld));
             acc
         })
         .collect();
@@ -372,6 +491,10 @@ fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
 struct Conv2dCpu {
     stride: usize,
     padding: usize,
+    /// The forward's im2col matrices, when small enough ([`KEEP_COLS_MAX`]) and a gradient may
+    /// be asked for; shared with the weight-gradient op of every backward through this node.
+    cols: Arc<OnceLock<Cols>>,
+    keep: bool,
 }
 
 impl CustomOp2 for Conv2dCpu {
@@ -381,7 +504,29 @@ impl CustomOp2 for Conv2dCpu {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = Geom::new(dims4(l1)?, dims4(l2)?, self.stride, self.padding)?;
-        let out = dispatch2(s1, l1, s2, l2, |x, w| forward(&g, x, w), |x, w| forward(&g, x, w))?;
+        let keep = self.keep && g.ck() * g.p() * g.b <= KEEP_COLS_MAX;
+        let out = dispatch2(
+            s1,
+            l1,
+            s2,
+            l2,
+            |x, w| {
+                let (y, cols) = forward(&g, x, w, keep);
+                if let Some(c) = cols {
+                    // A node's forward runs once; a second set could only store the same columns.
+                    let _ = self.cols.set(Cols::F32(c));
+                }
+                y
+            },
+            |x, w| {
+                let (y, cols) = forward(&g, x, w, keep);
+                if let Some(c) = cols {
+                    // A node's forward runs once; a second set could only store the same columns.
+                    let _ = self.cols.set(Cols::F64(c));
+                }
+                y
+            },
+        )?;
         Ok((out, Shape::from((g.b, g.o, g.ho, g.wo))))
     }
 
@@ -389,7 +534,7 @@ impl CustomOp2 for Conv2dCpu {
         let dy = dy.contiguous()?;
         let g = Geom::new(x.dims4()?, w.dims4()?, self.stride, self.padding)?;
         let dx = dy.apply_op2_no_bwd(w, &Conv2dCpuInputGrad { g })?;
-        let dw = x.apply_op2_no_bwd(&dy, &Conv2dCpuWeightGrad { g })?;
+        let dw = x.apply_op2_no_bwd(&dy, &Conv2dCpuWeightGrad { g, cols: self.cols.clone() })?;
         Ok((Some(dx), Some(dw)))
     }
 }
@@ -414,6 +559,7 @@ impl CustomOp2 for Conv2dCpuInputGrad {
 /// `(x, dy) → dw`.
 struct Conv2dCpuWeightGrad {
     g: Geom,
+    cols: Arc<OnceLock<Cols>>,
 }
 
 impl CustomOp2 for Conv2dCpuWeightGrad {
@@ -423,7 +569,13 @@ impl CustomOp2 for Conv2dCpuWeightGrad {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = &self.g;
-        let out = dispatch2(s1, l1, s2, l2, |x, dy| weight_grad(g, x, dy), |x, dy| weight_grad(g, x, dy))?;
+        let (kept32, kept64) = match self.cols.get() {
+            Some(Cols::F32(c)) => (Some(c.as_slice()), None),
+            Some(Cols::F64(c)) => (None, Some(c.as_slice())),
+            None => (None, None),
+        };
+        let out =
+            dispatch2(s1, l1, s2, l2, |x, dy| weight_grad(g, x, dy, kept32), |x, dy| weight_grad(g, x, dy, kept64))?;
         Ok((out, Shape::from((g.o, g.c, g.kh, g.kw))))
     }
 }
@@ -435,12 +587,61 @@ pub fn conv2d_cpu(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Resu
     if !super::cpu_f32_or_f64(&[x, w]) {
         bail!("conv2d_cpu: CPU f32/f64 tensors of one dtype expected, got {:?}/{:?}", x.dtype(), w.dtype())
     }
-    x.contiguous()?.apply_op2(&w.contiguous()?, Conv2dCpu { stride, padding })
+    let keep = x.track_op() || w.track_op();
+    x.contiguous()?.apply_op2(&w.contiguous()?, Conv2dCpu { stride, padding, cols: Arc::default(), keep })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The weight gradient from the forward's kept im2col matrices is bit for bit the one that
+    /// rebuilds them (one group and several, narrow and wide maps).
+    #[test]
+    fn kept_columns_give_the_same_weight_gradient() {
+        for (b, h, w, k, s, p) in [(1, 40, 36, 3, 1, 1), (6, 5, 4, 3, 2, 1), (40, 3, 3, 3, 1, 1)] {
+            let g = Geom::new((b, 3, h, w), (4, 3, k, k), s, p).unwrap();
+            let x: Vec<f64> = (0..b * g.x_len()).map(|i| (i as f64 * 0.37).sin()).collect();
+            let wt: Vec<f64> = (0..4 * g.ck()).map(|i| (i as f64 * 0.23).cos()).collect();
+            let (y, kept) = forward(&g, &x, &wt, true);
+            let dy: Vec<f64> = y.iter().map(|v| v * 0.5 - 0.1).collect();
+            let kept = kept.expect("kept columns");
+            assert_eq!(kept.len(), b.div_ceil(group_size(&g)));
+            let bits = |v: Vec<f64>| v.into_iter().map(f64::to_bits).collect::<Vec<_>>();
+            assert_eq!(bits(weight_grad(&g, &x, &dy, Some(&kept))), bits(weight_grad(&g, &x, &dy, None)));
+            assert_eq!(forward(&g, &x, &wt, false).0, y);
+        }
+    }
+
+    /// The tap-table gather and scatter give exactly what the row-by-row copies give, on narrow
+    /// maps with stride 1 and 2, padding wider than the image, 1×1 and 7×7 kernels.
+    #[test]
+    fn tap_table_matches_the_row_copies() {
+        for (h, w, k, s, p) in
+            [(5, 4, 3, 1, 1), (9, 8, 3, 2, 1), (3, 2, 7, 2, 3), (6, 5, 1, 2, 0), (4, 3, 3, 3, 2), (1, 1, 3, 1, 1)]
+        {
+            let g = Geom::new((2, 3, h, w), (4, 3, k, k), s, p).unwrap();
+            let taps = Taps::for_narrow(&g).expect("narrow map");
+            let x: Vec<f64> = (0..g.x_len()).map(|i| (i as f64 * 0.37).sin()).collect();
+            let (ld, off) = (g.p() * 2 + 3, g.p() + 1);
+            let mut a = vec![f64::NAN; g.ck() * ld];
+            let mut b = a.clone();
+            im2col(&g, Some(&taps), &x, &mut a, ld, off);
+            im2col_rows(&g, &x, &mut b, ld, off);
+            let cols = |m: &[f64]| -> Vec<u64> {
+                (0..g.ck())
+                    .flat_map(|r| m[r * ld + off..][..g.p()].iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                    .collect()
+            };
+            assert_eq!(cols(&a), cols(&b), "im2col h {h} w {w} k {k} s {s} p {p}");
+            let dcol: Vec<f64> = (0..g.ck() * ld).map(|i| (i as f64 * 0.11).cos()).collect();
+            let (mut da, mut db) = (x.clone(), x.clone());
+            col2im(&g, Some(&taps), &dcol, &mut da, ld, off);
+            col2im_rows(&g, &dcol, &mut db, ld, off);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&da), bits(&db), "col2im h {h} w {w} k {k} s {s} p {p}");
+        }
+    }
 
     #[test]
     fn valid_columns_cover_exactly_the_image() {
