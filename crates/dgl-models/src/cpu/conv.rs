@@ -146,55 +146,66 @@ impl Taps {
     }
 }
 
-/// `col (CK × P)` of one sample `x (C × H × W)`, written to the columns `[off, off + P)` of a
-/// matrix with leading dimension (row stride) `ld`: through the tap table where there is one.
-fn im2col<T: Elem>(g: &Geom, taps: Option<&Taps>, x: &[T], col: &mut [T], ld: usize, off: usize) {
-    let Some(taps) = taps else { return im2col_rows(g, x, col, ld, off) };
-    let (hw, kk, p) = (taps.hw, g.kh * g.kw, g.p());
-    // One channel and a zero after it: the padding taps read that zero.
-    let mut xz = vec![T::ZERO; hw + 1];
-    for c in 0..g.c {
-        xz[..hw].copy_from_slice(&x[c * hw..(c + 1) * hw]);
-        for k in 0..kk {
-            let row = &mut col[(c * kk + k) * ld + off..][..p];
-            for (o, &i) in row.iter_mut().zip(taps.of(k, p)) {
-                // SAFETY: every tap is at most hw (Taps) and xz has hw + 1 elements.
-                *o = unsafe { *xz.get_unchecked(i as usize) };
+/// The im2col matrix `(CK × n·P)` of a group of `n` samples `xg (n × C × H × W)`: row
+/// `(c, ki, kj)` holds, sample after sample, the input pixel each output position reads through
+/// that tap (zero on the padding). Built in memory order, so the buffer is never zero-filled first:
+/// through the tap table where there is one, else row by row (slices copied or stepped through).
+fn group_cols<T: Elem>(g: &Geom, taps: Option<&Taps>, xg: &[T]) -> Vec<T> {
+    let n = xg.len() / g.x_len();
+    let (hw, kk, p) = (g.h * g.w, g.kh * g.kw, g.p());
+    let mut col = Vec::with_capacity(g.ck() * n * p);
+    match taps {
+        Some(taps) => {
+            // Channel c of every sample, each followed by a zero that the padding taps read.
+            let mut xz = vec![T::ZERO; n * (hw + 1)];
+            for c in 0..g.c {
+                for (i, z) in xz.chunks_mut(hw + 1).enumerate() {
+                    z[..hw].copy_from_slice(&xg[i * g.x_len() + c * hw..][..hw]);
+                }
+                for k in 0..kk {
+                    let t = taps.of(k, p);
+                    for z in xz.chunks(hw + 1) {
+                        // SAFETY: every tap is at most hw (Taps) and z has hw + 1 elements.
+                        col.extend(t.iter().map(|&j| unsafe { *z.get_unchecked(j as usize) }));
+                    }
+                }
             }
         }
-    }
-}
-
-/// [`im2col`] row by row: slices copied (stride 1) or stepped through, padding filled.
-fn im2col_rows<T: Elem>(g: &Geom, x: &[T], col: &mut [T], ld: usize, off: usize) {
-    let (p, wo) = (g.p(), g.wo);
-    for c in 0..g.c {
-        let xc = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let row = &mut col[((c * g.kh + ki) * g.kw + kj) * ld + off..][..p];
-                let (lo, hi) = g.valid_cols(kj);
-                for ho in 0..g.ho {
-                    let out = &mut row[ho * wo..(ho + 1) * wo];
-                    match g.in_row(ho, ki) {
-                        None => out.fill(T::ZERO),
-                        Some(_) if lo == hi => out.fill(T::ZERO),
-                        Some(r) => {
-                            out[..lo].fill(T::ZERO);
-                            out[hi..].fill(T::ZERO);
-                            let xr = &xc[r * g.w..(r + 1) * g.w];
-                            let first = lo * g.stride + kj - g.padding;
-                            if g.stride == 1 {
-                                out[lo..hi].copy_from_slice(&xr[first..first + (hi - lo)]);
-                            } else {
-                                for (o, i) in out[lo..hi].iter_mut().zip(xr[first..].iter().step_by(g.stride)) {
-                                    *o = *i;
-                                }
-                            }
+        None => {
+            for c in 0..g.c {
+                for ki in 0..g.kh {
+                    for kj in 0..g.kw {
+                        for xb in xg.chunks(g.x_len()) {
+                            push_tap_row(g, &xb[c * hw..(c + 1) * hw], ki, kj, &mut col);
                         }
                     }
                 }
             }
+        }
+    }
+    debug_assert_eq!(col.len(), g.ck() * n * p);
+    col
+}
+
+/// Appends what tap `(ki, kj)` reads from one channel `xc (H × W)` at every output position,
+/// row by row of the output: zeros on the padding, the valid span copied (stride 1) or stepped.
+fn push_tap_row<T: Elem>(g: &Geom, xc: &[T], ki: usize, kj: usize, col: &mut Vec<T>) {
+    let (lo, hi) = g.valid_cols(kj);
+    let zeros = |col: &mut Vec<T>, k: usize| col.extend(std::iter::repeat_n(T::ZERO, k));
+    for ho in 0..g.ho {
+        match g.in_row(ho, ki) {
+            Some(r) if lo < hi => {
+                zeros(col, lo);
+                let xr = &xc[r * g.w..(r + 1) * g.w];
+                let first = lo * g.stride + kj - g.padding;
+                if g.stride == 1 {
+                    col.extend_from_slice(&xr[first..first + (hi - lo)]);
+                } else {
+                    col.extend(xr[first..].iter().step_by(g.stride).take(hi - lo).copied());
+                }
+                zeros(col, g.wo - hi);
+            }
+            _ => zeros(col, g.wo),
         }
     }
 }
@@ -366,17 +377,6 @@ const KEEP_COLS_MAX: usize = 1 << 21;
 enum Cols {
     F32(Vec<Vec<f32>>),
     F64(Vec<Vec<f64>>),
-}
-
-/// The im2col matrix `(CK × n·P)` of a group of `n` samples.
-fn group_cols<T: Elem>(g: &Geom, taps: Option<&Taps>, xg: &[T]) -> Vec<T> {
-    let n = xg.len() / g.x_len();
-    let ld = n * g.p();
-    let mut col = vec![T::ZERO; g.ck() * ld];
-    for (i, xb) in xg.chunks(g.x_len()).enumerate() {
-        im2col(g, taps, xb, &mut col, ld, i * g.p());
-    }
-    col
 }
 
 /// `y = conv(x, w)`, and the groups' im2col matrices when `keep` (see [`KEEP_COLS_MAX`]).
@@ -614,32 +614,32 @@ mod tests {
     }
 
     /// The tap-table gather and scatter give exactly what the row-by-row copies give, on narrow
-    /// maps with stride 1 and 2, padding wider than the image, 1×1 and 7×7 kernels.
+    /// maps with stride 1 and 2, padding wider than the image, 1×1 and 7×7 kernels, 1 and 3 samples.
     #[test]
     fn tap_table_matches_the_row_copies() {
-        for (h, w, k, s, p) in
-            [(5, 4, 3, 1, 1), (9, 8, 3, 2, 1), (3, 2, 7, 2, 3), (6, 5, 1, 2, 0), (4, 3, 3, 3, 2), (1, 1, 3, 1, 1)]
-        {
-            let g = Geom::new((2, 3, h, w), (4, 3, k, k), s, p).unwrap();
+        for (n, h, w, k, s, p) in [
+            (1, 5, 4, 3, 1, 1),
+            (3, 9, 8, 3, 2, 1),
+            (1, 3, 2, 7, 2, 3),
+            (3, 6, 5, 1, 2, 0),
+            (1, 4, 3, 3, 3, 2),
+            (3, 1, 1, 3, 1, 1),
+        ] {
+            let g = Geom::new((n, 3, h, w), (4, 3, k, k), s, p).unwrap();
             let taps = Taps::for_narrow(&g).expect("narrow map");
-            let x: Vec<f64> = (0..g.x_len()).map(|i| (i as f64 * 0.37).sin()).collect();
-            let (ld, off) = (g.p() * 2 + 3, g.p() + 1);
-            let mut a = vec![f64::NAN; g.ck() * ld];
-            let mut b = a.clone();
-            im2col(&g, Some(&taps), &x, &mut a, ld, off);
-            im2col_rows(&g, &x, &mut b, ld, off);
-            let cols = |m: &[f64]| -> Vec<u64> {
-                (0..g.ck())
-                    .flat_map(|r| m[r * ld + off..][..g.p()].iter().map(|v| v.to_bits()).collect::<Vec<_>>())
-                    .collect()
-            };
-            assert_eq!(cols(&a), cols(&b), "im2col h {h} w {w} k {k} s {s} p {p}");
-            let dcol: Vec<f64> = (0..g.ck() * ld).map(|i| (i as f64 * 0.11).cos()).collect();
-            let (mut da, mut db) = (x.clone(), x.clone());
-            col2im(&g, Some(&taps), &dcol, &mut da, ld, off);
-            col2im_rows(&g, &dcol, &mut db, ld, off);
+            let x: Vec<f64> = (0..n * g.x_len()).map(|i| (i as f64 * 0.37).sin()).collect();
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&da), bits(&db), "col2im h {h} w {w} k {k} s {s} p {p}");
+            let cols = group_cols(&g, Some(&taps), &x);
+            assert_eq!(bits(&cols), bits(&group_cols(&g, None, &x)), "im2col n {n} h {h} w {w} k {k} s {s} p {p}");
+            let ld = n * g.p();
+            let dcol: Vec<f64> = (0..g.ck() * ld).map(|i| (i as f64 * 0.11).cos()).collect();
+            for i in 0..n {
+                let xb = &x[i * g.x_len()..(i + 1) * g.x_len()];
+                let (mut da, mut db) = (xb.to_vec(), xb.to_vec());
+                col2im(&g, Some(&taps), &dcol, &mut da, ld, i * g.p());
+                col2im_rows(&g, &dcol, &mut db, ld, i * g.p());
+                assert_eq!(bits(&da), bits(&db), "col2im n {n} h {h} w {w} k {k} s {s} p {p}");
+            }
         }
     }
 
