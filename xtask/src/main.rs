@@ -525,9 +525,11 @@ fn run_table(cmd: Cmd) -> Result<(), String> {
                 let pool = (n_jobs > 1)
                     .then(|| rayon::ThreadPoolBuilder::new().num_threads(threads_per_job).build().ok())
                     .flatten();
+                // Each job computes inside a rayon pool (its own, or the global one), so that the
+                // CPU kernels' parallel loops are fork-joins there (dgl_models::kernels::on_cpu_pool).
                 match pool {
                     Some(p) => p.install(run_jobs),
-                    None => run_jobs(),
+                    None => dgl_models::kernels::on_cpu_pool(run_jobs),
                 }
             });
         }
@@ -676,6 +678,9 @@ fn parse_dataset_kind(s: &str) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
+    // Before any thread or tensor op: candle's ops on the calling thread, freed memory kept
+    // (the same set-up as `dgl train`; dgl_cli::process).
+    dgl_cli::process::configure_cpu_training();
     match run(Cli::parse().cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -443,25 +443,10 @@ fn run_prepare(dataset: &str, root: &std::path::Path, out: &std::path::Path, ski
     Ok(())
 }
 
-/// mimalloc's `mi_option_purge_delay` (its `mimalloc.h`, v2 and v3: option 15) set to -1: freed
-/// memory is kept for reuse instead of being returned to the OS after 10 ms. A training step frees
-/// and re-allocates the same large activation buffers every step; returned, they come back as fresh
-/// pages the kernel must zero (~11 % of a paper-model CPU step in `perf`, docs/performance.md).
-/// Peak RSS is unchanged; RSS stays at that peak.
-fn keep_freed_memory() {
-    extern "C" {
-        fn mi_option_set(option: std::os::raw::c_int, value: std::os::raw::c_long);
-    }
-    const MI_OPTION_PURGE_DELAY: std::os::raw::c_int = 15;
-    // SAFETY: a plain setter of the allocator's option table, valid at any time.
-    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
-}
-
 fn main() -> ExitCode {
     // Before any tensor op: candle's own CPU ops on the calling thread, the project's kernels on
     // rayon's pool (no second pool of spinning workers; see dgl_models::kernels).
-    dgl_models::kernels::configure_cpu_threads();
-    keep_freed_memory();
+    dgl_cli::process::configure_cpu_training();
     quiet_error_backtraces();
     let cli = Cli::parse();
     // The command runs on a worker of rayon's pool, so that the CPU kernels' parallel loops are
