@@ -102,7 +102,7 @@ impl Geom {
 }
 
 /// Output rows narrower than this are gathered through a [`Taps`] table instead of row by row:
-/// on small maps (the deep layers, the tiny preset) the per-row bookkeeping of [`im2col_rows`]
+/// on small maps (the deep layers, the tiny preset) the per-row bookkeeping of [`push_tap_row`]
 /// costs more than the copies (most of a tiny-preset step was spent there, docs/performance.md).
 const MIN_ROW_COPY: usize = 32;
 
@@ -110,7 +110,7 @@ const MIN_ROW_COPY: usize = 32;
 /// input pixel it reads within one channel's `H × W` map, or `H·W` where it reads the zero padding
 /// (one zero appended to the channel's copy): `taps[k·P + q]`. The same for every channel and
 /// sample of a convolution. Every entry is at most `H·W` (by construction), which is what makes the
-/// unchecked reads and writes of [`im2col`] and [`col2im`] sound.
+/// unchecked reads and writes of [`group_cols`] and [`col2im`] sound.
 struct Taps {
     t: Vec<u32>,
     hw: usize,
