@@ -23,21 +23,6 @@ use dgl_models::{build_model, ModelConfig};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay` (its `mimalloc.h`, v2 and v3: option 15): how long freed
-/// memory is kept before it is returned to the OS; -1 = never. The step frees and re-allocates the
-/// same large activation buffers every step; with the default (10 ms) they go back to the OS and
-/// come back as fresh pages that the kernel must zero (`clear_page_erms`, ~11 % of a paper-model
-/// step in `perf`). Peak RSS is unchanged; RSS stays at that peak during the run.
-#[cfg(feature = "mimalloc")]
-fn keep_freed_memory() {
-    extern "C" {
-        fn mi_option_set(option: std::os::raw::c_int, value: std::os::raw::c_long);
-    }
-    const MI_OPTION_PURGE_DELAY: std::os::raw::c_int = 15;
-    // SAFETY: a plain setter of the allocator's option table, valid at any time.
-    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
-}
-
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
 }
@@ -51,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     #[cfg(feature = "mimalloc")]
     if !args.iter().any(|a| a == "--default-alloc") {
-        keep_freed_memory();
+        dgl_models::kernels::keep_freed_memory();
     }
     // `--caller-thread`: the steps on the main thread (each kernel's parallel work injected into
     // rayon's pool, for A/B); otherwise on a worker of the pool (dgl_models::kernels::on_cpu_pool).

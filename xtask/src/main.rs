@@ -679,8 +679,8 @@ fn parse_dataset_kind(s: &str) -> Result<String, String> {
 
 fn main() -> ExitCode {
     // Before any thread or tensor op: candle's ops on the calling thread, freed memory kept
-    // (the same set-up as `dgl train`; dgl_cli::process).
-    dgl_cli::process::configure_cpu_training();
+    // (the same set-up as `dgl train`; dgl_models::kernels).
+    dgl_models::kernels::configure_cpu_training();
     match run(Cli::parse().cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -12,7 +12,6 @@ mod fsio;
 pub mod methods;
 pub mod observe;
 pub mod plot;
-pub mod process;
 mod resume_check;
 pub mod run_dir;
 pub mod setup;

@@ -446,7 +446,7 @@ fn run_prepare(dataset: &str, root: &std::path::Path, out: &std::path::Path, ski
 fn main() -> ExitCode {
     // Before any tensor op: candle's own CPU ops on the calling thread, the project's kernels on
     // rayon's pool (no second pool of spinning workers; see dgl_models::kernels).
-    dgl_cli::process::configure_cpu_training();
+    dgl_models::kernels::configure_cpu_training();
     quiet_error_backtraces();
     let cli = Cli::parse();
     // The command runs on a worker of rayon's pool, so that the CPU kernels' parallel loops are

@@ -201,8 +201,8 @@ fn clip_grad_norm_matches_torch() {
     let _ = DType::F64;
 }
 
-/// Independent scalar re-statement of torch.optim.AdamW.step (amsgrad=False) for the quadratic.
-/// torch.optim.AdamW (`decoupled`) or torch.optim.Adam (L2 term in the gradient), restated.
+/// Independent scalar re-statement, for the quadratic, of torch.optim.AdamW.step (`decoupled`) or
+/// torch.optim.Adam.step (L2 term in the gradient), amsgrad=False.
 fn adam_reference(cfg: &AdamWConfig, decoupled: bool, p0: &[f64], a: &[f64], steps: usize) -> Vec<Vec<f64>> {
     let mut p = p0.to_vec();
     let mut m = vec![0.0; p.len()];
@@ -227,6 +227,17 @@ fn adam_reference(cfg: &AdamWConfig, decoupled: bool, p0: &[f64], a: &[f64], ste
     traj
 }
 
+/// Takes `want.len()` steps on the quadratic and checks every iterate of `var` against `want`.
+fn assert_trajectory(var: &Var, a: &Tensor, want: &[Vec<f64>], mut step: impl FnMut(&ParamGrads), label: &str) {
+    for (s, w) in want.iter().enumerate() {
+        step(&grads_of(var, a));
+        let got = var.as_tensor().to_vec1::<f64>().unwrap();
+        for (x, y) in got.iter().zip(w) {
+            assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{label} step {s}: {x} vs {y}");
+        }
+    }
+}
+
 #[test]
 fn adamw_trajectories_match_pytorch_semantics() {
     let p0 = [1.0, -2.0, 0.5];
@@ -240,13 +251,7 @@ fn adamw_trajectories_match_pytorch_semantics() {
         let at = Tensor::new(&a, &Device::Cpu).unwrap();
         let mut opt = AdamW::new(cfg.clone()).unwrap();
         let want = adam_reference(&cfg, true, &p0, &a, 15);
-        for (s, w) in want.iter().enumerate() {
-            opt.step(&grads_of(&var, &at)).unwrap();
-            let got = var.as_tensor().to_vec1::<f64>().unwrap();
-            for (x, y) in got.iter().zip(w) {
-                assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{cfg:?} step {s}: {x} vs {y}");
-            }
-        }
+        assert_trajectory(&var, &at, &want, |g| opt.step(g).unwrap(), &format!("{cfg:?}"));
         // Adam: the same moments on g + wd·p, no decoupled decay (differs once wd > 0).
         let var = Var::from_tensor(&Tensor::new(&p0, &Device::Cpu).unwrap()).unwrap();
         let mut opt = OptimizerConfig {
@@ -261,13 +266,7 @@ fn adamw_trajectories_match_pytorch_semantics() {
         .build()
         .unwrap();
         let want = adam_reference(&cfg, false, &p0, &a, 15);
-        for (s, w) in want.iter().enumerate() {
-            opt.step(&grads_of(&var, &at)).unwrap();
-            let got = var.as_tensor().to_vec1::<f64>().unwrap();
-            for (x, y) in got.iter().zip(w) {
-                assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "Adam {cfg:?} step {s}: {x} vs {y}");
-            }
-        }
+        assert_trajectory(&var, &at, &want, |g| opt.step(g).unwrap(), &format!("Adam {cfg:?}"));
     }
     // Adam by hand, first step: g' = g + wd·p = 1·2 + 0.5·2 = 3, p1 = 2 − lr·g'/|g'| = 1.9.
     let var = Var::from_tensor(&Tensor::new(&[2.0f64], &Device::Cpu).unwrap()).unwrap();

@@ -373,10 +373,23 @@ fn matmul_rows<T: Elem>(
 /// bounded by the activations.
 const KEEP_COLS_MAX: usize = 1 << 21;
 
-/// The im2col matrices of one forward, one per group of samples, kept for the backward.
-enum Cols {
-    F32(Vec<Vec<f32>>),
-    F64(Vec<Vec<f64>>),
+/// The im2col matrices of one forward (a `Vec<Vec<T>>`, one per group of samples, in the tensor's
+/// element type), kept for the backward.
+type KeptCols = Arc<OnceLock<Box<dyn std::any::Any + Send + Sync>>>;
+
+/// [`forward`], storing the kept matrices in `store`.
+fn forward_keeping<T: Elem>(g: &Geom, x: &[T], w: &[T], keep: bool, store: &KeptCols) -> Vec<T> {
+    let (y, cols) = forward(g, x, w, keep);
+    if let Some(c) = cols {
+        // A node's forward runs once; a second set could only store the same columns.
+        let _ = store.set(Box::new(c));
+    }
+    y
+}
+
+/// The matrices in `store`, if the forward kept them (in element type `T`).
+fn kept_cols<T: Elem>(store: &KeptCols) -> Option<&[Vec<T>]> {
+    store.get()?.downcast_ref::<Vec<Vec<T>>>().map(Vec::as_slice)
 }
 
 /// `y = conv(x, w)`, and the groups' im2col matrices when `keep` (see [`KEEP_COLS_MAX`]).
@@ -452,7 +465,7 @@ fn weight_grad<T: Elem>(g: &Geom, x: &[T], dy: &[T], kept: Option<&[Vec<T>]>) ->
     }
     let gs = group_size(g);
     let rb = row_block(o, g.b.div_ceil(gs));
-    let taps = Taps::for_narrow(g);
+    let taps = if kept.is_none() { Taps::for_narrow(g) } else { None };
     // One partial dW per group (computed in parallel), added in group order: the result does not
     // depend on the number of threads or on scheduling.
     let partials: Vec<Vec<T>> = x
@@ -493,7 +506,7 @@ struct Conv2dCpu {
     padding: usize,
     /// The forward's im2col matrices, when small enough ([`KEEP_COLS_MAX`]) and a gradient may
     /// be asked for; shared with the weight-gradient op of every backward through this node.
-    cols: Arc<OnceLock<Cols>>,
+    cols: KeptCols,
     keep: bool,
 }
 
@@ -510,22 +523,8 @@ impl CustomOp2 for Conv2dCpu {
             l1,
             s2,
             l2,
-            |x, w| {
-                let (y, cols) = forward(&g, x, w, keep);
-                if let Some(c) = cols {
-                    // A node's forward runs once; a second set could only store the same columns.
-                    let _ = self.cols.set(Cols::F32(c));
-                }
-                y
-            },
-            |x, w| {
-                let (y, cols) = forward(&g, x, w, keep);
-                if let Some(c) = cols {
-                    // A node's forward runs once; a second set could only store the same columns.
-                    let _ = self.cols.set(Cols::F64(c));
-                }
-                y
-            },
+            |x, w| forward_keeping(&g, x, w, keep, &self.cols),
+            |x, w| forward_keeping(&g, x, w, keep, &self.cols),
         )?;
         Ok((out, Shape::from((g.b, g.o, g.ho, g.wo))))
     }
@@ -559,7 +558,7 @@ impl CustomOp2 for Conv2dCpuInputGrad {
 /// `(x, dy) → dw`.
 struct Conv2dCpuWeightGrad {
     g: Geom,
-    cols: Arc<OnceLock<Cols>>,
+    cols: KeptCols,
 }
 
 impl CustomOp2 for Conv2dCpuWeightGrad {
@@ -569,13 +568,15 @@ impl CustomOp2 for Conv2dCpuWeightGrad {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = &self.g;
-        let (kept32, kept64) = match self.cols.get() {
-            Some(Cols::F32(c)) => (Some(c.as_slice()), None),
-            Some(Cols::F64(c)) => (None, Some(c.as_slice())),
-            None => (None, None),
-        };
-        let out =
-            dispatch2(s1, l1, s2, l2, |x, dy| weight_grad(g, x, dy, kept32), |x, dy| weight_grad(g, x, dy, kept64))?;
+        let cols = &self.cols;
+        let out = dispatch2(
+            s1,
+            l1,
+            s2,
+            l2,
+            |x, dy| weight_grad(g, x, dy, kept_cols(cols)),
+            |x, dy| weight_grad(g, x, dy, kept_cols(cols)),
+        )?;
         Ok((out, Shape::from((g.o, g.c, g.kh, g.kw))))
     }
 }
