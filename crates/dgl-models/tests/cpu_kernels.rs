@@ -153,35 +153,73 @@ fn grouped_and_row_split_conv_matches_candle() {
     assert_conv_matches_candle(&mut rng, &cases, DType::F64, 1e-12);
 }
 
+/// Inputs of a ResNet block: x, the first convolution's weight, BN γ and β, the second weight.
+struct Block {
+    x: Tensor,
+    w: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    w2: Tensor,
+}
+
+impl Block {
+    fn random(rng: &mut Rng, (b, c, h, w): (usize, usize, usize, usize), o: usize) -> Self {
+        Self {
+            x: randn(rng, &[b, c, h, w], DType::F32),
+            w: randn(rng, &[o, c, 3, 3], DType::F32),
+            gamma: randn(rng, &[o], DType::F32),
+            beta: randn(rng, &[o], DType::F32),
+            w2: (randn(rng, &[o, o, 3, 3], DType::F32) * 0.05).unwrap(),
+        }
+    }
+
+    /// The bits of the output and of the gradients of x and w, through the new kernels
+    /// (convolution, BN + ReLU, convolution, add + ReLU, BN without ReLU, max-pool).
+    fn bits(&self) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+        let x = Var::from_tensor(&self.x).unwrap();
+        let w = Var::from_tensor(&self.w).unwrap();
+        let y = conv2d_any(x.as_tensor(), w.as_tensor(), 1, 1).unwrap();
+        let (y, _, _) = batch_norm_train_act(&y, &self.gamma, &self.beta, 1e-5, true).unwrap();
+        let y2 = conv2d_any(&y, &self.w2, 1, 1).unwrap();
+        let y = add_relu_cpu(&y2, &y).unwrap();
+        let (y, _, _) = batch_norm_train_act(&y, &self.gamma, &self.beta, 1e-5, false).unwrap();
+        let y = max_pool2d_cpu(&y, 3, 2, 1).unwrap();
+        let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let bits = |t: &Tensor| {
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        (bits(&y), bits(g.get(x.as_tensor()).unwrap()), bits(g.get(w.as_tensor()).unwrap()))
+    }
+}
+
 /// A whole ResNet block's worth of the new kernels (grouped/row-split convolution, BN + ReLU,
 /// add + ReLU, max-pool) gives bit-identical outputs and gradients for 1, 2, 3 and 5 threads.
 #[test]
 fn new_kernels_do_not_depend_on_the_thread_count() {
-    let mut rng = Rng::new(15);
-    let x0 = randn(&mut rng, &[7, 16, 12, 10], DType::F32);
-    let w0 = randn(&mut rng, &[64, 16, 3, 3], DType::F32);
-    let g0 = randn(&mut rng, &[64], DType::F32);
-    let b0 = randn(&mut rng, &[64], DType::F32);
-    let w2 = (randn(&mut rng, &[64, 64, 3, 3], DType::F32) * 0.05).unwrap();
+    let block = Block::random(&mut Rng::new(15), (7, 16, 12, 10), 64);
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| {
-            let x = Var::from_tensor(&x0).unwrap();
-            let w = Var::from_tensor(&w0).unwrap();
-            let y = conv2d_any(x.as_tensor(), w.as_tensor(), 1, 1).unwrap();
-            let (y, _, _) = batch_norm_train_act(&y, &g0, &b0, 1e-5, true).unwrap();
-            let y2 = conv2d_any(&y, &w2, 1, 1).unwrap();
-            let y = add_relu_cpu(&y2, &y).unwrap();
-            let y = max_pool2d_cpu(&y, 3, 2, 1).unwrap();
-            let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
-            let bits = |t: &Tensor| {
-                t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-            };
-            (bits(&y), bits(g.get(x.as_tensor()).unwrap()), bits(g.get(w.as_tensor()).unwrap()))
-        })
+        pool.install(|| block.bits())
     };
     let one = run(1);
     for threads in [2, 3, 5] {
         assert!(run(threads) == one, "results differ between 1 and {threads} threads");
+    }
+}
+
+/// The AVX2 + FMA build of the kernels' loops (`dgl_models::kernels::simd_enabled`) gives the
+/// same bits as the baseline build: narrow maps (tap tables) and wide ones (row copies), few and
+/// many output channels (the weight gradient stored transposed or not), several groups of
+/// samples. On a CPU without AVX2 + FMA both runs take the baseline build.
+#[test]
+fn simd_paths_are_bit_identical() {
+    let mut rng = Rng::new(16);
+    for (shape, o) in [((7, 16, 12, 10), 64), ((5, 3, 40, 36), 8), ((9, 8, 5, 4), 96), ((2, 4, 3, 2), 16)] {
+        let block = Block::random(&mut rng, shape, o);
+        dgl_models::kernels::set_simd(false);
+        let baseline = block.bits();
+        dgl_models::kernels::set_simd(true);
+        let simd = block.bits();
+        assert!(baseline == simd, "SIMD and baseline builds differ for input {shape:?}, {o} channels");
     }
 }

@@ -19,6 +19,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::simd::simd_fn;
 use super::{slice, Elem};
 
 /// (B, C, R) geometry of a contiguous (B, C, …) tensor (shared with `crate::cudnn::batch_norm`).
@@ -63,20 +64,22 @@ fn per_channel<T: Elem>(g: &Geom, v: &[T], f: impl Fn(usize, &[T]) -> f64 + Sync
 /// fixed by the data layout alone, so results do not depend on the thread count.
 const LANES: usize = 8;
 
-/// `Σ f(v)` over `s` with [`LANES`] partial sums (added in a fixed order at the end).
-fn lane_sum<T: Elem>(s: &[T], f: impl Fn(f64) -> f64) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let chunks = s.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for ch in chunks {
-        for (a, &v) in acc.iter_mut().zip(ch) {
+simd_fn! {
+    /// `Σ f(v)` over `s` with [`LANES`] partial sums (added in a fixed order at the end).
+    fn lane_sum[T: Elem](s: &[T], f: impl Fn(f64) -> f64) -> f64 {
+        let mut acc = [0.0f64; LANES];
+        let chunks = s.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for ch in chunks {
+            for (a, &v) in acc.iter_mut().zip(ch) {
+                *a += f(v.into());
+            }
+        }
+        for (a, &v) in acc.iter_mut().zip(rest) {
             *a += f(v.into());
         }
+        acc.iter().sum()
     }
-    for (a, &v) in acc.iter_mut().zip(rest) {
-        *a += f(v.into());
-    }
-    acc.iter().sum()
 }
 
 /// `[mean_c, biased var_c]` (two passes, f64).
@@ -154,16 +157,7 @@ impl CustomOp3 for Forward {
             let mut out = vec![T::ZERO; x.len()];
             out.par_chunks_mut(r).zip(x.par_chunks(r)).enumerate().for_each(|(i, (o, x))| {
                 let (a, b) = ab[i % g.c];
-                if relu {
-                    for (o, &v) in o.iter_mut().zip(x) {
-                        let t = a * v + b;
-                        *o = if t > T::ZERO { t } else { T::ZERO };
-                    }
-                } else {
-                    for (o, &v) in o.iter_mut().zip(x) {
-                        *o = a * v + b;
-                    }
-                }
+                affine_segment(o, x, a, b, relu)
             });
             out
         }
@@ -213,7 +207,24 @@ impl CustomOp3 for Forward {
     }
 }
 
+simd_fn! {
+    /// `o = a·x + b`, or `max(0, a·x + b)` with `relu`.
+    fn affine_segment[T: Elem](o: &mut [T], x: &[T], a: T, b: T, relu: bool) {
+        if relu {
+            for (o, &v) in o.iter_mut().zip(x) {
+                let t = a * v + b;
+                *o = if t > T::ZERO { t } else { T::ZERO };
+            }
+        } else {
+            for (o, &v) in o.iter_mut().zip(x) {
+                *o = a * v + b;
+            }
+        }
+    }
+}
+
 /// `dy`, or 0 where the ReLU's output `y` is 0 (`relu`).
+#[inline(always)]
 fn masked<T: Elem>(relu: bool, dy: T, y: T) -> f64 {
     let y: f64 = y.into();
     if relu && y <= 0.0 {
@@ -253,11 +264,7 @@ impl CustomOp3 for ParamGrads {
                     // Σ dy·(x − μ) and Σ dy in LANES partial sums each (see `lane_sum`); ∂γ = σ⁻¹·the first.
                     let (mut a, mut b) = ([0.0f64; LANES], [0.0f64; LANES]);
                     for ((xs, ds), ys) in g.segments(x, c).zip(g.segments(dy, c)).zip(g.segments(y, c)) {
-                        for (i, ((&x, &d), &y)) in xs.iter().zip(ds).zip(ys).enumerate() {
-                            let d = masked(relu, d, y);
-                            a[i % LANES] += d * (x.into() - m);
-                            b[i % LANES] += d;
-                        }
+                        param_sums_segment(xs, ds, ys, m, relu, &mut a, &mut b);
                     }
                     [a.iter().sum::<f64>() * norm.inv_std[c], b.iter().sum::<f64>()]
                 })
@@ -275,6 +282,42 @@ impl CustomOp3 for ParamGrads {
         };
         let flat = sums.iter().map(|s| s[0]).chain(sums.iter().map(|s| s[1])).collect();
         Ok((CpuStorage::F64(flat), Shape::from((2, g.c))))
+    }
+}
+
+simd_fn! {
+    /// Adds one segment to the lanes of `Σ dy·(x − m)` (`a`) and `Σ dy` (`b`), dy masked by
+    /// `y > 0` with `relu`: element i goes to lane i % LANES, whole chunks of LANES first (the
+    /// loop over a chunk's lanes vectorises), then the remainder.
+    fn param_sums_segment[T: Elem](
+        xs: &[T],
+        ds: &[T],
+        ys: &[T],
+        m: f64,
+        relu: bool,
+        a: &mut [f64; LANES],
+        b: &mut [f64; LANES],
+    ) {
+        // (No closure here: it would be compiled apart from the AVX2 build of this function.)
+        let (mut la, mut lb) = (*a, *b); // local copies stay in registers
+        let whole = xs.len() - xs.len() % LANES;
+        for ((xc, dc), yc) in
+            xs[..whole].chunks_exact(LANES).zip(ds[..whole].chunks_exact(LANES)).zip(ys[..whole].chunks_exact(LANES))
+        {
+            for j in 0..LANES {
+                // masked() without a branch: `|` where `&&` would short-circuit.
+                let (d, y, x): (f64, f64, f64) = (dc[j].into(), yc[j].into(), xc[j].into());
+                let d = if (y > 0.0) | !relu { d } else { 0.0 };
+                la[j] += d * (x - m);
+                lb[j] += d;
+            }
+        }
+        for (j, ((&x, &d), &y)) in xs[whole..].iter().zip(&ds[whole..]).zip(&ys[whole..]).enumerate() {
+            let d = masked(relu, d, y);
+            la[j] += d * (x.into() - m);
+            lb[j] += d;
+        }
+        (*a, *b) = (la, lb);
     }
 }
 
@@ -318,15 +361,11 @@ impl CustomOp3 for InputGrad {
             let coef: Vec<[T; 3]> = coef.iter().map(|k| k.map(T::from_f64)).collect();
             let r = g.r.max(1);
             let mut out = vec![T::ZERO; dy.len()];
-            out.par_chunks_mut(r).zip(dy.par_chunks(r)).zip(x.par_chunks(r).zip(y.par_chunks(r))).enumerate().for_each(
-                |(i, ((o, dy), (x, y)))| {
-                    let [a, b, k] = coef[i % g.c];
-                    for (((o, &d), &x), &y) in o.iter_mut().zip(dy).zip(x).zip(y) {
-                        let d = if relu && y <= T::ZERO { T::ZERO } else { d };
-                        *o = a * d + b * x + k;
-                    }
-                },
-            );
+            out.par_chunks_mut(r)
+                .zip(dy.par_chunks(r))
+                .zip(x.par_chunks(r).zip(y.par_chunks(r)))
+                .enumerate()
+                .for_each(|(i, ((o, dy), (x, y)))| input_grad_segment(o, dy, x, y, coef[i % g.c], relu));
             out
         }
         let relu = self.relu;
@@ -340,6 +379,17 @@ impl CustomOp3 for InputGrad {
             _ => bail!("batch_norm backward: dy, x and y must all be f32 or all f64"),
         };
         Ok((out, l1.shape().clone()))
+    }
+}
+
+simd_fn! {
+    /// `o = A·dy + B·x + C` with `[A, B, C] = coef`, dy masked by `y > 0` with `relu`.
+    fn input_grad_segment[T: Elem](o: &mut [T], dy: &[T], x: &[T], y: &[T], coef: [T; 3], relu: bool) {
+        let [a, b, k] = coef;
+        for (((o, &d), &x), &y) in o.iter_mut().zip(dy).zip(x).zip(y) {
+            let d = if relu && y <= T::ZERO { T::ZERO } else { d };
+            *o = a * d + b * x + k;
+        }
     }
 }
 

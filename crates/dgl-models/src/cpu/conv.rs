@@ -26,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::simd::simd_fn;
 use super::{dispatch2, Elem};
 
 /// Geometry of one convolution (shared with the cuDNN op, `crate::cudnn`).
@@ -107,10 +108,12 @@ impl Geom {
 const MIN_ROW_COPY: usize = 32;
 
 /// For every kernel tap `k = ki·kw + kj` and output position `q = ho·W_out + wo`, the offset of the
-/// input pixel it reads within one channel's `H × W` map, or `H·W` where it reads the zero padding
-/// (one zero appended to the channel's copy): `taps[k·P + q]`. The same for every channel and
-/// sample of a convolution. Every entry is at most `H·W` (by construction), which is what makes the
-/// unchecked reads and writes of [`group_cols`] and [`col2im`] sound.
+/// input pixel it reads within one channel's `H × W` map, or `H·W + q` where it reads the zero
+/// padding (`P` zeros appended to the channel's copy): `taps[k·P + q]`. The same for every channel
+/// and sample of a convolution. Every entry is below `H·W + P` (by construction), which is what
+/// makes the unchecked reads and writes of [`group_cols`] and [`col2im`] sound. One padding slot
+/// per position, not one for all: [`col2im`] adds into the slots, and additions into a single
+/// slot would each wait for the previous one.
 struct Taps {
     t: Vec<u32>,
     hw: usize,
@@ -121,7 +124,7 @@ impl Taps {
     /// in `u32`; `None` otherwise (rows are copied as slices).
     fn for_narrow(g: &Geom) -> Option<Self> {
         let hw = g.h * g.w;
-        if g.wo >= MIN_ROW_COPY || hw >= u32::MAX as usize {
+        if g.wo >= MIN_ROW_COPY || hw + g.p() >= u32::MAX as usize {
             return None;
         }
         let mut t = Vec::with_capacity(g.kh * g.kw * g.p());
@@ -132,7 +135,7 @@ impl Taps {
                     let r = g.in_row(ho, ki);
                     t.extend((0..g.wo).map(|wo| match r {
                         Some(r) if (lo..hi).contains(&wo) => (r * g.w + wo * g.stride + kj - g.padding) as u32,
-                        _ => hw as u32,
+                        _ => (hw + ho * g.wo + wo) as u32,
                     }));
                 }
             }
@@ -146,26 +149,27 @@ impl Taps {
     }
 }
 
-/// The im2col matrix `(CK × n·P)` of a group of `n` samples `xg (n × C × H × W)`: row
-/// `(c, ki, kj)` holds, sample after sample, the input pixel each output position reads through
-/// that tap (zero on the padding). Built in memory order, so the buffer is never zero-filled first:
-/// through the tap table where there is one, else row by row (slices copied or stepped through).
-fn group_cols<T: Elem>(g: &Geom, taps: Option<&Taps>, xg: &[T]) -> Vec<T> {
+simd_fn! {
+    /// The im2col matrix `(CK × n·P)` of a group of `n` samples `xg (n × C × H × W)`: row
+    /// `(c, ki, kj)` holds, sample after sample, the input pixel each output position reads through
+    /// that tap (zero on the padding). Built in memory order, so the buffer is never zero-filled first:
+    /// through the tap table where there is one, else row by row (slices copied or stepped through).
+    fn group_cols[T: Elem](g: &Geom, taps: Option<&Taps>, xg: &[T]) -> Vec<T> {
     let n = xg.len() / g.x_len();
     let (hw, kk, p) = (g.h * g.w, g.kh * g.kw, g.p());
     let mut col = Vec::with_capacity(g.ck() * n * p);
     match taps {
         Some(taps) => {
-            // Channel c of every sample, each followed by a zero that the padding taps read.
-            let mut xz = vec![T::ZERO; n * (hw + 1)];
+            // Channel c of every sample, each followed by the P zeros that the padding taps read.
+            let mut xz = vec![T::ZERO; n * (hw + p)];
             for c in 0..g.c {
-                for (i, z) in xz.chunks_mut(hw + 1).enumerate() {
+                for (i, z) in xz.chunks_mut(hw + p).enumerate() {
                     z[..hw].copy_from_slice(&xg[i * g.x_len() + c * hw..][..hw]);
                 }
                 for k in 0..kk {
                     let t = taps.of(k, p);
-                    for z in xz.chunks(hw + 1) {
-                        // SAFETY: every tap is at most hw (Taps) and z has hw + 1 elements.
+                    for z in xz.chunks(hw + p) {
+                        // SAFETY: every tap is below hw + P (Taps) and z has hw + P elements.
                         col.extend(t.iter().map(|&j| unsafe { *z.get_unchecked(j as usize) }));
                     }
                 }
@@ -185,6 +189,7 @@ fn group_cols<T: Elem>(g: &Geom, taps: Option<&Taps>, xg: &[T]) -> Vec<T> {
     }
     debug_assert_eq!(col.len(), g.ck() * n * p);
     col
+}
 }
 
 /// Appends what tap `(ki, kj)` reads from one channel `xc (H × W)` at every output position,
@@ -210,26 +215,28 @@ fn push_tap_row<T: Elem>(g: &Geom, xc: &[T], ki: usize, kj: usize, col: &mut Vec
     }
 }
 
-/// `dx (C × H × W) += col2im(dcol (CK × P))`, reading the columns `[off, off + P)` of a matrix
-/// with leading dimension `ld`: through the tap table where there is one. Both paths add into each
-/// input pixel in the same order (channel, tap, output position), so they give identical results.
-fn col2im<T: Elem>(g: &Geom, taps: Option<&Taps>, dcol: &[T], dx: &mut [T], ld: usize, off: usize) {
+simd_fn! {
+    /// `dx (C × H × W) += col2im(dcol (CK × P))`, reading the columns `[off, off + P)` of a matrix
+    /// with leading dimension `ld`: through the tap table where there is one. Both paths add into each
+    /// input pixel in the same order (channel, tap, output position), so they give identical results.
+    fn col2im[T: Elem](g: &Geom, taps: Option<&Taps>, dcol: &[T], dx: &mut [T], ld: usize, off: usize) {
     let Some(taps) = taps else { return col2im_rows(g, dcol, dx, ld, off) };
     let (hw, kk, p) = (taps.hw, g.kh * g.kw, g.p());
-    // One channel and a slot after it that the padding taps add into (then dropped).
-    let mut dz = vec![T::ZERO; hw + 1];
+    // One channel and the P slots after it that the padding taps add into (then dropped).
+    let mut dz = vec![T::ZERO; hw + p];
     for c in 0..g.c {
         let dxc = &mut dx[c * hw..(c + 1) * hw];
         dz[..hw].copy_from_slice(dxc);
         for k in 0..kk {
             let row = &dcol[(c * kk + k) * ld + off..][..p];
             for (v, &i) in row.iter().zip(taps.of(k, p)) {
-                // SAFETY: every tap is at most hw (Taps) and dz has hw + 1 elements.
+                // SAFETY: every tap is below hw + P (Taps) and dz has hw + P elements.
                 unsafe { *dz.get_unchecked_mut(i as usize) += *v };
             }
         }
         dxc.copy_from_slice(&dz[..hw]);
     }
+}
 }
 
 /// [`col2im`] row by row.
@@ -266,13 +273,14 @@ fn matmul<T: Elem>(
     n: usize,
     k: usize,
     dst: &mut [T],
+    (dst_rs, dst_cs): (usize, usize),
     accumulate: bool,
     lhs: &[T],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[T],
     (rhs_rs, rhs_cs): (usize, usize),
 ) {
-    debug_assert!(dst.len() >= m * n);
+    debug_assert!(m == 0 || n == 0 || dst.len() > (m - 1) * dst_rs + (n - 1) * dst_cs);
     debug_assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
     debug_assert!(n == 0 || k == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
     // SAFETY: the slices cover every index the strides reach (checked above in debug builds and
@@ -283,8 +291,8 @@ fn matmul<T: Elem>(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_cs as isize,
+            dst_rs as isize,
             accumulate,
             lhs.as_ptr(),
             lhs_cs as isize,
@@ -363,7 +371,28 @@ fn matmul_rows<T: Elem>(
     dst[..m * n].par_chunks_mut(rb * n).enumerate().for_each(|(blk, d)| {
         let rows = d.len() / n;
         let lhs_blk = &lhs[blk * rb * lhs_rs..];
-        matmul(rows, n, k, d, false, lhs_blk, (lhs_rs, lhs_cs), rhs, rhs_strides);
+        matmul(rows, n, k, d, (n, 1), false, lhs_blk, (lhs_rs, lhs_cs), rhs, rhs_strides);
+    });
+}
+
+/// `dst (m × n) = lhs (m × k) · rhs (k × n)` with `dst` stored column-major (element `(i, j)` at
+/// `j·m + i`), its columns split into blocks of `cb` computed in parallel.
+#[allow(clippy::too_many_arguments)]
+fn matmul_cols<T: Elem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    cb: usize,
+    dst: &mut [T],
+    lhs: &[T],
+    lhs_strides: (usize, usize),
+    rhs: &[T],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    dst[..m * n].par_chunks_mut(cb * m).enumerate().for_each(|(blk, d)| {
+        let cols = d.len() / m;
+        let rhs_blk = &rhs[blk * cb * rhs_cs..];
+        matmul(m, cols, k, d, (1, m), false, lhs, lhs_strides, rhs_blk, (rhs_rs, rhs_cs));
     });
 }
 
@@ -456,15 +485,27 @@ fn input_grad<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     dx
 }
 
+/// Convolutions with at most this many output channels compute their weight gradient as `dWᵀ`
+/// (see [`weight_grad`]).
+const SMALL_O: usize = 64;
+
 /// `dW = Σ_groups dY_group · col_groupᵀ`, with the forward's im2col matrices when it kept them
 /// (the same values: the result is identical either way).
+///
+/// With few output channels (`O ≤` [`SMALL_O`]: the tiny preset's and the early layers' 8-64) the
+/// product is stored column-major, i.e. as `dWᵀ (CK × O)`: `gemm` then reads the large operand,
+/// the `CK × n·P` im2col matrix, in place. Stored row-major, `gemm` computes the transposed
+/// problem and first copies that whole matrix, transposed and padded to its 64-row panels, which
+/// at 8 output channels cost more than the arithmetic (docs/performance.md, step 7). Every entry is
+/// the same dot product over the group's `n·P` terms either way.
 fn weight_grad<T: Elem>(g: &Geom, x: &[T], dy: &[T], kept: Option<&[Vec<T>]>) -> Vec<T> {
     let (ck, p, o) = (g.ck(), g.p(), g.o);
     if g.b == 0 {
         return vec![T::ZERO; o * ck];
     }
     let gs = group_size(g);
-    let rb = row_block(o, g.b.div_ceil(gs));
+    let groups = g.b.div_ceil(gs);
+    let transposed = o <= SMALL_O;
     let taps = if kept.is_none() { Taps::for_narrow(g) } else { None };
     // One partial dW per group (computed in parallel), added in group order: the result does not
     // depend on the number of threads or on scheduling.
@@ -484,7 +525,11 @@ fn weight_grad<T: Elem>(g: &Geom, x: &[T], dy: &[T], kept: Option<&[Vec<T>]>) ->
             let dy_mat: &[T] = &dy_mat;
             // dW_group (O × CK) = dY_group (O × n·P) · colᵀ (n·P × CK)
             let mut acc = vec![T::ZERO; o * ck];
-            matmul_rows(o, ck, ld, rb, &mut acc, dy_mat, (ld, 1), col, (1, ld));
+            if transposed {
+                matmul_cols(o, ck, ld, row_block(ck, groups), &mut acc, dy_mat, (ld, 1), col, (1, ld));
+            } else {
+                matmul_rows(o, ck, ld, row_block(o, groups), &mut acc, dy_mat, (ld, 1), col, (1, ld));
+            }
             acc
         })
         .collect();
@@ -492,6 +537,16 @@ fn weight_grad<T: Elem>(g: &Geom, x: &[T], dy: &[T], kept: Option<&[Vec<T>]>) ->
     let mut total = parts.next().unwrap_or_else(|| vec![T::ZERO; o * ck]);
     for part in parts {
         total.iter_mut().zip(&part).for_each(|(a, b)| *a += *b);
+    }
+    if transposed {
+        // dWᵀ (CK × O) → dW (O × CK)
+        let mut dw = vec![T::ZERO; o * ck];
+        for (j, row) in total.chunks(o).enumerate() {
+            for (i, v) in row.iter().enumerate() {
+                dw[i * ck + j] = *v;
+            }
+        }
+        total = dw;
     }
     total
 }

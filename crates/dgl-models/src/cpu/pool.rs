@@ -12,6 +12,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::simd::simd_fn;
 use super::{slice, Elem};
 
 /// Geometry of one pooling: input (B·C planes of H × W), square kernel k, stride s, padding p.
@@ -44,9 +45,11 @@ impl Geom {
     }
 }
 
+/// NaN is the only value that is not equal to itself.
+#[inline(always)]
+#[allow(clippy::eq_op)]
 fn is_nan<T: Elem>(v: T) -> bool {
-    let v: f64 = v.into();
-    v.is_nan()
+    v != v
 }
 
 /// Plane by plane: the max of every window (padding never wins; every window holds at least one
@@ -54,7 +57,12 @@ fn is_nan<T: Elem>(v: T) -> bool {
 fn forward<T: Elem>(g: &Geom, x: &[T]) -> Vec<T> {
     let (hw, out) = (g.h * g.w, g.ho * g.wo);
     let mut y = vec![T::ZERO; g.planes * out];
-    y.par_chunks_mut(out).zip(x.par_chunks(hw)).for_each(|(yp, xp)| {
+    y.par_chunks_mut(out).zip(x.par_chunks(hw)).for_each(|(yp, xp)| forward_plane(g, xp, yp));
+    y
+}
+
+simd_fn! {
+    fn forward_plane[T: Elem](g: &Geom, xp: &[T], yp: &mut [T]) {
         for i in 0..g.ho {
             let (r0, r1) = g.window(i, g.h);
             for j in 0..g.wo {
@@ -62,7 +70,6 @@ fn forward<T: Elem>(g: &Geom, x: &[T]) -> Vec<T> {
                 let mut m = xp[r0 * g.w + c0];
                 for r in r0..r1 {
                     for &v in &xp[r * g.w + c0..r * g.w + c1] {
-                        // NaN propagates like PyTorch's max pool.
                         if v > m || is_nan(v) {
                             m = v;
                         }
@@ -71,42 +78,42 @@ fn forward<T: Elem>(g: &Geom, x: &[T]) -> Vec<T> {
                 yp[i * g.wo + j] = m;
             }
         }
-    });
-    y
+    }
 }
 
-/// `(x, y) → dx` given `dy` (captured): each window's `dy` added at the first position (scan
-/// order) where `x` equals the window's maximum `y`.
 fn backward<T: Elem>(g: &Geom, x: &[T], y: &[T], dy: &[T]) -> Vec<T> {
     let (hw, out) = (g.h * g.w, g.ho * g.wo);
     let mut dx = vec![T::ZERO; g.planes * hw];
-    dx.par_chunks_mut(hw).zip(x.par_chunks(hw)).zip(y.par_chunks(out).zip(dy.par_chunks(out))).for_each(
-        |((dxp, xp), (yp, dyp))| {
-            for i in 0..g.ho {
-                let (r0, r1) = g.window(i, g.h);
-                for j in 0..g.wo {
-                    let (c0, c1) = g.window(j, g.w);
-                    let m = yp[i * g.wo + j];
-                    let mut at = r0 * g.w + c0;
-                    'find: for r in r0..r1 {
-                        for c in c0..c1 {
-                            let v = xp[r * g.w + c];
-                            // A NaN window's gradient goes to its first NaN.
-                            if v == m || (is_nan(m) && is_nan(v)) {
-                                at = r * g.w + c;
-                                break 'find;
-                            }
-                        }
-                    }
-                    dxp[at] += dyp[i * g.wo + j];
-                }
-            }
-        },
-    );
+    dx.par_chunks_mut(hw)
+        .zip(x.par_chunks(hw))
+        .zip(y.par_chunks(out).zip(dy.par_chunks(out)))
+        .for_each(|((dxp, xp), (yp, dyp))| backward_plane(g, xp, yp, dyp, dxp));
     dx
 }
 
-/// Forward op: `x → y`.
+simd_fn! {
+    fn backward_plane[T: Elem](g: &Geom, xp: &[T], yp: &[T], dyp: &[T], dxp: &mut [T]) {
+        for i in 0..g.ho {
+            let (r0, r1) = g.window(i, g.h);
+            for j in 0..g.wo {
+                let (c0, c1) = g.window(j, g.w);
+                let m = yp[i * g.wo + j];
+                let mut at = r0 * g.w + c0;
+                'find: for r in r0..r1 {
+                    for c in c0..c1 {
+                        let v = xp[r * g.w + c];
+                        if v == m || (is_nan(m) && is_nan(v)) {
+                            at = r * g.w + c;
+                            break 'find;
+                        }
+                    }
+                }
+                dxp[at] += dyp[i * g.wo + j];
+            }
+        }
+    }
+}
+
 struct MaxPool {
     k: usize,
     s: usize,
