@@ -70,9 +70,11 @@ simd_fn! {
                 let mut m = xp[r0 * g.w + c0];
                 for r in r0..r1 {
                     for &v in &xp[r * g.w + c0..r * g.w + c1] {
-                        if v > m || is_nan(v) {
-                            m = v;
-                        }
+                        // A select, not a branch (`|`, not `||`): on real data which value wins
+                        // is unpredictable, and a mispredicted branch per element cost more than
+                        // the comparisons.
+                        let take = (v > m) | is_nan(v);
+                        m = if take { v } else { m };
                     }
                 }
                 yp[i * g.wo + j] = m;
