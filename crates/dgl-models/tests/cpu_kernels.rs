@@ -223,3 +223,21 @@ fn simd_paths_are_bit_identical() {
         assert!(baseline == simd, "SIMD and baseline builds differ for input {shape:?}, {o} channels");
     }
 }
+
+/// The convolution computes only the gradients that are needed: none for a data input (no op, not
+/// a variable), which candle would drop, and the same weight gradient either way.
+#[test]
+fn conv_skips_the_gradient_of_a_data_input() {
+    let mut rng = Rng::new(17);
+    let x0 = randn(&mut rng, &[3, 2, 9, 8], DType::F32);
+    let w = Var::from_tensor(&randn(&mut rng, &[4, 2, 3, 3], DType::F32)).unwrap();
+    let loss = |x: &Tensor| conv2d_any(x, w.as_tensor(), 1, 1).unwrap().sqr().unwrap().sum_all().unwrap();
+    let from_data = loss(&x0).backward().unwrap();
+    assert!(from_data.get(&x0).is_none(), "a gradient for the data input");
+    let x = Var::from_tensor(&x0).unwrap();
+    let from_var = loss(x.as_tensor()).backward().unwrap();
+    assert!(from_var.get(x.as_tensor()).is_some(), "no gradient for a variable input");
+    let bits =
+        |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(from_data.get(w.as_tensor()).unwrap()), bits(from_var.get(w.as_tensor()).unwrap()));
+}

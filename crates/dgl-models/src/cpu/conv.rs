@@ -589,9 +589,14 @@ impl CustomOp2 for Conv2dCpu {
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
         let g = Geom::new(x.dims4()?, w.dims4()?, self.stride, self.padding)?;
-        let dx = dy.apply_op2_no_bwd(w, &Conv2dCpuInputGrad { g })?;
-        let dw = x.apply_op2_no_bwd(&dy, &Conv2dCpuWeightGrad { g, cols: self.cols.clone() })?;
-        Ok((Some(dx), Some(dw)))
+        // Only the gradients someone needs: the stem's input is data (no op recorded, not a
+        // variable), whose gradient candle would compute and then drop; frozen weights likewise.
+        let dx = x.track_op().then(|| dy.apply_op2_no_bwd(w, &Conv2dCpuInputGrad { g })).transpose()?;
+        let dw = w
+            .track_op()
+            .then(|| x.apply_op2_no_bwd(&dy, &Conv2dCpuWeightGrad { g, cols: self.cols.clone() }))
+            .transpose()?;
+        Ok((dx, dw))
     }
 }
 
