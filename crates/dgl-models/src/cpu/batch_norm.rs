@@ -223,11 +223,12 @@ simd_fn! {
     }
 }
 
-/// `dy`, or 0 where the ReLU's output `y` is 0 (`relu`).
+/// `dy`, or 0 where the ReLU's output `y` is 0 (`relu`); a select, not a branch (`&` where `&&`
+/// would short-circuit), so that the loops calling it vectorise.
 #[inline(always)]
 fn masked<T: Elem>(relu: bool, dy: T, y: T) -> f64 {
     let y: f64 = y.into();
-    if relu && y <= 0.0 {
+    if relu & (y <= 0.0) {
         0.0
     } else {
         dy.into()
@@ -305,10 +306,8 @@ simd_fn! {
             xs[..whole].chunks_exact(LANES).zip(ds[..whole].chunks_exact(LANES)).zip(ys[..whole].chunks_exact(LANES))
         {
             for j in 0..LANES {
-                // masked() without a branch: `|` where `&&` would short-circuit.
-                let (d, y, x): (f64, f64, f64) = (dc[j].into(), yc[j].into(), xc[j].into());
-                let d = if (y > 0.0) | !relu { d } else { 0.0 };
-                la[j] += d * (x - m);
+                let d = masked(relu, dc[j], yc[j]);
+                la[j] += d * (xc[j].into() - m);
                 lb[j] += d;
             }
         }

@@ -499,7 +499,8 @@ const SMALL_O: usize = 64;
 /// the `CK × n·P` im2col matrix, in place. Stored row-major, `gemm` computes the transposed
 /// problem and first copies that whole matrix, transposed and padded to its 64-row panels, which
 /// at 8 output channels cost more than the arithmetic (docs/performance.md, step 7). Every entry is
-/// the same dot product over the group's `n·P` terms either way.
+/// the same dot product over the group's `n·P` terms either way, but `gemm` accumulates it in
+/// another order, so the two layouts differ in the last bits.
 fn weight_grad<T: Elem>(g: &Geom, x: &[T], dy: &[T], kept: Option<&[Vec<T>]>) -> Vec<T> {
     let (ck, p, o) = (g.ck(), g.p(), g.o);
     if g.b == 0 {
@@ -650,7 +651,8 @@ pub fn conv2d_cpu(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Resu
     if !super::cpu_f32_or_f64(&[x, w]) {
         bail!("conv2d_cpu: CPU f32/f64 tensors of one dtype expected, got {:?}/{:?}", x.dtype(), w.dtype())
     }
-    let keep = x.track_op() || w.track_op();
+    // The im2col matrices serve the weight gradient only.
+    let keep = w.track_op();
     x.contiguous()?.apply_op2(&w.contiguous()?, Conv2dCpu { stride, padding, cols: Arc::default(), keep })
 }
 

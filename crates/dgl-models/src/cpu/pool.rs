@@ -70,7 +70,7 @@ simd_fn! {
                 let mut m = xp[r0 * g.w + c0];
                 for r in r0..r1 {
                     for &v in &xp[r * g.w + c0..r * g.w + c1] {
-                        // A select, not a branch (`|`, not `||`): on real data which value wins
+                        // NaN propagates like PyTorch's max pool. A select, not a branch (`|`, not `||`): on real data which value wins
                         // is unpredictable, and a mispredicted branch per element cost more than
                         // the comparisons.
                         let take = (v > m) | is_nan(v);
@@ -83,6 +83,8 @@ simd_fn! {
     }
 }
 
+/// `(x, y) → dx` given `dy` (captured): each window's `dy` added at the first position (scan
+/// order) where `x` equals the window's maximum `y`.
 fn backward<T: Elem>(g: &Geom, x: &[T], y: &[T], dy: &[T]) -> Vec<T> {
     let (hw, out) = (g.h * g.w, g.ho * g.wo);
     let mut dx = vec![T::ZERO; g.planes * hw];
@@ -104,6 +106,7 @@ simd_fn! {
                 'find: for r in r0..r1 {
                     for c in c0..c1 {
                         let v = xp[r * g.w + c];
+                        // A NaN window's gradient goes to its first NaN.
                         if v == m || (is_nan(m) && is_nan(v)) {
                             at = r * g.w + c;
                             break 'find;
@@ -116,6 +119,7 @@ simd_fn! {
     }
 }
 
+/// Forward op: `x → y`.
 struct MaxPool {
     k: usize,
     s: usize,
