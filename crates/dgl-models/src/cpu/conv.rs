@@ -275,14 +275,13 @@ fn matmul<T: Elem>(
     n: usize,
     k: usize,
     dst: &mut [T],
-    (dst_rs, dst_cs): (usize, usize),
     accumulate: bool,
     lhs: &[T],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[T],
     (rhs_rs, rhs_cs): (usize, usize),
 ) {
-    debug_assert!(m == 0 || n == 0 || dst.len() > (m - 1) * dst_rs + (n - 1) * dst_cs);
+    debug_assert!(dst.len() >= m * n);
     debug_assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
     debug_assert!(n == 0 || k == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
     // SAFETY: the slices cover every index the strides reach (checked above in debug builds and
@@ -293,8 +292,8 @@ fn matmul<T: Elem>(
             n,
             k,
             dst.as_mut_ptr(),
-            dst_cs as isize,
-            dst_rs as isize,
+            1,
+            n as isize,
             accumulate,
             lhs.as_ptr(),
             lhs_cs as isize,
@@ -373,28 +372,7 @@ fn matmul_rows<T: Elem>(
     dst[..m * n].par_chunks_mut(rb * n).enumerate().for_each(|(blk, d)| {
         let rows = d.len() / n;
         let lhs_blk = &lhs[blk * rb * lhs_rs..];
-        matmul(rows, n, k, d, (n, 1), false, lhs_blk, (lhs_rs, lhs_cs), rhs, rhs_strides);
-    });
-}
-
-/// `dst (m × n) = lhs (m × k) · rhs (k × n)` with `dst` stored column-major (element `(i, j)` at
-/// `j·m + i`), its columns split into blocks of `cb` computed in parallel.
-#[allow(clippy::too_many_arguments)]
-fn matmul_cols<T: Elem>(
-    m: usize,
-    n: usize,
-    k: usize,
-    cb: usize,
-    dst: &mut [T],
-    lhs: &[T],
-    lhs_strides: (usize, usize),
-    rhs: &[T],
-    (rhs_rs, rhs_cs): (usize, usize),
-) {
-    dst[..m * n].par_chunks_mut(cb * m).enumerate().for_each(|(blk, d)| {
-        let cols = d.len() / m;
-        let rhs_blk = &rhs[blk * cb * rhs_cs..];
-        matmul(m, cols, k, d, (1, m), false, lhs, lhs_strides, rhs_blk, (rhs_rs, rhs_cs));
+        matmul(rows, n, k, d, false, lhs_blk, (lhs_rs, lhs_cs), rhs, rhs_strides);
     });
 }
 
@@ -495,7 +473,7 @@ const SMALL_O: usize = 64;
 /// (the same values: the result is identical either way).
 ///
 /// With few output channels (`O ≤` [`SMALL_O`]: the tiny preset's and the early layers' 8-64) the
-/// product is stored column-major, i.e. as `dWᵀ (CK × O)`: `gemm` then reads the large operand,
+/// product computed is `dWᵀ (CK × O)`, row-major: `gemm` then reads the large operand,
 /// the `CK × n·P` im2col matrix, in place. Stored row-major, `gemm` computes the transposed
 /// problem and first copies that whole matrix, transposed and padded to its 64-row panels, which
 /// at 8 output channels cost more than the arithmetic (docs/performance.md, step 7). Every entry is
@@ -529,7 +507,8 @@ fn weight_grad<T: Elem>(g: &Geom, x: &[T], dy: &[T], kept: Option<&[Vec<T>]>) ->
             // dW_group (O × CK) = dY_group (O × n·P) · colᵀ (n·P × CK)
             let mut acc = vec![T::ZERO; o * ck];
             if transposed {
-                matmul_cols(o, ck, ld, row_block(ck, groups), &mut acc, dy_mat, (ld, 1), col, (1, ld));
+                // dW_groupᵀ (CK × O) = col (CK × n·P) · dY_groupᵀ (n·P × O)
+                matmul_rows(ck, o, ld, row_block(ck, groups), &mut acc, col, (ld, 1), dy_mat, (1, ld));
             } else {
                 matmul_rows(o, ck, ld, row_block(o, groups), &mut acc, dy_mat, (ld, 1), col, (1, ld));
             }
