@@ -38,40 +38,6 @@ pub fn enabled() -> bool {
     }
 }
 
-static SIMD: AtomicU8 = AtomicU8::new(UNSET);
-
-/// Lets the CPU kernels' element-wise loops run their AVX2 + FMA build (the default, where the
-/// CPU has both) or keeps them on the baseline build (for A/B and for the tests that compare
-/// the two). The results are bit-identical either way (`crate::cpu::simd`).
-pub fn set_simd(on: bool) {
-    SIMD.store(if on { ON } else { OFF }, Ordering::Relaxed);
-}
-
-/// Whether the CPU kernels' element-wise loops use their AVX2 + FMA build: the CPU has both, and
-/// neither [`set_simd`]`(false)` nor `DGL_SIMD=off` said otherwise.
-pub fn simd_enabled() -> bool {
-    match SIMD.load(Ordering::Relaxed) {
-        ON => cpu_has_avx2_fma(),
-        OFF => false,
-        _ => {
-            let on = std::env::var("DGL_SIMD").map_or(true, |v| v.trim() != "off");
-            let _ = SIMD.compare_exchange(UNSET, if on { ON } else { OFF }, Ordering::Relaxed, Ordering::Relaxed);
-            SIMD.load(Ordering::Relaxed) == ON && cpu_has_avx2_fma()
-        }
-    }
-}
-
-fn cpu_has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Thread set-up for CPU training, to call at the start of `main` (before any tensor op): unless
 /// `CANDLE_NUM_THREADS` is set, sets it to 1, so candle's own CPU ops (element-wise arithmetic, the
 /// optimizer, gradient accumulation) run on the calling thread, while the project's kernels

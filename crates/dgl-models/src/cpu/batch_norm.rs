@@ -19,7 +19,6 @@
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::simd::simd_fn;
 use super::{slice, Elem};
 
 /// (B, C, R) geometry of a contiguous (B, C, …) tensor (shared with `crate::cudnn::batch_norm`).
@@ -64,22 +63,20 @@ fn per_channel<T: Elem>(g: &Geom, v: &[T], f: impl Fn(usize, &[T]) -> f64 + Sync
 /// fixed by the data layout alone, so results do not depend on the thread count.
 const LANES: usize = 8;
 
-simd_fn! {
-    /// `Σ f(v)` over `s` with [`LANES`] partial sums (added in a fixed order at the end).
-    fn lane_sum[T: Elem](s: &[T], f: impl Fn(f64) -> f64) -> f64 {
-        let mut acc = [0.0f64; LANES];
-        let chunks = s.chunks_exact(LANES);
-        let rest = chunks.remainder();
-        for ch in chunks {
-            for (a, &v) in acc.iter_mut().zip(ch) {
-                *a += f(v.into());
-            }
-        }
-        for (a, &v) in acc.iter_mut().zip(rest) {
+/// `Σ f(v)` over `s` with [`LANES`] partial sums (added in a fixed order at the end).
+fn lane_sum<T: Elem>(s: &[T], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = s.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for ch in chunks {
+        for (a, &v) in acc.iter_mut().zip(ch) {
             *a += f(v.into());
         }
-        acc.iter().sum()
     }
+    for (a, &v) in acc.iter_mut().zip(rest) {
+        *a += f(v.into());
+    }
+    acc.iter().sum()
 }
 
 /// `[mean_c, biased var_c]` (two passes, f64).
@@ -207,18 +204,16 @@ impl CustomOp3 for Forward {
     }
 }
 
-simd_fn! {
-    /// `o = a·x + b`, or `max(0, a·x + b)` with `relu`.
-    fn affine_segment[T: Elem](o: &mut [T], x: &[T], a: T, b: T, relu: bool) {
-        if relu {
-            for (o, &v) in o.iter_mut().zip(x) {
-                let t = a * v + b;
-                *o = if t > T::ZERO { t } else { T::ZERO };
-            }
-        } else {
-            for (o, &v) in o.iter_mut().zip(x) {
-                *o = a * v + b;
-            }
+/// `o = a·x + b`, or `max(0, a·x + b)` with `relu`.
+fn affine_segment<T: Elem>(o: &mut [T], x: &[T], a: T, b: T, relu: bool) {
+    if relu {
+        for (o, &v) in o.iter_mut().zip(x) {
+            let t = a * v + b;
+            *o = if t > T::ZERO { t } else { T::ZERO };
+        }
+    } else {
+        for (o, &v) in o.iter_mut().zip(x) {
+            *o = a * v + b;
         }
     }
 }
@@ -286,38 +281,35 @@ impl CustomOp3 for ParamGrads {
     }
 }
 
-simd_fn! {
-    /// Adds one segment to the lanes of `Σ dy·(x − m)` (`a`) and `Σ dy` (`b`), dy masked by
-    /// `y > 0` with `relu`: element i goes to lane i % LANES, whole chunks of LANES first (the
-    /// loop over a chunk's lanes vectorises), then the remainder.
-    fn param_sums_segment[T: Elem](
-        xs: &[T],
-        ds: &[T],
-        ys: &[T],
-        m: f64,
-        relu: bool,
-        a: &mut [f64; LANES],
-        b: &mut [f64; LANES],
-    ) {
-        // (No closure here: it would be compiled apart from the AVX2 build of this function.)
-        let (mut la, mut lb) = (*a, *b); // local copies stay in registers
-        let whole = xs.len() - xs.len() % LANES;
-        for ((xc, dc), yc) in
-            xs[..whole].chunks_exact(LANES).zip(ds[..whole].chunks_exact(LANES)).zip(ys[..whole].chunks_exact(LANES))
-        {
-            for j in 0..LANES {
-                let d = masked(relu, dc[j], yc[j]);
-                la[j] += d * (xc[j].into() - m);
-                lb[j] += d;
-            }
-        }
-        for (j, ((&x, &d), &y)) in xs[whole..].iter().zip(&ds[whole..]).zip(&ys[whole..]).enumerate() {
-            let d = masked(relu, d, y);
-            la[j] += d * (x.into() - m);
+/// Adds one segment to the lanes of `Σ dy·(x − m)` (`a`) and `Σ dy` (`b`), dy masked by
+/// `y > 0` with `relu`: element i goes to lane i % LANES, whole chunks of LANES first (the
+/// loop over a chunk's lanes vectorises), then the remainder.
+fn param_sums_segment<T: Elem>(
+    xs: &[T],
+    ds: &[T],
+    ys: &[T],
+    m: f64,
+    relu: bool,
+    a: &mut [f64; LANES],
+    b: &mut [f64; LANES],
+) {
+    let (mut la, mut lb) = (*a, *b); // local copies stay in registers
+    let whole = xs.len() - xs.len() % LANES;
+    for ((xc, dc), yc) in
+        xs[..whole].chunks_exact(LANES).zip(ds[..whole].chunks_exact(LANES)).zip(ys[..whole].chunks_exact(LANES))
+    {
+        for j in 0..LANES {
+            let d = masked(relu, dc[j], yc[j]);
+            la[j] += d * (xc[j].into() - m);
             lb[j] += d;
         }
-        (*a, *b) = (la, lb);
     }
+    for (j, ((&x, &d), &y)) in xs[whole..].iter().zip(&ds[whole..]).zip(&ys[whole..]).enumerate() {
+        let d = masked(relu, d, y);
+        la[j] += d * (x.into() - m);
+        lb[j] += d;
+    }
+    (*a, *b) = (la, lb);
 }
 
 /// `(dy, x, y) → dx` (dy masked by `y > 0` with `relu`).
@@ -381,14 +373,12 @@ impl CustomOp3 for InputGrad {
     }
 }
 
-simd_fn! {
-    /// `o = A·dy + B·x + C` with `[A, B, C] = coef`, dy masked by `y > 0` with `relu`.
-    fn input_grad_segment[T: Elem](o: &mut [T], dy: &[T], x: &[T], y: &[T], coef: [T; 3], relu: bool) {
-        let [a, b, k] = coef;
-        for (((o, &d), &x), &y) in o.iter_mut().zip(dy).zip(x).zip(y) {
-            let d = if relu && y <= T::ZERO { T::ZERO } else { d };
-            *o = a * d + b * x + k;
-        }
+/// `o = A·dy + B·x + C` with `[A, B, C] = coef`, dy masked by `y > 0` with `relu`.
+fn input_grad_segment<T: Elem>(o: &mut [T], dy: &[T], x: &[T], y: &[T], coef: [T; 3], relu: bool) {
+    let [a, b, k] = coef;
+    for (((o, &d), &x), &y) in o.iter_mut().zip(dy).zip(x).zip(y) {
+        let d = if relu && y <= T::ZERO { T::ZERO } else { d };
+        *o = a * d + b * x + k;
     }
 }
 

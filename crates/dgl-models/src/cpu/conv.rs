@@ -26,7 +26,6 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::simd::simd_fn;
 use super::{dispatch2, Elem};
 
 /// Geometry of one convolution (shared with the cuDNN op, `crate::cudnn`).
@@ -149,52 +148,49 @@ impl Taps {
     }
 }
 
-simd_fn! {
-    /// The im2col matrix `(CK × n·P)` of a group of `n` samples `xg (n × C × H × W)`: row
-    /// `(c, ki, kj)` holds, sample after sample, the input pixel each output position reads through
-    /// that tap (zero on the padding). Built in memory order, so the buffer is never zero-filled first:
-    /// through the tap table where there is one, else row by row (slices copied or stepped through).
-    fn group_cols[T: Elem](g: &Geom, taps: Option<&Taps>, xg: &[T]) -> Vec<T> {
-        let n = xg.len() / g.x_len();
-        let (hw, kk, p) = (g.h * g.w, g.kh * g.kw, g.p());
-        let mut col = Vec::with_capacity(g.ck() * n * p);
-        match taps {
-            Some(taps) => {
-                // Channel c of every sample, each followed by the P zeros that the padding taps read.
-                let mut xz = vec![T::ZERO; n * (hw + p)];
-                for c in 0..g.c {
-                    for (i, z) in xz.chunks_mut(hw + p).enumerate() {
-                        z[..hw].copy_from_slice(&xg[i * g.x_len() + c * hw..][..hw]);
-                    }
-                    for k in 0..kk {
-                        let t = taps.of(k, p);
-                        for z in xz.chunks(hw + p) {
-                            // SAFETY: every tap is below hw + P (Taps) and z has hw + P elements.
-                            col.extend(t.iter().map(|&j| unsafe { *z.get_unchecked(j as usize) }));
-                        }
+/// The im2col matrix `(CK × n·P)` of a group of `n` samples `xg (n × C × H × W)`: row
+/// `(c, ki, kj)` holds, sample after sample, the input pixel each output position reads through
+/// that tap (zero on the padding). Built in memory order, so the buffer is never zero-filled first:
+/// through the tap table where there is one, else row by row (slices copied or stepped through).
+fn group_cols<T: Elem>(g: &Geom, taps: Option<&Taps>, xg: &[T]) -> Vec<T> {
+    let n = xg.len() / g.x_len();
+    let (hw, kk, p) = (g.h * g.w, g.kh * g.kw, g.p());
+    let mut col = Vec::with_capacity(g.ck() * n * p);
+    match taps {
+        Some(taps) => {
+            // Channel c of every sample, each followed by the P zeros that the padding taps read.
+            let mut xz = vec![T::ZERO; n * (hw + p)];
+            for c in 0..g.c {
+                for (i, z) in xz.chunks_mut(hw + p).enumerate() {
+                    z[..hw].copy_from_slice(&xg[i * g.x_len() + c * hw..][..hw]);
+                }
+                for k in 0..kk {
+                    let t = taps.of(k, p);
+                    for z in xz.chunks(hw + p) {
+                        // SAFETY: every tap is below hw + P (Taps) and z has hw + P elements.
+                        col.extend(t.iter().map(|&j| unsafe { *z.get_unchecked(j as usize) }));
                     }
                 }
             }
-            None => {
-                for c in 0..g.c {
-                    for ki in 0..g.kh {
-                        for kj in 0..g.kw {
-                            for xb in xg.chunks(g.x_len()) {
-                                push_tap_row(g, &xb[c * hw..(c + 1) * hw], ki, kj, &mut col);
-                            }
+        }
+        None => {
+            for c in 0..g.c {
+                for ki in 0..g.kh {
+                    for kj in 0..g.kw {
+                        for xb in xg.chunks(g.x_len()) {
+                            push_tap_row(g, &xb[c * hw..(c + 1) * hw], ki, kj, &mut col);
                         }
                     }
                 }
             }
         }
-        debug_assert_eq!(col.len(), g.ck() * n * p);
-        col
     }
+    debug_assert_eq!(col.len(), g.ck() * n * p);
+    col
 }
 
 /// Appends what tap `(ki, kj)` reads from one channel `xc (H × W)` at every output position,
 /// row by row of the output: zeros on the padding, the valid span copied (stride 1) or stepped.
-#[inline(always)] // into group_cols, and so into its AVX2 build
 fn push_tap_row<T: Elem>(g: &Geom, xc: &[T], ki: usize, kj: usize, col: &mut Vec<T>) {
     let (lo, hi) = g.valid_cols(kj);
     let zeros = |col: &mut Vec<T>, k: usize| col.extend(std::iter::repeat_n(T::ZERO, k));
@@ -216,32 +212,29 @@ fn push_tap_row<T: Elem>(g: &Geom, xc: &[T], ki: usize, kj: usize, col: &mut Vec
     }
 }
 
-simd_fn! {
-    /// `dx (C × H × W) += col2im(dcol (CK × P))`, reading the columns `[off, off + P)` of a matrix
-    /// with leading dimension `ld`: through the tap table where there is one. Both paths add into each
-    /// input pixel in the same order (channel, tap, output position), so they give identical results.
-    fn col2im[T: Elem](g: &Geom, taps: Option<&Taps>, dcol: &[T], dx: &mut [T], ld: usize, off: usize) {
-        let Some(taps) = taps else { return col2im_rows(g, dcol, dx, ld, off) };
-        let (hw, kk, p) = (taps.hw, g.kh * g.kw, g.p());
-        // One channel and the P slots after it that the padding taps add into (then dropped).
-        let mut dz = vec![T::ZERO; hw + p];
-        for c in 0..g.c {
-            let dxc = &mut dx[c * hw..(c + 1) * hw];
-            dz[..hw].copy_from_slice(dxc);
-            for k in 0..kk {
-                let row = &dcol[(c * kk + k) * ld + off..][..p];
-                for (v, &i) in row.iter().zip(taps.of(k, p)) {
-                    // SAFETY: every tap is below hw + P (Taps) and dz has hw + P elements.
-                    unsafe { *dz.get_unchecked_mut(i as usize) += *v };
-                }
+/// `dx (C × H × W) += col2im(dcol (CK × P))`, reading the columns `[off, off + P)` of a matrix
+/// with leading dimension `ld`: through the tap table where there is one. Both paths add into each
+/// input pixel in the same order (channel, tap, output position), so they give identical results.
+fn col2im<T: Elem>(g: &Geom, taps: Option<&Taps>, dcol: &[T], dx: &mut [T], ld: usize, off: usize) {
+    let Some(taps) = taps else { return col2im_rows(g, dcol, dx, ld, off) };
+    let (hw, kk, p) = (taps.hw, g.kh * g.kw, g.p());
+    // One channel and the P slots after it that the padding taps add into (then dropped).
+    let mut dz = vec![T::ZERO; hw + p];
+    for c in 0..g.c {
+        let dxc = &mut dx[c * hw..(c + 1) * hw];
+        dz[..hw].copy_from_slice(dxc);
+        for k in 0..kk {
+            let row = &dcol[(c * kk + k) * ld + off..][..p];
+            for (v, &i) in row.iter().zip(taps.of(k, p)) {
+                // SAFETY: every tap is below hw + P (Taps) and dz has hw + P elements.
+                unsafe { *dz.get_unchecked_mut(i as usize) += *v };
             }
-            dxc.copy_from_slice(&dz[..hw]);
         }
+        dxc.copy_from_slice(&dz[..hw]);
     }
 }
 
 /// [`col2im`] row by row.
-#[inline(always)] // into col2im, and so into its AVX2 build
 fn col2im_rows<T: Elem>(g: &Geom, dcol: &[T], dx: &mut [T], ld: usize, off: usize) {
     let (p, wo) = (g.p(), g.wo);
     for c in 0..g.c {
@@ -541,8 +534,9 @@ fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
 struct Conv2dCpu {
     stride: usize,
     padding: usize,
-    /// The forward's im2col matrices, when small enough ([`KEEP_COLS_MAX`]) and a gradient may
-    /// be asked for; shared with the weight-gradient op of every backward through this node.
+    /// The forward's im2col matrices, when small enough ([`KEEP_COLS_MAX`]) and the weight may be
+    /// asked for a gradient (`keep`); shared with the weight-gradient op of every backward
+    /// through this node.
     cols: KeptCols,
     keep: bool,
 }

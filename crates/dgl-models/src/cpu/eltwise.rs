@@ -7,43 +7,37 @@
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::simd::simd_fn;
 use super::{dispatch2, Elem};
 
 /// Elements per parallel chunk.
 const CHUNK: usize = 1 << 14;
 
-fn add_relu<T: Elem>(a: &[T], b: &[T]) -> Vec<T> {
+/// `out = f(a, b)` chunk by chunk ([`CHUNK`] elements), in parallel.
+fn map2<T: Elem>(a: &[T], b: &[T], f: impl Fn(&mut [T], &[T], &[T]) + Sync) -> Vec<T> {
     let mut out = vec![T::ZERO; a.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-        .for_each(|(o, (a, b))| add_relu_chunk(o, a, b));
+    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| f(o, a, b));
     out
 }
 
-simd_fn! {
-    fn add_relu_chunk[T: Elem](o: &mut [T], a: &[T], b: &[T]) {
-        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-            let mut v = a;
-            v += b;
-            *o = if v > T::ZERO { v } else { T::ZERO };
-        }
+fn add_relu<T: Elem>(a: &[T], b: &[T]) -> Vec<T> {
+    map2(a, b, add_relu_chunk)
+}
+
+fn add_relu_chunk<T: Elem>(o: &mut [T], a: &[T], b: &[T]) {
+    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+        let mut v = a;
+        v += b;
+        *o = if v > T::ZERO { v } else { T::ZERO };
     }
 }
 
 fn relu_grad<T: Elem>(dy: &[T], y: &[T]) -> Vec<T> {
-    let mut out = vec![T::ZERO; dy.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(dy.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
-        .for_each(|(o, (dy, y))| relu_grad_chunk(o, dy, y));
-    out
+    map2(dy, y, relu_grad_chunk)
 }
 
-simd_fn! {
-    fn relu_grad_chunk[T: Elem](o: &mut [T], dy: &[T], y: &[T]) {
-        for ((o, &d), &y) in o.iter_mut().zip(dy).zip(y) {
-            *o = if y > T::ZERO { d } else { T::ZERO };
-        }
+fn relu_grad_chunk<T: Elem>(o: &mut [T], dy: &[T], y: &[T]) {
+    for ((o, &d), &y) in o.iter_mut().zip(dy).zip(y) {
+        *o = if y > T::ZERO { d } else { T::ZERO };
     }
 }
 

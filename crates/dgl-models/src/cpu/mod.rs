@@ -12,7 +12,6 @@ pub mod batch_norm;
 pub mod conv;
 pub mod eltwise;
 pub mod pool;
-mod simd;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, DType, Layout, Result, Tensor};

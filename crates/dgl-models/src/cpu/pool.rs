@@ -12,7 +12,6 @@
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::simd::simd_fn;
 use super::{slice, Elem};
 
 /// Geometry of one pooling: input (B·C planes of H × W), square kernel k, stride s, padding p.
@@ -61,24 +60,22 @@ fn forward<T: Elem>(g: &Geom, x: &[T]) -> Vec<T> {
     y
 }
 
-simd_fn! {
-    fn forward_plane[T: Elem](g: &Geom, xp: &[T], yp: &mut [T]) {
-        for i in 0..g.ho {
-            let (r0, r1) = g.window(i, g.h);
-            for j in 0..g.wo {
-                let (c0, c1) = g.window(j, g.w);
-                let mut m = xp[r0 * g.w + c0];
-                for r in r0..r1 {
-                    for &v in &xp[r * g.w + c0..r * g.w + c1] {
-                        // NaN propagates like PyTorch's max pool. A select, not a branch (`|`, not `||`): on real data which value wins
-                        // is unpredictable, and a mispredicted branch per element cost more than
-                        // the comparisons.
-                        let take = (v > m) | is_nan(v);
-                        m = if take { v } else { m };
-                    }
+fn forward_plane<T: Elem>(g: &Geom, xp: &[T], yp: &mut [T]) {
+    for i in 0..g.ho {
+        let (r0, r1) = g.window(i, g.h);
+        for j in 0..g.wo {
+            let (c0, c1) = g.window(j, g.w);
+            let mut m = xp[r0 * g.w + c0];
+            for r in r0..r1 {
+                for &v in &xp[r * g.w + c0..r * g.w + c1] {
+                    // NaN propagates like PyTorch's max pool. A select, not a branch (`|`, not `||`): on real data which value wins
+                    // is unpredictable, and a mispredicted branch per element cost more than
+                    // the comparisons.
+                    let take = (v > m) | is_nan(v);
+                    m = if take { v } else { m };
                 }
-                yp[i * g.wo + j] = m;
             }
+            yp[i * g.wo + j] = m;
         }
     }
 }
@@ -95,26 +92,24 @@ fn backward<T: Elem>(g: &Geom, x: &[T], y: &[T], dy: &[T]) -> Vec<T> {
     dx
 }
 
-simd_fn! {
-    fn backward_plane[T: Elem](g: &Geom, xp: &[T], yp: &[T], dyp: &[T], dxp: &mut [T]) {
-        for i in 0..g.ho {
-            let (r0, r1) = g.window(i, g.h);
-            for j in 0..g.wo {
-                let (c0, c1) = g.window(j, g.w);
-                let m = yp[i * g.wo + j];
-                let mut at = r0 * g.w + c0;
-                'find: for r in r0..r1 {
-                    for c in c0..c1 {
-                        let v = xp[r * g.w + c];
-                        // A NaN window's gradient goes to its first NaN.
-                        if v == m || (is_nan(m) && is_nan(v)) {
-                            at = r * g.w + c;
-                            break 'find;
-                        }
+fn backward_plane<T: Elem>(g: &Geom, xp: &[T], yp: &[T], dyp: &[T], dxp: &mut [T]) {
+    for i in 0..g.ho {
+        let (r0, r1) = g.window(i, g.h);
+        for j in 0..g.wo {
+            let (c0, c1) = g.window(j, g.w);
+            let m = yp[i * g.wo + j];
+            let mut at = r0 * g.w + c0;
+            'find: for r in r0..r1 {
+                for c in c0..c1 {
+                    let v = xp[r * g.w + c];
+                    // A NaN window's gradient goes to its first NaN.
+                    if v == m || (is_nan(m) && is_nan(v)) {
+                        at = r * g.w + c;
+                        break 'find;
                     }
                 }
-                dxp[at] += dyp[i * g.wo + j];
             }
+            dxp[at] += dyp[i * g.wo + j];
         }
     }
 }
